@@ -1,0 +1,102 @@
+"""``instab``: list, run and verify the companion's notebooks, and build the book.
+
+Every failure a user can cause (unknown notebook or preset, an undeclared
+parameter, a parameter the notebook rejects, a failing claim) exits non-zero
+with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from . import notebooks as nbs
+from .claims import ClaimTable
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    rows = [("notebook", "reproduces", "presets", "title")]
+    for nid in nbs.notebook_ids():
+        card = nbs.load_card(nid)
+        rows.append((nid, str(card.get("figure", "")), ", ".join(card["presets"]), str(card.get("title", ""))))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    overrides = {name: nbs.parse_value(value) for name, value in args.param or []}
+    record = nbs.execute(args.notebook, preset=args.preset, overrides=overrides, force=args.force,
+                         log_output=args.log_output)
+    state = "up to date, not rerun" if record.skipped else f"executed in {record.seconds:.1f} s"
+    print(f"{record.notebook_id} [{record.label}]: {state}\n  notebook: {record.notebook_path}\n"
+          f"  numbers:  {record.numbers_path}")
+    table = ClaimTable(nbs.verify([args.notebook], label=record.label))
+    print(table)
+    return 0 if table.all_passed else 1
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    for nid in args.notebooks:
+        nbs.load_card(nid)  # unknown ids fail with a one-line reason
+    table = ClaimTable(nbs.verify(args.notebooks or None, label=args.label))
+    print(table)
+    failed = [r for r in table.results if not r.passed]
+    if failed:
+        print(f"{len(failed)} of {len(table.results)} claims failed", file=sys.stderr)
+        return 1
+    print(f"all {len(table.results)} claims pass")
+    return 0
+
+
+def _cmd_book(args: argparse.Namespace) -> int:
+    html = nbs.build_book(strict=not args.no_strict)
+    print(f"book built: {html / 'index.html'}")
+    return 0
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    nbs.sync_pairs()
+    print(f"wrote {len(nbs.notebook_ids())} paired .ipynb files in {nbs.notebooks_dir()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="instab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every notebook, the figure it reproduces and its presets").set_defaults(func=_cmd_list)
+    r = sub.add_parser("run", help="execute one notebook with papermill and check its claims")
+    r.add_argument("notebook")
+    r.add_argument("--preset", default="default", help="a preset of the notebook's card (default: default)")
+    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="override one parameter (value parsed as YAML, like papermill -p)")
+    r.add_argument("--force", action="store_true", help="execute even if an identical run exists")
+    r.add_argument("--log-output", action="store_true", help="stream the notebook's output to the terminal")
+    r.set_defaults(func=_cmd_run)
+    v = sub.add_parser("verify", help="check the claims on the numbers of executed notebooks")
+    v.add_argument("notebooks", nargs="*")
+    v.add_argument("--label", default="default", help="which run: a preset name or custom-<hash>")
+    v.set_defaults(func=_cmd_verify)
+    b = sub.add_parser("book", help="execute the notebooks of the table of contents and build _build/html")
+    b.add_argument("--no-strict", action="store_true", help="do not fail on Sphinx warnings")
+    b.set_defaults(func=_cmd_book)
+    sub.add_parser("sync", help="write the paired .ipynb of every notebook").set_defaults(func=_cmd_sync)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except nbs.NotebookError as exc:
+        print(f"instab: {str(exc).splitlines()[0]}", file=sys.stderr)
+        rest = str(exc).splitlines()[1:]
+        if rest:
+            print("\n".join(rest), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
