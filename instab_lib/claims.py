@@ -102,13 +102,12 @@ class Recorder:
         self.path = Path(path or env or default_numbers_path(notebook_id))
         self.numbers: dict[str, Any] = {}
 
-    def record(self, name: str, value: Any) -> Any:
-        """Record ``value`` under ``name`` (an identifier) and return it unchanged."""
+    def record(self, name: str, value: Any) -> None:
+        """Record ``value`` under ``name`` (an identifier); the file is rewritten at once."""
         if not name.isidentifier():
             raise ValueError(f"recorded names must be identifiers, got {name!r}")
         self.numbers[name] = to_jsonable(value)
         self.save()
-        return value
 
     def save(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)

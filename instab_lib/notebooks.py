@@ -296,25 +296,62 @@ def sync_pairs() -> None:
         jupytext.write(read_notebook(nid), notebooks_dir() / f"{nid}.ipynb")
 
 
-MATHJAX_CANDIDATES = (
-    Path("/usr/share/javascript/mathjax"),  # Debian's libjs-mathjax (MathJax 2.7)
-)
+MATHJAX_VERSION = "3.2.2"
+
+
+def mathjax_tarball() -> Path:
+    """Where the set-up script keeps the npm tarball of MathJax (``npm pack mathjax@3.2.2``)."""
+    return Path(os.environ.get("INSTAB_MATHJAX", repo_root() / ".venv" / "share" / f"mathjax-{MATHJAX_VERSION}.tgz"))
 
 
 def stage_mathjax() -> bool:
-    """Copy a local MathJax into ``book/_static/mathjax`` so math renders offline.
+    """Extract MathJax 3 (one script and its fonts) into ``book/_mathjax/mathjax/es5``.
 
-    Returns False (and the book falls back to the CDN) when no local copy exists.
+    The book copies that folder to ``_build/html/mathjax`` (``html_extra_path``) and loads it
+    through ``mathjax_path``, so math renders without internet. Returns False when the
+    tarball is missing (the set-up script downloads it from the npm registry).
     """
-    target = repo_root() / "book" / "_static" / "mathjax"
-    if (target / "MathJax.js").exists():
+    import tarfile
+
+    target = repo_root() / "book" / "_mathjax" / "mathjax"
+    if (target / "es5" / "tex-mml-chtml.js").exists():
         return True
-    for src in MATHJAX_CANDIDATES:
-        if (src / "MathJax.js").exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copytree(src, target, symlinks=False, dirs_exist_ok=True)
-            return True
-    return False
+    tarball = mathjax_tarball()
+    if not tarball.exists():
+        return False
+    wanted = ("package/es5/tex-mml-chtml.js", "package/es5/output/chtml/fonts/woff-v2/")
+    with tarfile.open(tarball) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.startswith(wanted):
+                dest = target / member.name.removeprefix("package/")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as src:  # type: ignore[union-attr]
+                    dest.write_bytes(src.read())
+    return True
+
+
+def write_claims_page(results: Sequence[claims_mod.ClaimResult]) -> Path:
+    """Write ``book/generated/claims.md``: every claim with the value this build measured."""
+    page = repo_root() / "book" / "generated" / "claims.md"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    n_pass = sum(r.passed for r in results)
+    lines = [
+        "# Claims checked by this build",
+        "",
+        f"This page is written by the build from the numbers the notebooks recorded: {n_pass} of {len(results)} "
+        "claims pass. The same table is printed by `instab verify`, and CI fails when a claim fails. Each claim's "
+        "expressions are in the notebook's card, `notebooks/<id>.yaml`.",
+        "",
+        "| notebook | claim | statement | measured | result |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        measured = (r.error or r.value_str()).replace("|", "\\|")
+        result = "pass" if r.passed else "**FAIL**"
+        lines.append(f"| {{doc}}`{r.notebook} <../notebooks/{r.notebook}>` | `{r.claim_id}` | "
+                     f"{r.text.replace('|', '∣')} | {measured} | {result} |")
+    page.write_text("\n".join(lines) + "\n")
+    return page
 
 
 def build_book(progress: bool = True, strict: bool = True) -> Path:
@@ -333,8 +370,10 @@ def build_book(progress: bool = True, strict: bool = True) -> Path:
         record = execute(nid, progress=progress)
         print(f"{nid}: {'up to date' if record.skipped else f'executed in {record.seconds:.1f} s'}", flush=True)
         shutil.copy2(record.notebook_path, staged / f"{nid}.ipynb")
+    write_claims_page(verify(toc_notebooks()))
     if not stage_mathjax():
-        print("note: no local MathJax found (apt-get install libjs-mathjax); math will load from a CDN", flush=True)
+        raise NotebookError(f"MathJax not found at {mathjax_tarball()}: run `make setup` (it runs "
+                            f"`npm pack mathjax@{MATHJAX_VERSION}`) so math renders offline")
     cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root / "book"), "--config", str(root / "_config.yml"),
            "--toc", str(toc_path()), "--path-output", str(root)]
     if strict:

@@ -20,7 +20,7 @@
 #   $\eta \in \{0.001, 0.0095, 0.011, 0.013\}$; stability limit at initialisation $\eta_\mathrm{eos} = 0.01$;
 #   left the regimes of $\gamma_\beta$, middle the loss landscape, right the map of eigenvector orientations
 #   with y-axis magnitudes amplified. B Fig 3 shows the same model ("stable regimes converge to the sharper axis").
-# - **Author's code** (`lawrencewang94/jax_eigs`, REFERENCE §2.2, §4.0): the formula for $\gamma_\beta$, the variable
+# - **Author's code** (the first author's repository `lawrencewang94/jax_eigs`): the formula for $\gamma_\beta$, the variable
 #   $\beta$, the regime plot's axes ($x = \eta z'$, asymptote at $1/r$, $\eta_\mathrm{eos}$ at $2/r$), the run colours,
 #   the ×77 amplification of the flat-direction component.
 # - **Our reconstruction**: the derivation of the regime boundary $x^* = 2/(r + 1/r)$, the 3-D rendering, the extra
