@@ -1,0 +1,427 @@
+"""Tests of instab_lib.curvature against dense Hessians (float64)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from instab_lib.curvature import (
+    EigTracker,
+    HessianOperator,
+    MatrixOperator,
+    dense_hessian,
+    density_on_grid,
+    extreme_eigenpairs,
+    flatten,
+    hutchinson_trace,
+    lanczos,
+    lobpcg,
+    power_iteration,
+    slq_density,
+    unflatten_like,
+)
+from instab_lib.rotation import principal_angles
+
+warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
+DT = torch.float64
+
+
+def _mlp() -> tuple[nn.Module, list[tuple[Tensor, Tensor]]]:
+    g = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 7), nn.Tanh(), nn.Linear(7, 4)).to(DT)
+    X = torch.randn(37, 6, generator=g, dtype=DT)
+    y = torch.randint(0, 4, (37,), generator=g)
+    return model, [(X[:20], y[:20]), (X[20:], y[20:])]  # unequal chunks
+
+
+def _cnn() -> tuple[nn.Module, list[tuple[Tensor, Tensor]]]:
+    g = torch.Generator().manual_seed(2)
+    torch.manual_seed(2)
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.Tanh(), nn.MaxPool2d(2),
+        nn.Conv2d(3, 4, 3), nn.Tanh(), nn.Flatten(), nn.Linear(4, 3),
+    ).to(DT)
+    model.train()
+    X = torch.randn(16, 2, 6, 6, generator=g, dtype=DT)
+    y = torch.randint(0, 3, (16,), generator=g)
+    with torch.no_grad():  # non-trivial running statistics
+        model(X * 2 + 1)
+    return model, [(X, y)]
+
+
+CE = nn.CrossEntropyLoss()
+
+
+def _ref(model: nn.Module, data: list) -> Tensor:
+    return dense_hessian(model, CE, data)
+
+
+# --------------------------------------------------------------------------- #
+def test_flatten_roundtrip() -> None:
+    ps = [torch.randn(2, 3), torch.randn(4)]
+    v = flatten(ps)
+    assert v.shape == (10,)
+    back = unflatten_like(v, ps)
+    assert all(torch.equal(a, b) for a, b in zip(ps, back))
+    with pytest.raises(ValueError):
+        unflatten_like(torch.randn(9), ps)
+
+
+@pytest.mark.parametrize("make", [_mlp, _cnn])
+@pytest.mark.parametrize("method", ["double_backward", "forward_over_reverse"])
+@pytest.mark.parametrize("budget", [2**31, 0])  # keep graphs / rebuild per product
+def test_hvp_equals_dense(make, method: str, budget: int) -> None:
+    model, data = make()
+    was_training = model.training
+    H = _ref(model, data)
+    op = HessianOperator(model, CE, data, method=method, graph_budget_bytes=budget)
+    assert op.dim == H.shape[0] and op.dtype == DT
+    V = torch.randn(op.dim, 3, dtype=DT, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(op.matvec(V[:, 0]), H @ V[:, 0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(op.matmat(V), H @ V, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(op.matmat(V), H @ V, rtol=1e-10, atol=1e-12)  # graph reuse
+    assert op.n_matvec == 7
+    assert model.training == was_training
+
+
+def test_chunking_is_exact_and_chunk_size() -> None:
+    model, data = _mlp()
+    X = torch.cat([d[0] for d in data])
+    y = torch.cat([d[1] for d in data])
+    H_full = _ref(model, [(X, y)])
+    op = HessianOperator(model, CE, (X, y), chunk_size=10)  # 10,10,10,7
+    assert len(op.chunks) == 4
+    v = torch.randn(op.dim, dtype=DT)
+    torch.testing.assert_close(op.matvec(v), H_full @ v, rtol=1e-10, atol=1e-12)
+
+
+def test_dense_hessian_matches_finite_differences() -> None:
+    model, data = _mlp()
+    op = HessianOperator(model, CE, data)
+    H = _ref(model, data)
+    params = op.params
+    theta = flatten([p.detach() for p in params])
+    v = torch.randn(op.dim, dtype=DT)
+    h = 1e-5
+
+    def grad_at(t: Tensor) -> Tensor:
+        with torch.no_grad():
+            for p, q in zip(params, unflatten_like(t, params)):
+                p.copy_(q)
+        return HessianOperator(model, CE, data).loss_and_gradient()[1]
+
+    fd = (grad_at(theta + h * v) - grad_at(theta - h * v)) / (2 * h)
+    grad_at(theta)
+    torch.testing.assert_close(fd, H @ v, rtol=1e-6, atol=1e-8)
+
+
+def test_loss_and_gradient_and_stale_graph() -> None:
+    model, data = _mlp()
+    op = HessianOperator(model, CE, data)
+    loss, g = op.loss_and_gradient()
+    X = torch.cat([d[0] for d in data])
+    y = torch.cat([d[1] for d in data])
+    ref = CE(model(X), y)
+    gref = flatten(torch.autograd.grad(ref, list(model.parameters())))
+    assert abs(loss - float(ref.detach())) < 1e-12
+    torch.testing.assert_close(g, gref)
+    v = torch.randn(op.dim, dtype=DT)
+    op.matvec(v)
+    with torch.no_grad():  # an optimiser step, in place
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    torch.testing.assert_close(op.matvec(v), _ref(model, data) @ v, rtol=1e-10, atol=1e-12)
+
+
+def test_batchnorm_eval_mode_and_restore() -> None:
+    model, data = _cnn()
+    assert model.training
+    op = HessianOperator(model, CE, data)
+    v = torch.randn(op.dim, dtype=DT)
+    hv = op.matvec(v)
+    assert model.training and all(m.training for m in model.modules())
+    model.eval()
+    H_eval = _ref(model, data)
+    torch.testing.assert_close(hv, H_eval @ v, rtol=1e-10, atol=1e-12)
+
+
+def _subspace_dist(A: Tensor, B: Tensor) -> float:
+    return float(torch.sin(principal_angles(A, B)).max())
+
+
+def _check_pairs(res, lam: Tensor, U: Tensor, idx: Tensor) -> None:
+    scale = float(lam.abs().max())
+    assert res.converged
+    torch.testing.assert_close(res.eigenvalues, lam[idx], rtol=1e-8, atol=1e-8 * scale)
+    assert _subspace_dist(res.eigenvectors, U[:, idx]) < 1e-6
+    torch.testing.assert_close(res.eigenvectors.T @ res.eigenvectors, torch.eye(len(idx), dtype=DT), atol=1e-10, rtol=0)
+    # reported residuals are the true ones
+    op_H = res.extra.get("H")
+    if op_H is not None:
+        r = (op_H @ res.eigenvectors - res.eigenvectors * res.eigenvalues).norm(dim=0)
+        torch.testing.assert_close(res.residuals, r, atol=1e-10 * scale, rtol=1e-3)
+
+
+def _gapped_k(lam_sorted: Tensor, kmax: int, rel: float = 1e-3) -> int:
+    """Largest k ≤ kmax with a clear gap after the k-th value (vectors well defined)."""
+    scale = float(lam_sorted.abs().max())
+    for k in range(kmax, 0, -1):
+        gaps = (lam_sorted[: k + 1][:-1] - lam_sorted[1 : k + 1]).abs()
+        if float(gaps.min()) > rel * scale:
+            return k
+    return 1
+
+
+@pytest.mark.parametrize("make", [_mlp, _cnn])
+@pytest.mark.parametrize("which", ["LA", "SA", "LM"])
+def test_lanczos_against_dense(make, which: str) -> None:
+    model, data = make()
+    H = _ref(model, data)
+    lam, U = torch.linalg.eigh(H)
+    op = HessianOperator(model, CE, data)
+    if which == "LA":
+        order = torch.argsort(lam, descending=True)
+    elif which == "SA":
+        order = torch.argsort(lam)
+    else:
+        order = torch.argsort(lam.abs(), descending=True)
+    k = _gapped_k(lam[order], 4)
+    res = lanczos(op, k, which=which, tol=1e-11, seed=3)
+    _check_pairs(res, lam, U, order[:k])
+    r = (H @ res.eigenvectors - res.eigenvectors * res.eigenvalues).norm(dim=0)
+    assert float((r - res.residuals).abs().max()) < 1e-9 * float(lam.abs().max())
+    assert res.n_matvec == op.n_matvec
+
+
+def test_extreme_eigenpairs_both_ends() -> None:
+    model, data = _mlp()
+    H = _ref(model, data)
+    lam, U = torch.linalg.eigh(H)
+    op = HessianOperator(model, CE, data)
+    kt = _gapped_k(lam.flip(0), 3)
+    kb = _gapped_k(lam, 2)
+    top, bot = extreme_eigenpairs(op, kt, kb, tol=1e-11, seed=1)
+    n = lam.numel()
+    _check_pairs(top, lam, U, torch.arange(n - 1, n - 1 - kt, -1))
+    _check_pairs(bot, lam, U, torch.arange(kb))
+    assert top.n_matvec == bot.n_matvec == op.n_matvec
+
+
+def _planted(eigs: list[float], n: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=g, dtype=DT))
+    lam = torch.tensor(eigs + torch.linspace(-1.0, 1.0, n - len(eigs), dtype=DT).tolist(), dtype=DT)
+    A = Q @ torch.diag(lam) @ Q.T
+    return 0.5 * (A + A.T), lam, Q
+
+
+@pytest.mark.parametrize("block_size", [1, 3])
+def test_planted_quadratic_with_repeated_eigenvalues(block_size: int) -> None:
+    # L(θ) = ½ θᵀAθ has Hessian A: planted spectrum with a triple eigenvalue at the top
+    A, lam, Q = _planted([5.0, 5.0, 5.0, 4.0, -3.0, -3.0], 120)
+    op = MatrixOperator(A)
+    res = lanczos(op, 4, which="LA", tol=1e-10, block_size=block_size, seed=0)
+    assert res.converged
+    torch.testing.assert_close(res.eigenvalues, torch.tensor([5.0, 5.0, 5.0, 4.0], dtype=DT), rtol=1e-9, atol=1e-9)
+    assert _subspace_dist(res.eigenvectors[:, :3], Q[:, :3]) < 1e-6
+    assert _subspace_dist(res.eigenvectors[:, 3:], Q[:, 3:4]) < 1e-6
+    bot = lanczos(op, 2, which="SA", tol=1e-10, block_size=block_size, seed=0)
+    torch.testing.assert_close(bot.eigenvalues, torch.tensor([-3.0, -3.0], dtype=DT), rtol=1e-9, atol=1e-9)
+    assert _subspace_dist(bot.eigenvectors, Q[:, 4:6]) < 1e-6
+    lm = lanczos(op, 6, which="LM", tol=1e-10, block_size=block_size, seed=0)
+    torch.testing.assert_close(lm.eigenvalues, torch.tensor([5.0, 5.0, 5.0, 4.0, -3.0, -3.0], dtype=DT), rtol=1e-9, atol=1e-9)
+
+
+def test_quadratic_as_hessian_operator() -> None:
+    A, lam, Q = _planted([7.0, 6.5, -2.0], 30, seed=4)
+
+    class Quad(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.theta = nn.Parameter(torch.randn(30, dtype=DT))
+
+        def forward(self, X: Tensor) -> Tensor:
+            return 0.5 * self.theta @ (A @ self.theta) + 0 * X.sum()
+
+    op = HessianOperator(Quad(), lambda out, y: out, (torch.zeros(1, dtype=DT), torch.zeros(1)))
+    res = lanczos(op, 2, tol=1e-12)
+    torch.testing.assert_close(res.eigenvalues, torch.tensor([7.0, 6.5], dtype=DT), rtol=1e-10, atol=0)
+
+
+class DLN(nn.Module):
+    """Two-parameter diagonal linear network with L(θ) = (θ₁θ₂)² (REFERENCE §2.2)."""
+
+    def __init__(self, t1: float, t2: float) -> None:
+        super().__init__()
+        self.theta = nn.Parameter(torch.tensor([t1, t2], dtype=DT))
+
+    def forward(self, X: Tensor) -> Tensor:
+        return (self.theta[0] * self.theta[1]) ** 2 + 0 * X.sum()
+
+
+def test_dln_eigenvalues() -> None:
+    model = DLN(-0.1, 10.0)
+    data = (torch.zeros(1, dtype=DT), torch.zeros(1))
+    H = dense_hessian(model, lambda out, y: out, data)
+    # closed form [[2θ₂², 4θ₁θ₂], [4θ₁θ₂, 2θ₁²]]
+    torch.testing.assert_close(H, torch.tensor([[200.0, -4.0], [-4.0, 0.02]], dtype=DT))
+    lam = torch.linalg.eigvalsh(H)
+    assert abs(float(lam[1]) - 200.080) < 5e-4 and abs(float(lam[0]) + 0.060) < 5e-4
+    op = HessianOperator(model, lambda out, y: out, data)
+    pw = power_iteration(op, tol=1e-10, max_iter=100)
+    assert pw.converged and abs(float(pw.eigenvalues[0]) - float(lam[1])) < 1e-8
+    assert abs(float(pw.eigenvectors[0, 0])) > 0.999  # almost the θ₁ (sharp) axis
+    res = lanczos(op, 1, which="SA", tol=1e-12)
+    assert abs(float(res.eigenvalues[0]) - float(lam[0])) < 1e-10
+    with pytest.raises(ValueError, match="smaller than the number of parameters"):
+        lanczos(op, 2)
+
+
+def test_power_iteration_stops_on_residual() -> None:
+    A, lam, Q = _planted([10.0, 8.0], 50, seed=5)
+    op = MatrixOperator(A)
+    res = power_iteration(op, tol=1e-6, max_iter=10_000, seed=1)
+    assert res.converged and float(res.residuals[0]) <= 1e-6 * 10.0
+    r = (A @ res.eigenvectors[:, 0] - res.eigenvalues[0] * res.eigenvectors[:, 0]).norm()
+    assert abs(float(r) - float(res.residuals[0])) < 1e-12
+    assert abs(float(res.eigenvalues[0]) - 10.0) < 1e-9
+    short = power_iteration(op, tol=1e-6, max_iter=5, seed=1)
+    assert not short.converged and short.n_matvec == 5
+
+
+def test_lanczos_deterministic_given_seed() -> None:
+    A, _, _ = _planted([4.0, 3.0, 2.5], 80, seed=6)
+    a = lanczos(MatrixOperator(A), 3, tol=1e-8, seed=11)
+    b = lanczos(MatrixOperator(A), 3, tol=1e-8, seed=11)
+    assert torch.equal(a.eigenvalues, b.eigenvalues) and torch.equal(a.eigenvectors, b.eigenvectors)
+    assert a.n_matvec == b.n_matvec
+
+
+def test_hutchinson_within_standard_error() -> None:
+    model, data = _mlp()
+    H = _ref(model, data)
+    op = HessianOperator(model, CE, data)
+    for power in (1, 2, 3):
+        est, se = hutchinson_trace(op, n_samples=200, seed=0, power=power)
+        true = float(torch.trace(torch.linalg.matrix_power(H, power)))
+        assert se > 0
+        assert abs(est - true) <= 4 * se, (power, est, true, se)
+    # the standard error is honest: over seeds, errors/se look standard normal-ish
+    A, lam, _ = _planted([3.0, -2.0], 60, seed=7)
+    z = [(hutchinson_trace(MatrixOperator(A), 30, seed=s)) for s in range(40)]
+    t = torch.tensor([(e - float(lam.sum())) / s for e, s in z])
+    assert 0.5 < float(t.std()) < 1.6
+
+
+def test_slq_density_within_standard_error() -> None:
+    A, lam, _ = _planted([6.0, 5.5, -2.0], 200, seed=8)
+    op = MatrixOperator(A)
+    nodes, weights = slq_density(op, n_probes=40, order=40, seed=0)
+    assert nodes.shape == weights.shape == (40, 40)
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(40, dtype=DT))
+    grid = torch.linspace(-3.0, 7.0, 201, dtype=DT)
+    sigma = 0.3
+    dens, se = density_on_grid(nodes, weights, grid, sigma, return_se=True)
+    exact = (torch.exp(-0.5 * ((grid[:, None] - lam[None]) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))).mean(dim=1)
+    err = (dens - exact).abs()
+    floor = 1e-3 * float(exact.max())
+    assert bool((err <= 4 * se + floor).all()), float((err / (se + floor)).max())
+    integral = float(dens.sum() * (grid[1] - grid[0]))
+    assert abs(integral - 1.0) < 0.02
+    # trace from SLQ nodes equals tr(A)/dim within the Hutchinson-like error
+    tr = (nodes * weights).sum(dim=1) * 200
+    assert abs(float(tr.mean()) - float(lam.sum())) <= 4 * float(tr.std() / math.sqrt(40))
+
+
+def _slowly_changing(n: int, steps: int) -> list[Tensor]:
+    g = torch.Generator().manual_seed(9)
+    A0, _, _ = _planted([10 * 0.9**i for i in range(40)], n, seed=9)  # outliers above a bulk
+    E = torch.randn(n, n, generator=g, dtype=DT)
+    E = 0.5 * (E + E.T) / math.sqrt(n)  # ‖E‖₂ ≈ 1
+    return [A0 + 1e-4 * t * E for t in range(steps)]
+
+
+def test_tracking_saves_matvecs() -> None:
+    mats = _slowly_changing(300, 8)
+    tr = EigTracker(k=4, tol=1e-6)
+    warm_mv, cold_mv = [], []
+    for t, A in enumerate(mats):
+        res = tr.update(MatrixOperator(A))
+        cold = lanczos(MatrixOperator(A), 4, tol=1e-6, seed=t)
+        lam = torch.linalg.eigvalsh(A).flip(0)[:4]
+        assert res.converged and cold.converged
+        assert float(res.residuals.max()) <= 1e-6 * res.scale
+        torch.testing.assert_close(res.eigenvalues, lam, rtol=1e-9, atol=1e-9)
+        if t > 0:
+            assert tr.history[t]["warm"]
+            warm_mv.append(res.n_matvec)
+            cold_mv.append(cold.n_matvec)
+    assert sum(warm_mv) < 0.6 * sum(cold_mv), (warm_mv, cold_mv)
+
+
+def test_tracking_falls_back_to_cold_on_jump() -> None:
+    A, _, _ = _planted([5.0, 4.0], 60, seed=10)
+    B, _, _ = _planted([9.0, 3.0], 60, seed=11)  # unrelated eigenvectors
+    tr = EigTracker(k=2, tol=1e-9, max_warm_iter=3)
+    tr.update(MatrixOperator(A))
+    res = tr.update(MatrixOperator(B))
+    assert res.converged
+    torch.testing.assert_close(res.eigenvalues, torch.tensor([9.0, 3.0], dtype=DT), rtol=1e-9, atol=1e-9)
+
+
+def test_lobpcg_from_exact_start_costs_k() -> None:
+    A, lam, Q = _planted([5.0, 4.0, 3.5], 90, seed=12)
+    res = lobpcg(MatrixOperator(A), Q[:, :3], tol=1e-8)
+    assert res.converged and res.n_matvec == 3 and res.iterations == 0
+
+
+class _Tiny:
+    """An operator of dimension 0 (k=1 is larger than its parameter count)."""
+
+    dim, dtype, device = 0, DT, torch.device("cpu")
+
+    def matvec(self, v: Tensor) -> Tensor:
+        return v
+
+
+# --------------------------------------------------------------------------- #
+def test_bad_inputs() -> None:
+    model, data = _mlp()
+    op = HessianOperator(model, CE, data)
+    with pytest.raises(ValueError, match="unknown method"):
+        HessianOperator(model, CE, data, method="magic")
+    frozen = nn.Linear(3, 2).double().requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        HessianOperator(frozen, CE, (torch.randn(4, 3, dtype=DT), torch.zeros(4, dtype=torch.long)))
+    with pytest.raises(ValueError, match="scalar"):
+        HessianOperator(model, nn.CrossEntropyLoss(reduction="none"), data)
+    with pytest.raises(ValueError, match="smaller than the number of parameters"):
+        lanczos(op, op.dim)
+    with pytest.raises(ValueError, match="smaller than the number of parameters"):
+        EigTracker(k=op.dim + 1).update(op)
+    with pytest.raises(ValueError, match="larger than the number of parameters"):
+        power_iteration(_Tiny(), tol=1e-3)
+    with pytest.raises(ValueError, match="non-negative"):
+        lanczos(op, 2, tol=-1e-3)
+    with pytest.raises(ValueError, match="unknown which"):
+        lanczos(op, 2, which="BE")
+    with pytest.raises(ValueError, match="unknown which"):
+        EigTracker(k=2, which="top")
+    with pytest.raises(ValueError, match="positive integer"):
+        lanczos(op, 0)
+    with pytest.raises(ValueError, match="k_bottom"):
+        extreme_eigenpairs(op, 2, 0)
+    with pytest.raises(ValueError, match="n_samples"):
+        hutchinson_trace(op, 1)
+    with pytest.raises(ValueError, match="order"):
+        slq_density(op, 2, op.dim + 1)
+    with pytest.raises(ValueError, match="not symmetric"):
+        MatrixOperator(torch.tensor([[1.0, 2.0], [0.0, 1.0]], dtype=DT))
+    with pytest.raises(ValueError, match="shape"):
+        op.matvec(torch.randn(op.dim + 1, dtype=DT))
+    assert op.n_matvec == 0  # nothing was computed by the failing calls
