@@ -193,15 +193,23 @@ def execute(
     preset: str = "default",
     overrides: Mapping[str, Any] | None = None,
     force: bool = False,
-    progress: bool = True,
+    progress: bool | None = None,
     log_output: bool = False,
 ) -> RunRecord:
     """Execute a notebook with papermill, unless an identical run is already on disk.
 
     Raises :class:`NotebookError` with a one-line reason when the notebook is
     unknown, the preset or a parameter is not declared, or a cell fails.
+    ``progress`` (a per-cell bar on stderr) defaults to whether stderr is a terminal.
     """
+    import logging
+
     import papermill
+
+    if progress is None:
+        progress = sys.stderr.isatty()
+    # papermill logs a warning for every parameters-cell comment it cannot parse; keep stderr for real errors
+    logging.getLogger("papermill").setLevel(logging.INFO if log_output else logging.ERROR)
 
     params = resolve_parameters(notebook_id, preset, overrides)
     label = run_label(preset, overrides)
@@ -227,6 +235,8 @@ def execute(
                 cwd=str(notebooks_dir()),
                 progress_bar=progress,
                 log_output=log_output,
+                # the kernel's own start-up warnings would otherwise land on the user's stderr
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
         except Exception as exc:  # noqa: BLE001 - turned into a one-line reason
             status, error = "failed", _one_line(exc)
@@ -354,7 +364,7 @@ def write_claims_page(results: Sequence[claims_mod.ClaimResult]) -> Path:
     return page
 
 
-def build_book(progress: bool = True, strict: bool = True) -> Path:
+def build_book(progress: bool | None = None, strict: bool = True) -> Path:
     """Execute every notebook in the table of contents (default preset) and build ``_build/html``.
 
     ``strict`` makes Sphinx warnings fail the build (``-W --keep-going``).

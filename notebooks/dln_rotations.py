@@ -142,7 +142,7 @@ pd.DataFrame(rows).set_index("η").round(6)
 # orientation of the top eigenvector $v_1$ along each trajectory, its $\theta_2$ component amplified ×77 (then
 # renormalised) so that the rotation is visible; stable runs keep $v_1$ on the sharp axis.
 
-# %%
+# %% tags=["hide-input"]
 fig = plt.figure(figsize=(15, 4.6))
 ax1 = fig.add_subplot(1, 3, 1)
 ax1.plot(x_grid, g_grid, color="k", lw=1.2)
@@ -189,7 +189,7 @@ plt.show()
 # at a flatter minimum. Middle: $\beta_t$ falls (rotation toward balance) only for the unstable runs. Right:
 # consecutive $|\cos(v_1(t), v_1(t+1))|$ over the first steps.
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
 for (key, tr), c in zip(runs.items(), DLN_RUN_COLORS):
     t = np.arange(len(tr.sharpness))

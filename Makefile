@@ -1,0 +1,20 @@
+# The two commands of the README's quick start. Each does its own set-up (scripts/setup.sh).
+.PHONY: setup book test clean
+
+setup:
+	bash scripts/setup.sh
+
+# Executes every notebook of the table of contents at its default (CPU-sized) parameters
+# with papermill and builds the HTML book into _build/html (Sphinx warnings are errors).
+book:
+	bash scripts/setup.sh
+	.venv/bin/instab book
+
+# Unit tests, every notebook executed with its claims checked, the book built with
+# warnings as errors and opened in headless Chromium.
+test:
+	bash scripts/setup.sh --browser
+	.venv/bin/python -m pytest
+
+clean:
+	rm -rf _build book/notebooks book/generated book/_mathjax notebooks/*.ipynb

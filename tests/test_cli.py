@@ -1,0 +1,69 @@
+"""The `instab` command: listing, running with parameters, verifying, and one-line errors for bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from instab_lib import notebooks as nbs
+
+ROOT = nbs.repo_root()
+
+
+def instab(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "instab_lib.cli", *args], cwd=ROOT, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+
+
+def test_list_names_every_notebook_with_figure_and_presets():
+    out = instab("list")
+    assert out.returncode == 0
+    for nid in nbs.notebook_ids():
+        assert nid in out.stdout
+    assert "A Fig 1" in out.stdout and "paper" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args, reason",
+    [
+        (["run", "no_such_notebook"], "unknown notebook 'no_such_notebook'"),
+        (["run", "dln_rotations", "--preset", "huge"], "no preset 'huge'"),
+        (["run", "dln_rotations", "-p", "learning_rate", "0.1"], "learning_rate not declared"),
+        (["run", "dln_rotations", "-p", "etas", "[-0.01, 0.011]"], "etas must be positive"),
+        (["run", "dln_rotations", "-p", "steps", "-5"], "steps must be an integer >= 1"),
+        (["verify", "no_such_notebook"], "unknown notebook"),
+    ],
+)
+def test_bad_input_exits_nonzero_with_a_one_line_reason(args, reason):
+    out = instab(*args)
+    assert out.returncode == 2
+    first = out.stderr.strip().splitlines()[0]
+    assert first.startswith("instab: ") and reason in first, out.stderr
+
+
+@pytest.mark.notebooks
+def test_run_with_parameters_reports_failing_claims():
+    """Only stable learning rates: the figure no longer shows the effect, and the check says so."""
+    out = instab("run", "dln_rotations", "-p", "etas", "[0.001, 0.0095, 0.0099]", "-p", "steps", "2000")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "custom-" in out.stdout and "FAIL" in out.stdout
+    again = instab("run", "dln_rotations", "-p", "etas", "[0.001, 0.0095, 0.0099]", "-p", "steps", "2000")
+    assert "up to date" in again.stdout
+
+
+@pytest.mark.notebooks
+def test_plain_papermill_runs_the_paired_notebook(tmp_path):
+    assert instab("sync").returncode == 0
+    numbers = tmp_path / "numbers.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "papermill", "notebooks/dln_rotations.ipynb", str(tmp_path / "out.ipynb"),
+         "-p", "steps", "300", "--cwd", "notebooks", "--no-progress-bar"],
+        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "INSTAB_NUMBERS": str(numbers)}, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    recorded = json.loads(numbers.read_text())
+    assert recorded["two_over_S0"] == pytest.approx(0.009996, abs=1e-6)
+    assert Path(ROOT / "notebooks" / "dln_rotations.ipynb").exists()

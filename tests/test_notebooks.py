@@ -1,0 +1,48 @@
+"""Every notebook is well-formed, runs at its default parameters and its claims hold on what it computed."""
+
+import pytest
+
+from instab_lib import claims, notebooks as nbs
+
+IDS = nbs.notebook_ids()
+
+
+def test_table_of_contents_and_catalogue_agree():
+    toc = nbs.toc_notebooks()
+    assert sorted(toc) == IDS, "every notebook must be in book/_toc.yml and every toc notebook must exist"
+    root = nbs.repo_root() / "book"
+    for f in nbs.toc_files():
+        if not f.startswith(("notebooks/", "generated/")):
+            assert (root / f"{f}.md").exists() or (root / f"{f}.ipynb").exists(), f
+
+
+@pytest.mark.parametrize("nid", IDS)
+def test_notebook_is_well_formed(nid):
+    card = nbs.load_card(nid)
+    for key in ("title", "figure", "chapter", "data", "presets", "claims", "sources"):
+        assert key in card, f"{nid}.yaml lacks {key!r}"
+    assert {"default", "paper"} <= set(card["presets"]), "each notebook has a CI and a paper preset"
+    for preset in card["presets"]:
+        nbs.resolve_parameters(nid, preset)  # presets only set declared parameters
+    assert card["claims"], "a notebook reproduces a claim and says which"
+    for claim in card["claims"]:
+        assert {"id", "text", "value", "check"} <= set(claim), claim
+    nb = nbs.read_notebook(nid)
+    assert nb.cells[0].cell_type == "markdown" and "Where this comes from" in nb.cells[0].source
+    source = "\n".join(c.source for c in nb.cells)
+    assert f'claims.Recorder("{nid}")' in source and "rec.report()" in source
+    assert nbs.declared_parameters(nid)
+
+
+@pytest.mark.parametrize("nid", IDS)
+def test_claims_cannot_pass_without_numbers(nid):
+    results = claims.evaluate_claims(nbs.load_card(nid)["claims"], {}, nid)
+    assert not any(r.passed for r in results), [r.claim_id for r in results if r.passed]
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("nid", IDS)
+def test_notebook_claims_hold(nid):
+    nbs.execute(nid, progress=False)
+    table = claims.ClaimTable(nbs.verify([nid]))
+    assert table.all_passed, f"claims failed:\n{table}"
