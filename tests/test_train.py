@@ -1,0 +1,185 @@
+"""Training loop: spectra vs. Lanczos, divergence, resume, cache, validation, determinism.
+
+All runs use a small fake Fashion-MNIST (IDX files written to tmp; learnable: each
+class has its own pixel pattern) so the tests need no installed data and stay fast.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from instab_lib import curvature, train as train_mod
+from instab_lib.models import build_model
+from instab_lib.train import TrainConfig, load_run, period2_oscillation, train
+
+TIMING = ["eig_time_s"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Small models on a shared 2-core machine: one intra-op thread is far faster."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _write_idx(path: Path, arr: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def fake_fmnist(tmp_path_factory) -> str:
+    d = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(1)
+    patterns = rng.integers(0, 256, (10, 28, 28))
+    for split, n in (("train", 200), ("t10k", 60)):
+        y = rng.integers(0, 10, n)
+        x = np.clip(0.6 * patterns[y] + rng.integers(0, 100, (n, 28, 28)), 0, 255)
+        _write_idx(d / f"{split}-images-idx3-ubyte.gz", x)
+        _write_idx(d / f"{split}-labels-idx1-ubyte.gz", y)
+    return str(d)
+
+
+@pytest.fixture
+def cfg(fake_fmnist) -> TrainConfig:
+    return TrainConfig(data_dir=fake_fmnist, n_train=100, n_test=50, model_kwargs={"depth": 2, "width": 8},
+                       lr=0.2, epochs=8, eval_every=2, k_top=3, k_bottom=1, target_train_acc=None,
+                       checkpoint_every=2, seed=3)
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    a, b = a.drop(columns=TIMING, errors="ignore"), b.drop(columns=TIMING, errors="ignore")
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_period2_oscillation():
+    c, a = torch.tensor([1.0, 2.0]), torch.tensor([0.3, -0.4])
+    assert period2_oscillation(c - a, c + a, c - a) == pytest.approx(0.5)  # ‖a‖
+    assert period2_oscillation(c, c + a, c + 2 * a) == pytest.approx(0.0, abs=1e-7)  # straight line
+
+
+def test_run_table_and_spectra_match_lanczos(cfg, tmp_path):
+    cfg = cfg.replace(eig_tol=1e-7, snapshot_epochs=(4,), hutchinson_samples=4, dtype="float64")
+    r = train(cfg, tmp_path, progress=False)
+    assert r.status == "finished" and r.epochs_run == 8 and list(r.table["epoch"]) == list(range(9))
+    assert list(r.spectra["epoch"]) == [0, 2, 4, 6, 8]
+    assert {"sharpness", "lambda_min", "eig_top_3", "cos_prev_1", "subspace_ref", "osc",
+            "hutch_trace"} <= set(r.table.columns)
+    assert r.table["osc"].iloc[1:-1].notna().all() and "IDX" in r.data_source
+    # the recorder's eigenvalues at epoch 4 equal a fresh Lanczos solve at the same θ
+    snap = r.snapshot(4)
+    model = build_model("mlp", seed=0, **cfg.resolved_model_kwargs()).double()
+    torch.nn.utils.vector_to_parameters(snap["theta"], model.parameters())
+    from instab_lib.data import load_dataset
+
+    ds = load_dataset("fashion-mnist", n_train=100, data_dir=cfg.data_dir)
+    op = curvature.HessianOperator(model, torch.nn.functional.cross_entropy, (ds.X_train.double(), ds.y_train))
+    ref = curvature.lanczos(op, 3, which="LA", tol=1e-8, seed=11)
+    row = r.table.set_index("epoch").loc[4]
+    got = torch.tensor([row["eig_top_1"], row["eig_top_2"], row["eig_top_3"]])
+    torch.testing.assert_close(got, ref.eigenvalues.double(), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(snap["eigenvalues"].double(), ref.eigenvalues.double(), rtol=1e-4, atol=1e-5)
+    lo = curvature.lanczos(op, 1, which="SA", tol=1e-8, seed=11).eigenvalues[0].item()
+    assert row["lambda_min"] == pytest.approx(lo, rel=1e-3, abs=1e-4)
+
+
+def test_divergence_is_a_result(cfg):
+    r = train(cfg.replace(lr=1e4, eval_every=1), use_cache=False, progress=False)
+    assert r.status == "diverged" and r.diverged_step is not None and r.diverged_step <= 3
+    assert r.diverged_epoch == r.epochs_run and len(r.table) == r.epochs_run + 1
+
+
+def test_early_stop_and_sgd_mse_schedule(cfg):
+    r = train(cfg.replace(target_train_acc=0.3, lr=0.5, epochs=50, eval_every=0), use_cache=False,
+              progress=False)
+    assert r.status == "early_stopped" and r.table["train_acc"].iloc[-1] >= 0.3 and r.epochs_run < 50
+    s = train(cfg.replace(batch_size=32, loss="mse", optimizer="adam_ub", lr=1e-3,
+                          optimizer_kwargs={"c": 0.1}, lr_schedule={"kind": "step", "epochs": [2], "values": [1e-4],
+                                                                   "warmup_steps": 2}, epochs=3, eval_every=3),
+              use_cache=False, progress=False)
+    assert s.status == "finished" and list(s.table["step"]) == [0, 4, 8, 12]
+    assert s.table["lr"].tolist() == [5e-4, 1e-3, 1e-4, 1e-4]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_kill_gives_identical_numbers(cfg, tmp_path):
+    full = train(cfg, tmp_path / "a", progress=False)
+
+    def kill(epoch, row):
+        if epoch == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(cfg, tmp_path / "b", progress=False, callback=kill)
+    key_dir = tmp_path / "b" / full.key
+    assert (key_dir / "checkpoint.pt").is_file() and not (key_dir / "result.json").exists()
+    seen = []
+    resumed = train(cfg, tmp_path / "b", progress=False, callback=lambda e, r: seen.append(e))
+    assert seen == [5, 6, 7, 8]  # resumed from the epoch-4 checkpoint
+    _same(full.table, resumed.table)
+    assert not (key_dir / "checkpoint.pt").exists()
+
+
+def test_cache_hit_does_not_train(cfg, tmp_path, monkeypatch):
+    first = train(cfg, tmp_path, progress=False)
+
+    def boom(*a, **k):
+        raise AssertionError("trained although the run is cached")
+
+    monkeypatch.setattr(train_mod, "_run_training", boom)
+    again = train(cfg, tmp_path, progress=False)
+    assert again.status == first.status and again.path == first.path
+    pd.testing.assert_frame_equal(first.table, again.table, check_exact=True)
+    assert load_run(first.path).config == cfg
+    # checkpoint_every / data_dir do not change the key; defaults filled in do not either
+    assert train_mod.config_key(cfg.replace(checkpoint_every=7)) == first.key
+    assert train_mod.config_key(cfg.replace(**{"model_kwargs.activation": "relu"})) == first.key
+    assert train_mod.config_key(cfg.replace(lr=0.3)) != first.key
+
+
+def test_cpu_runs_are_bit_for_bit_reproducible(cfg):
+    a = train(cfg.replace(batch_size=25), use_cache=False, progress=False)
+    b = train(cfg.replace(batch_size=25), use_cache=False, progress=False)
+    _same(a.table, b.table)
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"dataset": "mnist"}, "unknown dataset"),
+    ({"model": "vit"}, "unknown model"),
+    ({"optimizer": "lion"}, "unknown optimizer"),
+    ({"lr": -0.1}, "learning rate"),
+    ({"lr": 0}, "learning rate"),
+    ({"optimizer": "adam_ub"}, "needs optimizer_kwargs"),
+    ({"optimizer": "adam_ub", "optimizer_kwargs": {"c": -1.0}}, "c must"),
+    ({"optimizer_kwargs": {"beta2": 0.9}}, "does not take"),
+    ({"k_top": 10**6}, "parameter count"),
+    ({"model_kwargs": {"width": 0}}, "width"),
+    ({"model_kwargs": {"hidden": 3}}, "does not take"),
+    ({"loss": "hinge"}, "unknown loss"),
+    ({"batch_size": 1000}, "exceeds n_train"),
+    ({"balanced": True, "n_train": 105}, "divisible"),
+    ({"reference_epoch": 3}, "evaluation epoch"),
+    ({"snapshot_epochs": (99,)}, "outside"),
+    ({"hutchinson_samples": 1}, "hutchinson"),
+    ({"lr_schedule": {"kind": "cosine"}}, "unknown schedule"),
+    ({"device": "tpu"}, "device"),
+    ({"epochs": 0}, "epochs"),
+    ({"model": "dln"}, "toy"),
+])
+def test_bad_configs_fail_before_compute(cfg, changes, match, monkeypatch):
+    monkeypatch.setattr(train_mod, "_run_training", lambda *a, **k: pytest.fail("computed"))
+    with pytest.raises(ValueError, match=match):
+        cfg.replace(**changes)
