@@ -301,3 +301,63 @@ def pair_difference_multiplier(theta, eta: float, i: int, j: int, link: str | Li
     zp = get_link(link).dz(np.float64(output(t)))
     pij = np.prod(np.delete(t, [i, j]))
     return float(1 - eta**2 * zp**2 * pij**2)
+
+
+def output_multiplier(theta, eta: float, link: str | Link = "square") -> float:
+    r"""One GD step rescales the output: :math:`\Theta'/\Theta = \prod_i (1 - \eta z'(\Theta)\,p_i/\theta_i)`.
+
+    From :math:`\theta_i' = \theta_i - \eta z' p_i` and :math:`\Theta' = \prod_i \theta_i'`; with
+    :math:`p_i/\theta_i = \Theta/\theta_i^2` this is :math:`\prod_i (1 - \eta z'\Theta/\theta_i^2)`.
+    D = 1: :math:`1 - \eta z'(\theta)/\theta` (for z = Θ²: the constant 1 − 2η); D = 2: the
+    :func:`gamma_theta` of REFERENCE §2.2, :math:`1 + \eta^2 z'^2 - k\eta z'`. Needs every θᵢ ≠ 0.
+    """
+    t = _as_theta(theta)
+    if np.any(t == 0):
+        raise ValueError("output_multiplier needs every θ_i != 0 (Θ'/Θ is undefined at Θ = 0)")
+    big = np.float64(output(t))
+    zp = get_link(link).dz(big)
+    return float(np.prod(1 - eta * zp * big / t**2))
+
+
+def top_eigenvector_angles(tops: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    r"""Angle (radians) between each row of ``tops`` (T, D) and ``reference`` (D,) (default: row 0),
+    sign-invariant: :math:`\arccos\min(1, |\langle v_t, v_{\mathrm{ref}}\rangle| / (\|v_t\|\|v_{\mathrm{ref}}\|))`.
+    Shape (T,). For D = 1 it is identically 0.
+    """
+    v = np.asarray(tops, dtype=np.float64)
+    ref = v[0] if reference is None else np.asarray(reference, dtype=np.float64)
+    cos = np.abs(v @ ref) / (np.linalg.norm(v, axis=1) * np.linalg.norm(ref))
+    return np.arccos(np.clip(cos, 0.0, 1.0))
+
+
+def run_gd_final(theta0, etas, steps: int, link: str | Link = "square", blowup: float = 1e12) -> tuple[np.ndarray, np.ndarray]:
+    r"""Many GD runs at once, keeping only the end: ``etas`` (n,) → final θ (n, D) and divergence step (n,).
+
+    Vectorised over learning rates (no spectra along the way), with :func:`run_gd`'s rule: a run
+    diverges at the first iterate t whose loss is non-finite or exceeds ``blowup``; its final θ is
+    then NaN and its step is t, otherwise the step is −1. Gradient :math:`z'(\Theta)\,p` as in
+    :func:`gradient`. Agrees with :func:`run_gd` to rounding (tested).
+    """
+    check_int_at_least("steps", steps, 1)
+    eta = np.asarray(etas, dtype=np.float64).reshape(-1)
+    check_positive("etas", [float(e) for e in eta])
+    lk = get_link(link)
+    t0 = _as_theta(theta0)
+    d = t0.size
+    th = np.tile(t0, (eta.size, 1))
+    div = np.full(eta.size, -1, dtype=np.int64)
+    alive = np.ones(eta.size, dtype=bool)
+    for t in range(steps + 1):
+        with np.errstate(over="ignore", invalid="ignore"):
+            big = np.prod(th, axis=1)
+            val = lk.z(big)
+            bad = alive & (~np.isfinite(val) | (val > blowup) | ~np.all(np.isfinite(th), axis=1))
+        div[bad] = t
+        alive &= ~bad
+        if t == steps or not alive.any():
+            break
+        with np.errstate(over="ignore", invalid="ignore"):
+            p = np.stack([np.prod(np.delete(th, i, axis=1), axis=1) for i in range(d)], axis=1)
+            th = np.where(alive[:, None], th - eta[:, None] * lk.dz(big)[:, None] * p, th)
+    th[~alive] = np.nan
+    return th, div
