@@ -1,0 +1,292 @@
+r"""Generalisation across runs: summary tables, rotation measures ρ and rank correlations.
+
+Used by the generalisation pages (A Figs 5, 7–8; B's SGD results). Three pieces:
+
+* **Summary of runs** — :func:`run_summary` / :func:`summarize_runs` turn
+  :class:`~instab_lib.train.RunResult` s into one row per run (η, batch size, seed,
+  outcome, final accuracies, final and maximum sharpness, ``η·max S``, the rotation
+  measures). The *outcome* of a run is one of
+
+  ============== ===============================================================
+  ``target``     stopped at the train-accuracy target (``status == "early_stopped"``)
+  ``capped``     reached the epoch cap below the target
+  ``diverged``   non-finite or blown-up loss (``RunResult.diverged_step`` kept)
+  ``collapsed``  did not diverge but ended at chance level (train accuracy below
+                 ``collapse_acc``, default 2/#classes): it never learned
+  ============== ===============================================================
+
+  Only ``target`` and ``capped`` runs have a meaningful test accuracy; the others are
+  *shown*, never dropped, but kept out of means and correlations.
+
+* **Rotation measures ρ** (REFERENCE §10: the papers' own definition was not read;
+  both working definitions are computed):
+
+  - :func:`rho_rotation` — ``ρ_rot = mean over evaluations of 1 − |cos(v₁(t), v₁(t'))|``
+    for consecutive spectrum evaluations ``t < t'`` (the table's ``cos_prev_1``): the
+    mean rotation of the top eigenvector per evaluation interval (0 = no rotation).
+    It depends on the evaluation interval, so compare runs with the same
+    ``eval_every``.
+  - :func:`rho_subspace` — ``ρ_sub`` = top-k subspace similarity (``dk_cos``) between
+    the first evaluation (``reference_epoch = 0``, the initialisation) and the last
+    (the table's ``subspace_ref``): 1 = the top eigenspace never moved, 0 = it ended
+    orthogonal. It is a *similarity*, so it runs opposite to ``ρ_rot``.
+
+* **Rank correlations** — :func:`spearman` (average ranks for ties, NaN when one side
+  is constant or fewer than 3 pairs), per-group correlations (:func:`spearman_by_group`,
+  e.g. one correlation over the η grid per seed), their spread and sign stability
+  (:func:`correlation_spread`) and a pairs bootstrap (:func:`bootstrap_spearman`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "OUTCOMES", "rankdata", "spearman", "spearman_by_group", "bootstrap_spearman", "correlation_spread",
+    "rho_rotation", "rho_subspace", "outcome", "run_summary", "summarize_runs", "by_setting",
+    "best_setting", "stability_of_runs", "as_mapping",
+]
+
+OUTCOMES = ("target", "capped", "diverged", "collapsed")
+TRAINED = ("target", "capped")
+
+
+# --------------------------------------------------------------------------- ranks
+def rankdata(x: Sequence[float]) -> np.ndarray:
+    """Ranks 1…n of ``x`` with ties given their average rank (``scipy.stats.rankdata``'s
+    ``"average"``); float array of the same length."""
+    a = np.asarray(x, dtype=float)
+    if a.ndim != 1:
+        raise ValueError(f"rankdata needs a 1-D sequence, got shape {a.shape}")
+    order = np.argsort(a, kind="mergesort")
+    sorted_a = a[order]
+    ranks = np.empty(len(a), dtype=float)
+    i = 0
+    while i < len(a):
+        j = i
+        while j + 1 < len(a) and sorted_a[j + 1] == sorted_a[i]:
+            j += 1
+        ranks[order[i:j + 1]] = 0.5 * (i + j) + 1.0
+        i = j + 1
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation of ``x`` and ``y`` (Pearson correlation of the average
+    ranks), over the pairs where both are finite. NaN when fewer than 3 such pairs remain
+    or one side is constant (no ranking, hence no sign)."""
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xa.shape != ya.shape or xa.ndim != 1:
+        raise ValueError(f"spearman needs two 1-D sequences of equal length, got {xa.shape} and {ya.shape}")
+    ok = np.isfinite(xa) & np.isfinite(ya)
+    if ok.sum() < 3:
+        return float("nan")
+    rx, ry = rankdata(xa[ok]), rankdata(ya[ok])
+    rx -= rx.mean()
+    ry -= ry.mean()
+    den = math.sqrt(float(rx @ rx) * float(ry @ ry))
+    if den == 0:
+        return float("nan")
+    return float(np.clip(float(rx @ ry) / den, -1.0, 1.0))
+
+
+def spearman_by_group(df: pd.DataFrame, target: str, factors: Sequence[str], by: str = "seed") -> pd.DataFrame:
+    """One Spearman correlation of ``target`` with each of ``factors`` per value of ``by``
+    (rows: groups, sorted; columns: factors)."""
+    missing = [c for c in [target, by, *factors] if c not in df]
+    if missing:
+        raise KeyError(f"columns {missing} not in the table (has {list(df.columns)})")
+    rows = {g: {f: spearman(sub[f], sub[target]) for f in factors} for g, sub in df.groupby(by, sort=True)}
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(factors)).rename_axis(by)
+
+
+def bootstrap_spearman(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0,
+                       level: float = 0.9) -> tuple[float, float, float]:
+    """``(lo, hi, frac_positive)``: the central ``level`` interval of Spearman's correlation
+    over ``n_boot`` resamples of the (x, y) pairs with replacement, and the fraction of
+    resamples with a positive correlation (resamples whose correlation is undefined are
+    skipped). Deterministic given ``seed``."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be ≥ 1, got {n_boot}")
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(xa) & np.isfinite(ya)
+    xa, ya = xa[ok], ya[ok]
+    if len(xa) < 3:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(xa), len(xa))
+        r = spearman(xa[idx], ya[idx])
+        if math.isfinite(r):
+            vals.append(r)
+    if not vals:
+        return float("nan"), float("nan"), float("nan")
+    v = np.asarray(vals)
+    a = (1 - level) / 2
+    return float(np.quantile(v, a)), float(np.quantile(v, 1 - a)), float(np.mean(v > 0))
+
+
+def correlation_spread(per_group: pd.DataFrame, min_abs: float = 0.0) -> pd.DataFrame:
+    """Spread of per-group correlations (the output of :func:`spearman_by_group`), one row
+    per factor: ``mean``, ``std`` (ddof 1; NaN for one group), ``min``, ``max``, ``n``
+    (defined correlations), ``n_pos``, ``n_neg`` and ``sign_stable``: every group has a
+    defined correlation, all of one sign, each at least ``min_abs`` in magnitude."""
+    out = {}
+    for f in per_group.columns:
+        v = per_group[f].to_numpy(dtype=float)
+        d = v[np.isfinite(v)]
+        n_pos, n_neg = int(np.sum(d > 0)), int(np.sum(d < 0))
+        stable = (len(d) == len(v) and len(d) > 0 and (n_pos == len(d) or n_neg == len(d))
+                  and bool(np.all(np.abs(d) >= min_abs)))
+        out[f] = {"mean": float(d.mean()) if len(d) else float("nan"),
+                  "std": float(d.std(ddof=1)) if len(d) > 1 else float("nan"),
+                  "min": float(d.min()) if len(d) else float("nan"),
+                  "max": float(d.max()) if len(d) else float("nan"),
+                  "n": int(len(d)), "n_pos": n_pos, "n_neg": n_neg, "sign_stable": bool(stable)}
+    return pd.DataFrame.from_dict(out, orient="index")
+
+
+# --------------------------------------------------------------------------- ρ
+def _spectra(table: pd.DataFrame) -> pd.DataFrame:
+    if "sharpness" not in table:
+        return table.iloc[0:0]
+    return table[table["sharpness"].notna()]
+
+
+def rho_rotation(table: pd.DataFrame, column: str = "cos_prev_1") -> float:
+    """``ρ_rot``: mean over consecutive spectrum evaluations of ``1 − |cos(v₁(t), v₁(t'))|``
+    (``column`` holds the absolute cosines, NaN at the first evaluation). NaN when the
+    run has fewer than two evaluations."""
+    if column not in table:
+        return float("nan")
+    c = _spectra(table)[column].to_numpy(dtype=float)
+    c = c[np.isfinite(c)]
+    return float(np.mean(1.0 - c)) if len(c) else float("nan")
+
+
+def rho_subspace(table: pd.DataFrame, column: str = "subspace_ref") -> float:
+    """``ρ_sub``: the top-k subspace similarity between the reference evaluation (the
+    initialisation when ``reference_epoch = 0``) and the last evaluation of the run. NaN
+    when the run has no evaluation after the reference."""
+    if column not in table:
+        return float("nan")
+    sp = _spectra(table)
+    v = sp[column].to_numpy(dtype=float)
+    if len(sp) < 2 or not np.isfinite(v[-1]):
+        return float("nan")
+    return float(v[-1])
+
+
+# --------------------------------------------------------------------------- summaries
+def outcome(status: str, final_train_acc: float, collapse_acc: float) -> str:
+    """The outcome of a run (module docstring) from its status and final train accuracy."""
+    if status == "diverged":
+        return "diverged"
+    if status == "failed":
+        raise ValueError("a failed run (an exception, not a result) has no outcome: fix and rerun it")
+    if not (final_train_acc >= collapse_acc):  # NaN counts as collapsed
+        return "collapsed"
+    if status == "early_stopped":
+        return "target"
+    if status == "finished":
+        return "capped"
+    raise ValueError(f"unknown run status {status!r}")
+
+
+def run_summary(result: Any, collapse_acc: float | None = None) -> dict[str, Any]:
+    """One row for a :class:`~instab_lib.train.RunResult` (see :func:`summarize_runs`)."""
+    cfg = result.config
+    table = result.table
+    n_train = cfg.n_train
+    bs = cfg.batch_size or n_train
+    if collapse_acc is None:
+        collapse_acc = 2.0 / cfg.n_classes
+    last = table.iloc[-1] if len(table) else None
+    train_acc = float(last["train_acc"]) if last is not None else float("nan")
+    sp = _spectra(table)
+    max_s = float(sp["sharpness"].max()) if len(sp) else float("nan")
+    out = outcome(result.status, train_acc, collapse_acc)
+    return {
+        "lr": float(cfg.lr), "batch_size": int(bs) if bs is not None else None, "seed": int(cfg.seed),
+        "status": result.status, "outcome": out,
+        "epochs": int(table["epoch"].iloc[-1]) if len(table) else 0,
+        "steps": int(table["step"].iloc[-1]) if len(table) else 0,
+        "diverged_step": result.diverged_step,
+        "train_acc": train_acc,
+        "test_acc": float(last["test_acc"]) if last is not None else float("nan"),
+        "train_loss": float(last["train_loss"]) if last is not None else float("nan"),
+        "final_sharpness": float(sp["sharpness"].iloc[-1]) if len(sp) and out in TRAINED else float("nan"),
+        "max_sharpness": max_s,
+        "eta_max_s": float(cfg.lr) * max_s,
+        "rho_rot": rho_rotation(table),
+        "rho_sub": rho_subspace(table),
+        "n_evals": int(len(sp)),
+        "wall_time_s": float(result.wall_time_s),
+        "data_source": result.data_source,
+    }
+
+
+def summarize_runs(results: Iterable[Any], collapse_acc: float | None = None) -> pd.DataFrame:
+    """One row per run: ``lr, batch_size, seed, status, outcome, epochs, steps,
+    diverged_step, train_acc, test_acc, train_loss, final_sharpness`` (NaN unless the run
+    trained), ``max_sharpness`` (over its evaluations, before any divergence),
+    ``eta_max_s`` (≥ 2: the run went unstable), ``rho_rot``, ``rho_sub``, ``n_evals``,
+    ``wall_time_s``, ``data_source``. Raises on a run that failed with an exception."""
+    rows = []
+    for r in results:
+        if getattr(r, "status", None) == "failed":
+            raise RuntimeError(f"run {r.key} (lr={r.config.lr}, seed={r.config.seed}) failed: {r.error}")
+        rows.append(run_summary(r, collapse_acc))
+    return pd.DataFrame(rows)
+
+
+def by_setting(df: pd.DataFrame, value: str = "test_acc", keys: Sequence[str] = ("lr",)) -> pd.DataFrame:
+    """Per setting (``keys``): mean, std (ddof 1), min and max of ``value`` over the runs
+    that trained (outcome ``target`` or ``capped``), ``n`` of those, and the counts of
+    each outcome (``n_target``, ``n_capped``, ``n_diverged``, ``n_collapsed``)."""
+    rows = []
+    for k, sub in df.groupby(list(keys), sort=True):
+        k = k if isinstance(k, tuple) else (k,)
+        ok = sub[sub["outcome"].isin(TRAINED)][value].to_numpy(dtype=float)
+        row = dict(zip(keys, k))
+        row.update({"mean": float(ok.mean()) if len(ok) else float("nan"),
+                    "std": float(ok.std(ddof=1)) if len(ok) > 1 else float("nan"),
+                    "min": float(ok.min()) if len(ok) else float("nan"),
+                    "max": float(ok.max()) if len(ok) else float("nan"), "n": int(len(ok))})
+        for o in OUTCOMES:
+            row[f"n_{o}"] = int((sub["outcome"] == o).sum())
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def best_setting(per_setting: pd.DataFrame, key: str = "lr", require_all_trained: bool = True) -> dict[str, Any]:
+    """The row of :func:`by_setting` with the highest mean, among settings where every run
+    trained (``require_all_trained``: a setting where some seeds diverged or collapsed is
+    not "best" on its survivors). Returns that row as a dict."""
+    cand = per_setting[per_setting["n"] > 0]
+    if require_all_trained:
+        cand = cand[(cand["n_diverged"] == 0) & (cand["n_collapsed"] == 0)]
+    if cand.empty:
+        raise ValueError("no setting in which every run trained")
+    return dict(cand.loc[cand["mean"].idxmax()])
+
+
+def stability_of_runs(df: pd.DataFrame) -> Any:
+    """:func:`instab_lib.stability.stability_limit` of the runs in a summary table (η, max
+    sharpness over each run, diverged); collapsed runs count as unstable, like divergence."""
+    from .stability import stability_limit
+
+    blown = df["outcome"].isin(("diverged", "collapsed")).to_numpy()
+    return stability_limit(df["lr"].to_numpy(float), df["max_sharpness"].to_numpy(float), blown)
+
+
+def as_mapping(df: pd.DataFrame, key: str, value: str) -> Mapping[str, float]:
+    """``{f"{key value:g}": value}``, for recording per-setting numbers."""
+    return {f"{k:g}": float(v) for k, v in zip(df[key], df[value])}

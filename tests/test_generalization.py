@@ -1,0 +1,151 @@
+"""Rank correlations, ρ measures and run summaries of instab_lib.generalization (exact small cases)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from instab_lib import generalization as gen
+from instab_lib.train import RunResult, TrainConfig
+
+
+# --------------------------------------------------------------------------- ranks
+def test_rankdata_ties_get_average_rank():
+    np.testing.assert_array_equal(gen.rankdata([10, 20, 20, 5]), [2.0, 3.5, 3.5, 1.0])
+    np.testing.assert_array_equal(gen.rankdata([3, 3, 3]), [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(gen.rankdata([]), [])
+
+
+def test_spearman_exact_values():
+    assert gen.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert gen.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == -1.0
+    # monotone but non-linear: still 1
+    assert gen.spearman([1, 2, 3, 4, 5], [1, 8, 27, 64, 125]) == 1.0
+    # 1 − 6Σd²/(n(n²−1)) with ranks (1,2,3,4,5) vs (2,1,4,3,5): Σd² = 4 → 1 − 24/120 = 0.8
+    assert gen.spearman([1, 2, 3, 4, 5], [2, 1, 4, 3, 5]) == pytest.approx(0.8, abs=1e-12)
+
+
+def test_spearman_matches_scipy_with_ties():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 4, 12).astype(float)
+    y = rng.integers(0, 5, 12).astype(float)
+    assert gen.spearman(x, y) == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+
+
+def test_spearman_undefined_cases_are_nan():
+    assert math.isnan(gen.spearman([1, 2], [1, 2]))  # fewer than 3 pairs
+    assert math.isnan(gen.spearman([1, 2, 3], [5, 5, 5]))  # constant side: no sign
+    assert math.isnan(gen.spearman([1, 2, float("nan"), 4], [1, 2, 3, float("nan")]))  # 2 finite pairs left
+    assert gen.spearman([1, 2, 3, float("nan")], [3, 2, 1, 0]) == -1.0  # NaN pair skipped
+    with pytest.raises(ValueError):
+        gen.spearman([1, 2, 3], [1, 2])
+
+
+def test_spearman_by_group_and_spread():
+    df = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1, 2, 2, 2],
+                       "acc": [1, 2, 3, 1, 2, 3, 1, 2, 3],
+                       "up": [1, 2, 3, 1, 2, 3, 1, 3, 2],
+                       "mixed": [1, 2, 3, 3, 2, 1, 1, 2, 3]})
+    per = gen.spearman_by_group(df, "acc", ["up", "mixed"])
+    assert list(per.index) == [0, 1, 2]
+    np.testing.assert_allclose(per["up"], [1.0, 1.0, 0.5])
+    np.testing.assert_allclose(per["mixed"], [1.0, -1.0, 1.0])
+    spread = gen.correlation_spread(per)
+    assert spread.loc["up", "sign_stable"] and not spread.loc["mixed", "sign_stable"]
+    assert spread.loc["up", "mean"] == pytest.approx(2.5 / 3)
+    assert spread.loc["up", "std"] == pytest.approx(np.std([1, 1, 0.5], ddof=1))
+    assert (spread.loc["mixed", "n_pos"], spread.loc["mixed", "n_neg"]) == (2, 1)
+    # a magnitude floor: 0.5 < 0.6, so "up" is no longer counted as stable
+    assert not gen.correlation_spread(per, min_abs=0.6).loc["up", "sign_stable"]
+    # an undefined correlation in one group breaks stability
+    per2 = per.copy()
+    per2.loc[2, "up"] = float("nan")
+    assert not gen.correlation_spread(per2).loc["up", "sign_stable"]
+    with pytest.raises(KeyError):
+        gen.spearman_by_group(df, "acc", ["nope"])
+
+
+def test_bootstrap_spearman():
+    lo, hi, pos = gen.bootstrap_spearman([1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], n_boot=200, seed=1)
+    assert lo == hi == 1.0 and pos == 1.0  # every resample with ≥ 2 distinct values is perfectly monotone
+    a = gen.bootstrap_spearman(range(10), [3, 1, 4, 1, 5, 9, 2, 6, 5, 3], n_boot=300, seed=7)
+    b = gen.bootstrap_spearman(range(10), [3, 1, 4, 1, 5, 9, 2, 6, 5, 3], n_boot=300, seed=7)
+    assert a == b and a[0] <= a[1]
+    assert all(math.isnan(v) for v in gen.bootstrap_spearman([1, 2], [1, 2]))
+    with pytest.raises(ValueError):
+        gen.bootstrap_spearman([1, 2, 3], [1, 2, 3], level=1.0)
+
+
+# --------------------------------------------------------------------------- ρ
+def _table(cos_prev, subspace_ref, acc=(0.5, 0.9, 1.0)):
+    n = len(cos_prev)
+    return pd.DataFrame({"epoch": np.arange(n) * 10, "step": np.arange(n) * 10, "train_acc": list(acc)[:n],
+                         "test_acc": list(acc)[:n], "train_loss": np.linspace(2, 0.1, n),
+                         "sharpness": np.linspace(2, 20, n), "cos_prev_1": cos_prev, "subspace_ref": subspace_ref})
+
+
+def test_rho_measures_exact():
+    t = _table([np.nan, 0.9, 0.5], [1.0, 0.8, 0.25])
+    assert gen.rho_rotation(t) == pytest.approx(0.3)  # mean(0.1, 0.5)
+    assert gen.rho_subspace(t) == 0.25
+    # rows without a spectrum are ignored
+    t2 = pd.concat([t, pd.DataFrame({"epoch": [25], "sharpness": [np.nan], "cos_prev_1": [np.nan],
+                                     "subspace_ref": [np.nan]})]).sort_values("epoch")
+    assert gen.rho_rotation(t2) == pytest.approx(0.3)
+    one = _table([np.nan], [1.0])
+    assert math.isnan(gen.rho_rotation(one)) and math.isnan(gen.rho_subspace(one))
+    assert math.isnan(gen.rho_rotation(pd.DataFrame({"epoch": [0]})))
+
+
+# --------------------------------------------------------------------------- summaries
+def _run(lr, seed, status, train_acc, test_acc, max_s=20.0, diverged_step=None):
+    cfg = TrainConfig(lr=lr, seed=seed, epochs=20, eval_every=10)
+    t = _table([np.nan, 0.9, 0.5], [1.0, 0.8, 0.25], acc=(0.1, 0.5, train_acc))
+    t["test_acc"] = [0.1, 0.4, test_acc]
+    t["sharpness"] = [1.0, max_s, max_s / 2]
+    return RunResult(config=cfg, key=f"{lr}-{seed}", status=status, table=t, diverged_step=diverged_step,
+                     data_source="test")
+
+
+def test_summary_outcomes_and_by_setting():
+    runs = [_run(0.01, 0, "early_stopped", 0.999, 0.70, max_s=50),
+            _run(0.01, 1, "finished", 0.95, 0.72, max_s=60),
+            _run(0.1, 0, "early_stopped", 0.999, 0.80),
+            _run(0.1, 1, "early_stopped", 0.999, 0.82),
+            _run(1.0, 0, "diverged", 0.1, 0.1, diverged_step=7),
+            _run(1.0, 1, "finished", 0.1, 0.1)]
+    df = gen.summarize_runs(runs)
+    assert list(df["outcome"]) == ["target", "capped", "target", "target", "diverged", "collapsed"]
+    assert df.loc[4, "diverged_step"] == 7
+    assert math.isnan(df.loc[4, "final_sharpness"]) and df.loc[0, "final_sharpness"] == 25.0
+    assert df.loc[0, "eta_max_s"] == pytest.approx(0.5)
+    assert df.loc[0, "rho_rot"] == pytest.approx(0.3) and df.loc[0, "rho_sub"] == 0.25
+    per = gen.by_setting(df)
+    assert list(per["lr"]) == [0.01, 0.1, 1.0]
+    assert per.loc[1, "mean"] == pytest.approx(0.81) and per.loc[1, "std"] == pytest.approx(np.std([0.8, 0.82], ddof=1))
+    assert per.loc[2, "n"] == 0 and math.isnan(per.loc[2, "mean"])
+    assert (per.loc[2, "n_diverged"], per.loc[2, "n_collapsed"], per.loc[0, "n_capped"]) == (1, 1, 1)
+    best = gen.best_setting(per)
+    assert best["lr"] == 0.1
+    lim = gen.stability_of_runs(df)
+    # 0.01·60 = 0.6 stable; 0.1·20 = 2 unstable → bracket [0.01, 0.1]
+    assert lim.largest_stable == 0.01 and lim.smallest_unstable == 0.1
+    assert gen.as_mapping(per, "lr", "n") == {"0.01": 2.0, "0.1": 2.0, "1": 0.0}
+
+
+def test_summary_rejects_failed_runs_and_bad_status():
+    bad = RunResult(config=TrainConfig(lr=0.1), key="x", status="failed", table=pd.DataFrame(), error="boom")
+    with pytest.raises(RuntimeError, match="boom"):
+        gen.summarize_runs([bad])
+    with pytest.raises(ValueError):
+        gen.outcome("weird", 0.9, 0.2)
+    assert gen.outcome("finished", float("nan"), 0.2) == "collapsed"
+
+
+def test_best_setting_skips_settings_with_casualties():
+    per = pd.DataFrame({"lr": [0.1, 0.2], "mean": [0.8, 0.9], "n": [3, 2], "n_diverged": [0, 1],
+                        "n_collapsed": [0, 0]})
+    assert gen.best_setting(per)["lr"] == 0.1
+    assert gen.best_setting(per, require_all_trained=False)["lr"] == 0.2
