@@ -210,6 +210,9 @@ def execute(
         progress = sys.stderr.isatty()
     # papermill logs a warning for every parameters-cell comment it cannot parse; keep stderr for real errors
     logging.getLogger("papermill").setLevel(logging.INFO if log_output else logging.ERROR)
+    # a kernel torn down after a failing cell can race zmq's socket close; tornado logs that
+    # harmless race as an "uncaught exception" traceback, which would bury the one-line reason
+    logging.getLogger("tornado").setLevel(logging.CRITICAL)
 
     params = resolve_parameters(notebook_id, preset, overrides)
     label = run_label(preset, overrides)
