@@ -1,0 +1,239 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Depth > 1 ⇒ rotation
+#
+# **Claim.** In a depth-$D$ diagonal linear network $L(\theta) = z(\Theta)$, $\Theta = \prod_{i=1}^D \theta_i$,
+# an unstable GD episode rotates the top Hessian eigenvector when $D \ge 2$, and the rotation grows with $\eta$; for
+# $D = 1$ nothing can rotate, and a linear model trained with MSE (depth 1, many parameters, constant Hessian) keeps its
+# Hessian, hence its eigenvectors, fixed to rounding through an instability that grows without bound.
+#
+# ```{admonition} Where this comes from
+# :class: note
+# - **Paper's claim** (A abstract): "These rotations are a consequence of network depth, and we prove that for any
+#   network with depth > 1, unstable growth in parameters cause rotations in the principal components of the
+#   Hessian". A reviewer: "only demonstrated theoretically for deep diagonal networks" (REFERENCE §3). The theorem's
+#   statement was not read.
+# - **Author's code** (`lawrencewang94/jax_eigs`, REFERENCE §4.2 `fmnist-1LNN`): the depth-1 control, a linear map on
+#   2 classes of Fashion-MNIST, 200 training images, MSE, full batch, S₀ = 457.96.
+# - **Our reconstruction**: the depth-$D$ multipliers below (derived here and in `instab_lib.dln`, checked against
+#   autograd in float64), the episodes (starting points, learning rates, the rotation measure), and the control's
+#   subset: the first 200 training images of classes 0 and 1 (T-shirt/top, Trouser) of the Debian copy of
+#   Fashion-MNIST, standardised; its $S_0$ differs from the author's 457.96 (the author's subset is not known).
+# ```
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from IPython.display import Markdown, display
+
+from instab_lib import claims, curvature, data, dln, models, optim, rotation
+from instab_lib.plotting import apply_style, lr_colors
+
+apply_style()
+
+# %% tags=["parameters"]
+depths = [1, 2, 3, 4]  # DLN depths D
+sharp0 = -0.01  # θ₁ at the start: a sharp minimum perturbed along its sharp direction
+multipliers = [0.9, 1.05, 1.1, 1.2, 1.3, 1.5]  # η = m · 2/S₀ (m < 1: the stable reference run)
+episode_steps = 3000  # GD steps per DLN episode
+check_points = 20  # random points per depth for the autograd check of the multipliers
+seed = 0
+control_classes = [0, 1]  # Fashion-MNIST classes of the linear control
+control_n = 200  # training images of the control
+control_multiplier = 1.05  # control learning rate η = m · 2/S₀
+control_steps = 100  # GD steps of the control episode
+
+# %%
+claims.check_positive("multipliers", multipliers)
+claims.check_positive("control_multiplier", control_multiplier)
+for name, v, lo in [("episode_steps", episode_steps, 1), ("check_points", check_points, 1),
+                    ("control_n", control_n, 2), ("control_steps", control_steps, 1), ("seed", seed, 0)]:
+    claims.check_int_at_least(name, v, lo)
+if not depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
+    raise ValueError(f"depths must be integers >= 1, got {depths!r}")
+if sharp0 == 0:
+    raise ValueError("sharp0 must be non-zero (θ₁ = 0 is the minimum itself: nothing happens)")
+if min(multipliers) >= 1:
+    raise ValueError("multipliers needs one stable reference m < 1")
+rec = claims.Recorder("depth_and_rotation")
+
+# %% [markdown]
+# ## One GD step in a depth-$D$ DLN
+#
+# Write $p_i = \prod_{k\ne i}\theta_k$ and $p_{ij} = \prod_{k\ne i,j}\theta_k$, so $\theta_i p_i = \Theta$ and
+# $p_i = \theta_j p_{ij}$. The gradient is $\partial_i L = z'(\Theta)\,p_i$ and a GD step is
+# $\theta_i' = \theta_i - \eta z' p_i$. Two exact consequences:
+#
+# $$
+# \theta_i'^2 - \theta_j'^2 = \theta_i^2 - \theta_j^2 - 2\eta z'(\theta_i p_i - \theta_j p_j) + \eta^2 z'^2 (p_i^2 - p_j^2)
+# = (\theta_i^2 - \theta_j^2)\,\big(1 - \eta^2 z'^2 p_{ij}^2\big),
+# $$
+#
+# because $\theta_i p_i = \theta_j p_j = \Theta$ and $p_i^2 - p_j^2 = p_{ij}^2(\theta_j^2 - \theta_i^2)$; and
+#
+# $$
+# \frac{\Theta'}{\Theta} = \prod_{i=1}^D \Big(1 - \eta z'\frac{p_i}{\theta_i}\Big) = \prod_{i=1}^D \Big(1 - \frac{\eta z'\Theta}{\theta_i^2}\Big).
+# $$
+#
+# For $D = 2$ these are REFERENCE §2.2's $\gamma_{|\theta_2^2-\theta_1^2|} = |1-\eta^2z'^2|$ and
+# $\gamma_\Theta = 1 + \eta^2 z'^2 - k\eta z'$. The Hessian is $H = z''\,pp^\top + z'\,P$ with $P_{ij} = p_{ij}$ ($i\ne j$).
+# An unstable episode makes $|\Theta|$ oscillate with growing amplitude, so $\eta^2 z'^2 p_{ij}^2$ becomes large and every
+# imbalance $\theta_i^2-\theta_j^2$ shrinks: the parameters move toward balance and the top eigenvector, which is
+# aligned with the most unbalanced direction near a sharp minimum, turns. For $D = 1$ there is no pair and the Hessian
+# is the $1\times 1$ matrix $z''(\theta)$: nothing can turn, and with $z = \Theta^2$ the multiplier $\Theta'/\Theta = 1-2\eta$
+# is constant, so an instability never resolves.
+#
+# We check both formulas and the Hessian against PyTorch autograd (float64) at random points.
+
+# %%
+rng = np.random.default_rng(seed)
+err_pair, err_out, err_hess = {}, {}, {}
+for D in depths:
+    ep, eo, eh = 0.0, 0.0, 0.0
+    for _ in range(check_points):
+        th = rng.uniform(0.3, 1.7, size=D) * rng.choice([-1.0, 1.0], size=D)
+        eta = float(rng.uniform(0.01, 0.3))
+        t = torch.tensor(th, dtype=torch.float64, requires_grad=True)
+        loss = torch.prod(t) ** 2
+        (g,) = torch.autograd.grad(loss, t)
+        new = (t - eta * g).detach().numpy()
+        H_auto = torch.autograd.functional.hessian(lambda v: torch.prod(v) ** 2, t.detach()).numpy()
+        eh = max(eh, float(np.max(np.abs(H_auto - dln.hessian(th))) / np.max(np.abs(H_auto))))
+        eo = max(eo, abs(np.prod(new) / np.prod(th) - dln.output_multiplier(th, eta)))
+        for i in range(D):
+            for j in range(i + 1, D):
+                measured = (new[i] ** 2 - new[j] ** 2) / (th[i] ** 2 - th[j] ** 2)
+                ep = max(ep, abs(measured - dln.pair_difference_multiplier(th, eta, i, j)) / max(1.0, abs(measured)))
+    err_pair[str(D)], err_out[str(D)], err_hess[str(D)] = ep, eo, eh
+rec.record("autograd_err_pair", max(err_pair.values()))
+rec.record("autograd_err_output", max(err_out.values()))
+rec.record("autograd_err_hessian", max(err_hess.values()))
+pd.DataFrame({"pair multiplier": err_pair, "output multiplier": err_out, "Hessian": err_hess}).rename_axis(
+    "D").style.format("{:.1e}").set_caption("max error, formula vs autograd")
+
+# %% [markdown]
+# ## One unstable episode per depth
+#
+# Start: $\theta_0 = (-0.01, a, \dots, a)$ with $a^{D-1} = 10$, a point next to the sharp minimum $\theta_1 = 0$ with
+# $S_0 \approx 200$ for every $D \ge 2$ (for $D = 1$, $\theta_0 = -0.01$ and $S_0 = 2$). Learning rates
+# $\eta = m\cdot 2/S_0$; $m = 0.9$ is the stable reference. The rotation of an episode is the largest angle between the
+# top eigenvector $v_1(\theta_t)$ and $v_1(\theta_0)$ along the run (the eigenvector turns and, at the new minimum,
+# returns to an axis, so the end-to-end angle would miss it).
+
+# %%
+episodes, max_angle, final_ratio, status = {}, {}, {}, {}
+for D in depths:
+    th0 = np.array([sharp0] + ([10.0 ** (1.0 / (D - 1))] * (D - 1) if D > 1 else []))
+    S0_D = dln.spectrum(th0).sharpness
+    for m in multipliers:
+        tr = dln.run_gd(th0, m * 2 / S0_D, episode_steps)
+        ang = np.degrees(dln.top_eigenvector_angles(tr.top))
+        key = f"D{D}_m{m:g}"
+        episodes[key] = tr
+        max_angle[key] = float(ang.max())
+        final_ratio[key] = float(tr.final_sharpness / S0_D) if not tr.diverged else float("nan")
+        status[key] = tr.status
+rec.record("max_angle_deg", max_angle)
+rec.record("final_S_ratio", final_ratio)
+rec.record("diverged", {k: tr.diverged for k, tr in episodes.items()})
+rec.record("depths", depths)
+rec.record("multipliers", multipliers)
+rec.record("stable_m", [m for m in multipliers if m < 1])
+rec.record("unstable_m", [m for m in multipliers if m > 1])
+table = pd.DataFrame({f"D = {D}": {f"m = {m:g}": f"{max_angle[f'D{D}_m{m:g}']:.3g}° · "
+                                   + (f"S_T/S₀ = {final_ratio[f'D{D}_m{m:g}']:.3f}"
+                                      if not episodes[f'D{D}_m{m:g}'].diverged else status[f'D{D}_m{m:g}'])
+                                   for m in multipliers} for D in depths})
+display(Markdown("Largest rotation of $v_1$ during the episode, and the final sharpness relative to $S_0$:"))
+table
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+for D, col in zip(depths, ["k", "tab:blue", "tab:orange", "tab:red"]):
+    ms = np.array(multipliers)
+    axes[0].plot(ms, [max_angle[f"D{D}_m{m:g}"] for m in ms], "o-", color=col, label=f"D = {D}")
+    fr = [final_ratio[f"D{D}_m{m:g}"] for m in ms]
+    axes[1].plot(ms, fr, "o-", color=col, label=f"D = {D}")
+    for m in ms:
+        if episodes[f"D{D}_m{m:g}"].diverged:
+            axes[1].plot([m], [1.05], "x", color=col, ms=8)
+axes[0].axvline(1, ls=":", color="k", lw=1)
+axes[0].set(xlabel=r"$m = \eta S_0/2$", ylabel="max angle of $v_1$ from $v_1(\\theta_0)$ [°]",
+            title="Rotation during the episode")
+axes[0].legend(fontsize=8)
+axes[1].axvline(1, ls=":", color="k", lw=1)
+axes[1].set(xlabel=r"$m = \eta S_0/2$", ylabel=r"$S_T/S_0$", ylim=(0, 1.12),
+            title="Final sharpness (× at top: D = 1 diverged)")
+D_show = 2 if 2 in depths else max(depths)
+for m, col in zip([m for m in multipliers if m > 1], lr_colors([m for m in multipliers if m > 1])):
+    tr = episodes[f"D{D_show}_m{m:g}"]
+    ang = np.degrees(dln.top_eigenvector_angles(tr.top))
+    axes[2].plot(np.arange(1, min(200, len(ang)) + 1), ang[:200], color=col, label=f"m = {m:g}")
+axes[2].set(xscale="log", xlabel="step", ylabel="angle [°]", title=f"Angle of $v_1$ along the episode, D = {D_show}")
+axes[2].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## The depth-1 control on Fashion-MNIST
+#
+# A linear map $f(x) = Wx + b$ (1,570 parameters) on 200 images of two classes with the MSE loss
+# $L = \frac{1}{2N}\sum_n \|f(x_n) - e_{y_n}\|^2$ (PyTorch's `mse_loss`, mean over the $N\times 2$ entries) has the
+# Hessian $\frac1N \tilde X^\top\tilde X \otimes I_2$ ($\tilde x = (x, 1)$), the same at every $\theta$. Its top eigenvalue
+# is double (one copy per output), so we compare the top-2 eigenspaces. One GD episode at $\eta = 1.05\cdot 2/S_0$: the
+# component along the top eigenspace grows as $|1-\eta S_0|^t$ and nothing turns.
+
+# %%
+ds = data.load_dataset("fashion-mnist", n_train=control_n, n_test=1, classes=tuple(control_classes))
+X, Y = ds.X_train.double(), F.one_hot(ds.y_train, len(control_classes)).double()
+model = models.build_model("linear", seed=seed, input_dim=784, n_out=len(control_classes)).double()
+H0 = curvature.dense_hessian(model, F.mse_loss, (X, Y))
+evals0, evecs0 = torch.linalg.eigh(H0)
+S0_lin = float(evals0[-1])
+eta_lin = control_multiplier * 2 / S0_lin
+gd = optim.gd(eta_lin)
+params = [p.detach().clone() for p in model.parameters()]
+state = gd.init(params)
+losses = []
+for _ in range(control_steps + 1):
+    for p, q in zip(model.parameters(), params):
+        p.data.copy_(q)
+    loss = F.mse_loss(model(X), Y)
+    losses.append(float(loss))
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    params, state = gd.update(grads, state, params)
+H_T = curvature.dense_hessian(model, F.mse_loss, (X, Y))  # at the last evaluated iterate
+evals_T, evecs_T = torch.linalg.eigh(H_T)
+angle_top2 = float(rotation.principal_angles(evecs0[:, -2:], evecs_T[:, -2:]).max())
+rec.record("control_source", ds.source)
+rec.record("control_S0", S0_lin)
+rec.record("control_author_S0", 457.96)
+rec.record("control_hessian_rel_change", float(torch.linalg.norm(H_T - H0) / torch.linalg.norm(H0)))
+rec.record("control_top2_angle_rad", angle_top2)
+rec.record("control_loss_ratio", losses[-1] / losses[0])
+display(Markdown(f"Data: {ds.source}. S₀ = {S0_lin:.2f} (author's subset: 457.96), η = {eta_lin:.5f}; after "
+                 f"{control_steps} steps L_T/L_0 = {losses[-1] / losses[0]:.3g}; ‖H_T − H_0‖/‖H_0‖ = "
+                 f"{float(torch.linalg.norm(H_T - H0) / torch.linalg.norm(H0)):.1e}; largest principal angle between the "
+                 f"top-2 eigenspaces = {angle_top2:.1e} rad."))
+
+fig, ax = plt.subplots(figsize=(6, 3.4))
+ax.plot(losses, color="k")
+ax.set(yscale="log", xlabel="step", ylabel="MSE loss", title="Linear control: the instability only grows")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Claims checked on these numbers
+
+# %%
+rec.report()
