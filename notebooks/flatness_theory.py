@@ -1,0 +1,237 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Flatness bias from instabilities: a reconstruction of B §5
+#
+# ```{warning}
+# **Reconstruction.** Paper B's §5 results are known to the companion by *name* only: Definition 5.1 (instability
+# surplus), Theorem 5.4 (point-mass contraction), Corollary 5.5 (mass conditions for median contraction), Theorem 5.6
+# (upper-envelope drift), Theorem 5.12 (even-time median drift), and one sentence of Theorem 5.4 ("for any point-mass
+# $X_0 = u$ and all $t \ge 1$, [an inequality] with strict inequality at even $t$. Hence every even-time median $m_t$
+# satisfies $m_t < u$"). Their conditions and proofs were not read (REFERENCE §3, §10). Everything below, including the
+# model, is this companion's reading, stated so that a simulation can check it. It is not the paper's wording.
+# ```
+#
+# **Claim (companion's form).** In a coupled instability/curvature dynamics started from a point mass at curvature
+# $u$ above the stability threshold ($\eta u > 2$), the probability that the curvature is at most $u$ is at least
+# one half at every step and strictly more at even steps, so every even-time median lies below the start; the valley
+# floor's curvature only falls; the process restabilises below $2/\eta$, and the larger the initial surplus, the
+# flatter it ends.
+#
+# ```{admonition} Where this comes from
+# :class: note
+# - **Paper** (B §5, seeds/001): the names of the results above and the Theorem 5.4 fragment; the appendix figure
+#   caption "Aggregate correlation statistics between $|\gamma_{U_t}|$ and $\lambda_{1,t}$. Strong correlations across
+#   seeds affirm C3"; the abstract: instabilities "provably lead to flatter minima" through "a coupled
+#   instability-dynamics framework".
+# - **Author's code**: none for this section.
+# - **Our reconstruction**: the working definitions $U_t = \eta\lambda_{1,t} - 2$ and
+#   $\gamma_{U_t} = 1-\eta\lambda_{1,t}$ (REFERENCE §10), the model, its conditions, the statements as checked here, the
+#   Monte Carlo and the exact bootstrap bands (`instab_lib.theory`); the DLN identity below (`theory.dln_reduced_step`).
+#   No data set is used.
+# ```
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from IPython.display import Markdown, display
+
+from instab_lib import claims, dln, theory
+from instab_lib.plotting import apply_style, lr_colors
+
+apply_style()
+
+# %% tags=["parameters"]
+eta = 0.01  # learning rate: threshold curvature 2/η = 200
+u = 210.0  # point-mass start X_0 = u (surplus U_0 = ηu − 2 = 0.1)
+c = 20.0  # third-order coupling: curvature at the iterate moves with the signed oscillation
+d = 5.0  # self-stabilisation: the valley floor's curvature contracts by 1/(1 + d Y²)
+sigma = 3e-3  # noise kicking the oscillation (GD rounding / minibatch noise)
+steps = 400  # steps per path
+n_paths = 40001  # Monte Carlo paths (odd: the median is one sample)
+level = 0.95  # bootstrap band level
+u_grid = [180.0, 190.0, 200.0, 205.0, 210.0, 220.0, 230.0]  # starts for the surplus sweep
+seed = 0
+dln_eta = 0.011  # the DLN run used to check the reduced (Δ, Θ) dynamics
+
+# %%
+for name, v in [("eta", eta), ("u", u), ("u_grid", u_grid), ("dln_eta", dln_eta)]:
+    claims.check_positive(name, v)
+claims.check_int_at_least("steps", steps, 2)
+claims.check_int_at_least("n_paths", n_paths, 101)
+claims.check_int_at_least("seed", seed, 0)
+if not 0 < level < 1:
+    raise ValueError(f"level must lie in (0, 1), got {level!r}")
+if sigma < 0:
+    raise ValueError(f"sigma must be >= 0, got {sigma!r}")
+rec = claims.Recorder("flatness_theory")
+
+# %% [markdown]
+# ## Definitions (companion's reading)
+#
+# - **Instability surplus** (reading of B Def 5.1): $U_t = \eta\lambda_{1,t} - 2$, the amount by which the step exceeds
+#   the stability threshold along the top eigenvector $v_1$; $U_t > 0$ is unstable.
+# - **Instability multiplier**: on a locally quadratic loss of curvature $\lambda_{1,t}$ the displacement along $v_1$
+#   is multiplied by $\gamma_{U_t} = 1-\eta\lambda_{1,t} = -(1+U_t)$ per step: it flips sign every step and grows iff
+#   $U_t > 0$. $|\gamma_{U_t}| = 1 + U_t$ increases with $\lambda_{1,t}$ (our reading of condition C3).
+#
+# ## The model
+#
+# Per path, with $\xi_t$ i.i.d. standard normal,
+#
+# $$
+# Y_{t+1} = (1-\eta X_t)\,Y_t + \sigma\xi_t,\qquad
+# \bar X_{t+1} = \frac{\bar X_t}{1 + d\,Y_t^2},\qquad
+# X_t = \bar X_t + c\,Y_t,
+# $$
+#
+# from the point mass $X_0 = \bar X_0 = u$, $Y_0 = 0$. $Y_t$ is the signed oscillation along $v_1$, $X_t = \lambda_{1,t}$
+# the curvature at the iterate and $\bar X_t$ the curvature of the valley floor. The three ingredients and why:
+#
+# 1. *Instability* ($Y$): GD along $v_1$ with multiplier $\gamma_{U_t}$; the noise $\sigma\xi_t$ seeds it.
+# 2. *Self-stabilisation* ($\bar X$, $d > 0$): the floor's curvature contracts with the squared oscillation. This is
+#    exact in the DLN: $\theta_2^2-\theta_1^2$, whose magnitude is the sharpness $2|\Delta|$ of the minimum the run is
+#    heading to, is multiplied by $1-4\eta^2\Theta^2$ each step (checked below).
+# 3. *Third-order coupling* ($c$): the curvature at the iterate is higher on one side of the valley than on the other,
+#    so $X_t$ alternates with the sign of $Y_t$. Over two adjacent steps the linear parts nearly cancel and what is left,
+#    $-(d + \eta c^2)Y^2$ to second order, is negative: the curvature's even-time values are pushed below $u$ while odd
+#    times are symmetric to first order.
+#
+# **Statements checked** (companion's forms): (5.4) $P(X_t \le u) \ge \tfrac12$ for all $t \ge 1$, strictly at even
+# $t$; (5.5) $P(X_t \le u) > \tfrac12 \Rightarrow$ median$(X_t) < u$; (5.6, our reading of "upper envelope") the valley
+# floor $\bar X_t$, the envelope around which $X_t$ oscillates, is non-increasing on every path; (5.12) every even-time
+# median is below $u$, and the process restabilises below $2/\eta$.
+
+# %%
+paths = theory.simulate_coupled(eta, u, c, d, sigma, steps, n_paths, seed)
+med, lo, hi = theory.median_band(paths.X, level)
+p_le, p_se = theory.prob_at_most(paths.X, u)
+t_all = np.arange(steps + 1)
+even, odd = t_all[2::2], t_all[1::2]
+z_even = (p_le[even] - 0.5) / np.maximum(p_se[even], 1e-300)
+z_odd = (p_le[odd] - 0.5) / np.maximum(p_se[odd], 1e-300)
+finite = bool(np.all(np.isfinite(paths.X)))
+rec.record("finite", finite)
+rec.record("surplus0", eta * u - 2)
+rec.record("u", u)
+rec.record("two_over_eta", 2 / eta)
+rec.record("min_z_even", float(np.min(z_even)) if finite else float("nan"))
+rec.record("min_z_odd", float(np.min(z_odd)) if finite else float("nan"))
+rec.record("max_even_band_hi_minus_u", float(np.max(hi[even] - u)) if finite else float("nan"))
+rec.record("cor55_consistent", bool(np.all((p_le[even] <= 0.5) | (med[even] < u))))
+rec.record("max_floor_increment", float(np.nanmax(np.diff(paths.Xbar, axis=1))))
+rec.record("final_median", float(med[-1]))
+rec.record("final_band", [float(lo[-1]), float(hi[-1])])
+rec.record("final_median_surplus", float(eta * med[-1] - 2))
+display(Markdown(f"{n_paths} paths, {steps} steps; U₀ = {eta * u - 2:.2f}. Even t: min (P(X_t ≤ u) − ½)/SE = "
+                 f"{np.min(z_even):.1f}; odd t: {np.min(z_odd):.1f}. Largest upper band edge of an even-time median "
+                 f"minus u: {np.max(hi[even] - u):.3g}. Final median {med[-1]:.2f} "
+                 f"({level:.0%} band [{lo[-1]:.2f}, {hi[-1]:.2f}]), 2/η = {2 / eta:g}."))
+
+# %% [markdown]
+# ## Medians, the point mass and the envelope
+#
+# Left: the median of $X_t$ at even and odd times with its bootstrap band (computed exactly from the binomial law of
+# resampled order statistics, `theory.median_band`), the start $u$ and $2/\eta$. Middle: the first 12 steps. At $t = 1$
+# the curvature is $u + c\sigma\xi_0$, symmetric about $u$, so $P(X_1 \le u) = \tfrac12$ exactly; from $t = 2$ on the
+# negative two-step remainder pushes the even-time mass below $u$, and the odd times follow once the floor has moved.
+# Right: $P(X_t \le u) - \tfrac12$ with ±3 standard errors (grey).
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+for ax, sl in ((axes[0], slice(None)), (axes[1], slice(0, 13))):
+    te, to = even[even < (sl.stop or steps + 1)], odd[odd < (sl.stop or steps + 1)]
+    ax.fill_between(te, lo[te], hi[te], color="tab:blue", alpha=0.25, lw=0)
+    ax.plot(te, med[te], ".-", color="tab:blue", ms=3, lw=0.8, label="median, even t")
+    ax.fill_between(to, lo[to], hi[to], color="tab:orange", alpha=0.25, lw=0)
+    ax.plot(to, med[to], ".-", color="tab:orange", ms=3, lw=0.8, label="median, odd t")
+    ax.axhline(u, color="k", lw=1, label="start u")
+    ax.axhline(2 / eta, color="k", ls=":", lw=1, label="2/η")
+    ax.set(xlabel="t", ylabel=r"$X_t = \lambda_{1,t}$")
+axes[0].set_title(f"Medians with {level:.0%} bootstrap bands")
+axes[0].legend(fontsize=8)
+axes[1].set(title="First 12 steps", ylim=(float(lo[12]) - 0.01, u + 0.01))
+axes[2].plot(even, p_le[even] - 0.5, ".", ms=3, color="tab:blue", label="even t")
+axes[2].plot(odd, p_le[odd] - 0.5, ".", ms=3, color="tab:orange", label="odd t")
+axes[2].fill_between(t_all[1:], -3 * p_se[1:], 3 * p_se[1:], color="0.8", lw=0, label="±3 SE")
+axes[2].axhline(0, color="k", lw=0.8)
+axes[2].set(xscale="log", xlabel="t", ylabel=r"$P(X_t \leq u) - 1/2$", title="Point-mass contraction")
+axes[2].legend(fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Sample paths
+#
+# A few paths: the oscillation $Y_t$ grows while $U_t > 0$, the floor $\bar X_t$ falls while it is large, and once
+# $U_t < 0$ the oscillation decays at a flatter curvature.
+
+# %%
+fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+for i, col in zip(range(4), ["tab:blue", "tab:orange", "tab:green", "tab:red"]):
+    axes[0].plot(paths.Y[i], color=col, lw=0.6)
+    axes[1].plot(paths.X[i], color=col, lw=0.4, alpha=0.7)
+    axes[1].plot(paths.Xbar[i], color=col, lw=1.5)
+    axes[2].plot(paths.surplus[i], color=col, lw=0.5)
+axes[0].set(xlabel="t", ylabel="Y_t", title="Oscillation along v₁")
+axes[1].axhline(2 / eta, color="k", ls=":", lw=1)
+axes[1].set(xlabel="t", ylabel="curvature", title=r"$X_t$ (thin) and floor $\bar X_t$ (thick)")
+axes[2].axhline(0, color="k", lw=0.8)
+axes[2].set(xlabel="t", ylabel="U_t", title=r"Instability surplus $U_t = \eta X_t - 2$")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## The larger the surplus, the flatter the end
+#
+# The same model from starts $u$ on both sides of $2/\eta$. Stable starts ($U_0 < 0$) also flatten a little, because
+# the noise alone keeps a small oscillation alive; the instability adds to it, more the larger $U_0$.
+
+# %%
+drops = {}
+for uu in u_grid:
+    pp = theory.simulate_coupled(eta, uu, c, d, sigma, steps, n_paths, seed)
+    drops[f"{uu:g}"] = float((uu - theory.median_band(pp.X, level)[0][-1]) / uu)
+rec.record("drops", drops)
+rec.record("u_grid", [float(v) for v in u_grid])
+surplus = [eta * uu - 2 for uu in u_grid]
+fig, ax = plt.subplots(figsize=(6, 3.6))
+ax.plot(surplus, [drops[f"{uu:g}"] for uu in u_grid], "o-", color="k")
+ax.axvline(0, ls=":", color="k")
+ax.set(xlabel=r"initial surplus $U_0 = \eta u - 2$", ylabel=r"$(u - m_T)/u$", title="Relative flattening of the median")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## The DLN is an exact, deterministic instance of ingredients 1 and 2
+#
+# For $L = (\theta_1\theta_2)^2$ with $\Delta = \theta_2^2-\theta_1^2$ and $\Theta = \theta_1\theta_2$, one GD step is
+# exactly $\Delta' = \Delta(1-4\eta^2\Theta^2)$, $\Theta' = \Theta(1 + 4\eta^2\Theta^2 - 2\eta\sqrt{\Delta^2+4\Theta^2})$
+# (`theory.dln_reduced_step`), and $\lambda_1 = (\mathrm{tr} + \sqrt{\mathrm{tr}^2 + 48\Theta^2})/2$ with
+# $\mathrm{tr} = 2\sqrt{\Delta^2+4\Theta^2}$. We check this against the full GD run of `instab_lib.dln`.
+
+# %%
+tr = dln.run_gd([-0.1, 10.0], dln_eta, 200)
+delta, big = theory.dln_invariants(tr.theta)
+d_next, b_next = theory.dln_reduced_step(delta[:-1], big[:-1], dln_eta)
+err_step = float(max(np.max(np.abs(d_next - delta[1:]) / np.abs(delta[1:])),
+                     np.max(np.abs(b_next - big[1:]) / np.maximum(np.abs(big[1:]), 1e-300))))
+err_sharp = float(np.max(np.abs(theory.dln_sharpness_from_invariants(delta, big) - tr.sharpness) / tr.sharpness))
+rec.record("dln_reduced_err", err_step)
+rec.record("dln_sharpness_err", err_sharp)
+rec.record("dln_floor_monotone", bool(np.all(np.diff(np.abs(delta)) <= 0)))
+display(Markdown(f"max relative error of the reduced step: {err_step:.1e}; of λ₁ from (Δ, Θ): {err_sharp:.1e}; "
+                 f"|Δ_t| non-increasing: {bool(np.all(np.diff(np.abs(delta)) <= 0))}."))
+
+# %% [markdown]
+# ## Claims checked on these numbers
+
+# %%
+rec.report()
