@@ -172,7 +172,7 @@ def dln_reduced_step(delta: np.ndarray, big_theta: np.ndarray, eta: float) -> tu
 
     (REFERENCE §2.2's γ_{|θ₂²−θ₁²|} and γ_Θ, with :math:`k z' = 2(\theta_1^2+\theta_2^2)`.) So the DLN
     is a closed coupled system: the instability Θ and the curvature scale Δ (the flat-minimum
-    sharpness is 2|Δ|), with Δ contracting whenever Θ ≠ 0. Arrays broadcast.
+    sharpness is 2|Δ|), with |Δ| contracting whenever 0 < 4η²Θ² < 2. Arrays broadcast.
     """
     check_positive("eta", eta)
     d = np.asarray(delta, dtype=np.float64)
