@@ -8,4 +8,13 @@ subspace similarity), ``models``, ``data``, ``optim``, ``train``, ``sweep``,
 nothing heavy is imported here.
 """
 
+import os
+from pathlib import Path
+
 __version__ = "0.1.0"
+
+
+def repo_root() -> Path:
+    """The companion's root: ``$INSTAB_ROOT`` if set, else the folder holding ``instab_lib``."""
+    env = os.environ.get("INSTAB_ROOT")
+    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent

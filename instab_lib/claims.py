@@ -84,7 +84,7 @@ def from_jsonable(value: Any) -> Any:
 
 def default_numbers_path(notebook_id: str) -> Path:
     """Where numbers go when no runner set :data:`NUMBERS_ENV` (interactive use, plain papermill)."""
-    from .notebooks import repo_root
+    from . import repo_root
 
     return repo_root() / "_build" / "executed" / "interactive" / f"{notebook_id}.numbers.json"
 

@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from . import repo_root
+
 __all__ = ["Dataset", "load_dataset", "resolve", "DATASETS", "Resolved", "repo_root"]
 
 DATASETS: dict[str, dict[str, Any]] = {
@@ -69,11 +71,6 @@ _IDX = {
     "test_images": "t10k-images-idx3-ubyte",
     "test_labels": "t10k-labels-idx1-ubyte",
 }
-
-
-def repo_root() -> Path:
-    """The project's root (the folder holding ``instab_lib``)."""
-    return Path(__file__).resolve().parents[1]
 
 
 def canonical_name(name: str) -> str:

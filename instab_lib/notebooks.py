@@ -28,18 +28,13 @@ from typing import Any, Iterator, Mapping, Sequence
 import yaml
 
 from . import claims as claims_mod
+from . import repo_root
 
 NOTEBOOK_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 class NotebookError(RuntimeError):
     """A user-facing failure with a one-line reason (unknown notebook, bad preset, failed cell)."""
-
-
-def repo_root() -> Path:
-    """The companion's root: ``$INSTAB_ROOT`` if set, else the folder above this package."""
-    env = os.environ.get("INSTAB_ROOT")
-    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
 
 
 def notebooks_dir() -> Path:

@@ -1,15 +1,13 @@
-"""Plot style, colour conventions and progress bars shared by the notebooks."""
+"""Plot style and colour conventions shared by the notebooks (``progress`` is re-exported)."""
 
 from __future__ import annotations
 
-import os
-import sys
-from typing import Iterable, Sequence, TypeVar
+from typing import Sequence
 
 import matplotlib as mpl
 import numpy as np
 
-T = TypeVar("T")
+from .progress import progress, quiet  # noqa: F401  (re-exported for notebooks)
 
 #: Colours of the four DLN trajectories in the author's code (r, orange, green, blue),
 #: in increasing learning rate: the first two stable, the last two unstable.
@@ -45,15 +43,3 @@ def lr_colors(etas: Sequence[float], cmap: str = LR_CMAP) -> list[tuple[float, f
     pos = (logs - logs.min()) / span if span > 0 else np.zeros_like(logs)
     cm = mpl.colormaps[cmap]
     return [cm(0.05 + 0.9 * p) for p in pos]
-
-
-def quiet() -> bool:
-    """True when progress output should be suppressed (the book's runner sets ``INSTAB_QUIET=1``)."""
-    return os.environ.get("INSTAB_QUIET", "") not in ("", "0")
-
-
-def progress(iterable: Iterable[T], desc: str = "", total: int | None = None, leave: bool = False) -> Iterable[T]:
-    """A tqdm progress bar on stderr in a terminal; silent when :func:`quiet` (the rendered book)."""
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, desc=desc, total=total, leave=leave, disable=quiet(), file=sys.stderr)

@@ -73,8 +73,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import data as data_mod
+from . import repo_root
 from . import models as models_mod
 from . import optim as optim_mod
+from .progress import progress as progress_bar
+from .progress import quiet
 
 __all__ = ["TrainConfig", "RunResult", "train", "load_run", "config_key", "period2_oscillation",
            "LOSSES", "default_cache_dir"]
@@ -330,7 +333,7 @@ def config_key(config: TrainConfig) -> str:
 def default_cache_dir() -> Path:
     """``$INSTAB_RUNS`` or ``<repo>/_build/runs``."""
     env = os.environ.get("INSTAB_RUNS")
-    return Path(env) if env else data_mod.repo_root() / "_build" / "runs"
+    return Path(env) if env else repo_root() / "_build" / "runs"
 
 
 # --------------------------------------------------------------------------- result
@@ -454,10 +457,6 @@ def _evaluate(model: nn.Module, loss_fn: Callable, X: Tensor, y: Tensor, chunk: 
         correct += int((out.argmax(-1) == y[i:i + chunk]).sum())
     model.train(was)
     return tot_loss / len(y), correct / len(y)
-
-
-def _quiet() -> bool:
-    return os.environ.get("INSTAB_QUIET", "") not in ("", "0")
 
 
 # --------------------------------------------------------------------------- train
@@ -692,10 +691,8 @@ def _run_training(
         return False
 
     bar = None
-    if progress and not _quiet():
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=cfg.epochs, initial=st["epoch"], desc=f"{cfg.model} η={cfg.lr:g}", leave=False)
+    if progress and not quiet():
+        bar = progress_bar(total=cfg.epochs, initial=st["epoch"], desc=f"{cfg.model} η={cfg.lr:g}")
     if not resumed:
         record(0, diverged=False)
         if callback is not None:

@@ -1,0 +1,24 @@
+"""Progress bars: tqdm on stderr in a terminal, silent in the rendered book.
+
+The book's runner (:func:`instab_lib.notebooks.execute`) sets ``INSTAB_QUIET=1`` in the
+kernel, so loops that show a bar when a user runs them stay quiet in the pages.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Iterable
+
+
+def quiet() -> bool:
+    """True when ``INSTAB_QUIET`` is set to anything but "" or "0"."""
+    return os.environ.get("INSTAB_QUIET", "") not in ("", "0")
+
+
+def progress(iterable: Iterable[Any] | None = None, desc: str = "", total: int | None = None,
+             leave: bool = False, initial: int = 0) -> Any:
+    """A tqdm bar (over ``iterable``, or manual with ``.update`` when it is None); disabled when :func:`quiet`."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, total=total, leave=leave, initial=initial, disable=quiet(), file=sys.stderr)
