@@ -23,8 +23,9 @@ Contents
   Hutchinson estimates on ``θ + s·d`` for a grid of offsets ``s`` (A Fig 3, B Fig 2).
 * :func:`n_eff` and :func:`n_eff_from_slq` — MacKay's effective number of
   parameters ``N_eff(α) = Σ_i λ_i/(λ_i + α)`` (SANE, arXiv:2305.18490).
-* :func:`unstable_mask`, :func:`find_episodes` — the instability episodes of a
-  run's table: maximal runs of evaluated epochs with ``η_t·S_t ≥ 2``.
+* :func:`unstable_mask`, :func:`find_episodes` — the edge-of-stability episodes of a
+  run's table: maximal runs of evaluated epochs with ``η_t·S_t ≥ 2``;
+  :func:`find_spikes` — the loss spikes (the separate instabilities within them).
 * :func:`stability_grid` — the measured stability limit of a base configuration
   over a grid of learning rates (:mod:`instab_lib.stability`).
 * :func:`mechanism_config` — the one fMNIST configuration the mechanism pages share
@@ -45,7 +46,8 @@ from torch import Tensor, nn
 __all__ = [
     "network_loss", "PointHessian", "directional_curvature", "directional_derivatives",
     "SliceResult", "slice_along", "n_eff", "n_eff_from_slq", "Episode", "unstable_mask",
-    "find_episodes", "stability_grid", "mechanism_config", "round_sig", "unit",
+    "find_episodes", "find_spikes", "stability_grid", "mechanism_config", "limit_config", "main_run_config", "choose_lr", "round_sig",
+    "unit",
 ]
 
 LossOfTheta = Callable[[Tensor], Tensor]
@@ -274,14 +276,14 @@ def n_eff_from_slq(nodes: Tensor | np.ndarray, weights: Tensor | np.ndarray, dim
 class Episode:
     """An instability episode: evaluated epochs ``start … end`` (inclusive) with
     ``η_t S_t ≥ threshold``; ``peak`` is the epoch of the largest ``S`` within it,
-    ``peak_sharpness`` that ``S``, ``last_stable`` the last evaluated epoch before
+    ``peak_value`` that ``S`` (for :func:`find_spikes`: the largest loss), ``last_stable`` the last evaluated epoch before
     ``start`` (None at the start of the run), ``resolved`` the first evaluated epoch
     after ``end`` (None when the run ends unstable)."""
 
     start: int
     end: int
     peak: int
-    peak_sharpness: float
+    peak_value: float
     last_stable: int | None
     resolved: int | None
 
@@ -295,6 +297,38 @@ def unstable_mask(table: pd.DataFrame, threshold: float = 2.0) -> pd.Series:
     ``lr · sharpness ≥ threshold`` (the learning rate of the step leaving that point)."""
     sp = table[table["sharpness"].notna()]
     return pd.Series((sp["lr"].to_numpy() * sp["sharpness"].to_numpy()) >= threshold, index=sp["epoch"].to_numpy())
+
+
+def find_spikes(table: pd.DataFrame, column: str = "train_loss", rel: float = 0.02, window: int = 10,
+                min_length: int = 1) -> list[Episode]:
+    """Loss-spike episodes (B Fig 1's "valley jumping"): maximal runs of epochs where
+    ``table[column]`` exceeds ``(1 + rel)`` × its minimum over the previous ``window``
+    epochs (the spike's own epochs excluded from that minimum once it has started).
+
+    ``peak`` is the epoch of the largest value inside the episode and ``peak_value`` that
+    value; ``last_stable``/``resolved`` the epochs just before/after it. At the edge of
+    stability a network's sharpness stays near 2/η for long stretches (one long
+    :func:`find_episodes` episode); the spikes are the separate instabilities within it.
+    """
+    if not rel > 0 or window < 1 or min_length < 1:
+        raise ValueError("rel must be > 0, window ≥ 1 and min_length ≥ 1")
+    ep = table["epoch"].to_numpy().astype(int)
+    v = table[column].to_numpy(dtype=float)
+    out, i, n = [], 1, len(v)
+    while i < n:
+        ref = np.nanmin(v[max(0, i - window):i])
+        if v[i] > (1 + rel) * ref:
+            j = i
+            while j + 1 < n and v[j + 1] > (1 + rel) * ref:
+                j += 1
+            if j - i + 1 >= min_length:
+                k = i + int(np.nanargmax(v[i:j + 1]))
+                out.append(Episode(start=int(ep[i]), end=int(ep[j]), peak=int(ep[k]), peak_value=float(v[k]),
+                                   last_stable=int(ep[i - 1]), resolved=int(ep[j + 1]) if j + 1 < n else None))
+            i = j + 1
+        else:
+            i += 1
+    return out
 
 
 def find_episodes(table: pd.DataFrame, threshold: float = 2.0, merge_gap: int = 0,
@@ -326,7 +360,7 @@ def find_episodes(table: pd.DataFrame, threshold: float = 2.0, merge_gap: int = 
             continue
         j = i0 + int(np.argmax(S[i0:i1 + 1]))
         out.append(Episode(start=int(epochs[i0]), end=int(epochs[i1]), peak=int(epochs[j]),
-                           peak_sharpness=float(S[j]),
+                           peak_value=float(S[j]),
                            last_stable=int(epochs[i0 - 1]) if i0 > 0 else None,
                            resolved=int(epochs[i1 + 1]) if i1 + 1 < len(epochs) else None))
     return out
@@ -344,6 +378,26 @@ def mechanism_config(**changes: Any) -> Any:
                        model_kwargs={"depth": 3, "width": 32}, loss="ce", optimizer="gd",
                        target_train_acc=None, eig_tol=1e-3)
     return base.replace(**changes) if changes else base
+
+
+def limit_config(epochs: int = 300, eval_every: int = 5, **changes: Any) -> Any:
+    """The runs that measure the stability limit: :func:`mechanism_config` with the top
+    eigenvalue every ``eval_every`` epochs (``changes``: e.g. ``loss="mse"``)."""
+    return mechanism_config(epochs=epochs, eval_every=eval_every, k_top=1, **changes)
+
+
+def main_run_config(lr: float, epochs: int = 200, **changes: Any) -> Any:
+    """The shared run of the mechanism pages: spectra every epoch (top 3 and the most
+    negative eigenvalue), parameters and eigenvectors saved at every epoch."""
+    return mechanism_config(lr=float(lr), epochs=epochs, eval_every=1, k_top=3, k_bottom=1,
+                            snapshot_epochs=tuple(range(epochs + 1)), **changes)
+
+
+def choose_lr(limit: float, factor: float, digits: int = 1) -> float:
+    """``factor × limit`` rounded to ``digits`` significant digits: learning rates are set
+    relative to the *measured* stability limit, so a page stays right when the
+    architecture or the subset changes."""
+    return round_sig(factor * limit, digits)
 
 
 def stability_grid(base: Any, etas: Sequence[float], *, cache_dir: Any = None, max_workers: int = 2) -> dict:

@@ -136,7 +136,7 @@ def test_find_episodes():
     S = [5, 10, 19, 21, 25, 22, 18, 15, 21, 19, 21, 23, 12, np.nan, 10]
     eps = landscape.find_episodes(_table(S))  # 2/η = 20
     assert [(e.start, e.end, e.peak) for e in eps] == [(3, 5, 4), (8, 8, 8), (10, 11, 11)]
-    assert eps[0].last_stable == 2 and eps[0].resolved == 6 and eps[0].peak_sharpness == 25
+    assert eps[0].last_stable == 2 and eps[0].resolved == 6 and eps[0].peak_value == 25
     assert eps[2].resolved == 12 and eps[2].length == 2
     merged = landscape.find_episodes(_table(S), merge_gap=1)
     assert [(e.start, e.end) for e in merged] == [(3, 5), (8, 11)]
@@ -165,3 +165,12 @@ def test_round_sig_and_unit():
         landscape.round_sig(0.0)
     with pytest.raises(ValueError):
         landscape.unit(torch.zeros(3))
+
+
+def test_find_spikes():
+    loss = [2.0, 1.8, 1.6, 1.5, 1.6, 1.9, 1.4, 1.3, 1.29, 1.35, 1.2, 1.1]
+    t = pd.DataFrame({"epoch": np.arange(len(loss)), "train_loss": loss})
+    sp = landscape.find_spikes(t, rel=0.02, window=3)
+    assert [(e.start, e.end, e.peak, e.last_stable, e.resolved) for e in sp] == [(4, 5, 5, 3, 6), (9, 9, 9, 8, 10)]
+    assert sp[0].peak_value == 1.9
+    assert landscape.find_spikes(t, rel=0.3, window=3) == []
