@@ -1,0 +1,441 @@
+r"""Adaptive optimisers at the edge of stability, loss spikes and small run summaries.
+
+Adam, RMSProp and Clipped-Ada (:mod:`instab_lib.optim`) take the step
+:math:`\theta_t = \theta_{t-1} - \eta\,\hat m_t / D_t` with the element-wise denominator
+:math:`D_t = \mathrm{clip}(\sqrt{\hat v_t + \varepsilon_\mathrm{root}}) + \varepsilon`
+(no clip for Adam/RMSProp; :math:`\min(\cdot, c)` for Clipped-Ada "UB",
+:math:`\max(\cdot, c)` for "LB"). Near a minimum this is GD with momentum on the
+preconditioned problem, so stability is decided by the **preconditioned sharpness**
+:math:`\lambda_{\max}(P^{-1}H)`, :math:`P = \mathrm{diag}(D_t)` (Cohen et al. 2022,
+"Adaptive gradient methods at the edge of stability"). :math:`P^{-1}H` is not symmetric,
+but it is similar to :math:`P^{-1/2} H P^{-1/2}` (same eigenvalues), which is; that is the
+operator :class:`PreconditionedOperator` hands to the Lanczos solver.
+
+The threshold depends on the momentum :math:`\beta_1`: on a quadratic with curvature
+:math:`a` along an eigenvector of :math:`P^{-1}H`, the EMA-momentum update
+:math:`m_t = \beta_1 m_{t-1} + (1-\beta_1) a x_{t-1}`, :math:`x_t = x_{t-1} - \eta m_t`
+is the recursion :math:`x_{t+1} = (1 + \beta_1 - \eta(1-\beta_1)a)\,x_t - \beta_1 x_{t-1}`,
+stable iff :math:`a < (2 + 2\beta_1)/((1-\beta_1)\eta)` (:func:`stability_threshold`):
+:math:`2/\eta` for RMSProp and GD (:math:`\beta_1 = 0`), :math:`38/\eta` for Adam with
+:math:`\beta_1 = 0.9`. (Bias correction only rescales the first steps.)
+
+Contents
+--------
+* :func:`stability_threshold` — the threshold above.
+* :func:`denominator` — the flat vector :math:`D_t` from an optimiser and its state.
+* :class:`PreconditionedOperator` — :math:`v \mapsto D^{-1/2} H D^{-1/2} v` around any
+  symmetric operator (e.g. :class:`instab_lib.curvature.HessianOperator`).
+* :func:`preconditioned_sharpness` — its top eigenvalue by Lanczos.
+* :func:`replay` — re-runs a *full-batch* run of :func:`instab_lib.train.train` step by
+  step (same data, initialisation, optimiser and order of operations) to get the
+  optimiser state, which ``train`` does not keep, and measures the preconditioned
+  sharpness at chosen epochs; it checks that its losses equal the run's table.
+* :func:`loss_spikes` — episodes where the loss rises above a multiple of its running
+  minimum (instabilities seen in the loss).
+* :func:`mean_spread`, :func:`compare_means`, :func:`best_below_above` — small summaries
+  over seeds and learning-rate grids.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "stability_threshold",
+    "denominator",
+    "clip_fraction",
+    "PreconditionedOperator",
+    "preconditioned_sharpness",
+    "ReplayResult",
+    "replay",
+    "Spike",
+    "loss_spikes",
+    "mean_spread",
+    "compare_means",
+    "best_below_above",
+]
+
+
+# --------------------------------------------------------------------------- threshold
+def stability_threshold(lr: float, beta1: float = 0.0) -> float:
+    r"""Largest stable preconditioned curvature :math:`(2 + 2\beta_1)/((1-\beta_1)\eta)`.
+
+    ``beta1 = 0`` (GD, RMSProp, RMS-UB): :math:`2/\eta`; ``beta1 = 0.9`` (Adam, Adam-UB):
+    :math:`38/\eta`. Raises ``ValueError`` for ``lr ≤ 0`` or ``beta1`` outside [0, 1).
+    """
+    if not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"learning rate must be positive and finite, got {lr!r}")
+    if not (0 <= beta1 < 1):
+        raise ValueError(f"beta1 must lie in [0, 1), got {beta1!r}")
+    return (2 + 2 * beta1) / ((1 - beta1) * lr)
+
+
+# --------------------------------------------------------------------------- preconditioner
+def _rms_state(state: Any) -> Mapping[str, Any] | None:
+    """The ``scale_by_rms`` state inside an optimiser state of :mod:`instab_lib.optim`."""
+    if isinstance(state, Mapping):
+        if "nu" in state and "count" in state:
+            return state
+        for v in state.values():
+            found = _rms_state(v)
+            if found is not None:
+                return found
+    elif isinstance(state, (tuple, list)):
+        for v in state:
+            found = _rms_state(v)
+            if found is not None:
+                return found
+    return None
+
+
+def denominator(opt: Any, state: Any) -> Tensor:
+    r"""The flat vector :math:`D_t = \mathrm{clip}(\sqrt{\hat v_t + \varepsilon_\mathrm{root}}) + \varepsilon`
+    of an Adam / RMSProp / Clipped-Ada optimiser (:mod:`instab_lib.optim`) after ``t ≥ 1``
+    updates, i.e. the denominator of the step that produced the current parameters.
+
+    GD has no denominator: a vector of ones is not returned because the dimension is
+    unknown; ``ValueError`` is raised instead (use the plain Hessian for GD).
+    """
+    hyper = dict(getattr(opt, "hyper", {}))
+    rms = _rms_state(state)
+    if rms is None or "beta2" not in hyper:
+        raise ValueError(f"optimizer {getattr(opt, 'name', opt)!r} keeps no second moment (GD?)")
+    count = int(rms["count"])
+    if count < 1:
+        raise ValueError("the denominator is defined after the first update (count ≥ 1)")
+    b2 = float(hyper["beta2"])
+    corr = 1 - b2 ** count if hyper.get("bias_correction", True) else 1.0
+    root = torch.cat([torch.sqrt(v.reshape(-1) / corr + float(hyper.get("eps_root", 0.0))) for v in rms["nu"]])
+    if "c" in hyper:
+        c = float(hyper["c"])
+        root = root.clamp_max(c) if str(hyper.get("mode", "UB")).upper() == "UB" else root.clamp_min(c)
+    return root + float(hyper.get("eps", 0.0))
+
+
+def clip_fraction(opt: Any, state: Any) -> float:
+    r"""Fraction of coordinates where a Clipped-Ada clip binds (UB: :math:`\sqrt{\hat v} > c`;
+    LB: :math:`\sqrt{\hat v} < c`); 0 for Adam/RMSProp (no clip). Where it is 0 the step is
+    exactly Adam's."""
+    hyper = dict(getattr(opt, "hyper", {}))
+    if "c" not in hyper:
+        return 0.0
+    c = float(hyper["c"])
+    d = denominator(_Unclipped(opt), state) - float(hyper.get("eps", 0.0))
+    bind = d > c if str(hyper.get("mode", "UB")).upper() == "UB" else d < c
+    return float(bind.double().mean())
+
+
+class _Unclipped:
+    """An optimiser stand-in whose ``hyper`` lacks the clip (for :func:`clip_fraction`)."""
+
+    def __init__(self, opt: Any) -> None:
+        self.name = getattr(opt, "name", "")
+        self.hyper = {k: v for k, v in dict(opt.hyper).items() if k not in ("c", "mode")}
+
+
+class PreconditionedOperator:
+    r"""The symmetric operator :math:`v \mapsto D^{-1/2} H D^{-1/2} v`.
+
+    Its eigenvalues are those of :math:`P^{-1} H` with :math:`P = \mathrm{diag}(D)`;
+    an eigenvector :math:`u` of it gives the eigenvector :math:`P^{-1/2}u` of
+    :math:`P^{-1}H` (:meth:`to_original`).
+
+    Args:
+        op: a symmetric operator with ``matvec`` (and optionally ``matmat``), ``dim``,
+            ``dtype``, ``device`` (a :class:`~instab_lib.curvature.HessianOperator`, a
+            :class:`~instab_lib.curvature.MatrixOperator`).
+        d: the positive diagonal ``D``, shape ``(dim,)``.
+    """
+
+    def __init__(self, op: Any, d: Tensor) -> None:
+        d = torch.as_tensor(d)
+        if d.dim() != 1 or d.shape[0] != op.dim:
+            raise ValueError(f"diagonal must have shape ({op.dim},), got {tuple(d.shape)}")
+        if not bool(torch.isfinite(d).all()) or not bool((d > 0).all()):
+            raise ValueError("the preconditioner's diagonal must be positive and finite")
+        self.op = op
+        self.dim: int = op.dim
+        self.dtype: torch.dtype = op.dtype
+        self.device: torch.device = op.device
+        self.scale = d.to(dtype=op.dtype, device=op.device).rsqrt()  # D^{-1/2}
+
+    @property
+    def n_matvec(self) -> int:
+        return int(getattr(self.op, "n_matvec", 0))
+
+    def matmat(self, V: Tensor) -> Tensor:
+        s = self.scale[:, None]
+        W = s * V.to(dtype=self.dtype, device=self.device)
+        if hasattr(self.op, "matmat"):
+            HW = self.op.matmat(W)
+        else:
+            HW = torch.stack([self.op.matvec(W[:, j]) for j in range(W.shape[1])], dim=1)
+        return s * HW
+
+    def matvec(self, v: Tensor) -> Tensor:
+        return self.matmat(v[:, None])[:, 0]
+
+    def __matmul__(self, v: Tensor) -> Tensor:
+        return self.matvec(v) if v.dim() == 1 else self.matmat(v)
+
+    def to_original(self, u: Tensor) -> Tensor:
+        r"""Eigenvector(s) of :math:`P^{-1}H` from those of the symmetric form: :math:`D^{-1/2}u`,
+        normalised (``u`` of shape ``(dim,)`` or ``(dim, k)``)."""
+        w = (self.scale[:, None] * u) if u.dim() == 2 else self.scale * u
+        return w / torch.linalg.vector_norm(w, dim=0)
+
+
+def preconditioned_sharpness(op: Any, d: Tensor, *, tol: float = 1e-3, seed: int = 0,
+                             v0: Tensor | None = None, max_iter: int | None = None) -> Any:
+    r""":math:`\lambda_{\max}(P^{-1}H)` by Lanczos on :class:`PreconditionedOperator`.
+
+    Returns the :class:`~instab_lib.curvature.EigResult` (``eigenvalues[0]`` is the
+    preconditioned sharpness; ``eigenvectors`` are those of the *symmetric* form, usable
+    as the next warm start ``v0``).
+    """
+    from . import curvature
+
+    pop = PreconditionedOperator(op, d)
+    return curvature.lanczos(pop, 1, "LA", tol=tol, seed=seed, v0=v0, max_iter=max_iter)
+
+
+# --------------------------------------------------------------------------- replay
+@dataclass
+class ReplayResult:
+    """What :func:`replay` measured, one entry per evaluated epoch.
+
+    ``epochs``: evaluated epochs (θ after that many full-batch steps);
+    ``p_sharpness``: :math:`\\lambda_{\\max}(P^{-1}H)` there (NaN for GD: see ``sharpness``);
+    ``sharpness``: plain :math:`\\lambda_{\\max}(H)` when asked for (``plain=True``), else NaN;
+    ``threshold``: :func:`stability_threshold` of the optimiser; ``loss``: the training
+    loss at θ_epoch as the replay saw it; ``max_loss_mismatch``: the largest relative
+    difference between the replay's losses and the run's ``train_loss`` column over all
+    replayed epochs (0 when the replay reproduces the run exactly); ``n_matvec``:
+    Hessian-vector products spent; ``clip_fraction``: :func:`clip_fraction` at each
+    evaluation (0 for Adam/RMSProp/GD).
+    """
+
+    epochs: list[int]
+    p_sharpness: list[float]
+    sharpness: list[float]
+    threshold: float
+    loss: list[float]
+    max_loss_mismatch: float
+    n_matvec: int = 0
+    clip_fraction: list[float] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def max_ratio(self) -> float:
+        """max over evaluations of p_sharpness / threshold (≥ 1: unstable by this measure)."""
+        vals = [p for p in self.p_sharpness if math.isfinite(p)]
+        return max(vals) / self.threshold if vals else float("nan")
+
+
+def replay(run: Any, eval_epochs: Iterable[int], *, plain: bool = False, tol: float = 1e-2,
+           hessian_n: int | None = None, hessian_chunk: int | None = None) -> ReplayResult:
+    r"""Re-run a full-batch run of :func:`instab_lib.train.train` and measure, at
+    ``eval_epochs`` (those ≥ 1 and ≤ the run's last epoch, or before its divergence),
+    the preconditioned sharpness :math:`\lambda_{\max}(P^{-1}H)` with the optimiser's
+    denominator after that epoch's step.
+
+    ``train`` does not keep the optimiser state, so the replay rebuilds the run: the same
+    data subset, ``build_model(seed)``, the optimiser from the config (schedule with
+    ``steps_per_epoch = 1``) and the same forward/backward/update sequence; the Hessian is
+    that of the training loss on the first ``hessian_n`` training images (default: the
+    run's ``hessian_n``, else all) in eval mode, like ``train``'s spectra. Every
+    replayed loss is compared with the run's ``train_loss`` column
+    (``max_loss_mismatch``): a mismatch means the replay did not reproduce the run.
+
+    Only full-batch runs (``batch_size`` None or = ``n_train``) can be replayed exactly
+    (no minibatch order to reproduce); others raise ``ValueError``.
+    """
+    from . import curvature
+    from . import data as data_mod
+    from . import models as models_mod
+    from . import optim as optim_mod
+    from .train import LOSSES
+
+    cfg = run.config
+    if cfg.batch_size is not None and cfg.n_train is not None and cfg.batch_size < cfg.n_train:
+        raise ValueError("replay needs a full-batch run (batch_size None or n_train)")
+    device, dtype = torch.device(cfg.device), getattr(torch, cfg.dtype)
+    ds = data_mod.load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=max(cfg.n_test or 1, 1),
+                               balanced=cfg.balanced, classes=cfg.classes, data_dir=cfg.data_dir)
+    X, y = ds.X_train.to(device, dtype), ds.y_train.to(device)
+    if cfg.batch_size is not None and cfg.batch_size < len(y):
+        raise ValueError("replay needs a full-batch run (batch_size None or n_train)")
+    hn = hessian_n or cfg.hessian_n or len(y)
+    chunk = hessian_chunk if hessian_chunk is not None else cfg.hessian_chunk
+    loss_fn = LOSSES[cfg.loss]
+    model = models_mod.build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs()).to(device, dtype)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    sched = optim_mod.make_schedule(cfg.lr, cfg.lr_schedule, steps_per_epoch=1)
+    opt = optim_mod.make_optimizer(cfg.optimizer, sched, **cfg.optimizer_kwargs)
+    state = opt.init(params)
+    beta1 = float(opt.hyper.get("beta1", 0.0)) if "beta2" in opt.hyper else float(opt.hyper.get("momentum", 0.0))
+    threshold = stability_threshold(cfg.lr, beta1)
+
+    last = int(run.epochs_run)
+    if run.status == "diverged":
+        last = int(run.diverged_epoch) - 1
+    table_loss = dict(zip(run.table["epoch"].astype(int), run.table["train_loss"].astype(float)))
+    wanted = sorted({int(e) for e in eval_epochs if 1 <= int(e) <= last})
+    out = ReplayResult([], [], [], threshold, [], 0.0)
+    v0 = None
+    mismatch = 0.0
+
+    def note_loss(epoch: int, value: float) -> None:
+        nonlocal mismatch
+        ref = table_loss.get(epoch)
+        if ref is not None and math.isfinite(ref) and math.isfinite(value):
+            mismatch = max(mismatch, abs(value - ref) / max(abs(ref), 1e-30))
+
+    for epoch in range(0, last + 1):
+        # θ_epoch is in the model; its loss (train mode = the loss the step uses)
+        loss = loss_fn(model(X), y)
+        lv = float(loss.detach())
+        note_loss(epoch, lv)
+        if epoch in wanted:
+            op = curvature.HessianOperator(model, loss_fn, (X[:hn], y[:hn]), chunk_size=chunk)
+            if "beta2" in opt.hyper:
+                r = preconditioned_sharpness(op, denominator(opt, state), tol=tol, seed=cfg.seed, v0=v0)
+                v0 = r.eigenvectors[:, 0]
+                out.p_sharpness.append(float(r.eigenvalues[0]))
+                out.clip_fraction.append(clip_fraction(opt, state))
+            else:
+                out.clip_fraction.append(0.0)
+                out.p_sharpness.append(float("nan"))
+            if plain or "beta2" not in opt.hyper:
+                rp = curvature.lanczos(op, 1, "LA", tol=tol, seed=cfg.seed)
+                out.sharpness.append(float(rp.eigenvalues[0]))
+            else:
+                out.sharpness.append(float("nan"))
+            out.n_matvec += op.n_matvec
+            op.release()
+            out.epochs.append(epoch)
+            out.loss.append(lv)
+        if epoch == last:
+            break
+        grads = torch.autograd.grad(loss, params)
+        new, state = opt.update(list(grads), state, params)
+        with torch.no_grad():
+            for p, q in zip(params, new):
+                p.copy_(q)
+    out.max_loss_mismatch = mismatch
+    return out
+
+
+# --------------------------------------------------------------------------- spikes
+@dataclass(frozen=True)
+class Spike:
+    """One loss spike: indices ``start`` (first point above the line), ``peak``, ``end``
+    (first point back below it, or ``None`` if the series ends first), the running
+    minimum ``base`` before it and ``height = loss[peak] / base`` (inf for a non-finite peak)."""
+
+    start: int
+    peak: int
+    end: int | None
+    base: float
+    height: float
+
+
+def loss_spikes(loss: Sequence[float], factor: float = 2.0, min_rise: float = 0.0) -> list[Spike]:
+    r"""Episodes where the loss exceeds ``factor`` × its running minimum (and the running
+    minimum by more than ``min_rise`` in absolute terms).
+
+    The running minimum at index ``t`` is :math:`\min_{s<t} L_s`; a spike starts at the
+    first ``t`` with :math:`L_t > \max(\mathrm{factor}\cdot m_t, m_t + \mathrm{min\_rise})`
+    and ends at the first later index back at or below that line (the line of the start,
+    so one episode is not split by its own peak). Non-finite values count as above the
+    line. A monotonically decreasing loss has no spike.
+    """
+    if not factor > 1:
+        raise ValueError(f"factor must be > 1, got {factor!r}")
+    if min_rise < 0:
+        raise ValueError(f"min_rise must be ≥ 0, got {min_rise!r}")
+    L = np.asarray(loss, dtype=float)
+    spikes: list[Spike] = []
+    run_min = math.inf
+    t = 0
+    while t < len(L):
+        v = L[t]
+        if math.isfinite(run_min):
+            line = max(factor * run_min, run_min + min_rise)
+            if not math.isfinite(v) or v > line:
+                start, peak, peak_v = t, t, v
+                t += 1
+                while t < len(L) and (not math.isfinite(L[t]) or L[t] > line):
+                    if not math.isfinite(L[t]) or (math.isfinite(peak_v) and L[t] > peak_v):
+                        if math.isfinite(peak_v):
+                            peak, peak_v = t, L[t]
+                    t += 1
+                end = t if t < len(L) else None
+                height = peak_v / run_min if math.isfinite(peak_v) and run_min > 0 else math.inf
+                spikes.append(Spike(start, peak, end, float(run_min), float(height)))
+                continue
+        if math.isfinite(v):
+            run_min = min(run_min, v)
+        t += 1
+    return spikes
+
+
+# --------------------------------------------------------------------------- summaries
+def mean_spread(values: Iterable[float]) -> dict[str, float]:
+    """``{"mean", "std" (ddof=1; 0 for one value), "min", "max", "n"}`` of the finite values
+    (NaN entries and an empty input give NaN statistics and ``n`` = count of finite ones)."""
+    v = np.asarray([float(x) for x in values], dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        nan = float("nan")
+        return {"mean": nan, "std": nan, "min": nan, "max": nan, "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+
+
+def compare_means(a: Iterable[float], b: Iterable[float]) -> dict[str, float]:
+    r"""Difference of means ``mean(a) − mean(b)`` with its standard error
+    :math:`\sqrt{s_a^2/n_a + s_b^2/n_b}` (sample standard deviations; 0 with one value each),
+    and ``z`` = difference / standard error (inf/NaN when the error is 0)."""
+    sa, sb = mean_spread(a), mean_spread(b)
+    diff = sa["mean"] - sb["mean"]
+    se = math.sqrt((sa["std"] ** 2 / sa["n"] if sa["n"] else math.nan)
+                   + (sb["std"] ** 2 / sb["n"] if sb["n"] else math.nan))
+    if se > 0:
+        z = diff / se
+    else:
+        z = math.copysign(math.inf, diff) if diff != 0 else float("nan")
+    return {"diff": float(diff), "se": float(se), "z": float(z), "mean_a": sa["mean"], "mean_b": sb["mean"],
+            "std_a": sa["std"], "std_b": sb["std"], "n_a": sa["n"], "n_b": sb["n"]}
+
+
+def best_below_above(etas: Sequence[float], scores: Sequence[float], limit: float) -> dict[str, float]:
+    """Best mean score among learning rates below ``limit`` and among those at or above it.
+
+    ``etas``/``scores``: one entry per run (repeated η over seeds are averaged first;
+    NaN scores, e.g. diverged runs, are skipped in the mean, and an η whose runs are all
+    NaN is left out). Returns ``{"best_below", "eta_below", "best_above", "eta_above",
+    "margin" = best_above − best_below}`` (NaN where one side has no η)."""
+    if len(etas) != len(scores):
+        raise ValueError("need one score per learning rate")
+    by: dict[float, list[float]] = {}
+    for e, s in zip(etas, scores):
+        by.setdefault(float(e), []).append(float(s))
+    means = {e: mean_spread(v)["mean"] for e, v in by.items()}
+    means = {e: m for e, m in means.items() if math.isfinite(m)}
+    below = {e: m for e, m in means.items() if e < limit}
+    above = {e: m for e, m in means.items() if e >= limit}
+    nan = float("nan")
+    eb = max(below, key=below.__getitem__) if below else None
+    ea = max(above, key=above.__getitem__) if above else None
+    bb = below[eb] if eb is not None else nan
+    ba = above[ea] if ea is not None else nan
+    return {"best_below": bb, "eta_below": eb if eb is not None else nan,
+            "best_above": ba, "eta_above": ea if ea is not None else nan, "margin": ba - bb}

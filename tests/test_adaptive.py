@@ -1,0 +1,184 @@
+"""Preconditioned sharpness, the momentum-dependent threshold, loss spikes and summaries (float64)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from instab_lib import adaptive, curvature, models, optim
+
+
+def _spd(n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    A = torch.randn(n, n, generator=g, dtype=torch.float64)
+    return A @ A.T / n + 0.1 * torch.eye(n, dtype=torch.float64)
+
+
+def test_preconditioned_operator_matches_dense_inverse_P_times_H():
+    H = _spd(12, 1)
+    H[0, 1] = H[1, 0] = -0.3  # indefinite parts are fine too
+    d = torch.linspace(0.2, 3.0, 12, dtype=torch.float64)
+    pop = adaptive.PreconditionedOperator(curvature.MatrixOperator(H), d)
+    S = torch.diag(d.rsqrt()) @ H @ torch.diag(d.rsqrt())
+    V = torch.randn(12, 3, dtype=torch.float64)
+    assert torch.allclose(pop.matmat(V), S @ V, atol=1e-13)
+    assert torch.allclose(pop.matvec(V[:, 0]), S @ V[:, 0], atol=1e-13)
+    dense = torch.linalg.eigvals(torch.diag(1 / d) @ H).real.max().item()
+    r = adaptive.preconditioned_sharpness(curvature.MatrixOperator(H), d, tol=1e-12)
+    assert r.eigenvalues[0].item() == pytest.approx(dense, rel=1e-10)
+    # the back-mapped vector is an eigenvector of P⁻¹H
+    w = pop.to_original(r.eigenvectors[:, 0])
+    Pw = torch.diag(1 / d) @ H @ w
+    assert torch.allclose(Pw, r.eigenvalues[0] * w, atol=1e-9)
+    assert torch.linalg.vector_norm(w).item() == pytest.approx(1.0)
+
+
+def test_preconditioned_operator_rejects_bad_diagonal():
+    op = curvature.MatrixOperator(_spd(4))
+    with pytest.raises(ValueError):
+        adaptive.PreconditionedOperator(op, torch.ones(3, dtype=torch.float64))
+    with pytest.raises(ValueError):
+        adaptive.PreconditionedOperator(op, torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("beta1", [0.0, 0.5, 0.9])
+def test_threshold_separates_stable_and_unstable_momentum_on_a_quadratic(beta1):
+    eta = 0.1
+    thr = adaptive.stability_threshold(eta, beta1)
+    assert thr == pytest.approx((2 + 2 * beta1) / ((1 - beta1) * eta))
+
+    def final(a):  # EMA momentum x_t = x_{t-1} - η m_t on L = a x²/2
+        x, m = 1.0, 0.0
+        for _ in range(4000):
+            m = beta1 * m + (1 - beta1) * a * x
+            x = x - eta * m
+        return abs(x)
+
+    assert final(0.99 * thr) < 1e-3
+    assert final(1.01 * thr) > 1e3
+    assert adaptive.stability_threshold(0.005, 0.9) == pytest.approx(38 / 0.005)
+    with pytest.raises(ValueError):
+        adaptive.stability_threshold(0.0)
+    with pytest.raises(ValueError):
+        adaptive.stability_threshold(0.1, 1.0)
+
+
+def _run_steps(opt, theta, grad_fn, n):
+    state = opt.init([theta])
+    params = [theta]
+    for _ in range(n):
+        new, state = opt.update([grad_fn(params[0])], state, params)
+        params = new
+    return params[0], state
+
+
+@pytest.mark.parametrize("name,kw", [("adam", {}), ("rmsprop", {}), ("adam_ub", {"c": 0.05}),
+                                     ("rms_lb", {"c": 3.0}), ("adam_ub", {"c": 1e6})])
+def test_denominator_is_the_step_the_optimizer_took(name, kw):
+    """θ_{t} − θ_{t−1} = −η m̂_t / D_t: recover D_t from a step and compare element-wise."""
+    A = _spd(6, 2)
+    grad = lambda th: A @ th  # noqa: E731
+    eta = 0.01
+    opt = optim.make_optimizer(name, eta, **kw)
+    th0 = torch.linspace(-1, 1, 6, dtype=torch.float64)
+    th4, st4 = _run_steps(opt, th0, grad, 4)
+    th5, st5 = _run_steps(opt, th0, grad, 5)
+    d = adaptive.denominator(opt, st5)
+    # m̂_5 from the state (β₁ = 0: the gradient at θ_4)
+    b1 = opt.hyper["beta1"] if "beta1" in opt.hyper else 0.0
+    if b1 == 0:
+        m_hat = grad(th4)
+    else:
+        mu = st5[0]["first"]["mu"][0]
+        m_hat = mu / (1 - b1 ** 5)
+    assert torch.allclose(th5 - th4, -eta * m_hat / d, rtol=1e-12, atol=1e-15)
+    if "c" in kw and kw["c"] < 1:
+        assert float(d.max()) <= kw["c"] + 1e-8 + 1e-15
+    # fraction of coordinates where the clip binds, against the unclipped root
+    nu = st5[0]["rms"]["nu"][0]
+    root = torch.sqrt(nu / (1 - opt.hyper["beta2"] ** 5))
+    frac = adaptive.clip_fraction(opt, st5)
+    if "c" not in kw:
+        assert frac == 0.0
+    elif opt.hyper["mode"] == "UB":
+        assert frac == pytest.approx(float((root > kw["c"]).double().mean()))
+    else:
+        assert frac == pytest.approx(float((root < kw["c"]).double().mean()))
+    if kw.get("c") == 1e6:
+        assert frac == 0.0 and torch.equal(th5, _run_steps(optim.make_optimizer("adam", eta), th0, grad, 5)[0])
+
+
+def test_denominator_needs_a_second_moment():
+    opt = optim.make_optimizer("gd", 0.1)
+    with pytest.raises(ValueError):
+        adaptive.denominator(opt, opt.init([torch.zeros(3)]))
+    opt = optim.make_optimizer("adam", 0.1)
+    with pytest.raises(ValueError):
+        adaptive.denominator(opt, opt.init([torch.zeros(3)]))  # count 0
+
+
+def test_preconditioned_sharpness_of_a_network_matches_dense():
+    torch.manual_seed(0)
+    model = models.build_model("mlp", seed=0, input_dim=5, width=4, depth=1, n_classes=3).double()
+    X = torch.randn(20, 5, dtype=torch.float64)
+    y = torch.randint(0, 3, (20,))
+    H = curvature.dense_hessian(model, F.cross_entropy, (X, y))
+    d = torch.rand(H.shape[0], dtype=torch.float64) + 0.05
+    op = curvature.HessianOperator(model, F.cross_entropy, (X, y), chunk_size=7)
+    r = adaptive.preconditioned_sharpness(op, d, tol=1e-10)
+    dense = torch.linalg.eigvalsh(torch.diag(d.rsqrt()) @ H @ torch.diag(d.rsqrt())).max().item()
+    assert r.eigenvalues[0].item() == pytest.approx(dense, rel=1e-8)
+
+
+def test_loss_spikes_exact_cases():
+    assert adaptive.loss_spikes([5, 4, 3, 2, 1]) == []
+    s = adaptive.loss_spikes([4.0, 2.0, 1.0, 3.0, 5.0, 1.5, 0.5, 0.4, 1.0, 0.3])
+    # run min 1.0 → line 2: indices 3, 4 above, back at 5; then min 0.4 → line 0.8: index 8
+    assert [(x.start, x.peak, x.end) for x in s] == [(3, 4, 5), (8, 8, 9)]
+    assert s[0].base == 1.0 and s[0].height == 5.0
+    assert s[1].height == pytest.approx(2.5)
+    # non-finite values count as above the line; an unfinished spike has end None
+    s = adaptive.loss_spikes([1.0, 0.5, float("nan"), float("inf")])
+    assert len(s) == 1 and s[0].start == 2 and s[0].end is None
+    # min_rise filters tiny relative rises near zero loss
+    assert adaptive.loss_spikes([1.0, 1e-4, 3e-4, 1e-5], min_rise=1e-3) == []
+    assert len(adaptive.loss_spikes([1.0, 1e-4, 3e-4, 1e-5])) == 1
+    with pytest.raises(ValueError):
+        adaptive.loss_spikes([1.0], factor=1.0)
+
+
+def test_summaries():
+    s = adaptive.mean_spread([1.0, 2.0, 3.0, float("nan")])
+    assert s == {"mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0, "n": 3}
+    assert adaptive.mean_spread([5.0])["std"] == 0.0
+    assert math.isnan(adaptive.mean_spread([])["mean"])
+    c = adaptive.compare_means([3.0, 5.0], [1.0, 1.0])
+    assert c["diff"] == 3.0 and c["se"] == pytest.approx(math.sqrt(2 / 2)) and c["z"] == pytest.approx(3.0)
+    b = adaptive.best_below_above([0.1, 0.1, 0.2, 0.4, 0.8, 1.6], [0.5, 0.7, 0.65, 0.7, 0.72, float("nan")], 0.3)
+    assert b["best_below"] == pytest.approx(0.65) and b["eta_below"] == 0.2
+    assert b["best_above"] == pytest.approx(0.72) and b["eta_above"] == 0.8
+    assert b["margin"] == pytest.approx(0.07)
+    b = adaptive.best_below_above([0.1], [0.5], 0.05)
+    assert math.isnan(b["best_below"]) and math.isnan(b["margin"])
+
+
+def test_replay_reproduces_a_full_batch_run(tmp_path):
+    from instab_lib.train import TrainConfig, train
+
+    cfg = TrainConfig(dataset="fashion-mnist", n_train=100, n_test=20, model="mlp",
+                      model_kwargs={"width": 8, "depth": 1}, optimizer="adam_ub",
+                      optimizer_kwargs={"c": 0.01}, lr=5e-3, epochs=12, eval_every=0,
+                      target_train_acc=None)
+    try:
+        run = train(cfg, cache_dir=tmp_path, progress=False)
+    except FileNotFoundError:
+        pytest.skip("Fashion-MNIST not available")
+    rep = adaptive.replay(run, [1, 6, 12], hessian_n=50)
+    assert rep.epochs == [1, 6, 12]
+    assert rep.max_loss_mismatch < 1e-6
+    assert rep.threshold == pytest.approx(38 / 5e-3)
+    assert all(p > 0 for p in rep.p_sharpness)
+    with pytest.raises(ValueError):
+        adaptive.replay(train(cfg.replace(batch_size=50, epochs=1), cache_dir=tmp_path, progress=False), [1])
