@@ -637,6 +637,8 @@ def _thick_restart_lanczos(
     ncv: int,
     start: Tensor,
     gen: torch.Generator,
+    expand: str = "krylov",
+    scale0: float = 0.0,
 ) -> tuple[list[tuple[Tensor, Tensor, Tensor]], int, bool, int, float]:
     """Thick-restart block Lanczos with full re-orthogonalisation (the engine).
 
@@ -654,6 +656,12 @@ def _thick_restart_lanczos(
     the order of ``which`` must reach ``‖r‖ ≤ tol · scale`` (scale = largest
     ``|θ|`` seen). Returns per group ``(θ, X, ‖R‖)``, matvecs, converged,
     iterations, scale.
+
+    ``expand="residual"`` (for warm starts from a non-Krylov block, e.g. previous
+    eigenvectors): each step appends one vector, the residual ``W y − θ V y`` of the
+    unconverged wanted Ritz pair with the largest residual (Davidson's expansion
+    with an identity preconditioner; for a Krylov basis every Ritz residual is
+    parallel to the Lanczos vector, so this generalises Lanczos).
     """
     dim = op.dim
     dtype, device = op.dtype, op.device
@@ -665,11 +673,12 @@ def _thick_restart_lanczos(
     T = V.T @ W
     T = 0.5 * (T + T.T)
     it = 0
-    scale = 0.0
+    scale = scale0
     best: list[tuple[Tensor, Tensor, Tensor]] = []
     converged = False
     eps = torch.finfo(dtype).eps
     orders: list[Tensor] = []
+    residual_mode = expand == "residual"
     closed = False
     while True:
         it += 1
@@ -678,12 +687,15 @@ def _thick_restart_lanczos(
         thresh = tol * scale
         orders = [_order(theta, w) for w, _ in groups]
         # residual block of the Krylov relation H V = V T + F E_lastᵀ
-        F = W[:, -bs:] - V @ (V.T @ W[:, -bs:])
-        Ylast = Y[-bs:, :]
-        est_ok = all(
-            order[:k].numel() == k and bool(((F @ Ylast[:, order[:k]]).norm(dim=0) <= thresh).all())
-            for (w, k), order in zip(groups, orders)
-        )
+        if residual_mode:
+            est_ok = True
+        else:
+            F = W[:, -bs:] - V @ (V.T @ W[:, -bs:])
+            Ylast = Y[-bs:, :]
+            est_ok = all(
+                order[:k].numel() == k and bool(((F @ Ylast[:, order[:k]]).norm(dim=0) <= thresh).all())
+                for (w, k), order in zip(groups, orders)
+            )
         exhausted = V.shape[1] >= dim or closed
         if est_ok or exhausted or n_mv >= max_matvec:
             # exact residuals from the stored products
@@ -706,6 +718,16 @@ def _thick_restart_lanczos(
                 break
             if n_mv >= max_matvec:
                 break
+            if residual_mode:
+                worst_g, worst_i, worst_r = 0, 0, -1.0
+                for gi, b in enumerate(best):
+                    j = int(b[2].argmax())
+                    if float(b[2][j]) > worst_r:
+                        worst_g, worst_i, worst_r = gi, j, float(b[2][j])
+                th_w, X_w, _ = best[worst_g]
+                idx_w = orders[worst_g][worst_i]
+                F = (W @ Y[:, idx_w] - X_w[:, worst_i] * th_w[worst_i])[:, None]
+                bs = 1
         if V.shape[1] + bs > ncv:
             # keep the k wanted of each group plus half the free room, split over groups
             extra = max((ncv - bs - k_all) // (2 * len(groups)), 1)
@@ -777,6 +799,7 @@ def lanczos(
     V0: Tensor | None = None,
     ncv: int | None = None,
     block_size: int | None = None,
+    expand: str = "krylov",
 ) -> EigResult:
     """``k`` eigenpairs of a symmetric operator by thick-restart Lanczos.
 
@@ -800,11 +823,17 @@ def lanczos(
             eigenvalues of multiplicity ``m`` are only found reliably with
             ``block_size ≥ m`` (a single Krylov vector sees one direction per
             eigenspace, up to rounding).
+        expand: ``"krylov"`` (Lanczos) or ``"residual"``: after the start block,
+            append one vector per step, the residual of the worst unconverged
+            wanted Ritz pair (best for a start block of previous eigenvectors,
+            which is not a Krylov basis).
 
     Returns:
         :class:`EigResult` with eigenvalues ordered by ``which``.
     """
     _check_common(op, k, which, tol, strict=True)
+    if expand not in ("krylov", "residual"):
+        raise ValueError(f"unknown expand={expand!r}; expected 'krylov' or 'residual'")
     if ncv is not None and ncv <= k:
         raise ValueError(f"ncv={ncv} must exceed k={k}")
     bs = block_size if block_size is not None else (V0.shape[1] if V0 is not None else 1)
@@ -818,7 +847,9 @@ def lanczos(
     ncv_ = max(ncv_, min(op.dim, k + 2 * bs))
     start, gen = _start_block(op, bs, seed, v0, V0)
     with torch.no_grad():
-        best, n_mv, conv, it, scale = _thick_restart_lanczos(op, [(which, k)], tol, max_mv, ncv_, start, gen)
+        best, n_mv, conv, it, scale = _thick_restart_lanczos(
+            op, [(which, k)], tol, max_mv, ncv_, start, gen, expand=expand
+        )
     theta, X, rn = best[0]
     return _finish(X, theta, rn, which, n_mv, conv, it, tol, scale)
 
@@ -969,6 +1000,7 @@ class EigTracker:
         seed: int = 0,
         guard: int = 0,
         max_warm_iter: int = 30,
+        warm: str = "residual",
         refresh_every: int | None = None,
         lanczos_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -980,6 +1012,9 @@ class EigTracker:
             raise ValueError(f"tol must be non-negative, got {tol}")
         if guard < 0:
             raise ValueError(f"guard must be ≥ 0, got {guard}")
+        if warm not in ("residual", "lobpcg"):
+            raise ValueError(f"unknown warm={warm!r}; expected 'residual' or 'lobpcg'")
+        self.warm = warm
         self.k, self.which, self.tol, self.seed = k, which, tol, seed
         self.guard, self.max_warm_iter, self.refresh_every = guard, max_warm_iter, refresh_every
         self.lanczos_kwargs = dict(lanczos_kwargs or {})
@@ -999,8 +1034,12 @@ class EigTracker:
         refresh = self.refresh_every is not None and n % self.refresh_every == 0
         spent = 0
         if self._X is not None and self._X.shape[0] == op.dim and not refresh and 3 * kk <= op.dim:
-            w = lobpcg(op, self._X, which=self.which, tol=self.tol, max_iter=self.max_warm_iter,
-                       scale=self.prev.scale if self.prev is not None else None, n_wanted=self.k)
+            sc = self.prev.scale if self.prev is not None else None
+            if self.warm == "lobpcg":
+                w = lobpcg(op, self._X, which=self.which, tol=self.tol, max_iter=self.max_warm_iter,
+                           scale=sc, n_wanted=self.k)
+            else:
+                w = self._warm_residual(op, kk, sc)
             if w.converged:
                 self._X = w.eigenvectors
                 return self._record(w, warm=True)
@@ -1008,6 +1047,19 @@ class EigTracker:
         r = lanczos(op, kk, which=self.which, tol=self.tol, seed=self.seed + n, **self.lanczos_kwargs)
         self._X = r.eigenvectors
         return self._record(r, warm=False, spent=spent)
+
+    def _warm_residual(self, op: Any, kk: int, scale: float | None) -> EigResult:
+        """Rayleigh–Ritz on the previous vectors, expanded by worst Ritz residuals."""
+        assert self._X is not None
+        ncv = min(op.dim, _default_ncv(kk, op.dim, 1))
+        budget = kk + self.max_warm_iter * 2
+        with torch.no_grad():
+            best, n_mv, conv, it, sc = _thick_restart_lanczos(
+                op, [(self.which, self.k)], self.tol, budget, max(ncv, kk + 2), self._X,
+                _generator(self.seed), expand="residual", scale0=scale or 0.0,
+            )
+        theta, X, rn = best[0]
+        return _finish(X, theta, rn, self.which, n_mv, conv, it, self.tol, sc)
 
     def _record(self, r: EigResult, warm: bool, spent: int = 0) -> EigResult:
         k = self.k

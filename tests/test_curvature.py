@@ -346,9 +346,10 @@ def _slowly_changing(n: int, steps: int) -> list[Tensor]:
     return [A0 + 1e-4 * t * E for t in range(steps)]
 
 
-def test_tracking_saves_matvecs() -> None:
+@pytest.mark.parametrize("warm", ["residual", "lobpcg"])
+def test_tracking_saves_matvecs(warm: str) -> None:
     mats = _slowly_changing(300, 8)
-    tr = EigTracker(k=4, tol=1e-6)
+    tr = EigTracker(k=4, tol=1e-6, warm=warm)
     warm_mv, cold_mv = [], []
     for t, A in enumerate(mats):
         res = tr.update(MatrixOperator(A))
@@ -372,6 +373,15 @@ def test_tracking_falls_back_to_cold_on_jump() -> None:
     res = tr.update(MatrixOperator(B))
     assert res.converged
     torch.testing.assert_close(res.eigenvalues, torch.tensor([9.0, 3.0], dtype=DT), rtol=1e-9, atol=1e-9)
+
+
+def test_lanczos_residual_expansion_from_previous_vectors() -> None:
+    mats = _slowly_changing(200, 2)
+    first = lanczos(MatrixOperator(mats[0]), 4, tol=1e-8)
+    warm = lanczos(MatrixOperator(mats[1]), 4, tol=1e-8, V0=first.eigenvectors, expand="residual")
+    lam = torch.linalg.eigvalsh(mats[1]).flip(0)[:4]
+    assert warm.converged
+    torch.testing.assert_close(warm.eigenvalues, lam, rtol=1e-12, atol=1e-12)
 
 
 def test_lobpcg_from_exact_start_costs_k() -> None:
@@ -412,6 +422,10 @@ def test_bad_inputs() -> None:
         lanczos(op, 2, which="BE")
     with pytest.raises(ValueError, match="unknown which"):
         EigTracker(k=2, which="top")
+    with pytest.raises(ValueError, match="unknown warm"):
+        EigTracker(k=2, warm="magic")
+    with pytest.raises(ValueError, match="unknown expand"):
+        lanczos(op, 2, expand="magic")
     with pytest.raises(ValueError, match="positive integer"):
         lanczos(op, 0)
     with pytest.raises(ValueError, match="k_bottom"):
