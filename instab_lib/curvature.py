@@ -981,13 +981,19 @@ def lobpcg(
 class EigTracker:
     """Warm-started tracking of ``k`` eigenpairs across training steps.
 
-    The first :meth:`update` is a cold :func:`lanczos`; each later one runs
-    :func:`lobpcg` from the previous eigenvectors (plus ``guard`` extra Ritz
-    vectors that absorb eigenvalues entering from the bulk), paying ``k + guard``
-    products for ``H X_prev`` and then only for unconverged directions. If the
-    warm solve fails to converge in ``max_warm_iter`` iterations, or every
-    ``refresh_every`` updates when set, a cold Lanczos solve is run instead.
-    Only the ``k`` wanted pairs must converge; guard vectors need not.
+    The first :meth:`update` is a cold :func:`lanczos`. Each later one starts from
+    the previous eigenvectors ``X_prev`` (``(dim, k + guard)``), paying ``k + guard``
+    products for ``H X_prev``, and then, with ``warm="residual"`` (default), runs
+    Rayleigh–Ritz on the growing basis, appending one vector per product: the
+    residual ``H x − θ x`` of the worst unconverged wanted Ritz pair
+    (``lanczos(..., V0=X_prev, expand="residual")``); with ``warm="lobpcg"`` it runs
+    :func:`lobpcg` (block, soft locking) instead. ``guard`` extra vectors absorb
+    eigenvalues entering from the bulk. If the warm solve does not converge within
+    its budget (``k + guard + 2·max_warm_iter`` products), or every
+    ``refresh_every`` updates when set, a cold Lanczos solve is run (the failed warm
+    products are added to ``n_matvec``). Only the ``k`` wanted pairs must converge.
+    The saving over cold solves depends on how far ``H`` moves per step relative
+    to ``tol``: the floor is ``k`` products per update.
 
     Attributes: ``history`` — one dict per update (``n_matvec``, ``warm``, ``converged``).
     """
