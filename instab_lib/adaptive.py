@@ -34,6 +34,9 @@ Contents
   minimum (instabilities seen in the loss).
 * :func:`mean_spread`, :func:`compare_means`, :func:`best_below_above` — small summaries
   over seeds and learning-rate grids.
+* :class:`TrainModeView`, :func:`snapshot_sharpness` — the sharpness of a BatchNorm
+  network in *train* mode (batch statistics: the function (S)GD steps on) at a run's
+  snapshots; ``train``'s own spectra use eval mode (running statistics).
 """
 
 from __future__ import annotations
@@ -59,6 +62,8 @@ __all__ = [
     "mean_spread",
     "compare_means",
     "best_below_above",
+    "TrainModeView",
+    "snapshot_sharpness",
 ]
 
 
@@ -218,7 +223,10 @@ class ReplayResult:
     difference between the replay's losses and the run's ``train_loss`` column over all
     replayed epochs (0 when the replay reproduces the run exactly); ``n_matvec``:
     Hessian-vector products spent; ``clip_fraction``: :func:`clip_fraction` at each
-    evaluation (0 for Adam/RMSProp/GD).
+    evaluation (0 for Adam/RMSProp/GD); ``max_root``: the largest unclipped
+    :math:`\sqrt{\hat v_t + \varepsilon_\mathrm{root}}` over *every* step and coordinate (NaN for
+    GD): a Clipped-Ada "UB" run with any ``c`` ≥ the ``max_root`` of the Adam run with the
+    same settings takes exactly Adam's steps.
     """
 
     epochs: list[int]
@@ -229,6 +237,7 @@ class ReplayResult:
     max_loss_mismatch: float
     n_matvec: int = 0
     clip_fraction: list[float] = field(default_factory=list)
+    max_root: float = float("nan")
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -329,6 +338,9 @@ def replay(run: Any, eval_epochs: Iterable[int], *, plain: bool = False, tol: fl
         with torch.no_grad():
             for p, q in zip(params, new):
                 p.copy_(q)
+        if "beta2" in opt.hyper:
+            root = float((denominator(_Unclipped(opt), state) - float(opt.hyper.get("eps", 0.0))).max())
+            out.max_root = root if not math.isfinite(out.max_root) else max(out.max_root, root)
     out.max_loss_mismatch = mismatch
     return out
 
@@ -439,3 +451,78 @@ def best_below_above(etas: Sequence[float], scores: Sequence[float], limit: floa
     ba = above[ea] if ea is not None else nan
     return {"best_below": bb, "eta_below": eb if eb is not None else nan,
             "best_above": ba, "eta_above": ea if ea is not None else nan, "margin": ba - bb}
+
+
+# --------------------------------------------------------------------------- BatchNorm, train mode
+class TrainModeView(torch.nn.Module):
+    """A view of ``model`` that stays in training mode when asked to switch to eval mode.
+
+    :class:`~instab_lib.curvature.HessianOperator` puts a model in eval mode, where
+    BatchNorm uses its running statistics. The function (mini)batch GD descends is the
+    train-mode one (batch statistics), so its Hessian is the one that decides stability:
+    wrap the model in this view to get it. With chunks of ``b`` images each chunk is
+    normalised with its own statistics, i.e. the Hessian of the mean of per-chunk losses:
+    the objective of minibatch SGD with batch size ``b`` (one fixed partition); use one
+    chunk for full-batch GD. Forward passes in train mode update the running statistics
+    of the wrapped model (momentum); use it on a copy that is not trained further.
+    """
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = model
+        self.inner.train()
+
+    def train(self, mode: bool = True) -> "TrainModeView":  # noqa: ARG002 - the point of the class
+        self.training = True
+        self.inner.train()
+        return self
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner(*args, **kwargs)
+
+
+def snapshot_sharpness(run: Any, epochs: Iterable[int], *, hessian_n: int | None = None,
+                       chunk: int | None = None, train_mode: bool = True, tol: float = 1e-2) -> dict[int, float]:
+    r"""Top Hessian eigenvalue at the saved snapshots (``config.snapshot_epochs``) of a run.
+
+    ``train_mode=True``: BatchNorm with batch statistics (:class:`TrainModeView`), chunks
+    of ``chunk`` images (default: the run's batch size, else all ``hessian_n``); the
+    snapshot's trainable parameters are all that is needed. ``train_mode=False`` is
+    the eval-mode Hessian, which for a BatchNorm network also needs the running
+    statistics, which snapshots do not keep: it raises ``ValueError`` for such a model.
+    Epochs without a snapshot (e.g. after an early stop) are skipped.
+    """
+    from . import curvature
+    from . import data as data_mod
+    from . import models as models_mod
+    from .train import LOSSES
+
+    cfg = run.config
+    device, dtype = torch.device(cfg.device), getattr(torch, cfg.dtype)
+    ds = data_mod.load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=max(cfg.n_test or 1, 1),
+                               balanced=cfg.balanced, classes=cfg.classes, data_dir=cfg.data_dir)
+    hn = hessian_n or cfg.hessian_n or len(ds.y_train)
+    X, y = ds.X_train[:hn].to(device, dtype), ds.y_train[:hn].to(device)
+    model = models_mod.build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs()).to(device, dtype)
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if not train_mode and has_bn:
+        raise ValueError("snapshots keep no BatchNorm running statistics: the eval-mode Hessian needs them")
+    params = [p for p in model.parameters() if p.requires_grad]
+    net = TrainModeView(model) if train_mode else model
+    size = chunk or cfg.batch_size or hn
+    out: dict[int, float] = {}
+    v0 = None
+    for e in sorted(int(e) for e in epochs):
+        try:
+            snap = run.snapshot(e)
+        except FileNotFoundError:
+            continue
+        with torch.no_grad():
+            for p, q in zip(params, curvature.unflatten_like(snap["theta"].to(device, dtype), params)):
+                p.copy_(q)
+        op = curvature.HessianOperator(net, LOSSES[cfg.loss], (X, y), chunk_size=size)
+        r = curvature.lanczos(op, 1, "LA", tol=tol, seed=cfg.seed, v0=v0)
+        v0 = r.eigenvectors[:, 0]
+        out[e] = float(r.eigenvalues[0])
+        op.release()
+    return out

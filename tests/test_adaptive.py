@@ -182,3 +182,36 @@ def test_replay_reproduces_a_full_batch_run(tmp_path):
     assert all(p > 0 for p in rep.p_sharpness)
     with pytest.raises(ValueError):
         adaptive.replay(train(cfg.replace(batch_size=50, epochs=1), cache_dir=tmp_path, progress=False), [1])
+
+
+def test_train_mode_view_gives_the_batch_statistics_hessian():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.ReLU(),
+                                torch.nn.Linear(4, 2)).double()
+    X = torch.randn(12, 3, dtype=torch.float64)
+    y = torch.randint(0, 2, (12,))
+    params = [p for p in model.parameters()]
+    shapes = [p.shape for p in params]
+    theta0 = torch.cat([p.detach().reshape(-1) for p in params])
+
+    def loss_of(theta, xs, ys):
+        out, i = [], 0
+        for sh in shapes:
+            n = int(np.prod(sh))
+            out.append(theta[i:i + n].reshape(sh))
+            i += n
+        w1, b1, g, b, w2, b2 = out
+        h = xs @ w1.T + b1
+        h = (h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + 1e-5) * g + b  # batch statistics
+        return F.cross_entropy(torch.relu(h) @ w2.T + b2, ys)
+
+    def chunked(theta):  # two chunks of 6: each normalised with its own statistics, weights 1/2
+        return 0.5 * loss_of(theta, X[:6], y[:6]) + 0.5 * loss_of(theta, X[6:], y[6:])
+
+    H = torch.autograd.functional.hessian(chunked, theta0)
+    op = curvature.HessianOperator(adaptive.TrainModeView(model), F.cross_entropy, (X, y), chunk_size=6)
+    HV = op.matmat(torch.eye(op.dim, dtype=torch.float64))
+    assert torch.allclose(HV, H, atol=1e-10)
+    # eval mode (running statistics) is a different function
+    op_eval = curvature.HessianOperator(model, F.cross_entropy, (X, y), chunk_size=6)
+    assert not torch.allclose(op_eval.matmat(torch.eye(op.dim, dtype=torch.float64)), H, atol=1e-3)
