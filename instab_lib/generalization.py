@@ -48,7 +48,7 @@ import pandas as pd
 __all__ = [
     "OUTCOMES", "rankdata", "spearman", "spearman_by_group", "bootstrap_spearman", "correlation_spread",
     "rho_rotation", "rho_subspace", "outcome", "run_summary", "summarize_runs", "by_setting",
-    "best_setting", "stability_of_runs", "as_mapping",
+    "best_setting", "stability_of_runs", "as_mapping", "run_grid",
 ]
 
 OUTCOMES = ("target", "capped", "diverged", "collapsed")
@@ -285,6 +285,27 @@ def stability_of_runs(df: pd.DataFrame) -> Any:
 
     blown = df["outcome"].isin(("diverged", "collapsed")).to_numpy()
     return stability_limit(df["lr"].to_numpy(float), df["max_sharpness"].to_numpy(float), blown)
+
+
+def run_grid(base: Any, grid: Mapping[str, Sequence[Any]], cache_dir: Any = None, executor: Any = None) -> list:
+    """Every configuration of the Cartesian ``grid`` over ``base`` (cached runs are read
+    back): through :func:`instab_lib.sweep.sweep` (parallel, or Dask when ``executor`` is a
+    scheduler address) where that module exists, else one after the other with
+    :func:`instab_lib.train.train`. Results in grid order (first key slowest)."""
+    import itertools
+
+    try:
+        from . import sweep as sweep_mod
+    except ImportError:
+        sweep_mod = None
+    if sweep_mod is not None:
+        return sweep_mod.sweep(base, grid, cache_dir=cache_dir, executor=executor)
+    from .plotting import progress
+    from .train import train
+
+    keys = list(grid)
+    configs = [base.replace(**dict(zip(keys, combo))) for combo in itertools.product(*(list(grid[k]) for k in keys))]
+    return [train(c, cache_dir, progress=False) for c in progress(configs, desc="runs")]
 
 
 def as_mapping(df: pd.DataFrame, key: str, value: str) -> Mapping[str, float]:
