@@ -27,7 +27,7 @@
 #   batch, and "until completion" read as its early stop at 99.9 % train accuracy.
 # - **Our reconstruction**: the η grid and the epoch cap; the test set (the first 2,000 test images at CI scale, all
 #   10,000 in `paper`) standing in for "validation"; PyTorch's default initialisation; and the stability limit, which
-#   for a network is **not** 2/S₀ at initialisation (the sharpness grows from S₀ ≈ 1.7 to above 100 during training):
+#   for a network is **not** 2/S₀ at initialisation (the sharpness grows from S₀ ≈ 1–2 (it depends on the seed) to above 100 during training):
 #   it is measured from these runs by `instab_lib.stability` as the smallest η whose run reaches η·S ≥ 2 at some
 #   spectrum evaluation (top Hessian eigenvalue by Lanczos, every `eval_every` epochs and at the last epoch), bracketed
 #   by the largest η that stayed below. The CIFAR-10 half of the figure is on its own page.
