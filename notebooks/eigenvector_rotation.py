@@ -47,7 +47,7 @@ limit_etas = [0.0125, 0.025, 0.05, 0.1]  # grid that brackets the stability limi
 limit_epochs = 300
 limit_eval_every = 5
 eta_factor = 3.0  # η = eta_factor × measured limit (1 significant digit), as in phases_of_training
-epochs = 200  # the shared main run
+epochs = 400  # the shared main run
 small_factor = 0.3  # reduced η = small_factor × limit (1 significant digit): stable for the rest of training
 n_spikes = 3  # instabilities in the top row (the caption's three)
 after = 12  # epochs shown after each spike resolves

@@ -51,7 +51,7 @@ limit_etas = [0.0125, 0.025, 0.05, 0.1]  # grid that brackets the stability limi
 limit_epochs = 300
 limit_eval_every = 5
 eta_factor = 3.0  # η = eta_factor × measured limit (1 significant digit), as in phases_of_training
-epochs = 200  # main run (shared with phases_of_training, eigenvector_rotation, curvature_moments)
+epochs = 400  # main run (shared with phases_of_training, eigenvector_rotation, curvature_moments)
 n_snapshots = 6  # snapshots through the instability cycle
 offsets = [-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 2.0]  # s in θ_t − s·η∇L(θ_t)
 hutchinson_samples = 8  # Rademacher probes per point

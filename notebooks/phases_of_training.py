@@ -48,7 +48,7 @@ limit_etas = [0.0125, 0.025, 0.05, 0.1]  # grid that brackets the stability limi
 limit_epochs = 300  # epochs of each limit run
 limit_eval_every = 5  # top eigenvalue every 5 epochs in the limit runs
 eta_factor = 3.0  # η = eta_factor × measured limit, rounded to 1 significant digit (→ 0.1, the author's η)
-epochs = 200  # epochs of the main run (paper: 400)
+epochs = 400  # epochs of the main run (the author's 400: CI = paper)
 onset_margin = 2  # evaluated epochs before the first episode not counted as the stable phase
 spike_rel = 0.02  # a loss spike: loss > (1 + spike_rel) × its minimum over the previous spike_window epochs
 spike_window = 10

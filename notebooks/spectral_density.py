@@ -48,7 +48,7 @@ limit_etas = [0.0125, 0.025, 0.05, 0.1]  # grid that brackets the stability limi
 limit_epochs = 300
 limit_eval_every = 5
 eta_factor = 3.0  # η = eta_factor × measured limit (1 significant digit), as in phases_of_training
-epochs = 200  # the shared main run
+epochs = 400  # the shared main run
 slq_probes = 4  # Rademacher probes
 slq_order = 60  # Lanczos steps per probe
 sigma = 0.3  # Gaussian smoothing of the density
