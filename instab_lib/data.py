@@ -311,11 +311,14 @@ def load_raw(r: Resolved, cache_dir: str | os.PathLike | None = None) -> dict[st
 # -------------------------------------------------------------------------- subsets
 def subset_indices(y: np.ndarray, n: int | None, *, balanced: bool, n_classes: int = 10) -> np.ndarray:
     """Indices of the first ``n`` items, or (``balanced``) of the first ``n/n_classes`` items
-    of each class in data-set order. ``n=None``: all. Raises if there are too few."""
+    of each class in data-set order. ``n=None``: all; ``n=0``: none (e.g. no test set).
+    Raises if there are too few."""
     if n is None:
         return np.arange(len(y))
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"subset size must be a positive integer or None, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"subset size must be a non-negative integer or None, got {n!r}")
+    if n == 0:
+        return np.arange(0)
     if not balanced:
         if n > len(y):
             raise ValueError(f"asked for {n} images, the copy has {len(y)}")

@@ -89,6 +89,11 @@ def test_balanced_subset_and_classes(isolated):
                           cache_dir=isolated / "cache")
     with pytest.raises(ValueError, match="asked for 61"):
         data.load_dataset("fashion-mnist", n_train=61, data_dir=isolated / "fm", cache_dir=isolated / "cache")
+    none = data.load_dataset("fashion-mnist", n_train=10, n_test=0, data_dir=isolated / "fm",
+                             cache_dir=isolated / "cache")  # n_test=0: no test set, as TrainConfig documents
+    assert none.X_test.shape[0] == 0 and none.y_test.shape == (0,)
+    with pytest.raises(ValueError, match="non-negative"):
+        data.load_dataset("fashion-mnist", n_train=-1, data_dir=isolated / "fm", cache_dir=isolated / "cache")
 
 
 def test_fake_cifar_jpeg_copy_beside_repo(isolated):
