@@ -1,5 +1,11 @@
 # ---
 # jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -57,6 +63,14 @@ dln_eta = 0.011  # DLN learning rate (just above 2/S₀ = 0.009996)
 dln_c = 1.0  # DLN clip for UB and LB
 dln_steps = 10  # DLN steps
 dln_bias_correction = False  # the printed DLN numbers match v₀ = 0 without bias correction
+net_n_train = 1000  # (c) network: first n Fashion-MNIST training images (REFERENCE §4.2)
+net_n_test = 1000  # (c) test images
+net_eta = 0.005  # (c) learning rate of every optimiser (REFERENCE §5.2)
+net_clips = [0.1, 1.0]  # (c) the author's Clipped-Ada clips c run here (c = 10 ⊃ c = 1: see the text; paper: all three)
+net_extra_c = [0.003]  # (c) the companion's extra clip(s), small enough to bind at this network's gradient scale
+net_seeds = [0, 1, 2]  # (c) seeds
+net_epochs = 100  # (c) epoch cap (early stop at 99.9% train accuracy)
+net_eval_every = 10  # (c) preconditioned sharpness every this many epochs
 
 # %%
 claims.check_positive("sharpness_values", sharpness_values)
@@ -173,6 +187,207 @@ axes[1].set(xlabel="step", ylabel="θ₂ (flat direction)", title="θ₂: GD and
 axes[0].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ## (c) A network: Adam, RMSProp and Clipped-Ada on the Fashion-MNIST MLP
+#
+# *This section was added by a second author of the companion; everything in it is the companion's reconstruction
+# at CI scale* (REFERENCE §8.6 suggests it): the fMNIST MLP (784-32-32-32-10, ReLU) on the first 1,000 training
+# images, 2,000 test images, cross-entropy, **full batch**, η = 5e-3, β₂ = 0.99 (β₁ = 0.9 for Adam and Clipped-Ada,
+# 0 for RMSProp), ε = 1e-8, bias correction on, early stop at 99.9% train accuracy or an epoch cap. Clipped-Ada is
+# `adam_ub`: $\theta_t = \theta_{t-1} - \eta\,\hat m_t/(\min(\sqrt{\hat v_t}, c) + \varepsilon)$ with the author's
+# $c \in \{0.1, 1, 10\}$. At CI scale only c = 0.1 and c = 1 are run: the replay records the largest
+# $\sqrt{\hat v_t}$ of the Adam runs over every step and coordinate, and when that stays below 1 the clip
+# $\min(\sqrt{\hat v}, c)$ never binds for any $c \ge 1$, so c = 1 and c = 10 are Adam step for step (the c = 1
+# runs confirm it bit for bit; the `paper` preset runs c = 10 as well). `net_extra_c` adds a smaller clip (the
+# companion's choice, not the author's) that does bind at this network's gradient scale. Data: Fashion-MNIST as
+# printed below.
+#
+# **Instability** is measured two ways. (i) The *preconditioned sharpness* $\lambda_{\max}(P^{-1}H)$ with
+# $P = \mathrm{diag}(\min(\sqrt{\hat v_t}, c) + \varepsilon)$, the denominator of the last step (Cohen et al. 2022),
+# computed by Lanczos on $P^{-1/2}HP^{-1/2}$ (`instab_lib.adaptive`). Its threshold depends on the momentum:
+# $(2+2\beta_1)/((1-\beta_1)\eta)$, i.e. $2/\eta$ for RMSProp but $38/\eta$ for Adam and Clipped-Ada with
+# $\beta_1 = 0.9$ (the EMA-momentum recursion on a quadratic; derived and tested in `instab_lib.adaptive`). A run is
+# at its (adaptive) edge of stability when the ratio λ_max(P⁻¹H)/threshold reaches 1 at an evaluation. `train` does
+# not keep the optimiser state, so `adaptive.replay` re-runs each full-batch run step by step to get $\hat v_t$, and
+# checks that it reproduces the run's losses. (ii) *Loss spikes*: the training loss rising above twice its running
+# minimum (`adaptive.loss_spikes`). Adam is known to sit *at* its adaptive edge of stability without blowing up
+# (Cohen et al. 2022): its denominator grows and pulls the ratio back. We therefore call a run **unstable** when
+# its loss spikes (or it diverges or collapses), the GD-like behaviour the paper wants back, and report the
+# ratio separately.
+
+# %%
+for name, v in [("net_eta", net_eta), ("net_clips", net_clips), ("net_extra_c", net_extra_c or [1.0])]:
+    claims.check_positive(name, v)
+claims.check_int_at_least("net_epochs", net_epochs, 1)
+claims.check_int_at_least("net_eval_every", net_eval_every, 1)
+claims.check_int_at_least("net_n_train", net_n_train, 10)
+if len(net_seeds) < 2 or len(set(net_seeds)) != len(net_seeds):
+    raise ValueError(f"net_seeds must hold at least two distinct seeds (a spread), got {net_seeds!r}")
+
+from instab_lib import adaptive  # noqa: E402
+from instab_lib import generalization as gen  # noqa: E402
+from instab_lib.train import TrainConfig, train  # noqa: E402
+from instab_lib.plotting import progress  # noqa: E402
+
+net_base = TrainConfig(dataset="fashion-mnist", n_train=net_n_train, n_test=net_n_test, model="mlp", loss="ce",
+                       lr=net_eta, epochs=net_epochs, target_train_acc=0.999, eval_every=0)
+variants = {"Adam": ("adam", {}), "RMSProp": ("rmsprop", {})}
+variants.update({f"Clipped-Ada c={c:g}": ("adam_ub", {"c": float(c)}) for c in net_clips})
+variants.update({f"Clipped-Ada c={c:g} (extra)": ("adam_ub", {"c": float(c)}) for c in net_extra_c})
+net_rows, net_runs, net_replays = [], {}, {}
+for label, (opt_name, kw) in progress(list(variants.items()), desc="optimisers"):
+    for seed in net_seeds:
+        run = train(net_base.replace(optimizer=opt_name, optimizer_kwargs=kw, seed=seed), progress=False)
+        rep = adaptive.replay(run, range(net_eval_every, run.epochs_run + 1, net_eval_every))
+        spikes = adaptive.loss_spikes(run.table["train_loss"].to_numpy(), factor=2.0)
+        net_runs[label, seed], net_replays[label, seed] = run, rep
+        summ = gen.run_summary(run)
+        net_rows.append({"optimiser": label, "seed": seed, "outcome": summ["outcome"], "epochs": run.epochs_run,
+                         "train_acc": summ["train_acc"], "test_acc": summ["test_acc"],
+                         "max P-sharpness / threshold": rep.max_ratio, "loss spikes": len(spikes),
+                         "largest spike (× running min)": max([s.height for s in spikes], default=float("nan")),
+                         "max clip fraction": max(rep.clip_fraction, default=0.0), "max √v̂": rep.max_root,
+                         "at EoS": bool(rep.max_ratio >= 1),
+                         "unstable": bool(len(spikes) > 0 or summ["outcome"] in ("diverged", "collapsed")),
+                         "replay mismatch": rep.max_loss_mismatch})
+net = pd.DataFrame(net_rows)
+display(Markdown(f"Data: **{net_runs[next(iter(net_runs))].data_source}**; {len(net)} runs, "
+                 f"P-sharpness every {net_eval_every} epochs."))
+net.round(4)
+
+# %% [markdown]
+# Per optimiser, over the seeds: mean and spread of the test accuracy (runs that diverged or collapsed have no
+# accuracy and are counted apart), how many seeds went unstable, and the comparison of each Clipped-Ada with Adam
+# (difference of means, its standard error from the seed spreads, with the binomial error √(p(1−p)/n_test) of the
+# shared test set as a floor).
+
+# %%
+trained = net["outcome"].isin(gen.TRAINED)
+adam_acc = net.loc[(net["optimiser"] == "Adam") & trained, "test_acc"]
+binom = float(np.sqrt(adam_acc.mean() * (1 - adam_acc.mean()) / net_n_test))
+net_summary, acc_vs_adam = [], {}
+for label in variants:
+    sub = net[net["optimiser"] == label]
+    acc = sub.loc[sub["outcome"].isin(gen.TRAINED), "test_acc"]
+    ms = adaptive.mean_spread(acc)
+    cmpm = adaptive.compare_means(acc, adam_acc)
+    noise = float(np.hypot(cmpm["se"], binom)) if np.isfinite(cmpm["se"]) else float("nan")
+    acc_vs_adam[label] = {"diff": cmpm["diff"], "noise": noise}
+    net_summary.append({"optimiser": label, "mean test acc": ms["mean"], "std": ms["std"], "min": ms["min"],
+                        "max": ms["max"], "trained seeds": ms["n"], "seeds": len(sub),
+                        "unstable seeds": int(sub["unstable"].sum()), "seeds at EoS": int(sub["at EoS"].sum()),
+                        "max P-sharpness / threshold": float(sub["max P-sharpness / threshold"].max()),
+                        "spikes (all seeds)": int(sub["loss spikes"].sum()),
+                        "max clip fraction": float(sub["max clip fraction"].max()),
+                        "Δ vs Adam": cmpm["diff"], "σ(Δ)": noise})
+net_summary = pd.DataFrame(net_summary).set_index("optimiser")
+author = [f"Clipped-Ada c={c:g}" for c in net_clips]
+rec.record("net_data_source", net_runs[next(iter(net_runs))].data_source)
+rec.record("net_replay_mismatch", float(net["replay mismatch"].max()))
+rec.record("net_unstable_seeds", {k: int(v) for k, v in net_summary["unstable seeds"].items()})
+rec.record("net_eos_seeds", {k: int(v) for k, v in net_summary["seeds at EoS"].items()})
+rec.record("net_max_ratio", {k: float(v) for k, v in net_summary["max P-sharpness / threshold"].items()})
+rec.record("net_spikes", {k: int(v) for k, v in net_summary["spikes (all seeds)"].items()})
+rec.record("net_clip_fraction", {k: float(v) for k, v in net_summary["max clip fraction"].items()})
+rec.record("net_acc_mean", {k: float(v) for k, v in net_summary["mean test acc"].items()})
+rec.record("net_acc_std", {k: float(v) for k, v in net_summary["std"].items()})
+rec.record("net_acc_vs_adam", acc_vs_adam)
+rec.record("net_author_clips", author)
+rec.record("net_n_seeds", len(net_seeds))
+rec.record("net_adam_max_root", float(net.loc[net["optimiser"] == "Adam", "max √v̂"].max()))
+rec.record("net_adam_min_eos_ratio", float(net.loc[net["optimiser"] == "Adam", "max P-sharpness / threshold"].min()))
+same_as_adam = {k: bool(net_summary.loc[k, "max clip fraction"] == 0 and all(
+    net_runs[k, s].table["train_loss"].equals(net_runs["Adam", s].table["train_loss"]) for s in net_seeds))
+    for k in author}
+adam_root = float(net.loc[net["optimiser"] == "Adam", "max √v̂"].max())
+display(Markdown(f"Largest √v̂ of the Adam runs over every step and coordinate: **{adam_root:.3g}**. Every clip "
+                 f"c ≥ {adam_root:.3g} leaves Adam's steps unchanged; c = 1 and c = 10 are "
+                 f"{'both above it' if adam_root < 1 else 'NOT both above it'}."))
+rec.record("net_same_as_adam", same_as_adam)
+net_summary.round(4)
+
+# %% [markdown]
+# Left: the training loss of each optimiser (first seed; ▲ marks the peaks of loss spikes; Adam's curve lies under
+# Clipped-Ada c = 1's, which is identical). Middle: the preconditioned sharpness divided by its threshold (1 = the
+# edge of stability of that optimiser). Right: test accuracy per seed (dots) and mean ± one standard deviation; runs
+# that collapsed or diverged have no accuracy and are not drawn.
+
+# %% tags=["hide-input"]
+fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1.2, 1.2, 1]})
+colors = dict(zip(variants, plt.get_cmap("tab10").colors))
+s0 = net_seeds[0]
+for label in variants:
+    run, rep = net_runs[label, s0], net_replays[label, s0]
+    t = run.table
+    axes[0].plot(t["epoch"], t["train_loss"], color=colors[label], lw=1.1, label=label)
+    for sp in adaptive.loss_spikes(t["train_loss"].to_numpy(), factor=2.0):
+        if np.isfinite(t["train_loss"].iloc[sp.peak]):
+            axes[0].scatter(t["epoch"].iloc[sp.peak], t["train_loss"].iloc[sp.peak], marker="^", s=40,
+                            color=colors[label], edgecolor="k", zorder=4)
+    axes[1].plot(rep.epochs, np.asarray(rep.p_sharpness) / rep.threshold, "o-", ms=3, color=colors[label])
+axes[0].set(yscale="log", xlabel="epoch", ylabel="training loss", title=f"Training loss (seed {s0})")
+axes[0].legend(fontsize=7)
+axes[1].axhline(1, color="k", ls="--", lw=1)
+axes[1].set(yscale="log", xlabel="epoch", ylabel="λ_max(P⁻¹H) / threshold",
+            title="Preconditioned sharpness / (2+2β₁)/((1−β₁)η)")
+for i, label in enumerate(variants):
+    sub = net[(net["optimiser"] == label) & net["outcome"].isin(gen.TRAINED)]
+    axes[2].scatter(np.full(len(sub), i) + np.linspace(-0.12, 0.12, len(sub)), sub["test_acc"], s=14,
+                    color=colors[label], edgecolor="k", zorder=3)
+    row = net_summary.loc[label]
+    if row["trained seeds"]:
+        axes[2].errorbar([i], [row["mean test acc"]], yerr=[0 if np.isnan(row["std"]) else row["std"]], fmt="_",
+                         ms=22, color="k", capsize=4)
+    else:
+        axes[2].text(i, float(net.loc[trained, "test_acc"].min()), "diverged /\ncollapsed", ha="center", fontsize=7)
+axes[2].set_xticks(range(len(variants)), list(variants), rotation=35, ha="right", fontsize=8)
+axes[2].set(ylabel=f"test accuracy ({net_n_test} images)", title="Test accuracy over seeds")
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ### What this scale says
+#
+# The verdicts below are computed from the tables above.
+
+# %%
+lines = []
+adam_unstable = int(net_summary.loc["Adam", "unstable seeds"])
+for label in author:
+    row = net_summary.loc[label]
+    d, s = acc_vs_adam[label]["diff"], acc_vs_adam[label]["noise"]
+    lines.append(f"- **{label}**: clip binds on at most {row['max clip fraction']:.2%} of the coordinates; loss spikes "
+                 f"in {int(row['unstable seeds'])}/{int(row['seeds'])} seeds (Adam: {adam_unstable}/{len(net_seeds)}); "
+                 f"at its edge of stability in {int(row['seeds at EoS'])} seeds; "
+                 f"test accuracy {row['mean test acc']:.4f} ± {row['std']:.4f} vs Adam "
+                 f"{net_summary.loc['Adam', 'mean test acc']:.4f}: Δ = {d:+.4f}, σ(Δ) = {s:.4f} — "
+                 f"{'within noise' if abs(d) < 2 * s else ('better beyond noise' if d > 0 else 'worse beyond noise')}.")
+for label in variants:
+    if label.endswith("(extra)"):
+        row = net_summary.loc[label]
+        lines.append(f"- {label} (the companion's extra clip): clip binds on up to {row['max clip fraction']:.1%} of "
+                     f"the coordinates; loss spikes in {int(row['unstable seeds'])}/{int(row['seeds'])} seeds, "
+                     f"max ratio {row['max P-sharpness / threshold']:.2f}, {int(row['spikes (all seeds)'])} spikes.")
+row = net_summary.loc["RMSProp"]
+row_a = net_summary.loc["Adam"]
+lines.append(f"- Adam: ratio λ_max(P⁻¹H)/(38/η) up to {row_a['max P-sharpness / threshold']:.2f} (≥ 1 in "
+             f"{int(row_a['seeds at EoS'])}/{int(row_a['seeds'])} seeds) with {int(row_a['spikes (all seeds)'])} loss spikes.")
+lines.append(f"- RMSProp (threshold 2/η, no momentum): loss spikes in {int(row['unstable seeds'])}/{int(row['seeds'])} "
+             f"seeds, max ratio {row['max P-sharpness / threshold']:.2f}, {int(row['spikes (all seeds)'])} spikes.")
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# **Reading** (each statement is one of the checked claims below). Adam reaches its adaptive edge of stability
+# (ratio ≈ 1) but its loss never spikes: it suppresses the GD-like instability. On this small network with the
+# author's η = 5e-3 the gradients are small: √v̂ stays below 1, so c = 1 and c = 10 never bind and Clipped-Ada *is*
+# Adam, step for step. With c = 0.1 the clip binds on a tiny fraction of coordinates and the run behaves like Adam.
+# So at this CI scale **the paper's claim that Clipped-Ada restores the instabilities that Adam suppresses is not
+# reproduced for the author's c grid**, and the accuracy differences to Adam are within the seed and test-set noise.
+# The claims check these CI-scale findings (they fail if the runs change), not the paper's claim. The companion's
+# smaller clip shows the mechanism at this gradient scale: once the clip binds on most coordinates the effective step
+# η/c is large and loss spikes return, here with *lower* accuracy (some seeds never recover). Whether B's gain
+# shows on CIFAR-5k with the author's batch sizes needs the full-scale runs (REFERENCE §8.6), not done here.
 
 # %% [markdown]
 # ## Claims checked on these numbers
