@@ -120,7 +120,9 @@ class Recorder:
         """The claim table of this run (a pandas-free HTML/Markdown display object)."""
         from .notebooks import load_card
 
-        results = evaluate_claims(load_card(self.notebook_id).get("claims", []), self.numbers)
+        # evaluate on the numbers exactly as `instab verify` reads them back (NaN/inf restored)
+        numbers = from_jsonable(self.numbers)
+        results = evaluate_claims(load_card(self.notebook_id).get("claims", []), numbers, self.notebook_id)
         return ClaimTable(results)
 
 

@@ -58,3 +58,17 @@ def test_claim_table_text_and_markdown():
     table = claims.ClaimTable(claims.evaluate_claims(CARD, {"S_final": 1.0, "S0": 2.0, "cos": {"a": 0.5}}, "nb"))
     assert table.all_passed
     assert "PASS" in str(table) and "✅" in table._repr_markdown_()
+
+
+def test_notebook_table_and_verify_agree_on_nan(tmp_path, monkeypatch):
+    """The notebook's own table sees a recorded NaN as a float NaN, exactly as `instab verify` does."""
+    from instab_lib import notebooks
+
+    card = {"claims": [{"id": "nan", "text": "is NaN", "value": "v", "check": "math.isnan(x)"},
+                       {"id": "pos", "text": "positive", "value": "v", "check": "x > 0"}]}
+    monkeypatch.setattr(notebooks, "load_card", lambda nid: card)
+    rec = claims.Recorder("demo", path=tmp_path / "n.json")
+    rec.record("v", float("nan"))
+    in_notebook = [r.passed for r in rec.report().results]
+    in_verify = [r.passed for r in claims.evaluate_claims(card["claims"], claims.load_numbers(rec.path))]
+    assert in_notebook == in_verify == [True, False]
