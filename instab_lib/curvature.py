@@ -629,6 +629,10 @@ def _finish(
     )
 
 
+#: A cold Krylov solve never declares convergence before its basis holds k + this many vectors.
+MIN_EXTRA_BASIS = 10
+
+
 def _thick_restart_lanczos(
     op: Any,
     groups: list[tuple[str, int]],
@@ -654,7 +658,8 @@ def _thick_restart_lanczos(
 
     ``groups``: ``[(which, k), ...]``; the first ``k`` Ritz pairs of each group in
     the order of ``which`` must reach ``‖r‖ ≤ tol · scale`` (scale = largest
-    ``|θ|`` seen). Returns per group ``(θ, X, ‖R‖)``, matvecs, converged,
+    ``|θ|`` seen), and a Krylov basis must hold at least ``k + MIN_EXTRA_BASIS``
+    vectors first (a small residual in a tiny subspace can belong to an unwanted pair). Returns per group ``(θ, X, ‖R‖)``, matvecs, converged,
     iterations, scale.
 
     ``expand="residual"`` (for warm starts from a non-Krylov block, e.g. previous
@@ -679,6 +684,7 @@ def _thick_restart_lanczos(
     eps = torch.finfo(dtype).eps
     orders: list[Tensor] = []
     residual_mode = expand == "residual"
+    min_basis = min(dim, k_all + MIN_EXTRA_BASIS)
     closed = False
     while True:
         it += 1
@@ -692,7 +698,9 @@ def _thick_restart_lanczos(
         else:
             F = W[:, -bs:] - V @ (V.T @ W[:, -bs:])
             Ylast = Y[-bs:, :]
-            est_ok = all(
+            # a tiny Krylov space can hold an accurate Ritz pair that is not the wanted one
+            # (a start vector almost orthogonal to a small top eigenspace): never stop there
+            est_ok = V.shape[1] >= min_basis and all(
                 order[:k].numel() == k and bool(((F @ Ylast[:, order[:k]]).norm(dim=0) <= thresh).all())
                 for (w, k), order in zip(groups, orders)
             )

@@ -24,6 +24,7 @@ from instab_lib.curvature import (
     slq_density,
     unflatten_like,
 )
+from instab_lib import curvature
 from instab_lib.rotation import principal_angles
 
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
@@ -439,3 +440,16 @@ def test_bad_inputs() -> None:
     with pytest.raises(ValueError, match="shape"):
         op.matvec(torch.randn(op.dim + 1, dtype=DT))
     assert op.n_matvec == 0  # nothing was computed by the failing calls
+
+
+def test_lanczos_does_not_stop_on_an_unwanted_pair_in_a_tiny_subspace():
+    """A start vector almost orthogonal to the top eigenvector has a tiny residual at step 1;
+    stopping there would report λ = 0.03 as the top of a spectrum whose top is 20."""
+    d = torch.full((60,), 0.01, dtype=torch.float64)
+    d[0], d[1] = 20.0, 0.03
+    op = curvature.MatrixOperator(torch.diag(d))
+    v0 = torch.zeros(60, dtype=torch.float64)
+    v0[1], v0[0] = 1.0, 1e-9
+    res = curvature.lanczos(op, 1, which="LA", tol=1e-3, v0=v0)
+    assert res.eigenvalues[0].item() == pytest.approx(20.0, rel=1e-8)
+    assert res.n_matvec >= 1 + curvature.MIN_EXTRA_BASIS
