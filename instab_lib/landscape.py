@@ -30,6 +30,11 @@ Contents
   over a grid of learning rates (:mod:`instab_lib.stability`).
 * :func:`mechanism_config` — the one fMNIST configuration the mechanism pages share
   (identical configurations share cached runs).
+* :func:`shared_run` — the set-up every mechanism page repeats: measure the limit,
+  choose η from it, train the shared run (a :class:`SharedRun`, with
+  :meth:`SharedRun.record` and :meth:`SharedRun.describe`).
+* :func:`resolved_spikes` — the loss spikes of at least some length that resolve;
+  :func:`run_loss` — ``θ ↦ L(θ)`` on a run's own model, loss and training data.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from torch import Tensor, nn
 __all__ = [
     "network_loss", "PointHessian", "directional_curvature", "directional_derivatives",
     "SliceResult", "slice_along", "n_eff", "n_eff_from_slq", "Episode", "unstable_mask",
-    "find_episodes", "find_spikes", "stability_grid", "mechanism_config", "limit_config", "main_run_config", "choose_lr", "round_sig",
+    "find_episodes", "find_spikes", "resolved_spikes", "stability_grid", "SharedRun", "shared_run", "run_loss", "mechanism_config", "limit_config", "main_run_config", "choose_lr", "round_sig",
     "unit",
 ]
 
@@ -331,6 +336,15 @@ def find_spikes(table: pd.DataFrame, column: str = "train_loss", rel: float = 0.
     return out
 
 
+def resolved_spikes(table: pd.DataFrame, column: str = "train_loss", rel: float = 0.02, window: int = 10,
+                    min_length: int = 1) -> list[Episode]:
+    """The :func:`find_spikes` episodes of at least ``min_length`` epochs that resolve
+    before the run ends (``resolved`` not None): the instabilities a page can follow
+    from the epoch before to the epoch after."""
+    return [s for s in find_spikes(table, column, rel=rel, window=window, min_length=min_length)
+            if s.resolved is not None]
+
+
 def find_episodes(table: pd.DataFrame, threshold: float = 2.0, merge_gap: int = 0,
                   min_length: int = 1) -> list[Episode]:
     """Instability episodes of a run table (see :class:`Episode`).
@@ -426,6 +440,89 @@ def stability_grid(base: Any, etas: Sequence[float], *, cache_dir: Any = None, m
     tab = pd.DataFrame(rows)
     lim = stability.stability_limit(tab["η"], tab["max S"], tab["status"] == "diverged")
     return {"limit": lim, "runs": runs, "table": tab}
+
+
+@dataclass
+class SharedRun:
+    """The set-up of the fMNIST mechanism pages (:func:`shared_run`): the stability-limit
+    grid (``grid``, as :func:`stability_grid` returns it), the measured ``limit``, the
+    learning rate ``eta`` chosen from it and the shared ``run`` trained at that η."""
+
+    grid: dict
+    limit: Any
+    eta: float
+    run: Any
+    epochs: int
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The run's per-epoch table."""
+        return self.run.table
+
+    @property
+    def S0(self) -> float:
+        """The sharpness at initialisation (first row of the run's table)."""
+        return float(self.run.table["sharpness"].iloc[0])
+
+    def lr(self, factor: float, digits: int = 1) -> float:
+        """Another learning rate relative to the same measured limit (:func:`choose_lr`)."""
+        return choose_lr(self.limit.estimate, factor, digits)
+
+    def numbers(self) -> dict[str, float]:
+        """The numbers every mechanism page records: ``S0``, ``two_over_S0``, ``limit``
+        (the estimate) and ``eta``."""
+        S0 = self.S0
+        return {"S0": S0, "two_over_S0": 2 / S0, "limit": float(self.limit.estimate), "eta": float(self.eta)}
+
+    def record(self, rec: Any) -> dict[str, float]:
+        """Record :meth:`numbers` into a :class:`instab_lib.claims.Recorder`; returns them."""
+        nums = self.numbers()
+        for k, v in nums.items():
+            rec.record(k, v)
+        return nums
+
+    def describe(self) -> str:
+        """One Markdown line: the data copy, ``S0`` and ``2/S0``, the measured limit and
+        the run (η relative to the limit, ``2/η``, epochs, status, final train accuracy)."""
+        S0, eta, r = self.S0, self.eta, self.run
+        return (f"Data: **{r.data_source}**. $S_0$ = {S0:.3f}, $2/S_0$ = {2 / S0:.3f}; measured stability limit: "
+                f"{self.limit}. Shared run: η = {eta:g} ({eta / self.limit.estimate:.2f} × the limit, "
+                f"$2/\\eta$ = {2 / eta:g}), {self.epochs} epochs, status `{r.status}`, final train accuracy "
+                f"{float(r.table['train_acc'].iloc[-1]):.3f}.")
+
+
+def shared_run(limit_etas: Sequence[float], eta_factor: float, epochs: int, *, limit_epochs: int = 300,
+               limit_eval_every: int = 5, cache_dir: Any = None) -> SharedRun:
+    """The set-up the fMNIST mechanism pages share: measure the stability limit of
+    :func:`limit_config` over ``limit_etas`` (:func:`stability_grid`), set
+    ``η = choose_lr(limit, eta_factor)`` and train :func:`main_run_config` at that η for
+    ``epochs`` epochs (one worker; runs are cached, so the pages share them)."""
+    from .sweep import sweep
+
+    grid = stability_grid(limit_config(limit_epochs, limit_eval_every), limit_etas, cache_dir=cache_dir)
+    limit = grid["limit"]
+    eta = choose_lr(limit.estimate, eta_factor)
+    run = sweep(main_run_config(eta, epochs), {}, cache_dir=cache_dir, max_workers=1, threads_per_worker=1)[0]
+    if run.status == "failed":
+        raise RuntimeError(f"the shared run at η={eta} failed: {run.error}")
+    return SharedRun(grid=grid, limit=limit, eta=eta, run=run, epochs=int(epochs))
+
+
+def run_loss(run_or_config: Any) -> LossOfTheta:
+    """``θ ↦ L(θ)`` (:func:`network_loss`) for a run (or its :class:`TrainConfig`): its
+    model architecture, loss and training data (loaded as :func:`instab_lib.train.train`
+    loads them; all ``n_train`` images, not ``hessian_n``), on the CPU in the default
+    dtype, so snapshots ``run.snapshot(t)["theta"]`` can be evaluated, sliced and
+    differentiated."""
+    from . import data as data_mod
+    from .models import build_model
+    from .train import LOSSES
+
+    cfg = getattr(run_or_config, "config", run_or_config)
+    ds = data_mod.load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, balanced=cfg.balanced,
+                               classes=cfg.classes, data_dir=cfg.data_dir)
+    model = build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs())
+    return network_loss(model, LOSSES[cfg.loss], ds.X_train, ds.y_train)
 
 
 def round_sig(x: float, digits: int = 2) -> float:

@@ -35,11 +35,8 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from instab_lib import claims, generalization, landscape, train
-from instab_lib import data as data_mod
-from instab_lib.models import build_model
+from instab_lib import claims, generalization, landscape
 from instab_lib.plotting import apply_style, progress
-from instab_lib.sweep import sweep
 
 apply_style()
 
@@ -67,22 +64,17 @@ if not (len(moment_window) == 2 and 1 <= moment_window[0] < moment_window[1] <= 
 rec = claims.Recorder("curvature_moments")
 
 # %%
-grid = landscape.stability_grid(landscape.limit_config(limit_epochs, limit_eval_every), limit_etas)
-limit = grid["limit"]
-eta = landscape.choose_lr(limit.estimate, eta_factor)
-run = sweep(landscape.main_run_config(eta, epochs), {}, max_workers=1, threads_per_worker=1)[0]
+shared = landscape.shared_run(limit_etas, eta_factor, epochs, limit_epochs=limit_epochs,
+                              limit_eval_every=limit_eval_every)
+eta, run = shared.eta, shared.run
 tab = run.table.set_index("epoch", drop=False)
-S0 = float(tab["sharpness"].iloc[0])
-for k, v in {"S0": S0, "two_over_S0": 2 / S0, "limit": limit.estimate, "eta": eta}.items():
-    rec.record(k, v)
+shared.record(rec)
 eos = landscape.find_episodes(run.table)
 first = eos[0].start if eos else epochs + 1
-spikes = [s for s in landscape.find_spikes(run.table, rel=spike_rel, window=spike_window)
-          if s.length >= min_spike_length and s.resolved is not None][:n_spikes]
+spikes = landscape.resolved_spikes(run.table, rel=spike_rel, window=spike_window,
+                                   min_length=min_spike_length)[:n_spikes]
 display(Markdown(
-    f"Data: **{run.data_source}**. $S_0$ = {S0:.3f}, $2/S_0$ = {2 / S0:.3f}; measured stability limit: {limit}. "
-    f"Run: η = {eta:g} ({eta / limit.estimate:.2f} × the limit), {epochs} epochs (shared with `phases_of_training`); "
-    f"first epoch with ηS ≥ 2: {first}; spikes: {[(s.start, s.end) for s in spikes]}."))
+    f"{shared.describe()} First epoch with ηS ≥ 2: {first}; spikes: {[(s.start, s.end) for s in spikes]}."))
 
 # %% [markdown]
 # ## $|\lambda_{\min}|$ in and out of instabilities
@@ -122,10 +114,7 @@ per.round(3)
 # arbitrary, so we show $|D^3|$.
 
 # %%
-cfg = run.config
-ds = data_mod.load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test)
-model = build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs())
-f = landscape.network_loss(model, train.LOSSES[cfg.loss], ds.X_train, ds.y_train)
+f = landscape.run_loss(run)
 mrows = []
 for t in progress(range(moment_window[0], moment_window[1] + 1), desc="moments"):
     snap = run.snapshot(t)

@@ -42,9 +42,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from instab_lib import claims, curvature, landscape, train
-from instab_lib import data as data_mod
-from instab_lib.models import build_model
+from instab_lib import claims, curvature, landscape
 from instab_lib.plotting import apply_style, progress
 from instab_lib.sweep import sweep
 
@@ -78,29 +76,23 @@ if epochs % every:
 rec = claims.Recorder("effective_parameters")
 
 # %%
-grid = landscape.stability_grid(landscape.limit_config(limit_epochs, limit_eval_every), limit_etas)
-limit = grid["limit"]
-eta = landscape.choose_lr(limit.estimate, eta_factor)
-eta_small = landscape.choose_lr(limit.estimate, small_factor)
-big = sweep(landscape.main_run_config(eta, epochs), {}, max_workers=1, threads_per_worker=1)[0]
+shared = landscape.shared_run(limit_etas, eta_factor, epochs, limit_epochs=limit_epochs,
+                              limit_eval_every=limit_eval_every)
+limit, eta, big = shared.limit, shared.eta, shared.run
+eta_small = shared.lr(small_factor)
 small = sweep(landscape.mechanism_config(lr=eta_small, epochs=epochs, eval_every=every, k_top=1,
                                          snapshot_epochs=tuple(range(0, epochs + 1, every))), {},
               max_workers=1, threads_per_worker=1)[0]
-S0 = float(big.table["sharpness"].iloc[0])
-for k, v in {"S0": S0, "two_over_S0": 2 / S0, "limit": limit.estimate, "eta": eta, "eta_small": eta_small,
-             "small_max_eta_S_over_2": float(small.spectra["sharpness"].max() * eta_small / 2)}.items():
-    rec.record(k, v)
+shared.record(rec)
+rec.record("eta_small", eta_small)
+rec.record("small_max_eta_S_over_2", float(small.spectra["sharpness"].max() * eta_small / 2))
 display(Markdown(
-    f"Data: **{big.data_source}**. $S_0$ = {S0:.3f}, $2/S_0$ = {2 / S0:.3f}; measured stability limit: {limit}. "
-    f"Large η = {eta:g} ({eta / limit.estimate:.2f} × the limit; shared run), small η = {eta_small:g} "
+    f"{shared.describe()} Large η: the shared run; small η = {eta_small:g} "
     f"({eta_small / limit.estimate:.2f} × the limit; max ηS/2 = {rec.numbers['small_max_eta_S_over_2']:.2f}, "
     f"stable), {epochs} epochs each."))
 
 # %%
-cfg = big.config
-ds = data_mod.load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test)
-model = build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs())
-f = landscape.network_loss(model, train.LOSSES[cfg.loss], ds.X_train, ds.y_train)
+f = landscape.run_loss(big)
 rows = []
 for name, r, lr in (("small η", small, eta_small), ("large η", big, eta)):
     t_ = r.table.set_index("epoch")

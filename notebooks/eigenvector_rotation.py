@@ -68,21 +68,16 @@ claims.check_int_at_least("min_spike_length", min_spike_length, 1)
 rec = claims.Recorder("eigenvector_rotation")
 
 # %%
-grid = landscape.stability_grid(landscape.limit_config(limit_epochs, limit_eval_every), limit_etas)
-limit = grid["limit"]
-eta = landscape.choose_lr(limit.estimate, eta_factor)
-eta_small = landscape.choose_lr(limit.estimate, small_factor)
-run = sweep(landscape.main_run_config(eta, epochs), {}, max_workers=1, threads_per_worker=1)[0]
-tab = run.table.set_index("epoch", drop=False)
-S0 = float(tab["sharpness"].iloc[0])
-for k, v in {"S0": S0, "two_over_S0": 2 / S0, "limit": limit.estimate, "eta": eta, "eta_small": eta_small}.items():
-    rec.record(k, v)
-spikes = [s for s in landscape.find_spikes(run.table, rel=spike_rel, window=spike_window)
-          if s.length >= min_spike_length and s.resolved is not None][:n_spikes]
+shared = landscape.shared_run(limit_etas, eta_factor, epochs, limit_epochs=limit_epochs,
+                              limit_eval_every=limit_eval_every)
+limit, eta, run = shared.limit, shared.eta, shared.run
+eta_small = shared.lr(small_factor)
+shared.record(rec)
+rec.record("eta_small", eta_small)
+spikes = landscape.resolved_spikes(run.table, rel=spike_rel, window=spike_window,
+                                   min_length=min_spike_length)[:n_spikes]
 display(Markdown(
-    f"Data: **{run.data_source}**. $S_0$ = {S0:.3f}, $2/S_0$ = {2 / S0:.3f}; measured stability limit: {limit}. "
-    f"Run: η = {eta:g} ({eta / limit.estimate:.2f} × the limit), {epochs} epochs (shared with `phases_of_training`); "
-    f"reduced η = {eta_small:g} ({eta_small / limit.estimate:.2f} × the limit). "
+    f"{shared.describe()} Reduced η = {eta_small:g} ({eta_small / limit.estimate:.2f} × the limit). "
     f"Spikes used: {[(s.start, s.end) for s in spikes]}."))
 
 # %% [markdown]

@@ -38,11 +38,8 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from instab_lib import claims, landscape, train
-from instab_lib.models import build_model
-from instab_lib import data as data_mod
+from instab_lib import claims, landscape
 from instab_lib.plotting import apply_style, progress
-from instab_lib.sweep import sweep
 
 apply_style()
 
@@ -73,22 +70,13 @@ if 0.0 not in offsets or len(offsets) < 3:
 rec = claims.Recorder("instability_slices")
 
 # %%
-grid = landscape.stability_grid(landscape.limit_config(limit_epochs, limit_eval_every), limit_etas)
-limit = grid["limit"]
-eta = landscape.choose_lr(limit.estimate, eta_factor)
-run = sweep(landscape.main_run_config(eta, epochs), {}, max_workers=1, threads_per_worker=1)[0]
-tab = run.table
-S0 = float(tab["sharpness"].iloc[0])
-rec.record("S0", S0)
-rec.record("two_over_S0", 2 / S0)
-rec.record("limit", limit.estimate)
-rec.record("eta", eta)
-episodes = [e for e in landscape.find_spikes(tab, rel=spike_rel, window=spike_window)
-            if e.resolved is not None and e.length >= min_episode_length]
+shared = landscape.shared_run(limit_etas, eta_factor, epochs, limit_epochs=limit_epochs,
+                              limit_eval_every=limit_eval_every)
+eta, run, tab = shared.eta, shared.run, shared.table
+shared.record(rec)
+episodes = landscape.resolved_spikes(tab, rel=spike_rel, window=spike_window, min_length=min_episode_length)
 display(Markdown(
-    f"Data: **{run.data_source}**. $S_0$ = {S0:.3f}, $2/S_0$ = {2 / S0:.3f}; measured stability limit: {limit}. "
-    f"Run: η = {eta:g} ({eta / limit.estimate:.2f} × the limit, $2/\\eta$ = {2 / eta:g}), {epochs} epochs "
-    f"(the shared run of `phases_of_training`). Loss spikes of ≥ {min_episode_length} epochs that resolve: "
+    f"{shared.describe()} Loss spikes of ≥ {min_episode_length} epochs that resolve: "
     f"{[(e.start, e.end) for e in episodes]}."))
 
 # %% [markdown]
@@ -100,10 +88,7 @@ if not episodes:
 ep = episodes[0]
 snap_epochs = sorted(set(int(round(x)) for x in np.linspace(ep.last_stable, min(ep.resolved + 1, epochs),
                                                             n_snapshots)))
-cfg = run.config
-ds = data_mod.load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test)
-model = build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs())
-f = landscape.network_loss(model, train.LOSSES[cfg.loss], ds.X_train, ds.y_train)
+f = landscape.run_loss(run)
 rows, slices = [], {}
 for t in progress(snap_epochs, desc="slices"):
     th = run.snapshot(t)["theta"].to(torch.float32)

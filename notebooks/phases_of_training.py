@@ -39,7 +39,6 @@ from IPython.display import Markdown, display
 
 from instab_lib import claims, landscape
 from instab_lib.plotting import apply_style
-from instab_lib.sweep import sweep
 
 apply_style()
 
@@ -70,25 +69,17 @@ rec = claims.Recorder("phases_of_training")
 # The sharpness at initialisation $S_0$ gives $2/S_0$, but the sharpness grows during training, so $2/S_0$ is not
 # the limit (NOTES.md). We train the same network at a few learning rates and call the smallest η whose run reaches
 # $\eta S_t \ge 2$ the **stability limit** (`instab_lib.stability`); its estimate is the geometric mean of the
-# bracket. The main run uses $\eta$ = `eta_factor` × that limit.
+# bracket. The main run uses $\eta$ = `eta_factor` × that limit (`landscape.shared_run`, the set-up every
+# mechanism page shares).
 
 # %%
-grid = landscape.stability_grid(landscape.limit_config(limit_epochs, limit_eval_every), limit_etas)
-limit = grid["limit"]
-eta = landscape.choose_lr(limit.estimate, eta_factor)
-run = sweep(landscape.main_run_config(eta, epochs), {}, max_workers=1, threads_per_worker=1)[0]
-tab = run.table
-S0 = float(tab["sharpness"].iloc[0])
-rec.record("S0", S0)
-rec.record("two_over_S0", 2 / S0)
-rec.record("limit", limit.estimate)
+shared = landscape.shared_run(limit_etas, eta_factor, epochs, limit_epochs=limit_epochs,
+                              limit_eval_every=limit_eval_every)
+grid, limit, eta, run, tab, S0 = shared.grid, shared.limit, shared.eta, shared.run, shared.table, shared.S0
+shared.record(rec)
 rec.record("limit_consistent", limit.consistent)
-rec.record("eta", eta)
 display(grid["table"].round(4))
-display(Markdown(
-    f"Data: **{run.data_source}**. At initialisation $S_0$ = {S0:.3f}, so $2/S_0$ = {2 / S0:.3f}; measured stability "
-    f"limit: {limit}. Main run: **η = {eta:g}** = {eta / limit.estimate:.2f} × the limit ($2/\\eta$ = {2 / eta:g}), "
-    f"{epochs} epochs, status `{run.status}`, train accuracy {tab['train_acc'].iloc[-1]:.3f}."))
+display(Markdown(shared.describe()))
 
 # %% [markdown]
 # ## Phases

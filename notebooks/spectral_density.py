@@ -35,11 +35,8 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from instab_lib import claims, curvature, landscape, train
-from instab_lib import data as data_mod
-from instab_lib.models import build_model
+from instab_lib import claims, curvature, landscape
 from instab_lib.plotting import apply_style, progress
-from instab_lib.sweep import sweep
 
 apply_style()
 
@@ -65,30 +62,20 @@ claims.check_int_at_least("epochs", epochs, 20)
 rec = claims.Recorder("spectral_density")
 
 # %%
-grid = landscape.stability_grid(landscape.limit_config(limit_epochs, limit_eval_every), limit_etas)
-limit = grid["limit"]
-eta = landscape.choose_lr(limit.estimate, eta_factor)
-run = sweep(landscape.main_run_config(eta, epochs), {}, max_workers=1, threads_per_worker=1)[0]
+shared = landscape.shared_run(limit_etas, eta_factor, epochs, limit_epochs=limit_epochs,
+                              limit_eval_every=limit_eval_every)
+eta, run = shared.eta, shared.run
 tab = run.table.set_index("epoch", drop=False)
-S0 = float(tab["sharpness"].iloc[0])
-for k, v in {"S0": S0, "two_over_S0": 2 / S0, "limit": limit.estimate, "eta": eta}.items():
-    rec.record(k, v)
-spikes = [s for s in landscape.find_spikes(run.table, rel=spike_rel, window=spike_window)
-          if s.length >= min_spike_length and s.resolved is not None]
+shared.record(rec)
+spikes = landscape.resolved_spikes(run.table, rel=spike_rel, window=spike_window, min_length=min_spike_length)
 if not spikes:
     raise RuntimeError("no loss spike in the run: nothing to compare (η below the limit?)")
 moments = {"before the first spike": spikes[0].last_stable, "first spike resolved": spikes[0].resolved,
            "end of training": epochs}
-display(Markdown(
-    f"Data: **{run.data_source}**. $S_0$ = {S0:.3f}, $2/S_0$ = {2 / S0:.3f}; measured stability limit: {limit}. "
-    f"Run: η = {eta:g} ({eta / limit.estimate:.2f} × the limit), {epochs} epochs (shared with `phases_of_training`). "
-    f"Snapshots: {moments}."))
+display(Markdown(f"{shared.describe()} Snapshots: {moments}."))
 
 # %%
-cfg = run.config
-ds = data_mod.load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test)
-model = build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs())
-f = landscape.network_loss(model, train.LOSSES[cfg.loss], ds.X_train, ds.y_train)
+f = landscape.run_loss(run)
 dens, rows = {}, []
 for name, t in progress(list(moments.items()), desc="SLQ"):
     op = landscape.PointHessian(f, run.snapshot(t)["theta"])

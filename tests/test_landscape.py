@@ -174,3 +174,75 @@ def test_find_spikes():
     assert [(e.start, e.end, e.peak, e.last_stable, e.resolved) for e in sp] == [(4, 5, 5, 3, 6), (9, 9, 9, 8, 10)]
     assert sp[0].peak_value == 1.9
     assert landscape.find_spikes(t, rel=0.3, window=3) == []
+
+
+def test_resolved_spikes_drops_short_and_unresolved():
+    # spikes at 4–5 (length 2, resolves), 9 (length 1, resolves) and 12–13 (length 2, run ends inside it)
+    loss = [2.0, 1.8, 1.6, 1.5, 1.6, 1.9, 1.4, 1.3, 1.29, 1.35, 1.2, 1.1, 1.3, 1.4]
+    t = pd.DataFrame({"epoch": np.arange(len(loss)), "train_loss": loss})
+    spans = lambda sp: [(e.start, e.end) for e in sp]  # noqa: E731
+    assert spans(landscape.find_spikes(t, rel=0.02, window=3)) == [(4, 5), (9, 9), (12, 13)]
+    assert spans(landscape.resolved_spikes(t, rel=0.02, window=3)) == [(4, 5), (9, 9)]
+    assert spans(landscape.resolved_spikes(t, rel=0.02, window=3, min_length=2)) == [(4, 5)]
+
+
+def _fake_run(S0=2.5, acc=0.9):
+    from types import SimpleNamespace
+
+    table = pd.DataFrame({"epoch": [0, 1, 2], "sharpness": [S0, 3.0, 4.0], "train_acc": [0.1, 0.5, acc]})
+    return SimpleNamespace(table=table, data_source="fake copy", status="finished", config=None)
+
+
+def test_shared_run_chooses_eta_from_the_measured_limit(monkeypatch):
+    from instab_lib import stability
+    from instab_lib import sweep as sweep_mod
+
+    lim = stability.stability_limit([0.01, 0.02, 0.04], [50.0, 150.0, 120.0])  # bracket [0.01, 0.02]
+    seen = {}
+
+    def fake_grid(base, etas, **kw):
+        seen["grid"] = (base, list(etas))
+        return {"limit": lim, "runs": {}, "table": pd.DataFrame()}
+
+    def fake_sweep(base, grid, **kw):
+        seen["main"] = base
+        return [_fake_run()]
+
+    monkeypatch.setattr(landscape, "stability_grid", fake_grid)
+    monkeypatch.setattr(sweep_mod, "sweep", fake_sweep)
+    sr = landscape.shared_run([0.01, 0.02, 0.04], 3.0, 40, limit_epochs=30, limit_eval_every=3)
+    assert seen["grid"][0] == landscape.limit_config(30, 3) and seen["grid"][1] == [0.01, 0.02, 0.04]
+    assert sr.eta == landscape.choose_lr(lim.estimate, 3.0) == 0.04  # 3 × √(0.01·0.02) = 0.0424
+    assert seen["main"] == landscape.main_run_config(0.04, 40)
+    assert sr.limit is lim and sr.epochs == 40 and sr.lr(0.5) == 0.007
+
+
+def test_shared_run_numbers_record_and_describe():
+    from instab_lib import claims, stability
+
+    lim = stability.stability_limit([0.01, 0.02], [50.0, 150.0])
+    sr = landscape.SharedRun(grid={}, limit=lim, eta=0.04, run=_fake_run(S0=2.5, acc=0.875), epochs=2)
+    assert sr.S0 == 2.5 and sr.table is sr.run.table
+    rec = claims.Recorder("test")
+    nums = sr.record(rec)
+    assert nums == {"S0": 2.5, "two_over_S0": 0.8, "limit": lim.estimate, "eta": 0.04}
+    assert {k: rec.numbers[k] for k in nums} == nums
+    text = sr.describe()
+    for part in ("fake copy", "2.500", "0.800", str(lim), "η = 0.04", "$2/\\eta$ = 50", "status `finished`", "0.875"):
+        assert part in text, part
+
+
+def test_run_loss_is_the_training_loss_of_the_run(fake_fmnist):
+    from instab_lib import data as data_mod
+    from instab_lib.train import TrainConfig
+
+    cfg = TrainConfig(data_dir=fake_fmnist, n_train=50, n_test=10, model_kwargs={"depth": 1, "width": 4}, seed=2)
+    torch.set_default_dtype(torch.float32)  # the dtype training uses
+    f = landscape.run_loss(cfg)
+    model = build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs())
+    ds = data_mod.load_dataset(cfg.dataset, n_train=50, n_test=10, data_dir=fake_fmnist)
+    theta = curvature.flatten([p.detach() for p in model.parameters()])
+    assert f.dim == theta.numel()
+    assert float(f(theta)) == pytest.approx(float(F.cross_entropy(model(ds.X_train), ds.y_train)), rel=1e-6)
+    from types import SimpleNamespace
+    assert float(landscape.run_loss(SimpleNamespace(config=cfg))(theta)) == pytest.approx(float(f(theta)), rel=1e-12)
