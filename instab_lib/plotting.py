@@ -33,6 +33,18 @@ def apply_style() -> None:
     )
 
 
+def lr_axis(ax, etas: Sequence[float], plain_y: bool = False) -> None:
+    """Label a log-η x axis with exactly the learning rates of the grid (``f"{η:g}"``, no
+    minor ticks); with ``plain_y`` the y axis too is labelled ``f"{v:g}"`` (no 10^k)."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
+    etas = list(etas)
+    ax.set_xticks(etas, [f"{e:g}" for e in etas], minor=False)
+    ax.xaxis.set_minor_locator(NullLocator())
+    if plain_y:
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def lr_colors(etas: Sequence[float], cmap: str = LR_CMAP) -> list[tuple[float, float, float, float]]:
     """One colour per learning rate, ordered on a log scale from dark purple (low) to light yellow (high)."""
     etas = np.asarray(etas, dtype=float)

@@ -35,15 +35,13 @@
 
 # %%
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter, NullLocator
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
 from instab_lib import claims
 from instab_lib import generalization as gen
-from instab_lib.plotting import apply_style, lr_colors
-from instab_lib.train import TrainConfig
+from instab_lib.plotting import apply_style, lr_axis, lr_colors
 
 apply_style()
 
@@ -65,8 +63,7 @@ if len(seeds) < 2 or len(set(seeds)) != len(seeds):
     raise ValueError(f"seeds must hold at least two distinct seeds (error bars), got {seeds!r}")
 if len(set(etas)) < 3:
     raise ValueError(f"etas must hold at least three distinct learning rates, got {etas!r}")
-base = TrainConfig(dataset="fashion-mnist", n_train=1000, n_test=n_test, model="mlp", loss="ce", optimizer="gd",
-                   epochs=epochs, target_train_acc=target_train_acc, eval_every=eval_every, k_top=1)
+base = gen.goldilocks_config(epochs=epochs, target_train_acc=target_train_acc, eval_every=eval_every, n_test=n_test)
 rec = claims.Recorder("goldilocks")
 
 # %% [markdown]
@@ -78,10 +75,8 @@ rec = claims.Recorder("goldilocks")
 # chance level (*collapsed*: the network died and never learned). Only *target* and *capped* runs enter the means.
 
 # %%
-runs = gen.run_grid(base, {"lr": sorted(etas), "seed": seeds}, executor=executor)
-df = gen.summarize_runs(runs)
-sources = sorted(set(df["data_source"]))
-display(Markdown(f"Data: **{'; '.join(sources)}**; {len(df)} runs."))
+runs, df = gen.lr_seed_runs(base, etas, seeds, executor=executor)
+display(Markdown(gen.describe_runs(df)))
 df[["lr", "seed", "outcome", "epochs", "diverged_step", "train_acc", "test_acc", "max_sharpness", "eta_max_s"]] \
     .round(4)
 
@@ -163,10 +158,8 @@ ax2.axvline(limit.estimate, ls=":", color="k", lw=1.5)
 ax2.set(xscale="log", yscale="log", xlabel="learning rate η", ylabel="max over evaluations of η·S_t",
         title="Measuring the limit: η·max S (▼: diverged/collapsed)")
 ax2.legend(fontsize=8)
-for a in (ax, ax2):
-    a.set_xticks(grid, [f"{e:g}" for e in grid], minor=False)
-    a.xaxis.set_minor_locator(NullLocator())
-ax2.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+lr_axis(ax, grid)
+lr_axis(ax2, grid, plain_y=True)
 fig.tight_layout()
 plt.show()
 
@@ -193,9 +186,7 @@ a2.set_ylim(max(0.5, trained["final_sharpness"].min() / 2), trained["final_sharp
 a1.legend(fontsize=8)
 a2.legend(fontsize=8)
 for a in (a1, a2):
-    a.set_xticks(grid, [f"{e:g}" for e in grid], minor=False)
-    a.xaxis.set_minor_locator(NullLocator())
-    a.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    lr_axis(a, grid, plain_y=True)
 fig.tight_layout()
 plt.show()
 

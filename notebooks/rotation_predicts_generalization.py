@@ -42,7 +42,6 @@ from IPython.display import Markdown, display
 from instab_lib import claims
 from instab_lib import generalization as gen
 from instab_lib.plotting import apply_style, lr_colors
-from instab_lib.train import TrainConfig
 
 apply_style()
 
@@ -69,18 +68,15 @@ if len(seeds) < 2 or len(set(seeds)) != len(seeds):
     raise ValueError(f"seeds must hold at least two distinct seeds (a spread), got {seeds!r}")
 if len(set(etas)) < 4:
     raise ValueError(f"etas must hold at least four learning rates (a rank correlation per seed), got {etas!r}")
-base = TrainConfig(dataset="fashion-mnist", n_train=1000, n_test=n_test, model="mlp", loss="ce", optimizer="gd",
-                   epochs=epochs, target_train_acc=target_train_acc, eval_every=eval_every, k_top=1)
+base = gen.goldilocks_config(epochs=epochs, target_train_acc=target_train_acc, eval_every=eval_every, n_test=n_test)
 rec = claims.Recorder("rotation_predicts_generalization")
 
 # %% [markdown]
 # ## The runs and their ρ
 
 # %%
-runs = gen.run_grid(base, {"lr": sorted(etas), "seed": seeds}, executor=executor)
-df = gen.summarize_runs(runs)
-display(Markdown(f"Data: **{'; '.join(sorted(set(df['data_source'])))}**; {len(df)} runs, of which "
-                 f"{int(df['outcome'].isin(['target', 'capped']).sum())} trained."))
+runs, df = gen.lr_seed_runs(base, etas, seeds, executor=executor)
+display(Markdown(gen.describe_runs(df)))
 ok = df[df["outcome"].isin(["target", "capped"])].copy()
 limit = gen.stability_of_runs(df)
 ok[["lr", "seed", "outcome", "test_acc", "final_sharpness", "rho_rot", "rho_sub", "n_evals"]].round(4)
