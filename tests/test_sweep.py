@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from instab_lib import sweep as sweep_mod
 from instab_lib.sweep import grid_configs, summary, sweep
 from instab_lib.train import TrainConfig
 
-from test_train import fake_fmnist  # noqa: F401  (fixture)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest, like fake_fmnist
 
 
 @pytest.fixture
-def base(fake_fmnist) -> TrainConfig:  # noqa: F811
+def base(fake_fmnist) -> TrainConfig:
     return TrainConfig(data_dir=fake_fmnist, n_train=60, n_test=20, model_kwargs={"depth": 1, "width": 4},
                        lr=0.1, epochs=3, eval_every=3, k_top=1, target_train_acc=None)
 

@@ -1,0 +1,45 @@
+"""Fixtures shared by the test modules: one torch thread, and a small fake Fashion-MNIST.
+
+The fake data set (IDX files written to tmp; learnable: each class has its own pixel
+pattern) lets the training, sweep and landscape tests run without installed data.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture
+def one_thread():
+    """Small models on a shared 2-core machine: one intra-op thread is far faster.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _write_idx(path: Path, arr: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, arr.ndim]) + b"".join(struct.pack(">I", d) for d in arr.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + arr.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def fake_fmnist(tmp_path_factory) -> str:
+    """A folder holding a fake Fashion-MNIST (200 training, 60 test images)."""
+    d = tmp_path_factory.mktemp("fmnist")
+    rng = np.random.default_rng(1)
+    patterns = rng.integers(0, 256, (10, 28, 28))
+    for split, n in (("train", 200), ("t10k", 60)):
+        y = rng.integers(0, 10, n)
+        x = np.clip(0.6 * patterns[y] + rng.integers(0, 100, (n, 28, 28)), 0, 255)
+        _write_idx(d / f"{split}-images-idx3-ubyte.gz", x)
+        _write_idx(d / f"{split}-labels-idx1-ubyte.gz", y)
+    return str(d)
