@@ -213,7 +213,7 @@ def preconditioned_sharpness(op: Any, d: Tensor, *, tol: float = 1e-3, seed: int
 # --------------------------------------------------------------------------- replay
 @dataclass
 class ReplayResult:
-    """What :func:`replay` measured, one entry per evaluated epoch.
+    r"""What :func:`replay` measured, one entry per evaluated epoch.
 
     ``epochs``: evaluated epochs (θ after that many full-batch steps);
     ``p_sharpness``: :math:`\\lambda_{\\max}(P^{-1}H)` there (NaN for GD: see ``sharpness``);

@@ -152,7 +152,7 @@ def test_network_loss_matches_model_and_dense_hessian():
     y = torch.arange(20) % 3
     f = landscape.network_loss(model, F.cross_entropy, X, y, chunk=7)
     theta = curvature.flatten([p.detach() for p in model.parameters()])
-    assert float(f(theta).detach()) == pytest.approx(float(F.cross_entropy(model(X), y)), rel=1e-12)
+    assert float(f(theta).detach()) == pytest.approx(float(F.cross_entropy(model(X), y).detach()), rel=1e-12)
     Hd = curvature.dense_hessian(model, F.cross_entropy, (X, y))
     op = landscape.PointHessian(f, theta)
     assert torch.allclose(op.matmat(torch.eye(op.dim)), Hd, atol=1e-10)
@@ -243,6 +243,6 @@ def test_run_loss_is_the_training_loss_of_the_run(fake_fmnist):
     ds = data_mod.load_dataset(cfg.dataset, n_train=50, n_test=10, data_dir=fake_fmnist)
     theta = curvature.flatten([p.detach() for p in model.parameters()])
     assert f.dim == theta.numel()
-    assert float(f(theta)) == pytest.approx(float(F.cross_entropy(model(ds.X_train), ds.y_train)), rel=1e-6)
+    assert float(f(theta).detach()) == pytest.approx(float(F.cross_entropy(model(ds.X_train), ds.y_train).detach()), rel=1e-6)
     from types import SimpleNamespace
     assert float(landscape.run_loss(SimpleNamespace(config=cfg))(theta)) == pytest.approx(float(f(theta)), rel=1e-12)
