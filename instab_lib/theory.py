@@ -44,6 +44,8 @@ from scipy import stats
 from .claims import check_int_at_least, check_positive
 
 __all__ = [
+    "measured_gamma_u",
+    "gamma_u_correlation",
     "instability_surplus",
     "gamma_u",
     "CoupledPaths",
@@ -67,6 +69,55 @@ def gamma_u(eta: float, lam1: np.ndarray | float) -> np.ndarray:
     oscillation along :math:`v_1` on a locally quadratic loss; any shape → same shape."""
     check_positive("eta", eta)
     return 1.0 - eta * np.asarray(lam1, dtype=np.float64)
+
+
+def measured_gamma_u(osc: np.ndarray) -> np.ndarray:
+    r"""Measured one-step multiplier of the instability, :math:`|\hat\gamma_{U_t}| = a_{t+1}/a_t`.
+
+    ``osc`` holds :math:`a_t = \|\theta_t - \theta^*_t\|_2`, the magnitude of the period-2
+    oscillation (the ``osc`` column of a training table, period-2 centre
+    :math:`\theta^*_t = (\theta_{t-1} + 2\theta_t + \theta_{t+1})/4`). Shape (T,) → (T−1,),
+    NaN where a ratio is undefined. On a locally quadratic loss the oscillation along
+    :math:`v_1` obeys :math:`a_{t+1} = |1 - \eta\lambda_{1,t}|\, a_t`, i.e. :func:`gamma_u`; on a
+    network the ratio is measured, not assumed (companion's reading of B's C3).
+    """
+    a = np.asarray(osc, dtype=np.float64)
+    if a.ndim != 1:
+        raise ValueError(f"osc must be 1-d, got shape {a.shape}")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = a[1:] / a[:-1]
+    ratio[~np.isfinite(ratio)] = np.nan
+    return ratio
+
+
+def gamma_u_correlation(osc: np.ndarray, lam1: np.ndarray, eta: float) -> dict[str, float]:
+    r"""Spearman correlation of the measured :math:`|\hat\gamma_{U_t}|` with :math:`\lambda_{1,t}`.
+
+    ``osc`` and ``lam1`` are per-epoch arrays of the same length T (NaN where not measured);
+    the pair at epoch t is :math:`(a_{t+1}/a_t, \lambda_{1,t})`, over the epochs from the first
+    with :math:`\eta\lambda_{1,t} \ge 2` on (the unstable phase, where the oscillation is the
+    instability). Returns ``spearman``, ``n`` (pairs used) and ``frac_growth_when_unstable``:
+    the share of unstable epochs (ηλ₁ > 2) whose oscillation grew.
+    """
+    from .generalization import spearman
+
+    check_positive("eta", eta)
+    lam = np.asarray(lam1, dtype=np.float64)
+    if lam.shape != np.shape(osc):
+        raise ValueError(f"osc and lam1 must have the same shape, got {np.shape(osc)} and {lam.shape}")
+    g = measured_gamma_u(osc)
+    lam_t = lam[:-1]
+    unstable = np.flatnonzero(eta * lam_t >= 2.0)
+    if unstable.size == 0:
+        return {"spearman": float("nan"), "n": 0, "frac_growth_when_unstable": float("nan")}
+    sel = np.arange(unstable[0], lam_t.size)
+    ok = np.isfinite(g[sel]) & np.isfinite(lam_t[sel])
+    above = ok & (eta * lam_t[sel] > 2.0)
+    return {
+        "spearman": spearman(g[sel], lam_t[sel]),
+        "n": int(ok.sum()),
+        "frac_growth_when_unstable": float(np.mean(g[sel][above] > 1.0)) if above.any() else float("nan"),
+    }
 
 
 @dataclass

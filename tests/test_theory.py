@@ -71,3 +71,27 @@ def test_dln_reduced_dynamics_and_sharpness():
         contracting = 4 * eta**2 * big[:-1] ** 2 <= 2
         assert np.all((np.diff(np.abs(delta)) - 1e-12 * np.abs(delta[:-1]))[contracting] <= 0)  # up to rounding
         assert eta != 0.011 or np.all(contracting)
+
+
+def test_measured_gamma_u_recovers_the_quadratic_multiplier():
+    """On a quadratic the period-2 amplitude obeys a_{t+1} = |1 − ηλ_t| a_t: the measured ratio is gamma_u."""
+    eta = 0.1
+    lam = np.array([21.0, 25.0, 19.0, 22.0, 18.0, 30.0, 20.5])
+    a = np.empty(lam.size)
+    a[0] = 1e-3
+    for t in range(lam.size - 1):
+        a[t + 1] = abs(1 - eta * lam[t]) * a[t]
+    np.testing.assert_allclose(theory.measured_gamma_u(a), np.abs(theory.gamma_u(eta, lam[:-1])), rtol=1e-12)
+    res = theory.gamma_u_correlation(a, lam, eta)
+    assert res["n"] == lam.size - 1 and res["spearman"] == pytest.approx(1.0)
+    assert res["frac_growth_when_unstable"] == 1.0
+    # a curvature that shrinks the oscillation when it is high: the correlation turns negative
+    b = np.empty(lam.size)
+    b[0] = 1e-3
+    for t in range(lam.size - 1):
+        b[t + 1] = b[t] / abs(1 - eta * lam[t])
+    assert theory.gamma_u_correlation(b, lam, eta)["spearman"] == pytest.approx(-1.0)
+    stable = theory.gamma_u_correlation(a, lam / 10, eta)  # never ηλ ≥ 2: nothing to correlate
+    assert stable["n"] == 0 and np.isnan(stable["spearman"])
+    with pytest.raises(ValueError):
+        theory.gamma_u_correlation(a, lam[:-1], eta)
