@@ -33,6 +33,14 @@ def apply_style() -> None:
     )
 
 
+def mark_stability_limit(ax, limit) -> None:
+    """Draw a measured :class:`~instab_lib.stability.StabilityLimit` on an η axis: the bracket
+    [largest stable η, smallest unstable η] shaded grey and the estimate as a dotted line (A Fig 5)."""
+    if limit.largest_stable is not None and limit.smallest_unstable is not None:
+        ax.axvspan(limit.largest_stable, limit.smallest_unstable, color="0.9", zorder=0)
+    ax.axvline(limit.estimate, ls=":", color="k", lw=1.5, label=f"stability limit ≈ {limit.estimate:.3g}")
+
+
 def lr_axis(ax, etas: Sequence[float], plain_y: bool = False) -> None:
     """Label a log-η x axis with exactly the learning rates of the grid (``f"{η:g}"``, no
     minor ticks); with ``plain_y`` the y axis too is labelled ``f"{v:g}"`` (no 10^k)."""

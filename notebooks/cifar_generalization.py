@@ -37,7 +37,7 @@ from IPython.display import Markdown, display
 
 from instab_lib import adaptive, claims
 from instab_lib import generalization as gen
-from instab_lib.plotting import apply_style, lr_colors
+from instab_lib.plotting import apply_style, lr_colors, mark_stability_limit
 from instab_lib.train import TrainConfig
 
 apply_style()
@@ -246,9 +246,7 @@ for (arch, df), (ax, ax2) in zip(dfs.items(), axes):
                    color="0.25", zorder=4)
         if row["n_diverged"] + row["n_collapsed"]:
             ax.scatter([e], [floor], marker="v", s=110, color=col[e], edgecolor="k", zorder=3, clip_on=False)
-    if lim.largest_stable is not None and lim.smallest_unstable is not None:
-        ax.axvspan(lim.largest_stable, lim.smallest_unstable, color="0.9", zorder=0)
-    ax.axvline(lim.estimate, ls=":", color="k", lw=1.5, label=f"stability limit ≈ {lim.estimate:.3g}")
+    mark_stability_limit(ax, lim)
     ax.set_xscale("log")
     ax.set_ylim(floor - 0.01, hi + 0.15 * (hi - lo) + 0.005)
     ax.set(xlabel="learning rate η", ylabel=f"validation accuracy ({n_test} test images)",

@@ -41,7 +41,7 @@ from IPython.display import Markdown, display
 
 from instab_lib import claims
 from instab_lib import generalization as gen
-from instab_lib.plotting import apply_style, lr_axis, lr_colors
+from instab_lib.plotting import apply_style, lr_axis, lr_colors, mark_stability_limit
 
 apply_style()
 
@@ -137,9 +137,7 @@ for _, row in per.iterrows():
             lines.append(f"({len(blown)}/{len(blown) + len(single)} seeds)")
         ax.annotate("\n".join(lines),
                     (e, floor), xytext=(0, 9), textcoords="offset points", ha="center", va="bottom", fontsize=7.5)
-if limit.largest_stable is not None and limit.smallest_unstable is not None:
-    ax.axvspan(limit.largest_stable, limit.smallest_unstable, color="0.9", zorder=0)
-ax.axvline(limit.estimate, ls=":", color="k", lw=1.5, label=f"stability limit ≈ {limit.estimate:.3g}")
+mark_stability_limit(ax, limit)
 ax.set_xscale("log")
 ax.set_ylim(floor - 0.01, hi_acc + 0.15 * (hi_acc - lo_acc) + 0.005)
 ax.set(xlabel="learning rate η₀", ylabel=f"validation accuracy ({n_test} test images)",
