@@ -1,5 +1,5 @@
 # The two commands of the README's quick start. Each does its own set-up (scripts/setup.sh).
-.PHONY: setup book test clean
+.PHONY: setup book test perturb clean
 
 setup:
 	bash scripts/setup.sh
@@ -15,6 +15,14 @@ book:
 test:
 	bash scripts/setup.sh --browser
 	.venv/bin/python -m pytest
+
+# The perturbation check: every notebook re-executed under ATEN_CPU_CAPABILITY=default,
+# =avx2 (where it differs from the native kernels) and shifted seeds, each in its own run
+# cache; prints claim × perturbation and writes results/robustness.json (the book's
+# Robustness page). A developer's tool: about three times the notebook time of `make test`.
+perturb:
+	bash scripts/setup.sh
+	.venv/bin/instab verify --perturb
 
 clean:
 	rm -rf _build book/notebooks book/generated book/_mathjax notebooks/*.ipynb

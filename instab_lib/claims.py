@@ -1,15 +1,53 @@
 """Recorded numbers and claim checks.
 
-A notebook records the numbers its claim depends on with :class:`Recorder`; the
-claims themselves live in the notebook's card (``notebooks/<id>.yaml``) as two
-expressions, ``value`` (over the recorded numbers) and ``check`` (over ``x``,
-the value). :func:`evaluate_claims` evaluates them; ``instab verify`` and the
-tests call it on the numbers of the executed notebook, so a claim is decided
-by what the figure actually computed, never by the notebook grading itself.
+A notebook records the numbers its claims depend on with :class:`Recorder`; the
+claims themselves live in the notebook's card (``notebooks/<id>.yaml``).
+:func:`evaluate_claims` evaluates them; ``instab verify``, the claims page and the
+tests call it on the numbers of the executed notebook, so a claim is decided by what
+the figure computed, never by the notebook grading itself.
+
+A claim in a card
+-----------------
+.. code-block:: yaml
+
+   - id: oscillation_separates
+     status: reproduced          # reproduced | beyond | not_reproduced | identity | precondition
+     paper: phases               # optional: the paper claim it bears on (book/paper_claims.yml)
+     text: "..."
+     value: osc_ratio            # expression over the recorded numbers → x
+     above: 5                    # interval form: x is an Estimate; passes when x['lo'] > 5
+     null: 1                     # what the statistic would be if the effect were absent
+
+``value`` is evaluated with the recorded numbers as names; then either
+
+* **interval form** — ``above: t`` (or ``below: t``): ``x`` must be an
+  :class:`instab_lib.stats.Estimate` (recorded as a dict with ``est, lo, hi, se, n``);
+  the claim holds when the whole interval lies on the claimed side (``x['lo'] > t``,
+  resp. ``x['hi'] < t``). Its margin is ``(est − t)/se`` (resp. ``(t − est)/se``);
+* **expression form** — ``check:`` an expression in ``x`` returning a bool, with an
+  optional ``margin:`` expression in ``x`` (in units of the claim's uncertainty).
+
+Every claim declares ``null``: the value ``x`` would take if the effect were absent (a
+number for the interval form, evaluated as a point estimate; a literal ``x`` for the
+expression form). A fast test asserts that the check is False on it, so no check can
+pass on the null. Statuses:
+
+============== ===============================================================================
+reproduced     a claim of the papers, reproduced here; a failure fails CI
+beyond         the companion's own claim (beyond the papers); a failure fails CI
+not_reproduced a claim of the papers that this scale does not reproduce: ``check`` states the
+               papers' claim, the measured effect is shown apart, never as a pass, and never
+               fails CI (it is a finding, not a regression test)
+identity       a closed-form or numerical identity (a regression test of the code)
+precondition   the experiment measures what it says (runs trained, the limit bracketed, …)
+============== ===============================================================================
+
+Expressions see only the recorded numbers, ``np``, ``math`` and a few safe builtins.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -23,30 +61,29 @@ import numpy as np
 #: write its numbers (``_build/executed/<label>/<id>.numbers.json``).
 NUMBERS_ENV = "INSTAB_NUMBERS"
 
+#: The statuses a card claim may declare, in the order the tables show them.
+STATUSES = ("reproduced", "beyond", "precondition", "identity", "not_reproduced")
+#: Statuses whose failure fails CI.
+GATING = frozenset({"reproduced", "beyond", "precondition", "identity"})
+#: A margin (in standard errors) below this is marked as thin.
+THIN_MARGIN = 2.0
+
 _SAFE_BUILTINS: dict[str, Any] = {
-    "abs": abs,
-    "min": min,
-    "max": max,
-    "all": all,
-    "any": any,
-    "len": len,
-    "sum": sum,
-    "sorted": sorted,
-    "round": round,
-    "zip": zip,
-    "range": range,
-    "float": float,
-    "int": int,
-    "bool": bool,
+    "abs": abs, "min": min, "max": max, "all": all, "any": any, "len": len, "sum": sum, "sorted": sorted,
+    "round": round, "zip": zip, "range": range, "float": float, "int": int, "bool": bool, "list": list,
+    "dict": dict, "tuple": tuple, "str": str, "isinstance": isinstance,
 }
 
 
 def to_jsonable(value: Any) -> Any:
-    """Convert numpy/torch scalars and arrays (and nested containers) to JSON types.
+    """Convert numpy/torch scalars and arrays, :class:`~instab_lib.stats.Estimate` s (and
+    nested containers) to JSON types.
 
     NaN and ±inf become the strings ``"nan"``, ``"inf"``, ``"-inf"`` so the file
     stays valid JSON; :func:`from_jsonable` turns them back into floats.
     """
+    if hasattr(value, "to_dict") and callable(value.to_dict) and not isinstance(value, Mapping):
+        return to_jsonable(value.to_dict())
     if hasattr(value, "detach"):  # torch tensor
         value = value.detach().cpu().numpy()
     if isinstance(value, np.ndarray):
@@ -102,12 +139,14 @@ class Recorder:
         self.path = Path(path or env or default_numbers_path(notebook_id))
         self.numbers: dict[str, Any] = {}
 
-    def record(self, name: str, value: Any) -> None:
-        """Record ``value`` under ``name`` (an identifier); the file is rewritten at once."""
+    def record(self, name: str, value: Any) -> Any:
+        """Record ``value`` under ``name`` (an identifier); the file is rewritten at once.
+        Returns ``value`` (so ``x = rec.record("x", estimate)`` reads naturally)."""
         if not name.isidentifier():
             raise ValueError(f"recorded names must be identifiers, got {name!r}")
         self.numbers[name] = to_jsonable(value)
         self.save()
+        return value
 
     def save(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,8 +155,8 @@ class Recorder:
         os.replace(tmp, self.path)
         return self.path
 
-    def report(self):
-        """The claim table of this run (a pandas-free HTML/Markdown display object)."""
+    def report(self) -> "ClaimTable":
+        """The claim table of this run (HTML in a notebook, text in a terminal)."""
         from .notebooks import load_card
 
         # evaluate on the numbers exactly as `instab verify` reads them back (NaN/inf restored)
@@ -131,9 +170,104 @@ def load_numbers(path: str | os.PathLike) -> dict[str, Any]:
     return from_jsonable(json.loads(Path(path).read_text()))
 
 
+# --------------------------------------------------------------------------- the card's claims
+def claim_form(claim: Mapping[str, Any]) -> str:
+    """``"interval"`` (``above``/``below``) or ``"expression"`` (``check``); raises on a claim
+    that declares neither or both."""
+    has_side = ("above" in claim) + ("below" in claim)
+    if has_side > 1 or (has_side and "check" in claim):
+        raise ValueError(f"claim {claim.get('id')!r}: give one of above, below or check")
+    if has_side:
+        return "interval"
+    if "check" not in claim:
+        raise ValueError(f"claim {claim.get('id')!r}: needs above, below or check")
+    return "expression"
+
+
+def validate_claim(claim: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` with a one-line reason for a malformed card claim."""
+    cid = claim.get("id")
+    for key in ("id", "text", "status", "value", "null"):
+        if key not in claim:
+            raise ValueError(f"claim {cid!r} lacks {key!r}")
+    if claim["status"] not in STATUSES:
+        raise ValueError(f"claim {cid!r}: status {claim['status']!r} not one of {', '.join(STATUSES)}")
+    form = claim_form(claim)
+    exprs = [claim["value"]] + ([claim["check"]] if form == "expression" else []) \
+        + ([claim["margin"]] if "margin" in claim else [])
+    for e in exprs:
+        compile(str(e), f"<claim {cid}>", "eval")
+    if form == "interval":
+        t = claim.get("above", claim.get("below"))
+        if isinstance(t, bool) or not isinstance(t, (int, float)):
+            raise ValueError(f"claim {cid!r}: the threshold of above/below must be a number, got {t!r}")
+
+
+def _eval(expr: str, names: Mapping[str, Any]) -> Any:
+    namespace = {"__builtins__": _SAFE_BUILTINS, "np": np, "math": math}
+    namespace.update(names)
+    return eval(compile(str(expr), "<claim>", "eval"), namespace)  # noqa: S307 - cards are repository code
+
+
+def _as_estimate(x: Any, cid: str) -> Mapping[str, Any]:
+    if not isinstance(x, Mapping) or not {"est", "lo", "hi"} <= set(x):
+        raise TypeError(f"claim {cid!r} has an interval form (above/below), so its value must be an Estimate "
+                        f"(est, lo, hi, se), got {format_value(x)}")
+    return x
+
+
+def _decide(claim: Mapping[str, Any], x: Any) -> tuple[bool, float | None]:
+    """(check passed, margin or None) of ``claim`` on the value ``x``."""
+    from .stats import margin
+
+    cid = str(claim.get("id"))
+    if claim_form(claim) == "interval":
+        e = _as_estimate(x, cid)
+        side = "above" if "above" in claim else "below"
+        t = float(claim[side])
+        lo, hi, est = float(e["lo"]), float(e["hi"]), float(e["est"])
+        passed = (lo > t) if side == "above" else (hi < t)
+        passed = passed and math.isfinite(lo) and math.isfinite(hi)
+        se = float(e.get("se", float("nan")))
+        return bool(passed), margin(est, t, se, side)
+    passed = bool(_eval(claim["check"], {"x": x}))
+    m = claim.get("margin")
+    return passed, (float(_eval(m, {"x": x})) if m is not None else None)
+
+
+def null_value(claim: Mapping[str, Any]) -> Any:
+    """The ``x`` of the claim's declared null (a point :class:`Estimate` for the interval form)."""
+    from .stats import Estimate
+
+    null = claim["null"]
+    if claim_form(claim) == "interval" and not isinstance(null, Mapping):
+        return Estimate.point(float(null)).to_dict()
+    return null
+
+
+def check_on_null(claim: Mapping[str, Any]) -> bool:
+    """Whether the claim's check passes on its declared null (it must not)."""
+    try:
+        passed, _ = _decide(claim, null_value(claim))
+    except Exception:  # noqa: BLE001 - a check that cannot even be evaluated on the null does not pass it
+        return False
+    return passed
+
+
+def threshold_text(claim: Mapping[str, Any]) -> str:
+    """The threshold as the tables show it: ``lo > 5`` / ``hi < 0.9``, or the check expression."""
+    if "above" in claim:
+        return f"lo > {claim['above']:g}"
+    if "below" in claim:
+        return f"hi < {claim['below']:g}"
+    return str(claim.get("check", ""))
+
+
 @dataclass(frozen=True)
 class ClaimResult:
-    """One claim evaluated on one run."""
+    """One claim evaluated on one run. ``passed`` is the check's result; :attr:`ok` says
+    whether the claim is in order for CI (a not-reproduced claim never fails it);
+    :attr:`verdict` is the word the tables show."""
 
     notebook: str
     claim_id: str
@@ -141,19 +275,54 @@ class ClaimResult:
     value: Any
     passed: bool
     error: str | None = None
+    status: str = "reproduced"
+    threshold: str = ""
+    margin: float | None = None
+    null: Any = None
+    paper: str | None = None
+    contradicted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and (self.passed or self.status == "not_reproduced")
+
+    @property
+    def verdict(self) -> str:
+        if self.error is not None:
+            return "FAIL"
+        if self.status == "not_reproduced":
+            return "holds here" if self.passed else ("contradicted" if self.contradicted else "not reproduced")
+        return "pass" if self.passed else "FAIL"
+
+    @property
+    def thin(self) -> bool:
+        """A statistical margin below :data:`THIN_MARGIN` standard errors."""
+        return self.margin is not None and math.isfinite(self.margin) and self.margin < THIN_MARGIN
 
     def value_str(self) -> str:
         return format_value(self.value)
 
+    def margin_str(self) -> str:
+        if self.margin is None:
+            return "—"
+        if math.isnan(self.margin):
+            return "n/a"
+        if math.isinf(self.margin):
+            return "∞" if self.margin > 0 else "−∞"
+        return f"{self.margin:+.1f}σ"
+
 
 def format_value(value: Any) -> str:
-    """Short human form of a measured value for tables."""
+    """Short human form of a measured value for tables (an Estimate as ``est [lo, hi]``)."""
+    if isinstance(value, Mapping) and {"est", "lo", "hi"} <= set(value):
+        return f"{format_value(value['est'])} [{format_value(value['lo'])}, {format_value(value['hi'])}]" + (
+            f" n={value['n']}" if value.get("n") else "")
     if isinstance(value, bool):
         return str(value)
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
-        return f"{float(value):.6g}"
+        return f"{float(value):.4g}"
     if isinstance(value, (list, tuple)):
         inner = ", ".join(format_value(v) for v in list(value)[:6])
         return f"[{inner}{', …' if len(value) > 6 else ''}]"
@@ -163,10 +332,12 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
-def _eval(expr: str, names: Mapping[str, Any]) -> Any:
-    namespace = {"__builtins__": _SAFE_BUILTINS, "np": np, "math": math}
-    namespace.update(names)
-    return eval(compile(expr, "<claim>", "eval"), namespace)  # noqa: S307 - cards are repository code
+def _contradicted(claim: Mapping[str, Any], x: Any) -> bool:
+    """Interval form only: the interval excludes the null on the side opposite to the claim."""
+    if claim_form(claim) != "interval" or not isinstance(x, Mapping) or "lo" not in x:
+        return False
+    n = float(null_value(claim)["est"])
+    return bool(float(x["hi"]) < n) if "above" in claim else bool(float(x["lo"]) > n)
 
 
 def evaluate_claims(
@@ -174,59 +345,102 @@ def evaluate_claims(
     numbers: Mapping[str, Any] | None,
     notebook: str = "",
 ) -> list[ClaimResult]:
-    """Evaluate each claim's ``value`` on ``numbers`` and its ``check`` on that value.
+    """Evaluate each claim's ``value`` on ``numbers`` and decide it (see the module docstring).
 
     A claim whose numbers are missing, or whose expressions raise, fails with the
-    reason in ``error``: a missing number is never a pass.
+    reason in ``error`` whatever its status: a missing number is never a pass.
     """
     results = []
     for claim in claims:
         cid, text = claim["id"], claim.get("text", "")
+        meta = {"status": claim.get("status", "reproduced"), "threshold": threshold_text(claim),
+                "null": claim.get("null"), "paper": claim.get("paper")}
         if numbers is None:
-            results.append(ClaimResult(notebook, cid, text, None, False, "no recorded numbers"))
+            results.append(ClaimResult(notebook, cid, text, None, False, "no recorded numbers", **meta))
             continue
         try:
             value = _eval(claim["value"], numbers)
-            passed = bool(_eval(claim["check"], {"x": value}))
-            results.append(ClaimResult(notebook, cid, text, value, passed))
+            passed, m = _decide(claim, value)
+            results.append(ClaimResult(notebook, cid, text, value, passed, None, margin=m,
+                                       contradicted=_contradicted(claim, value), **meta))
         except Exception as exc:  # noqa: BLE001 - reported as a failed claim
-            results.append(ClaimResult(notebook, cid, text, None, False, f"{type(exc).__name__}: {exc}"))
+            results.append(ClaimResult(notebook, cid, text, None, False, f"{type(exc).__name__}: {exc}", **meta))
     return results
 
 
+def sort_results(results: Iterable[ClaimResult]) -> list[ClaimResult]:
+    """Failures first, then statistical claims by margin (thinnest first), then the
+    deterministic ones, then the not-reproduced findings."""
+    def key(r: ClaimResult) -> tuple:
+        if not r.ok:
+            return (0, 0.0, r.notebook, r.claim_id)
+        if r.status == "not_reproduced":
+            return (3, 0.0, r.notebook, r.claim_id)
+        if r.margin is not None and not math.isnan(r.margin):
+            return (1, r.margin, r.notebook, r.claim_id)
+        return (2, 0.0, r.notebook, r.claim_id)
+    return sorted(results, key=key)
+
+
 class ClaimTable:
-    """Displays claim results as a table in a notebook (HTML) or a terminal (text)."""
+    """Claim results as a table: HTML in a notebook, aligned text in a terminal."""
 
     def __init__(self, results: Iterable[ClaimResult]) -> None:
         self.results = list(results)
 
     @property
     def all_passed(self) -> bool:
-        return bool(self.results) and all(r.passed for r in self.results)
+        """Every claim in order for CI (not-reproduced findings do not count against it)."""
+        return bool(self.results) and all(r.ok for r in self.results)
 
-    def rows(self) -> list[tuple[str, str, str, str, str]]:
-        return [
-            (r.notebook, r.claim_id, r.text, r.error or r.value_str(), "PASS" if r.passed else "FAIL")
-            for r in self.results
-        ]
+    @property
+    def failed(self) -> list[ClaimResult]:
+        return [r for r in self.results if not r.ok]
+
+    def rows(self) -> list[tuple[str, ...]]:
+        out = []
+        for r in sort_results(self.results):
+            out.append((r.notebook, r.claim_id, r.status.replace("_", " "), r.error or r.value_str(), r.threshold,
+                        r.margin_str() + (" (thin)" if r.thin else ""), r.verdict))
+        return out
 
     def __str__(self) -> str:
-        header = ("notebook", "claim", "statement", "measured", "result")
+        header = ("notebook", "claim", "status", "measured", "threshold", "margin", "result")
         rows = [header] + self.rows()
-        widths = [min(60, max(len(row[i]) for row in rows)) for i in range(5)]
+        widths = [min(48, max(len(row[i]) for row in rows)) for i in range(len(header))]
 
         def fmt(row: Sequence[str]) -> str:
-            return "  ".join(cell[:w].ljust(w) for cell, w in zip(row, widths))
+            return "  ".join(cell[:w].ljust(w) for cell, w in zip(row, widths)).rstrip()
 
-        lines = [fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows[1:]]
-        return "\n".join(lines)
+        return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows[1:]])
 
-    def _repr_markdown_(self) -> str:
-        lines = ["| claim | statement | measured | result |", "|---|---|---|---|"]
-        for _, cid, text, measured, result in self.rows():
-            mark = "✅ pass" if result == "PASS" else "❌ FAIL"
-            lines.append(f"| `{cid}` | {text} | {measured} | {mark} |")
-        return "\n".join(lines)
+    def _repr_html_(self) -> str:
+        return claims_html(self.results, with_notebook=False)
+
+
+VERDICT_CLASS = {"pass": "claim-pass", "FAIL": "claim-fail", "not reproduced": "claim-notrep",
+                 "contradicted": "claim-fail", "holds here": "claim-notrep"}
+
+
+def claims_html(results: Sequence[ClaimResult], with_notebook: bool = True, link: bool = False) -> str:
+    """An HTML table of claim results (failures first, thinnest margins next), with the
+    verdict coloured and spelled out (readable without an emoji font)."""
+    head = (["page"] if with_notebook else []) + ["claim", "status", "statement", "measured", "threshold",
+                                                  "margin", "result"]
+    lines = ['<table class="claim-table">', "<thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>",
+             "<tbody>"]
+    for r in sort_results(results):
+        cells = []
+        if with_notebook:
+            nb = html.escape(r.notebook)
+            cells.append(f'<a href="../notebooks/{nb}.html">{nb}</a>' if link else nb)
+        cells += [f"<code>{html.escape(r.claim_id)}</code>", html.escape(r.status.replace("_", " ")),
+                  html.escape(r.text), html.escape(r.error or r.value_str()), f"<code>{html.escape(r.threshold)}</code>",
+                  html.escape(r.margin_str()) + (' <span class="claim-thin">thin</span>' if r.thin else ""),
+                  f'<span class="{VERDICT_CLASS.get(r.verdict, "")}">{html.escape(r.verdict)}</span>']
+        lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
 
 
 def check_positive(name: str, value: float | Sequence[float]) -> None:

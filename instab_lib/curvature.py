@@ -605,9 +605,9 @@ def _orthonormalize(Q: Tensor, V: Tensor | None, gen: torch.Generator) -> Tensor
 
 
 def _generator(seed: int) -> torch.Generator:
-    g = torch.Generator(device="cpu")
-    g.manual_seed(int(seed))
-    return g
+    from .seeding import torch_generator
+
+    return torch_generator(int(seed))
 
 
 def _finish(

@@ -120,7 +120,9 @@ def bootstrap_spearman(x: Sequence[float], y: Sequence[float], n_boot: int = 200
     xa, ya = xa[ok], ya[ok]
     if len(xa) < 3:
         return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
+    from .seeding import numpy_rng
+
+    rng = numpy_rng(seed)
     vals = []
     for _ in range(n_boot):
         idx = rng.integers(0, len(xa), len(xa))

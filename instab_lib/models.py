@@ -1,7 +1,7 @@
 """The models of the companion, built by name with a deterministic initialisation.
 
 ``build_model(name, seed=s, **kw)`` runs PyTorch's default initialisation under
-``torch.manual_seed(s)`` inside :func:`torch.random.fork_rng`, so the same seed gives the
+``torch.manual_seed(s)`` (shifted by the library's seed offset, :mod:`instab_lib.seeding`) inside :func:`torch.random.fork_rng`, so the same seed gives the
 same weights and the global random state is left as it was.
 
 =========  ==============================================================  =============
@@ -31,6 +31,8 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from . import seeding
 
 __all__ = ["build_model", "MODELS", "count_parameters", "DiagonalLinearNet"]
 
@@ -248,7 +250,7 @@ def build_model(name: str, *, seed: int, **kw: Any) -> nn.Module:
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        seeding.manual_seed(seed)
         try:
             return MODELS[name](**kw)
         except TypeError as e:  # wrong kinds of values deep inside torch

@@ -63,6 +63,13 @@ def load_card(notebook_id: str) -> dict[str, Any]:
     card = yaml.safe_load((notebooks_dir() / f"{notebook_id}.yaml").read_text()) or {}
     card.setdefault("presets", {}).setdefault("default", {})
     card.setdefault("claims", [])
+    for claim in card["claims"]:
+        if None in claim:  # an unquoted `null:` key is YAML's null; cards quote it, but accept both
+            claim["null"] = claim.pop(None)
+        try:
+            claims_mod.validate_claim(claim)
+        except (ValueError, SyntaxError) as exc:
+            raise NotebookError(f"{notebook_id}.yaml: {exc}") from None
     return card
 
 
@@ -119,22 +126,28 @@ def resolve_parameters(
 
 
 def library_hash() -> str:
-    """sha256 over the library's source files (a change in ``instab_lib`` re-executes notebooks)."""
-    h = hashlib.sha256()
-    for path in sorted((repo_root() / "instab_lib").glob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
+    """Fingerprint of the library's code (:func:`instab_lib.provenance.library_fingerprint`:
+    docstring- and comment-free syntax trees of every module)."""
+    from . import provenance
+
+    return provenance.library_fingerprint()
 
 
 def run_key(notebook_id: str, params: Mapping[str, Any]) -> str:
-    """Content hash deciding whether an executed notebook is still current."""
+    """Content hash deciding whether an executed notebook is still current: the notebook's
+    source and card, its parameters, the library's code fingerprint and the numerics
+    environment (torch version, CPU kernel capability, seed offset)."""
+    from . import provenance
+
     d = notebooks_dir()
     h = hashlib.sha256()
     h.update((d / f"{notebook_id}.py").read_bytes())
     h.update((d / f"{notebook_id}.yaml").read_bytes())
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     h.update(library_hash().encode())
+    env = provenance.numerics_environment()
+    env.pop("aten_cpu_capability")
+    h.update(json.dumps(env, sort_keys=True).encode())
     return h.hexdigest()
 
 
@@ -190,12 +203,14 @@ def execute(
     force: bool = False,
     progress: bool | None = None,
     log_output: bool = False,
+    label: str | None = None,
 ) -> RunRecord:
     """Execute a notebook with papermill, unless an identical run is already on disk.
 
     Raises :class:`NotebookError` with a one-line reason when the notebook is
     unknown, the preset or a parameter is not declared, or a cell fails.
     ``progress`` (a per-cell bar on stderr) defaults to whether stderr is a terminal.
+    ``label`` overrides the output folder's name (default: :func:`run_label`).
     """
     import logging
 
@@ -210,7 +225,7 @@ def execute(
     logging.getLogger("tornado").setLevel(logging.CRITICAL)
 
     params = resolve_parameters(notebook_id, preset, overrides)
-    label = run_label(preset, overrides)
+    label = label or run_label(preset, overrides)
     nb_path, numbers_path, stamp_path = output_paths(notebook_id, label)
     key = run_key(notebook_id, params)
     if not force and stamp_path.exists() and nb_path.exists() and numbers_path.exists():
@@ -239,14 +254,75 @@ def execute(
         except Exception as exc:  # noqa: BLE001 - turned into a one-line reason
             status, error = "failed", _one_line(exc)
     seconds = time.perf_counter() - start
-    stamp = {"key": key, "status": status, "error": error, "preset": preset, "parameters": params,
-             "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    stamp = make_stamp(notebook_id, key=key, status=status, error=error, preset=preset, label=label,
+                       params=params, seconds=seconds)
     stamp_path.write_text(json.dumps(stamp, indent=1, default=str))
+    if nb_path.exists():
+        add_provenance_cell(nb_path, stamp)
     if error:
         raise NotebookError(f"{notebook_id}: {error} (executed notebook: {nb_path})")
     if not numbers_path.exists():
         raise NotebookError(f"{notebook_id}: ran but recorded no numbers (no Recorder.record call?)")
     return RunRecord(notebook_id, label, nb_path, numbers_path, False, seconds)
+
+
+def make_stamp(notebook_id: str, *, key: str, status: str, error: str | None, preset: str, label: str,
+               params: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+    """What an execution records beside its numbers: the run key and outcome, preset, label,
+    the parameters given and every parameter's value, the seeds (every parameter whose name
+    mentions a seed, and the seed offset), wall time, date, and
+    :func:`instab_lib.provenance.stamp_fields` (commit, fingerprints, torch, CPU capability,
+    Python, threads, device, processor)."""
+    from . import provenance
+
+    resolved = dict(declared_parameters(notebook_id))
+    resolved.update(params)
+    device = str(resolved.get("device", "cpu") or "cpu")
+    stamp = {"notebook": notebook_id, "key": key, "status": status, "error": error, "preset": preset, "label": label,
+             "parameters": dict(params), "resolved_parameters": resolved,
+             "seeds": {k: v for k, v in resolved.items() if "seed" in k.lower()},
+             "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    stamp.update(provenance.stamp_fields(device))
+    return stamp
+
+
+def provenance_markdown(stamp: Mapping[str, Any]) -> str:
+    """The box at the foot of an executed page: what produced it (from its stamp)."""
+    commit = stamp.get("commit") or "unknown"
+    dirty = " (with uncommitted changes)" if stamp.get("dirty") else ""
+    given = stamp.get("parameters") or {}
+    params = ", ".join(f"`{k}={v!r}`" for k, v in given.items()) or "the notebook's defaults"
+    seeds = ", ".join(f"`{k}={v!r}`" for k, v in (stamp.get("seeds") or {}).items()) or "none"
+    minutes, secs = divmod(float(stamp.get("seconds", 0.0)), 60)
+    device = stamp.get("device", "cpu") + (f" ({stamp['gpu']})" if stamp.get("gpu") else "")
+    lines = [
+        "```{admonition} How this page was produced",
+        ":class: note provenance",
+        "",
+        f"- **Commit** `{commit[:12]}`{dirty}; library fingerprint `{stamp.get('library_fingerprint', '?')}`, "
+        f"training-code fingerprint `{stamp.get('run_fingerprint', '?')}`",
+        f"- **Preset** `{stamp.get('preset', '?')}` (label `{stamp.get('label', '?')}`); parameters: {params}",
+        f"- **Seeds**: {seeds}; seed offset {stamp.get('seed_offset', 0)}",
+        f"- **Software**: torch {stamp.get('torch', '?')}, Python {stamp.get('python', '?')}",
+        f"- **Machine**: device {device}, CPU kernels `{stamp.get('cpu_capability', '?')}`"
+        + (f" (forced by `ATEN_CPU_CAPABILITY={stamp['aten_cpu_capability']}`)" if stamp.get("aten_cpu_capability") else "")
+        + f", {stamp.get('threads', '?')} torch threads, {stamp.get('processor', '?')}",
+        f"- **Executed** {stamp.get('finished', '?')} in {int(minutes)} min {secs:.0f} s",
+        "```",
+    ]
+    return "\n".join(lines)
+
+
+def add_provenance_cell(nb_path: Path, stamp: Mapping[str, Any]) -> None:
+    """Append the provenance box (:func:`provenance_markdown`) to an executed notebook."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells = [c for c in nb.cells if "provenance" not in c.get("metadata", {}).get("tags", [])]
+    cell = nbformat.v4.new_markdown_cell(provenance_markdown(stamp))
+    cell.metadata["tags"] = ["provenance"]
+    nb.cells.append(cell)
+    nbformat.write(nb, nb_path)
 
 
 def verify(notebook_ids_: Sequence[str] | None = None, label: str = "default") -> list[claims_mod.ClaimResult]:
@@ -338,30 +414,6 @@ def stage_mathjax() -> bool:
     return True
 
 
-def write_claims_page(results: Sequence[claims_mod.ClaimResult]) -> Path:
-    """Write ``book/generated/claims.md``: every claim with the value this build measured."""
-    page = repo_root() / "book" / "generated" / "claims.md"
-    page.parent.mkdir(parents=True, exist_ok=True)
-    n_pass = sum(r.passed for r in results)
-    lines = [
-        "# Claims checked by this build",
-        "",
-        f"This page is written by the build from the numbers the notebooks recorded: {n_pass} of {len(results)} "
-        "claims pass. The same table is printed by `instab verify`, and CI fails when a claim fails. Each claim's "
-        "expressions are in the notebook's card, `notebooks/<id>.yaml`.",
-        "",
-        "| notebook | claim | statement | measured | result |",
-        "|---|---|---|---|---|",
-    ]
-    for r in results:
-        measured = (r.error or r.value_str()).replace("|", "\\|")
-        result = "pass" if r.passed else "**FAIL**"
-        lines.append(f"| {{doc}}`{r.notebook} <../notebooks/{r.notebook}>` | `{r.claim_id}` | "
-                     f"{r.text.replace('|', '∣')} | {measured} | {result} |")
-    page.write_text("\n".join(lines) + "\n")
-    return page
-
-
 def build_book(progress: bool | None = None, strict: bool = True) -> Path:
     """Execute every notebook in the table of contents (default preset) and build ``_build/html``.
 
@@ -378,7 +430,10 @@ def build_book(progress: bool | None = None, strict: bool = True) -> Path:
         record = execute(nid, progress=progress)
         print(f"{nid}: {'up to date' if record.skipped else f'executed in {record.seconds:.1f} s'}", flush=True)
         shutil.copy2(record.notebook_path, staged / f"{nid}.ipynb")
-    write_claims_page(verify(toc_notebooks()))
+    from . import pages
+
+    pages.write_claims_page(verify(toc_notebooks()))
+    pages.write_robustness_page()
     if not stage_mathjax():
         raise NotebookError(f"MathJax not found at {mathjax_tarball()}: run `make setup` (it runs "
                             f"`npm pack mathjax@{MATHJAX_VERSION}`) so math renders offline")

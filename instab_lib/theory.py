@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from . import seeding
 from .claims import check_int_at_least, check_positive
 
 __all__ = [
@@ -152,7 +153,7 @@ def simulate_coupled(eta: float, u: float, c: float, d: float, sigma: float, ste
     check_int_at_least("n_paths", n_paths, 1)
     if not np.isfinite(c) or not np.isfinite(d) or not np.isfinite(sigma) or sigma < 0:
         raise ValueError(f"c, d must be finite and sigma >= 0, got c={c!r}, d={d!r}, sigma={sigma!r}")
-    rng = np.random.default_rng(seed)
+    rng = seeding.numpy_rng(seed)
     X = np.empty((n_paths, steps + 1))
     Xb = np.empty_like(X)
     Y = np.empty_like(X)

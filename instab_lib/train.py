@@ -39,7 +39,11 @@ eig_time_s             seconds spent in this evaluation's spectra
 =====================  ==============================================================
 
 Runs are cached under ``cache_dir/<key>/`` with ``key`` a hash of the full
-configuration (defaults filled in): ``result.json`` (status, timings, data source),
+configuration (defaults filled in), of the library code a run executes
+(:func:`instab_lib.provenance.run_fingerprint`: a change that can alter a number gives
+a new key, a change to comments or docstrings does not) and of the arithmetic it runs
+on (torch version, CPU kernel capability, seed offset:
+:func:`instab_lib.provenance.numerics_environment`): ``result.json`` (status, timings, data source),
 ``table.npz`` (exact) + ``table.csv`` (for people), ``snapshots/epoch_<e>.pt``. A
 finished run is read back instead of retrained. During training a checkpoint
 (``checkpoint.pt``: parameters, buffers, optimiser state, shuffling generator,
@@ -76,13 +80,14 @@ from . import data as data_mod
 from . import repo_root
 from . import models as models_mod
 from . import optim as optim_mod
+from . import provenance
+from . import seeding
 from .progress import progress as progress_bar
 from .progress import quiet
 
 __all__ = ["TrainConfig", "RunResult", "train", "load_run", "config_key", "period2_oscillation",
            "LOSSES", "default_cache_dir"]
 
-SCHEMA_VERSION = 1  # part of every run key: bump when the table's meaning changes
 STATUSES = ("finished", "early_stopped", "diverged")
 
 
@@ -318,14 +323,17 @@ class TrainConfig:
 
 
 def config_key(config: TrainConfig) -> str:
-    """16 hex digits of SHA-256 over the configuration with defaults filled in."""
+    """16 hex digits of SHA-256 over the configuration with defaults filled in, the
+    fingerprint of the code a run executes and the numerics environment (module docstring)."""
     d = config.to_dict()
     d.pop("data_dir")
     d.pop("checkpoint_every")
     d["dataset"] = data_mod.canonical_name(config.dataset)
     d["model_kwargs"] = config.resolved_model_kwargs()
     d["optimizer_kwargs"] = config.resolved_optimizer_kwargs()
-    d["_schema"] = SCHEMA_VERSION
+    d["_code"] = provenance.run_fingerprint()
+    d["_numerics"] = provenance.numerics_environment()
+    d["_numerics"].pop("aten_cpu_capability")  # the capability itself is what counts
     blob = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -431,8 +439,8 @@ def _save_result(res: RunResult) -> None:
         "key": res.key, "status": res.status, "diverged_step": res.diverged_step,
         "diverged_epoch": res.diverged_epoch, "data_source": res.data_source,
         "wall_time_s": res.wall_time_s, "spectra_time_s": res.spectra_time_s,
-        "config": res.config.to_dict(), "schema": SCHEMA_VERSION, "final": res.final(),
-        "torch": torch.__version__,
+        "config": res.config.to_dict(), "final": res.final(),
+        "provenance": provenance.stamp_fields(res.config.device),
     }
     blob = json.dumps(meta, indent=1, default=str).encode()
     _atomic_write_bytes(res.path / "result.json", lambda f: f.write(blob))  # written last: marks done
@@ -539,7 +547,7 @@ def _run_training(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = cfg._optimizer(steps_per_epoch)
     opt_state = opt.init(params)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = seeding.torch_generator(cfg.seed)
     trackers = {}
     if cfg.eval_every and cfg.k_top:
         trackers["top"] = curvature.EigTracker(cfg.k_top, "LA", tol=cfg.eig_tol, seed=cfg.seed)

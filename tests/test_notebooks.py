@@ -2,7 +2,7 @@
 
 import pytest
 
-from instab_lib import claims, notebooks as nbs
+from instab_lib import claims, notebooks as nbs, pages
 
 IDS = nbs.notebook_ids()
 
@@ -26,12 +26,26 @@ def test_notebook_is_well_formed(nid):
         nbs.resolve_parameters(nid, preset)  # presets only set declared parameters
     assert card["claims"], "a notebook reproduces a claim and says which"
     for claim in card["claims"]:
-        assert {"id", "text", "value", "check"} <= set(claim), claim
+        assert {"id", "text", "status", "value", "null"} <= set(claim), claim
+        assert claim["status"] in claims.STATUSES, claim
+        if claim.get("paper") is not None:
+            assert claim["paper"] in pages.paper_claims(), f"{nid}/{claim['id']}: unknown paper claim {claim['paper']!r}"
     nb = nbs.read_notebook(nid)
     assert nb.cells[0].cell_type == "markdown" and "Where this comes from" in nb.cells[0].source
     source = "\n".join(c.source for c in nb.cells)
     assert f'claims.Recorder("{nid}")' in source and "rec.report()" in source
     assert nbs.declared_parameters(nid)
+
+
+CLAIMS = [(nid, c) for nid in IDS for c in nbs.load_card(nid)["claims"]]
+
+
+@pytest.mark.parametrize("nid, claim", CLAIMS, ids=[f"{n}/{c['id']}" for n, c in CLAIMS])
+def test_check_rejects_the_declared_null(nid, claim):
+    """Every claim can fail: its expressions compile, and its check is False on the value its
+    measurement would take if the effect were absent (the card's `null`)."""
+    claims.validate_claim(claim)
+    assert not claims.check_on_null(claim), f"{nid}/{claim['id']}: the check passes on its own null {claim['null']!r}"
 
 
 @pytest.mark.parametrize("nid", IDS)

@@ -1,0 +1,70 @@
+"""Ensemble statistics against closed forms, and the one switch that shifts every seed."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats as sps
+
+from instab_lib import models, seeding, stats
+
+
+def test_mean_se_is_the_student_t_interval():
+    x = [1.0, 2.0, 4.0, 7.0]
+    e = stats.mean_se(x)
+    se = np.std(x, ddof=1) / 2
+    t = sps.t.ppf(0.95, 3)
+    assert e.est == pytest.approx(3.5) and e.se == pytest.approx(se)
+    assert (e.lo, e.hi) == pytest.approx((3.5 - t * se, 3.5 + t * se))
+
+
+def test_bootstrap_median_interval_covers_and_is_deterministic():
+    x = [0.9, 1.1, 1.3, 1.2, 1.0]
+    a, b = stats.bootstrap(x), stats.bootstrap(x)
+    assert a == b and a.est == 1.1 and 0.9 <= a.lo <= 1.1 <= a.hi <= 1.3 and a.n == 5
+    with pytest.raises(ValueError, match="non-finite"):
+        stats.bootstrap([1.0, float("nan")])
+
+
+def test_bootstrap_coverage_of_the_median_is_near_nominal():
+    """Over many normal samples of 15 the 90% percentile interval contains the true median about 90% of the time."""
+    rng = np.random.default_rng(0)
+    hits = [stats.bootstrap(rng.normal(0, 1, 15), n_boot=400, seed=i).lo <= 0 <=
+            stats.bootstrap(rng.normal(0, 1, 15), n_boot=400, seed=i).hi for i in range(200)]
+    assert 0.8 <= np.mean(hits) <= 0.98
+
+
+def test_wilson_interval():
+    e = stats.fraction([True] * 9 + [False])
+    assert e.est == 0.9 and e.lo == pytest.approx(0.6523, abs=1e-4) and e.hi == pytest.approx(0.9774, abs=1e-4)  # by hand, z = 1.645
+    assert stats.fraction(0, 10).lo == 0.0
+
+
+def test_margin_sign_and_units():
+    assert stats.margin(1.3, 1.0, 0.1) == pytest.approx(3.0)
+    assert stats.margin(0.7, 1.0, 0.1, "below") == pytest.approx(3.0)
+    assert stats.margin(0.7, 1.0, 0.1) == pytest.approx(-3.0)
+    assert math.isinf(stats.margin(2.0, 1.0, 0.0)) and math.isnan(stats.margin(2.0, 1.0, float("nan")))
+
+
+def test_ratio_and_paired_difference():
+    r = stats.ratio_of_medians([2.0, 2.2, 1.8], [1.0, 1.1, 0.9])
+    assert r.est == pytest.approx(2.0) and r.lo < 2.0 < r.hi
+    d = stats.paired_difference([1.0, 2.0, 3.0], [0.5, 1.0, 2.0])
+    assert d.est == pytest.approx((0.5 + 1.0 + 1.0) / 3)
+
+
+def test_seed_offset_shifts_every_generator(monkeypatch):
+    base = (seeding.torch_generator(3).initial_seed(), seeding.numpy_rng(3).integers(1 << 30),
+            models.build_model("mlp", seed=3, input_dim=4, width=3, depth=1, n_classes=2)[1].weight.detach().clone())
+    monkeypatch.setenv(seeding.SEED_OFFSET_ENV, "1000")
+    assert seeding.shifted(3) == 1003 and seeding.torch_generator(3).initial_seed() == 1003
+    assert seeding.numpy_rng(3).integers(1 << 30) == np.random.default_rng(1003).integers(1 << 30) != base[1]
+    w = models.build_model("mlp", seed=3, input_dim=4, width=3, depth=1, n_classes=2)[1].weight.detach()
+    assert not torch.equal(w, base[2])
+    assert torch.equal(w, models.build_model("mlp", seed=1003 - 1000, input_dim=4, width=3, depth=1,
+                                             n_classes=2)[1].weight.detach())
+    monkeypatch.setenv(seeding.SEED_OFFSET_ENV, "-1")
+    with pytest.raises(ValueError, match="non-negative"):
+        seeding.seed_offset()
