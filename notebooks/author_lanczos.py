@@ -335,7 +335,7 @@ plt.show()
 
 # %% [markdown]
 # The author's own function, run by `benchmarks/bench_author_solver.py` in a separate JAX environment on these same
-# weights (losses equal to about 10⁻⁸), gives the same picture from its own start vectors: see the table in
+# weights (the two losses agree to 6·10⁻⁸), gives the same picture from its own start vectors: see the table in
 # `benchmarks/RESULTS.md` ("Author's solver"). There the transcription, started from the author's start vector with
 # the author's Hessian-vector product, reproduces the author's tridiagonal matrix to float32 rounding, and with the
 # normalisation line deleted the author's function converges like the reference.
