@@ -3,7 +3,8 @@
 One module per idea: ``dln`` (closed-form diagonal linear network), ``curvature``
 (Hessian-vector products and eigen-solvers), ``rotation`` (eigenvector and
 subspace similarity), ``models``, ``data``, ``optim``, ``train``, ``sweep``,
-``plotting``, ``claims`` (recorded numbers and claim checks) and ``notebooks``
+``plotting``, ``claims`` (recorded numbers and claim checks), ``author_lanczos`` (a
+transcription, for illustration, of the Lanczos step in the author's public code) and ``notebooks``
 (catalogue, presets, papermill runner, book build). Import the modules you need;
 nothing heavy is imported here.
 """
