@@ -26,10 +26,10 @@ Contents
 * :class:`PreconditionedOperator` — :math:`v \mapsto D^{-1/2} H D^{-1/2} v` around any
   symmetric operator (e.g. :class:`instab_lib.curvature.HessianOperator`).
 * :func:`preconditioned_sharpness` — its top eigenvalue by Lanczos.
-* :func:`replay` — re-runs a *full-batch* run of :func:`instab_lib.train.train` step by
-  step (same data, initialisation, optimiser and order of operations) to get the
-  optimiser state, which ``train`` does not keep, and measures the preconditioned
-  sharpness at chosen epochs; it checks that its losses equal the run's table.
+* :func:`preconditioned_summary` — the preconditioned sharpness, clip fraction and largest
+  root a run recorded during training (:class:`instab_lib.hooks.Preconditioned`, with
+  ``TrainConfig(precond_every=m)``; the optimiser's state is read where it lives, at each
+  step, so minibatch runs are measured as well as full-batch ones).
 * :func:`loss_spikes` — episodes where the loss rises above a multiple of its running
   minimum (instabilities seen in the loss).
 * :func:`mean_spread`, :func:`compare_means`, :func:`best_below_above` — small summaries
@@ -55,8 +55,7 @@ __all__ = [
     "clip_fraction",
     "PreconditionedOperator",
     "preconditioned_sharpness",
-    "ReplayResult",
-    "replay",
+    "preconditioned_summary",
     "Spike",
     "loss_spikes",
     "mean_spread",
@@ -82,66 +81,28 @@ def stability_threshold(lr: float, beta1: float = 0.0) -> float:
 
 
 # --------------------------------------------------------------------------- preconditioner
-def _rms_state(state: Any) -> Mapping[str, Any] | None:
-    """The ``scale_by_rms`` state inside an optimiser state of :mod:`instab_lib.optim`."""
-    if isinstance(state, Mapping):
-        if "nu" in state and "count" in state:
-            return state
-        for v in state.values():
-            found = _rms_state(v)
-            if found is not None:
-                return found
-    elif isinstance(state, (tuple, list)):
-        for v in state:
-            found = _rms_state(v)
-            if found is not None:
-                return found
-    return None
-
-
 def denominator(opt: Any, state: Any) -> Tensor:
     r"""The flat vector :math:`D_t = \mathrm{clip}(\sqrt{\hat v_t + \varepsilon_\mathrm{root}}) + \varepsilon`
     of an Adam / RMSProp / Clipped-Ada optimiser (:mod:`instab_lib.optim`) after ``t ≥ 1``
-    updates, i.e. the denominator of the step that produced the current parameters.
+    updates, i.e. the denominator of the step that produced the current parameters
+    (:meth:`instab_lib.optim.Optimizer.preconditioner`, read from the typed state).
 
-    GD has no denominator: a vector of ones is not returned because the dimension is
-    unknown; ``ValueError`` is raised instead (use the plain Hessian for GD).
+    GD has no denominator (``ValueError``: use the plain Hessian for GD), nor has an
+    adaptive optimiser before its first update.
     """
-    hyper = dict(getattr(opt, "hyper", {}))
-    rms = _rms_state(state)
-    if rms is None or "beta2" not in hyper:
-        raise ValueError(f"optimizer {getattr(opt, 'name', opt)!r} keeps no second moment (GD?)")
-    count = int(rms["count"])
-    if count < 1:
+    d = opt.preconditioner(state)
+    if d is None:
+        if "beta2" not in dict(getattr(opt, "hyper", {})):
+            raise ValueError(f"optimizer {getattr(opt, 'name', opt)!r} keeps no second moment (GD?)")
         raise ValueError("the denominator is defined after the first update (count ≥ 1)")
-    b2 = float(hyper["beta2"])
-    corr = 1 - b2 ** count if hyper.get("bias_correction", True) else 1.0
-    root = torch.cat([torch.sqrt(v.reshape(-1) / corr + float(hyper.get("eps_root", 0.0))) for v in rms["nu"]])
-    if "c" in hyper:
-        c = float(hyper["c"])
-        root = root.clamp_max(c) if str(hyper.get("mode", "UB")).upper() == "UB" else root.clamp_min(c)
-    return root + float(hyper.get("eps", 0.0))
+    return d
 
 
 def clip_fraction(opt: Any, state: Any) -> float:
     r"""Fraction of coordinates where a Clipped-Ada clip binds (UB: :math:`\sqrt{\hat v} > c`;
     LB: :math:`\sqrt{\hat v} < c`); 0 for Adam/RMSProp (no clip). Where it is 0 the step is
-    exactly Adam's."""
-    hyper = dict(getattr(opt, "hyper", {}))
-    if "c" not in hyper:
-        return 0.0
-    c = float(hyper["c"])
-    d = denominator(_Unclipped(opt), state) - float(hyper.get("eps", 0.0))
-    bind = d > c if str(hyper.get("mode", "UB")).upper() == "UB" else d < c
-    return float(bind.double().mean())
-
-
-class _Unclipped:
-    """An optimiser stand-in whose ``hyper`` lacks the clip (for :func:`clip_fraction`)."""
-
-    def __init__(self, opt: Any) -> None:
-        self.name = getattr(opt, "name", "")
-        self.hyper = {k: v for k, v in dict(opt.hyper).items() if k not in ("c", "mode")}
+    exactly Adam's. (:meth:`instab_lib.optim.Optimizer.clip_fraction`.)"""
+    return opt.clip_fraction(state)
 
 
 class PreconditionedOperator:
@@ -210,139 +171,24 @@ def preconditioned_sharpness(op: Any, d: Tensor, *, tol: float = 1e-3, seed: int
     return curvature.lanczos(pop, 1, "LA", tol=tol, seed=seed, v0=v0, max_iter=max_iter)
 
 
-# --------------------------------------------------------------------------- replay
-@dataclass
-class ReplayResult:
-    r"""What :func:`replay` measured, one entry per evaluated epoch.
-
-    ``epochs``: evaluated epochs (θ after that many full-batch steps);
-    ``p_sharpness``: :math:`\\lambda_{\\max}(P^{-1}H)` there (NaN for GD: see ``sharpness``);
-    ``sharpness``: plain :math:`\\lambda_{\\max}(H)` when asked for (``plain=True``), else NaN;
-    ``threshold``: :func:`stability_threshold` of the optimiser; ``loss``: the training
-    loss at θ_epoch as the replay saw it; ``max_loss_mismatch``: the largest relative
-    difference between the replay's losses and the run's ``train_loss`` column over all
-    replayed epochs (0 when the replay reproduces the run exactly); ``n_matvec``:
-    Hessian-vector products spent; ``clip_fraction``: :func:`clip_fraction` at each
-    evaluation (0 for Adam/RMSProp/GD); ``max_root``: the largest unclipped
-    :math:`\sqrt{\hat v_t + \varepsilon_\mathrm{root}}` over *every* step and coordinate (NaN for
-    GD): a Clipped-Ada "UB" run with any ``c`` ≥ the ``max_root`` of the Adam run with the
-    same settings takes exactly Adam's steps.
-    """
-
-    epochs: list[int]
-    p_sharpness: list[float]
-    sharpness: list[float]
-    threshold: float
-    loss: list[float]
-    max_loss_mismatch: float
-    n_matvec: int = 0
-    clip_fraction: list[float] = field(default_factory=list)
-    max_root: float = float("nan")
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def max_ratio(self) -> float:
-        """max over evaluations of p_sharpness / threshold (≥ 1: unstable by this measure)."""
-        vals = [p for p in self.p_sharpness if math.isfinite(p)]
-        return max(vals) / self.threshold if vals else float("nan")
-
-
-def replay(run: Any, eval_epochs: Iterable[int], *, plain: bool = False, tol: float = 1e-2,
-           hessian_n: int | None = None, hessian_chunk: int | None = None) -> ReplayResult:
-    r"""Re-run a full-batch run of :func:`instab_lib.train.train` and measure, at
-    ``eval_epochs`` (those ≥ 1 and ≤ the run's last epoch, or before its divergence),
-    the preconditioned sharpness :math:`\lambda_{\max}(P^{-1}H)` with the optimiser's
-    denominator after that epoch's step.
-
-    ``train`` does not keep the optimiser state, so the replay rebuilds the run: the same
-    data subset, ``build_model(seed)``, the optimiser from the config (schedule with
-    ``steps_per_epoch = 1``) and the same forward/backward/update sequence; the Hessian is
-    that of the training loss on the first ``hessian_n`` training images (default: the
-    run's ``hessian_n``, else all) in eval mode, like ``train``'s spectra. Every
-    replayed loss is compared with the run's ``train_loss`` column
-    (``max_loss_mismatch``): a mismatch means the replay did not reproduce the run.
-
-    Only full-batch runs (``batch_size`` None or = ``n_train``) can be replayed exactly
-    (no minibatch order to reproduce); others raise ``ValueError``.
-    """
-    from . import curvature
-    from . import data as data_mod
-    from . import models as models_mod
-    from . import optim as optim_mod
-    from .train import LOSSES
-
-    cfg = run.config
-    if cfg.batch_size is not None and cfg.n_train is not None and cfg.batch_size < cfg.n_train:
-        raise ValueError("replay needs a full-batch run (batch_size None or n_train)")
-    device, dtype = torch.device(cfg.device), getattr(torch, cfg.dtype)
-    ds = data_mod.load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=max(cfg.n_test or 1, 1),
-                               balanced=cfg.balanced, classes=cfg.classes, data_dir=cfg.data_dir)
-    X, y = ds.X_train.to(device, dtype), ds.y_train.to(device)
-    if cfg.batch_size is not None and cfg.batch_size < len(y):
-        raise ValueError("replay needs a full-batch run (batch_size None or n_train)")
-    hn = hessian_n or cfg.hessian_n or len(y)
-    chunk = hessian_chunk if hessian_chunk is not None else cfg.hessian_chunk
-    loss_fn = LOSSES[cfg.loss]
-    model = models_mod.build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs()).to(device, dtype)
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    sched = optim_mod.make_schedule(cfg.lr, cfg.lr_schedule, steps_per_epoch=1)
-    opt = optim_mod.make_optimizer(cfg.optimizer, sched, **cfg.optimizer_kwargs)
-    state = opt.init(params)
-    beta1 = float(opt.hyper.get("beta1", 0.0)) if "beta2" in opt.hyper else float(opt.hyper.get("momentum", 0.0))
-    threshold = stability_threshold(cfg.lr, beta1)
-
-    last = int(run.epochs_run)
-    if run.status == "diverged":
-        last = int(run.diverged_epoch) - 1
-    table_loss = dict(zip(run.table["epoch"].astype(int), run.table["train_loss"].astype(float)))
-    wanted = sorted({int(e) for e in eval_epochs if 1 <= int(e) <= last})
-    out = ReplayResult([], [], [], threshold, [], 0.0)
-    v0 = None
-    mismatch = 0.0
-
-    def note_loss(epoch: int, value: float) -> None:
-        nonlocal mismatch
-        ref = table_loss.get(epoch)
-        if ref is not None and math.isfinite(ref) and math.isfinite(value):
-            mismatch = max(mismatch, abs(value - ref) / max(abs(ref), 1e-30))
-
-    for epoch in range(0, last + 1):
-        # θ_epoch is in the model; its loss (train mode = the loss the step uses)
-        loss = loss_fn(model(X), y)
-        lv = float(loss.detach())
-        note_loss(epoch, lv)
-        if epoch in wanted:
-            op = curvature.HessianOperator(model, loss_fn, (X[:hn], y[:hn]), chunk_size=chunk)
-            if "beta2" in opt.hyper:
-                r = preconditioned_sharpness(op, denominator(opt, state), tol=tol, seed=cfg.seed, v0=v0)
-                v0 = r.eigenvectors[:, 0]
-                out.p_sharpness.append(float(r.eigenvalues[0]))
-                out.clip_fraction.append(clip_fraction(opt, state))
-            else:
-                out.clip_fraction.append(0.0)
-                out.p_sharpness.append(float("nan"))
-            if plain or "beta2" not in opt.hyper:
-                rp = curvature.lanczos(op, 1, "LA", tol=tol, seed=cfg.seed)
-                out.sharpness.append(float(rp.eigenvalues[0]))
-            else:
-                out.sharpness.append(float("nan"))
-            out.n_matvec += op.n_matvec
-            op.release()
-            out.epochs.append(epoch)
-            out.loss.append(lv)
-        if epoch == last:
-            break
-        grads = torch.autograd.grad(loss, params)
-        new, state = opt.update(list(grads), state, params)
-        with torch.no_grad():
-            for p, q in zip(params, new):
-                p.copy_(q)
-        if "beta2" in opt.hyper:
-            root = float((denominator(_Unclipped(opt), state) - float(opt.hyper.get("eps", 0.0))).max())
-            out.max_root = root if not math.isfinite(out.max_root) else max(out.max_root, root)
-    out.max_loss_mismatch = mismatch
-    return out
+# --------------------------------------------------------------------------- summaries of a run
+def preconditioned_summary(table: Any) -> dict[str, float]:
+    r"""What a run's :class:`instab_lib.hooks.Preconditioned` columns say: ``max_ratio`` =
+    max over evaluations of ``p_sharpness / p_threshold`` (≥ 1: at the adaptive edge of
+    stability), ``max_clip_fraction`` (0: the clip never bound at an evaluation), ``max_root``
+    = the largest unclipped :math:`\sqrt{\hat v + \varepsilon_\mathrm{root}}` over every step
+    (a Clipped-Ada "UB" run with any ``c`` ≥ that of the Adam run takes exactly Adam's steps),
+    and ``n_evals``. NaN (0 evaluations) for a run without those columns."""
+    nan = float("nan")
+    if "p_sharpness" not in table:
+        return {"max_ratio": nan, "max_clip_fraction": nan, "max_root": nan, "n_evals": 0}
+    ev = table[table["p_sharpness"].notna()]
+    ratio = (ev["p_sharpness"] / ev["p_threshold"]).to_numpy(dtype=float)
+    roots = table["root_max"].to_numpy(dtype=float) if "root_max" in table else np.array([])
+    roots = roots[np.isfinite(roots)]
+    return {"max_ratio": float(ratio.max()) if ratio.size else nan,
+            "max_clip_fraction": float(ev["clip_fraction"].max()) if len(ev) else nan,
+            "max_root": float(roots.max()) if roots.size else nan, "n_evals": int(len(ev))}
 
 
 # --------------------------------------------------------------------------- spikes
@@ -493,17 +339,14 @@ def snapshot_sharpness(run: Any, epochs: Iterable[int], *, hessian_n: int | None
     Epochs without a snapshot (e.g. after an early stop) are skipped.
     """
     from . import curvature
-    from . import data as data_mod
-    from . import models as models_mod
-    from .train import LOSSES
+    from .losses import LOSSES
+    from .loop import init_run
 
     cfg = run.config
-    device, dtype = torch.device(cfg.device), getattr(torch, cfg.dtype)
-    ds = data_mod.load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=max(cfg.n_test or 1, 1),
-                               balanced=cfg.balanced, classes=cfg.classes, data_dir=cfg.data_dir)
-    hn = hessian_n or cfg.hessian_n or len(ds.y_train)
-    X, y = ds.X_train[:hn].to(device, dtype), ds.y_train[:hn].to(device)
-    model = models_mod.build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs()).to(device, dtype)
+    built, _ = init_run(cfg)
+    hn = hessian_n or cfg.hessian_n or len(built.train[1])
+    X, y = built.train[0][:hn], built.train[1][:hn]
+    model, device, dtype = built.model, X.device, X.dtype
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if not train_mode and has_bn:
         raise ValueError("snapshots keep no BatchNorm running statistics: the eval-mode Hessian needs them")

@@ -441,19 +441,3 @@ def claims_html(results: Sequence[ClaimResult], with_notebook: bool = True, link
         lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     lines.append("</tbody></table>")
     return "\n".join(lines)
-
-
-def check_positive(name: str, value: float | Sequence[float]) -> None:
-    """Raise ``ValueError`` unless ``value`` (or every element) is a finite number > 0."""
-    values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not values:
-        raise ValueError(f"{name} must not be empty")
-    for v in values:
-        if not isinstance(v, (int, float, np.integer, np.floating)) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"{name} must be positive and finite, got {v!r}")
-
-
-def check_int_at_least(name: str, value: int, minimum: int) -> None:
-    """Raise ``ValueError`` unless ``value`` is an integer ≥ ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

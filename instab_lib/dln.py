@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .claims import check_int_at_least, check_positive
+from .validation import check_int_at_least, check_positive
 
 
 @dataclass(frozen=True)

@@ -514,15 +514,11 @@ def run_loss(run_or_config: Any) -> LossOfTheta:
     loads them; all ``n_train`` images, not ``hessian_n``), on the CPU in the default
     dtype, so snapshots ``run.snapshot(t)["theta"]`` can be evaluated, sliced and
     differentiated."""
-    from . import data as data_mod
-    from .models import build_model
-    from .train import LOSSES
+    from .loop import init_run
 
     cfg = getattr(run_or_config, "config", run_or_config)
-    ds = data_mod.load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, balanced=cfg.balanced,
-                               classes=cfg.classes, data_dir=cfg.data_dir)
-    model = build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs())
-    return network_loss(model, LOSSES[cfg.loss], ds.X_train, ds.y_train)
+    run, _ = init_run(cfg.replace(device="cpu", dtype="float32"))
+    return network_loss(run.model, run.loss_fn, *run.train)
 
 
 def round_sig(x: float, digits: int = 2) -> float:

@@ -33,8 +33,35 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import seeding
+from .validation import integer
 
-__all__ = ["build_model", "MODELS", "count_parameters", "DiagonalLinearNet"]
+__all__ = ["build_model", "MODELS", "INPUTS", "data_kwargs", "count_parameters", "DiagonalLinearNet", "register"]
+
+#: Model names accepted by :func:`build_model` → builder (filled by :func:`register`).
+MODELS: dict[str, Callable[..., nn.Module]] = {}
+#: Model name → ``inputs(shape, n_classes) -> kwargs``: the builder arguments implied by a data
+#: set's input shape ``(C, H, W)`` and class count (each model declares its own).
+INPUTS: dict[str, Callable[[tuple[int, ...], int], dict[str, Any]]] = {}
+
+
+def register(name: str, inputs: Callable[[tuple[int, ...], int], dict[str, Any]] | None = None) -> Callable:
+    """Decorator: add a builder to :data:`MODELS` under ``name``, with the keyword arguments
+    its data implies (``inputs``; none for models without data, like the DLN)."""
+
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS[name] = fn
+        INPUTS[name] = inputs or (lambda shape, n_classes: {})
+        return fn
+
+    return deco
+
+
+def data_kwargs(name: str, shape: Sequence[int], n_classes: int) -> dict[str, Any]:
+    """The builder arguments of model ``name`` implied by inputs of ``shape`` (C, H, W) and
+    ``n_classes`` classes (e.g. ``input_dim`` and ``n_classes`` of the MLP)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
+    return dict(INPUTS[name](tuple(int(d) for d in shape), int(n_classes)))
 
 _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "relu": nn.ReLU,
@@ -52,9 +79,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def _positive_int(name: str, value: Any, *, allow_zero: bool = False) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int,)) or value < (0 if allow_zero else 1):
-        raise ValueError(f"{name} must be an integer ≥ {0 if allow_zero else 1}, got {value!r}")
-    return int(value)
+    return integer(name, value, 0 if allow_zero else 1)  # type: ignore[return-value]
 
 
 def _activation(name: str) -> nn.Module:
@@ -64,6 +89,7 @@ def _activation(name: str) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------- MLP
+@register("mlp", inputs=lambda shape, n: {"input_dim": math.prod(shape), "n_classes": n})
 def mlp(
     input_dim: int = 784,
     depth: int = 3,
@@ -89,12 +115,14 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+@register("linear", inputs=lambda shape, n: {"input_dim": math.prod(shape), "n_out": n})
 def linear(input_dim: int = 784, n_out: int = 10) -> nn.Sequential:
     """Flatten → Linear(input_dim → n_out): the depth-1 control (constant Hessian under MSE)."""
     return mlp(input_dim=input_dim, depth=0, n_classes=n_out)
 
 
 # ---------------------------------------------------------------------------- VGG
+@register("vgg", inputs=lambda shape, n: {"in_channels": shape[0], "n_classes": n, "image_size": shape[1]})
 def vgg(
     in_channels: int = 3,
     widths: Sequence[int] = (8, 16, 32),
@@ -176,6 +204,7 @@ class ResNet(nn.Module):
         return self.fc(h.mean(dim=(2, 3)))
 
 
+@register("resnet20", inputs=lambda shape, n: {"in_channels": shape[0], "n_classes": n})
 def resnet20(base_width: int = 8, in_channels: int = 3, n_classes: int = 10) -> ResNet:
     """ResNet20_base8_Identity_BN (REFERENCE §4.2): 3 stages × 3 blocks × 2 convs + stem + fc."""
     return ResNet(3, _positive_int("base_width", base_width),
@@ -201,6 +230,7 @@ class DiagonalLinearNet(nn.Module):
         return out if x is None else out * x
 
 
+@register("dln")
 def dln(depth: int = 2, init: Sequence[float] | None = None, dtype: str = "float64") -> DiagonalLinearNet:
     """``init`` gives θ₁…θ_D (default (−0.1, 10) for D = 2, the paper's toy); ``dtype``
     float64 by default (toys are run in float64)."""
@@ -217,16 +247,6 @@ def dln(depth: int = 2, init: Sequence[float] | None = None, dtype: str = "float
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return DiagonalLinearNet(init, dtype=getattr(torch, dtype))
-
-
-#: Model names accepted by :func:`build_model` → builder.
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "mlp": mlp,
-    "linear": linear,
-    "vgg": vgg,
-    "resnet20": resnet20,
-    "dln": dln,
-}
 
 
 def model_kwargs(name: str) -> dict[str, Any]:

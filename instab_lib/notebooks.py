@@ -109,7 +109,12 @@ def parse_value(text: str) -> Any:
 def resolve_parameters(
     notebook_id: str, preset: str = "default", overrides: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Parameters for a run: the preset's values updated by ``overrides``, all of them declared."""
+    """Parameters for a run: the preset's values updated by ``overrides``, all of them declared
+    and, together with the notebook's defaults, valid by the card's ``parameters:`` specs and
+    ``constraints:`` (:mod:`instab_lib.validation`). Raises :class:`NotebookError` with a
+    one-line reason before any kernel starts."""
+    from . import validation
+
     card = load_card(notebook_id)
     presets = card["presets"]
     if preset not in presets:
@@ -122,6 +127,12 @@ def resolve_parameters(
         raise NotebookError(
             f"{notebook_id}: parameter(s) {', '.join(unknown)} not declared; declared: {', '.join(declared)}"
         )
+    full = {**declared, **params}
+    try:
+        validation.check_parameters(card.get("parameters") or {}, full, notebook_id)
+        validation.check_constraints(card.get("constraints") or [], full, notebook_id)
+    except ValueError as exc:
+        raise NotebookError(str(exc)) from None
     return params
 
 

@@ -8,7 +8,8 @@ Every optimiser is an :class:`Optimizer` with two pure functions::
 Parameters may be tensors of any shape, including 0-d scalars and 1-d vectors, so the
 same code drives the toy problems (1-D quadratic, diagonal linear network) and the
 networks of the training loop. The optimisers are built from *transforms*, one idea each
-(``scale_by_adam``, ``clip_denominator`` …); a transform maps gradients to *updates*
+(``scale_by_momentum``, ``scale_by_adaptive``, ``clip_denominator`` …) with a typed
+state each (a ``NamedTuple``: :class:`RmsState`, :class:`AdaptiveState`, …); a transform maps gradients to *updates*
 (``u``) and the optimiser applies ``θ ← θ + u``.
 
 Formulas (element-wise, ``t`` = 1, 2, … counts updates, ``g_t`` = gradient at θ_{t−1},
@@ -35,13 +36,16 @@ The toy cells of the author's code use ``v₀ = (S w₀)²`` without bias correc
 from __future__ import annotations
 
 import inspect
-import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
 
 import torch
 from torch import Tensor
+
+from .validation import nonnegative as _check_nonneg
+from .validation import positive as _check_positive
+from .validation import unit_interval as _check_unit
 
 Params = list[Tensor]
 State = Any
@@ -51,9 +55,16 @@ __all__ = [
     "Optimizer",
     "Transform",
     "chain",
+    "EmptyState",
+    "TraceState",
+    "RmsState",
+    "FirstMomentState",
+    "ScheduleState",
+    "AdaptiveState",
     "scale_by_momentum",
     "scale_by_rms",
-    "scale_by_adam",
+    "scale_by_first_moment",
+    "scale_by_adaptive",
     "clip_denominator",
     "scale_by_schedule",
     "gd",
@@ -72,52 +83,72 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- checks
-def _check_positive(name: str, value: float) -> float:
-    """Return ``float(value)`` or raise ``ValueError`` unless it is finite and > 0."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return v
-
-
-def _check_unit(name: str, value: float, *, allow_zero: bool = True) -> float:
-    """Return ``float(value)`` or raise unless it lies in [0, 1) (or (0, 1))."""
-    v = float(value)
-    lo_ok = v >= 0 if allow_zero else v > 0
-    if not (lo_ok and v < 1):
-        raise ValueError(f"{name} must lie in {'[0' if allow_zero else '(0'}, 1), got {value!r}")
-    return v
-
-
-def _check_nonneg(name: str, value: float) -> float:
-    v = float(value)
-    if not math.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-    return v
-
-
 def _as_list(xs: Sequence[Tensor] | Tensor) -> Params:
     if isinstance(xs, Tensor):
         return [xs]
     return list(xs)
 
 
+# --------------------------------------------------------------------- states
+class EmptyState(NamedTuple):
+    """The state of a transform that keeps nothing (momentum μ = 0)."""
+
+
+class TraceState(NamedTuple):
+    """Heavy-ball buffer ``b_t`` (one tensor per parameter)."""
+
+    trace: tuple[Tensor, ...]
+
+
+class RmsState(NamedTuple):
+    """Second-moment EMA after ``count`` updates: ``nu = v_t`` (one tensor per parameter)."""
+
+    count: int
+    nu: tuple[Tensor, ...]
+
+
+class FirstMomentState(NamedTuple):
+    """First-moment EMA after ``count`` updates: ``mu = m_t`` (one tensor per parameter)."""
+
+    count: int
+    mu: tuple[Tensor, ...]
+
+
+class ScheduleState(NamedTuple):
+    """Steps taken so far (the index of the learning rate of the next step)."""
+
+    count: int
+
+
+class AdaptiveState(NamedTuple):
+    r"""State of :func:`scale_by_adaptive`: the two moments, and of the last step the
+    unclipped root ``root`` = :math:`\sqrt{\hat v_t + \varepsilon_\mathrm{root}}` and the
+    denominator ``denom`` = :math:`\mathrm{clip}(\text{root}) + \varepsilon` actually divided by
+    (empty tuples before the first update)."""
+
+    first: FirstMomentState
+    rms: RmsState
+    root: tuple[Tensor, ...]
+    denom: tuple[Tensor, ...]
+
+
 # --------------------------------------------------------------------- transforms
 @dataclass(frozen=True)
 class Transform:
     """A gradient transformation: ``init(params) -> state``,
-    ``update(updates, state, params) -> (updates, state)`` (both pure)."""
+    ``update(updates, state, params) -> (updates, state)`` (both pure), and optionally
+    ``preconditioner(state)``: the flat denominator :math:`D_t` of the last step (shape
+    ``(dim,)``) for adaptive transforms, ``None`` for the others."""
 
     init: Callable[[Params], State]
     update: Callable[[Params, State, Params], tuple[Params, State]]
+    preconditioner: Callable[[State], "Tensor | None"] = lambda state: None
+    unclipped_root: Callable[[State], "Tensor | None"] = lambda state: None
 
 
 def chain(*transforms: Transform) -> Transform:
-    """Compose transforms left to right; the state is the tuple of their states."""
+    """Compose transforms left to right; the state is the tuple of their states, and the
+    preconditioner (unclipped root) is that of the first transform that has one."""
 
     def init(params: Params) -> State:
         return tuple(t.init(params) for t in transforms)
@@ -129,7 +160,16 @@ def chain(*transforms: Transform) -> Transform:
             new_states.append(s)
         return updates, tuple(new_states)
 
-    return Transform(init, update)
+    def first_of(attr: str) -> Callable[[State], Tensor | None]:
+        def get(state: State) -> Tensor | None:
+            for t, s in zip(transforms, state):
+                d = getattr(t, attr)(s)
+                if d is not None:
+                    return d
+            return None
+        return get
+
+    return Transform(init, update, first_of("preconditioner"), first_of("unclipped_root"))
 
 
 def scale_by_momentum(momentum: float) -> Transform:
@@ -137,13 +177,13 @@ def scale_by_momentum(momentum: float) -> Transform:
     mu = _check_unit("momentum", momentum)
 
     def init(params: Params) -> State:
-        return {"trace": [torch.zeros_like(p) for p in params]} if mu > 0 else {}
+        return TraceState(tuple(torch.zeros_like(p) for p in params)) if mu > 0 else EmptyState()
 
     def update(updates: Params, state: State, params: Params) -> tuple[Params, State]:
         if mu == 0:
             return updates, state
-        trace = [mu * b + g for b, g in zip(state["trace"], updates)]
-        return trace, {"trace": trace}
+        trace = [mu * b + g for b, g in zip(state.trace, updates)]
+        return trace, TraceState(tuple(trace))
 
     return Transform(init, update)
 
@@ -151,30 +191,19 @@ def scale_by_momentum(momentum: float) -> Transform:
 def scale_by_rms(
     beta2: float = 0.99,
     *,
-    bias_correction: bool = True,
-    eps_root: float = 0.0,
     nu_init: float = 0.0,
 ) -> Transform:
-    """Second-moment EMA; returns ``g_t`` unchanged and keeps the root ``r_t`` in state.
-
-    ``v_t = β₂ v_{t−1} + (1−β₂) g_t²``, ``v̂_t = v_t/(1−β₂ᵗ)`` (or ``v_t`` without bias
-    correction), ``r_t = √(v̂_t + ε_root)`` (in ``state["root"]``). The division by the
-    denominator is done by the Adam/RMSProp transform so that clipping
-    (:func:`clip_denominator`) can act on ``r_t`` in between. ``v₀ = nu_init``.
-    """
+    """Second-moment EMA ``v_t = β₂ v_{t−1} + (1−β₂) g_t²`` with ``v₀ = nu_init``; returns
+    ``g_t`` unchanged (the division is done by :func:`scale_by_adaptive`)."""
     b2 = _check_unit("beta2", beta2)
-    eps_root = _check_nonneg("eps_root", eps_root)
     nu_init = _check_nonneg("nu_init", nu_init)
 
     def init(params: Params) -> State:
-        return {"count": 0, "nu": [torch.full_like(p, nu_init) for p in params]}
+        return RmsState(0, tuple(torch.full_like(p, nu_init) for p in params))
 
     def update(updates: Params, state: State, params: Params) -> tuple[Params, State]:
-        count = state["count"] + 1
-        nu = [b2 * v + (1 - b2) * g * g for v, g in zip(state["nu"], updates)]
-        corr = 1 - b2**count if bias_correction else 1.0
-        root = [torch.sqrt(v / corr + eps_root) for v in nu]
-        return updates, {"count": count, "nu": nu, "root": root}
+        nu = [b2 * v + (1 - b2) * g * g for v, g in zip(state.nu, updates)]
+        return updates, RmsState(state.count + 1, tuple(nu))
 
     return Transform(init, update)
 
@@ -186,15 +215,15 @@ def scale_by_first_moment(beta1: float = 0.9, *, bias_correction: bool = True) -
     b1 = _check_unit("beta1", beta1)
 
     def init(params: Params) -> State:
-        return {"count": 0, "mu": [torch.zeros_like(p) for p in params]}
+        return FirstMomentState(0, tuple(torch.zeros_like(p) for p in params))
 
     def update(updates: Params, state: State, params: Params) -> tuple[Params, State]:
         if b1 == 0:
-            return updates, {"count": state["count"] + 1, "mu": state["mu"]}
-        count = state["count"] + 1
-        mu = [b1 * m + (1 - b1) * g for m, g in zip(state["mu"], updates)]
+            return updates, FirstMomentState(state.count + 1, state.mu)
+        count = state.count + 1
+        mu = [b1 * m + (1 - b1) * g for m, g in zip(state.mu, updates)]
         corr = 1 - b1**count if bias_correction else 1.0
-        return [m / corr for m in mu], {"count": count, "mu": mu}
+        return [m / corr for m in mu], FirstMomentState(count, tuple(mu))
 
     return Transform(init, update)
 
@@ -218,16 +247,20 @@ def scale_by_schedule(schedule: Schedule | float) -> Transform:
     sched = constant(schedule) if not callable(schedule) else schedule
 
     def init(params: Params) -> State:
-        return {"count": 0}
+        return ScheduleState(0)
 
     def update(updates: Params, state: State, params: Params) -> tuple[Params, State]:
-        lr = float(sched(state["count"]))
-        return [-lr * u for u in updates], {"count": state["count"] + 1}
+        lr = float(sched(state.count))
+        return [-lr * u for u in updates], ScheduleState(state.count + 1)
 
     return Transform(init, update)
 
 
-def _adaptive(
+def _flat(ts: Sequence[Tensor]) -> Tensor | None:
+    return torch.cat([t.reshape(-1) for t in ts]) if ts else None
+
+
+def scale_by_adaptive(
     beta1: float,
     beta2: float,
     eps: float,
@@ -236,24 +269,31 @@ def _adaptive(
     nu_init: float,
     clip: Callable[[Params], Params] | None,
 ) -> Transform:
-    """``m̂_t / (clip(√(v̂_t + ε_root)) + ε)``: Adam (β₁ > 0) or RMSProp (β₁ = 0)."""
+    r"""``m̂_t / D_t`` with ``D_t = clip(√(v̂_t + ε_root)) + ε``, ``v̂_t = v_t/(1−β₂ᵗ)`` (or
+    ``v_t`` without bias correction): Adam (β₁ > 0), RMSProp (β₁ = 0), Clipped-Ada (``clip``).
+
+    Its :attr:`Transform.preconditioner` is the flat ``D_t`` of the last step, its
+    ``unclipped_root`` the flat ``√(v̂_t + ε_root)`` (read from the state, not re-derived)."""
     eps = _check_nonneg("eps", eps)
+    eps_root = _check_nonneg("eps_root", eps_root)
+    b2 = _check_unit("beta2", beta2)
     first = scale_by_first_moment(beta1, bias_correction=bias_correction)
-    rms = scale_by_rms(beta2, bias_correction=bias_correction, eps_root=eps_root, nu_init=nu_init)
+    rms = scale_by_rms(b2, nu_init=nu_init)
 
     def init(params: Params) -> State:
-        return {"first": first.init(params), "rms": rms.init(params)}
+        return AdaptiveState(first.init(params), rms.init(params), (), ())
 
     def update(updates: Params, state: State, params: Params) -> tuple[Params, State]:
-        _, rms_state = rms.update(updates, state["rms"], params)
-        m_hat, first_state = first.update(updates, state["first"], params)
-        root = rms_state.pop("root")
-        if clip is not None:
-            root = clip(root)
-        out = [m / (r + eps) for m, r in zip(m_hat, root)]
-        return out, {"first": first_state, "rms": rms_state}
+        _, rms_state = rms.update(updates, state.rms, params)
+        m_hat, first_state = first.update(updates, state.first, params)
+        corr = 1 - b2**rms_state.count if bias_correction else 1.0
+        root = [torch.sqrt(v / corr + eps_root) for v in rms_state.nu]
+        clipped = clip(root) if clip is not None else root
+        denom = [r + eps for r in clipped]
+        out = [m / (r + eps) for m, r in zip(m_hat, clipped)]
+        return out, AdaptiveState(first_state, rms_state, tuple(root), tuple(denom))
 
-    return Transform(init, update)
+    return Transform(init, update, lambda state: _flat(state.denom), lambda state: _flat(state.root))
 
 
 # --------------------------------------------------------------------- optimisers
@@ -289,6 +329,34 @@ class Optimizer:
     def lr_at(self, step: int) -> float:
         return float(self.schedule(step))
 
+    def preconditioner(self, state: State) -> Tensor | None:
+        r"""The flat denominator :math:`D_t` (shape ``(dim,)``) that divided the last step of an
+        adaptive optimiser (Adam, RMSProp, Clipped-Ada); ``None`` for GD and before the first
+        update. The preconditioned sharpness is :math:`\lambda_{\max}(D^{-1/2} H D^{-1/2})`."""
+        return self.transform.preconditioner(state)
+
+    def unclipped_root(self, state: State) -> Tensor | None:
+        r"""The flat :math:`\sqrt{\hat v_t + \varepsilon_\mathrm{root}}` of the last step before any
+        clip (``None`` for GD): where it stays ≤ c, Clipped-Ada "UB" takes Adam's step."""
+        return self.transform.unclipped_root(state)
+
+    def clip_fraction(self, state: State) -> float:
+        r"""Fraction of coordinates where the Clipped-Ada clip bound at the last step
+        (UB: :math:`\sqrt{\hat v} > c`; LB: :math:`\sqrt{\hat v} < c`); 0 without a clip."""
+        root = self.unclipped_root(state)
+        if root is None or "c" not in self.hyper:
+            return 0.0
+        c = float(self.hyper["c"])
+        bind = root > c if str(self.hyper.get("mode", "UB")).upper() == "UB" else root < c
+        return float(bind.double().mean())
+
+    @property
+    def momentum(self) -> tuple[str, float]:
+        """``("ema", β₁)`` for the adaptive optimisers, ``("heavy_ball", μ)`` for GD."""
+        if "beta2" in self.hyper:
+            return "ema", float(self.hyper.get("beta1", 0.0))
+        return "heavy_ball", float(self.hyper.get("momentum", 0.0))
+
 
 def _schedule_of(lr: float | Schedule) -> Schedule:
     if callable(lr):
@@ -318,7 +386,7 @@ def rmsprop(
 ) -> Optimizer:
     """RMSProp with bias correction: ``θ_t = θ_{t−1} − η_t g_t / (√(v̂_t + ε_root) + ε)``."""
     sched = _schedule_of(lr)
-    t = chain(_adaptive(0.0, beta2, eps, eps_root, bias_correction, nu_init, None),
+    t = chain(scale_by_adaptive(0.0, beta2, eps, eps_root, bias_correction, nu_init, None),
               scale_by_schedule(sched))
     hyper = {"lr": _lr_repr(lr), "beta2": beta2, "eps": eps, "eps_root": eps_root,
              "bias_correction": bias_correction, "nu_init": nu_init}
@@ -337,7 +405,7 @@ def adam(
 ) -> Optimizer:
     """Adam: ``θ_t = θ_{t−1} − η_t m̂_t / (√(v̂_t + ε_root) + ε)`` (β₂ = 0.99 as in §5.2)."""
     sched = _schedule_of(lr)
-    t = chain(_adaptive(beta1, beta2, eps, eps_root, bias_correction, nu_init, None),
+    t = chain(scale_by_adaptive(beta1, beta2, eps, eps_root, bias_correction, nu_init, None),
               scale_by_schedule(sched))
     hyper = {"lr": _lr_repr(lr), "beta1": beta1, "beta2": beta2, "eps": eps,
              "eps_root": eps_root, "bias_correction": bias_correction, "nu_init": nu_init}
@@ -380,8 +448,8 @@ def clipped_ada(
       a per-coordinate step ``η·min(1, |m̂|/c)``-or-larger, never smaller than GD at η/c.
     """
     sched = _schedule_of(lr)
-    t = chain(_adaptive(beta1, beta2, eps, eps_root, bias_correction, nu_init,
-                        clip_denominator(c, mode)),
+    t = chain(scale_by_adaptive(beta1, beta2, eps, eps_root, bias_correction, nu_init,
+                                clip_denominator(c, mode)),
               scale_by_schedule(sched))
     hyper = {"lr": _lr_repr(lr), "c": float(c), "mode": mode.upper(), "beta1": beta1,
              "beta2": beta2, "eps": eps, "eps_root": eps_root,

@@ -26,6 +26,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -34,6 +35,10 @@ __all__ = ["code_fingerprint", "run_fingerprint", "library_fingerprint", "import
 
 #: Modules that cannot change a computed number (progress bars); left out of run keys.
 PRESENTATION_MODULES = frozenset({"progress"})
+
+# CPython 3.11's ast module is not safe to use from several threads at once (a Dask worker
+# runs tasks in threads: "SystemError: AST constructor recursion depth mismatch").
+_AST_LOCK = threading.Lock()
 
 
 def _package_dir() -> Path:
@@ -62,8 +67,10 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 @functools.lru_cache(maxsize=None)
 def _module_digest(path: str, mtime_ns: int, size: int) -> str:
     source = Path(path).read_text()
-    tree = _strip_docstrings(ast.parse(source))
-    return hashlib.sha256(ast.dump(tree, include_attributes=False).encode()).hexdigest()
+    with _AST_LOCK:
+        tree = _strip_docstrings(ast.parse(source))
+        dump = ast.dump(tree, include_attributes=False)
+    return hashlib.sha256(dump.encode()).hexdigest()
 
 
 def module_digest(name: str) -> str:
@@ -76,8 +83,16 @@ def module_digest(name: str) -> str:
 def _imports_of(name: str) -> set[str]:
     """The package's own modules that ``instab_lib/<name>.py`` imports anywhere (also inside
     functions): ``from . import a, b``, ``from .a import x``, ``import instab_lib.a``."""
-    tree = ast.parse(_module_path(name).read_text())
-    known = set(library_modules())
+    p = _module_path(name)
+    st = p.stat()
+    return set(_imports_cached(str(p), st.st_mtime_ns, st.st_size, tuple(library_modules())))
+
+
+@functools.lru_cache(maxsize=None)
+def _imports_cached(path: str, mtime_ns: int, size: int, modules: tuple[str, ...]) -> frozenset[str]:
+    with _AST_LOCK:
+        tree = ast.parse(Path(path).read_text())
+    known = set(modules)
     out: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -96,7 +111,7 @@ def _imports_of(name: str) -> set[str]:
                 parts = a.name.split(".")
                 if parts[0] == "instab_lib" and len(parts) > 1:
                     out.add(parts[1])
-    return {m for m in out if m in known}
+    return frozenset(m for m in out if m in known)
 
 
 def import_closure(roots: Iterable[str]) -> list[str]:

@@ -42,7 +42,7 @@ import numpy as np
 from scipy import stats
 
 from . import seeding
-from .claims import check_int_at_least, check_positive
+from .validation import check_int_at_least, check_positive
 
 __all__ = [
     "measured_gamma_u",

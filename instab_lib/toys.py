@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .claims import check_int_at_least, check_positive
+from .validation import check_int_at_least, check_positive
 
 __all__ = [
     "Quadratic",

@@ -71,22 +71,6 @@ n_starts_mlp = 3  # further start vectors per seed at author_order
 threads = 1
 
 # %%
-claims.check_positive("outliers", outliers)
-claims.check_positive("half_width", half_width)
-claims.check_positive("lr", lr)
-claims.check_positive("ref_tol", ref_tol)
-claims.check_int_at_least("n_bulk", n_bulk, 1)
-claims.check_int_at_least("author_order", author_order, 10)
-claims.check_int_at_least("max_order", max_order, author_order)
-claims.check_int_at_least("n_starts_diag", n_starts_diag, 1)
-claims.check_int_at_least("n_starts_mlp", n_starts_mlp, 0)
-claims.check_int_at_least("epochs", epochs, 1)
-claims.check_int_at_least("n_train", n_train, 10)
-claims.check_int_at_least("threads", threads, 1)
-if len(seeds) < 5 or len(set(seeds)) != len(seeds):
-    raise ValueError(f"seeds must hold at least 5 distinct seeds (the claims are over seeds), got {seeds!r}")
-if max_order > len(outliers) + n_bulk:
-    raise ValueError(f"max_order {max_order} exceeds the dimension {len(outliers) + n_bulk} of the diagonal example")
 torch.set_num_threads(threads)
 rec = claims.Recorder("author_lanczos")
 orders = list(range(1, max_order + 1))

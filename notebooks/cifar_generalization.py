@@ -63,27 +63,6 @@ collapse_acc = 0.12  # a run ending below this train accuracy counts as collapse
 paper_scale = False  # True in the paper preset: the claim then asks for a positive margin, not "within noise"
 
 # %%
-claims.check_int_at_least("n_train", n_train, 1000)
-claims.check_int_at_least("n_test", n_test, 100)
-for name, v in [("vgg_etas", vgg_etas), ("resnet_etas", resnet_etas), ("eig_tol", eig_tol)]:
-    claims.check_positive(name, v)
-for name, v in [("vgg_epochs", vgg_epochs), ("resnet_epochs", resnet_epochs), ("n_spectra", n_spectra),
-                ("hessian_n", hessian_n), ("hessian_chunk", hessian_chunk)]:
-    claims.check_int_at_least(name, v, 1)
-claims.check_int_at_least("warmup_steps", warmup_steps, 0)
-if not 0 <= collapse_acc < 1:
-    raise ValueError(f"collapse_acc must lie in [0, 1), got {collapse_acc!r}")
-if n_train % 10:
-    raise ValueError(f"n_train must be a multiple of 10 (balanced subset), got {n_train}")
-if batch_size is not None and not 1 <= batch_size <= n_train:
-    raise ValueError(f"batch_size must lie in [1, n_train] or be None, got {batch_size!r}")
-if hessian_n > n_train:
-    raise ValueError(f"hessian_n {hessian_n} exceeds n_train {n_train}")
-for name, etas in [("vgg_etas", vgg_etas), ("resnet_etas", resnet_etas)]:
-    if len(set(etas)) < 2:
-        raise ValueError(f"{name} needs at least two learning rates (one each side of the limit), got {etas!r}")
-if not vgg_seeds or not resnet_seeds:
-    raise ValueError("give at least one seed per architecture")
 ARCHS = {
     "vgg": {"label": "VGG10_base8_BN", "etas": sorted(vgg_etas), "seeds": list(vgg_seeds), "epochs": vgg_epochs},
     "resnet20": {"label": "ResNet20_base8 (BN)", "etas": sorted(resnet_etas), "seeds": list(resnet_seeds),

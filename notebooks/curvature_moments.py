@@ -54,13 +54,6 @@ spike_window = 10
 min_spike_length = 3
 
 # %%
-claims.check_positive("limit_etas", limit_etas)
-claims.check_positive("eta_factor", eta_factor)
-claims.check_positive("fd_step", fd_step)
-claims.check_int_at_least("epochs", epochs, 20)
-claims.check_int_at_least("n_spikes", n_spikes, 1)
-if not (len(moment_window) == 2 and 1 <= moment_window[0] < moment_window[1] <= epochs):
-    raise ValueError(f"moment_window must be [first, last] inside [1, epochs], got {moment_window}")
 rec = claims.Recorder("curvature_moments")
 
 # %%

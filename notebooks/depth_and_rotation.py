@@ -54,17 +54,6 @@ control_multiplier = 1.05  # control learning rate η = m · 2/S₀
 control_steps = 100  # GD steps of the control episode
 
 # %%
-claims.check_positive("multipliers", multipliers)
-claims.check_positive("control_multiplier", control_multiplier)
-for name, v, lo in [("episode_steps", episode_steps, 1), ("check_points", check_points, 1),
-                    ("control_n", control_n, 2), ("control_steps", control_steps, 1), ("seed", seed, 0)]:
-    claims.check_int_at_least(name, v, lo)
-if not depths or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in depths):
-    raise ValueError(f"depths must be integers >= 1, got {depths!r}")
-if sharp0 == 0:
-    raise ValueError("sharp0 must be non-zero (θ₁ = 0 is the minimum itself: nothing happens)")
-if min(multipliers) >= 1:
-    raise ValueError("multipliers needs one stable reference m < 1")
 rec = claims.Recorder("depth_and_rotation")
 
 # %% [markdown]

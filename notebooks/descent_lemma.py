@@ -43,12 +43,6 @@ etas_unstable = [0.102, 0.105, 0.11, 0.12]  # 2/λ₁ < η < 2/λ₂: unstable a
 steps = 60  # GD steps per run
 
 # %%
-claims.check_positive("eigenvalues", eigenvalues)
-claims.check_positive("etas_stable", etas_stable)
-claims.check_positive("etas_unstable", etas_unstable)
-claims.check_int_at_least("steps", steps, 3)
-if len(w0) != len(eigenvalues):
-    raise ValueError(f"w0 needs {len(eigenvalues)} coordinates, got {w0!r}")
 rec = claims.Recorder("descent_lemma")
 
 # %% [markdown]

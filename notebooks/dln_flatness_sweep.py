@@ -50,18 +50,6 @@ cosine_window = 400  # consecutive-cosine minimum taken over the first steps (§
 regular_up_to = 0.015  # the sweep claims steady flattening at least up to this η
 
 # %%
-claims.check_positive("eta_min", eta_min)
-claims.check_positive("eta_max", eta_max)
-claims.check_positive("table_etas", table_etas)
-claims.check_positive("trace_etas", trace_etas)
-claims.check_positive("regular_up_to", regular_up_to)
-claims.check_int_at_least("n_etas", n_etas, 2)
-claims.check_int_at_least("steps", steps, 1)
-claims.check_int_at_least("cosine_window", cosine_window, 2)
-if not eta_min < eta_max:
-    raise ValueError(f"need eta_min < eta_max, got {eta_min}, {eta_max}")
-if len(theta0) != 2:
-    raise ValueError(f"theta0 must hold the two DLN parameters, got {theta0!r}")
 rec = claims.Recorder("dln_flatness_sweep")
 
 # %% [markdown]

@@ -47,12 +47,6 @@ cosine_window = 400  # steps over which consecutive eigenvector cosines are comp
 amplify = 77.0  # amplification of the flat-direction (θ₂) component in the orientation map (author's code)
 
 # %%
-claims.check_positive("etas", etas)
-claims.check_int_at_least("steps", steps, 1)
-claims.check_int_at_least("cosine_window", cosine_window, 2)
-claims.check_positive("amplify", amplify)
-if len(theta0) != 2:
-    raise ValueError(f"theta0 must hold the two DLN parameters, got {theta0!r}")
 rec = claims.Recorder("dln_rotations")
 
 # %% [markdown]

@@ -62,17 +62,6 @@ slq_probes = 4
 slq_order = 50
 
 # %%
-claims.check_positive("limit_etas", limit_etas)
-claims.check_positive("eta_factor", eta_factor)
-claims.check_positive("small_factor", small_factor)
-claims.check_positive("alpha", alpha)
-claims.check_positive("sane_c", sane_c)
-claims.check_int_at_least("epochs", epochs, 20)
-claims.check_int_at_least("every", every, 1)
-claims.check_int_at_least("slq_probes", slq_probes, 2)
-claims.check_int_at_least("slq_order", slq_order, 5)
-if epochs % every:
-    raise ValueError(f"epochs ({epochs}) must be a multiple of every ({every})")
 rec = claims.Recorder("effective_parameters")
 
 # %%

@@ -57,14 +57,6 @@ spike_window = 10
 min_spike_length = 3
 
 # %%
-claims.check_positive("limit_etas", limit_etas)
-claims.check_positive("eta_factor", eta_factor)
-claims.check_positive("small_factor", small_factor)
-claims.check_int_at_least("epochs", epochs, 20)
-claims.check_int_at_least("n_spikes", n_spikes, 1)
-claims.check_int_at_least("after", after, 1)
-claims.check_int_at_least("reduce_after", reduce_after, 2)
-claims.check_int_at_least("min_spike_length", min_spike_length, 1)
 rec = claims.Recorder("eigenvector_rotation")
 
 # %%

@@ -68,19 +68,6 @@ mlp_epochs = 150  # full-batch GD epochs per seed, λ₁ every epoch
 mlp_seeds = [0, 1, 2]  # seeds of the correlation check
 
 # %%
-for name, v in [("eta", eta), ("u", u), ("u_grid", u_grid), ("dln_eta", dln_eta)]:
-    claims.check_positive(name, v)
-claims.check_int_at_least("steps", steps, 2)
-claims.check_int_at_least("n_paths", n_paths, 101)
-claims.check_int_at_least("seed", seed, 0)
-claims.check_positive("mlp_eta", mlp_eta)
-claims.check_int_at_least("mlp_epochs", mlp_epochs, 10)
-if not mlp_seeds or any(not isinstance(s_, int) or s_ < 0 for s_ in mlp_seeds):
-    raise ValueError(f"mlp_seeds must be a non-empty list of non-negative integers, got {mlp_seeds!r}")
-if not 0 < level < 1:
-    raise ValueError(f"level must lie in (0, 1), got {level!r}")
-if sigma < 0:
-    raise ValueError(f"sigma must be >= 0, got {sigma!r}")
 rec = claims.Recorder("flatness_theory")
 
 # %% [markdown]

@@ -55,14 +55,6 @@ n_test = 2000  # first n test images (the validation set)
 executor = None  # None: local processes (or one after the other); or a Dask scheduler address
 
 # %%
-claims.check_positive("etas", etas)
-claims.check_int_at_least("epochs", epochs, 1)
-claims.check_int_at_least("eval_every", eval_every, 1)
-claims.check_int_at_least("n_test", n_test, 1)
-if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-    raise ValueError(f"seeds must hold at least two distinct seeds (error bars), got {seeds!r}")
-if len(set(etas)) < 3:
-    raise ValueError(f"etas must hold at least three distinct learning rates, got {etas!r}")
 base = gen.goldilocks_config(epochs=epochs, target_train_acc=target_train_acc, eval_every=eval_every, n_test=n_test)
 rec = claims.Recorder("goldilocks")
 

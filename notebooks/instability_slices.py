@@ -58,15 +58,6 @@ spike_rel = 0.02  # loss-spike definition, as in phases_of_training
 spike_window = 10
 
 # %%
-claims.check_positive("limit_etas", limit_etas)
-claims.check_positive("eta_factor", eta_factor)
-claims.check_int_at_least("epochs", epochs, 20)
-claims.check_int_at_least("n_snapshots", n_snapshots, 2)
-claims.check_int_at_least("hutchinson_samples", hutchinson_samples, 2)
-claims.check_int_at_least("hutchinson_power", hutchinson_power, 1)
-claims.check_int_at_least("min_episode_length", min_episode_length, 1)
-if 0.0 not in offsets or len(offsets) < 3:
-    raise ValueError("offsets must contain 0 (the current parameters) and at least 3 points")
 rec = claims.Recorder("instability_slices")
 
 # %%

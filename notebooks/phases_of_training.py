@@ -53,14 +53,6 @@ spike_rel = 0.02  # a loss spike: loss > (1 + spike_rel) × its minimum over the
 spike_window = 10
 
 # %%
-claims.check_positive("limit_etas", limit_etas)
-claims.check_positive("eta_factor", eta_factor)
-claims.check_int_at_least("limit_epochs", limit_epochs, 10)
-claims.check_int_at_least("limit_eval_every", limit_eval_every, 1)
-claims.check_int_at_least("epochs", epochs, 20)
-claims.check_int_at_least("onset_margin", onset_margin, 0)
-claims.check_positive("spike_rel", spike_rel)
-claims.check_int_at_least("spike_window", spike_window, 1)
 rec = claims.Recorder("phases_of_training")
 
 # %% [markdown]

@@ -54,16 +54,6 @@ eval_every = 10  # sharpness every 10 epochs (stable after the reduction, so it 
 n_test = 200  # test images (not used by the claim)
 
 # %%
-claims.check_positive("limit_etas", limit_etas)
-claims.check_positive("mse_limit_etas", mse_limit_etas)
-claims.check_positive("eta0_factors", eta0_factors)
-claims.check_positive("small_factor", small_factor)
-claims.check_int_at_least("epochs", epochs, 20)
-claims.check_int_at_least("eval_every", eval_every, 1)
-if len(reduce_epochs) < 2 or max(reduce_epochs) >= epochs or min(reduce_epochs) < 1:
-    raise ValueError(f"need ≥ 2 reduction epochs in [1, epochs), got {reduce_epochs}")
-if len(eta0_factors) < 2 or not seeds or not mse_seeds:
-    raise ValueError("need ≥ 2 values of η₀ and at least one seed for each loss")
 rec = claims.Recorder("progressive_flattening")
 
 # %%

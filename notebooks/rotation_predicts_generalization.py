@@ -57,17 +57,6 @@ n_boot = 2000  # bootstrap resamples of the pooled runs
 executor = None  # None: local processes (or one after the other); or a Dask scheduler address
 
 # %%
-claims.check_positive("etas", etas)
-claims.check_int_at_least("epochs", epochs, 1)
-claims.check_int_at_least("eval_every", eval_every, 1)
-claims.check_int_at_least("n_test", n_test, 1)
-claims.check_int_at_least("n_boot", n_boot, 1)
-if not 0 <= min_abs < 1:
-    raise ValueError(f"min_abs must lie in [0, 1), got {min_abs!r}")
-if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-    raise ValueError(f"seeds must hold at least two distinct seeds (a spread), got {seeds!r}")
-if len(set(etas)) < 4:
-    raise ValueError(f"etas must hold at least four learning rates (a rank correlation per seed), got {etas!r}")
 base = gen.goldilocks_config(epochs=epochs, target_train_acc=target_train_acc, eval_every=eval_every, n_test=n_test)
 rec = claims.Recorder("rotation_predicts_generalization")
 

@@ -54,17 +54,6 @@ n_test = 2000  # first n test images
 executor = None  # None: local processes (or one after the other); or a Dask scheduler address
 
 # %%
-claims.check_int_at_least("epochs", epochs, 1)
-claims.check_int_at_least("eval_every", eval_every, 1)
-claims.check_int_at_least("n_test", n_test, 1)
-claims.check_positive("etas", etas)
-claims.check_positive("batch_sizes", batch_sizes)
-if len(etas) < 2 or len(set(etas)) != len(etas):
-    raise ValueError(f"etas must hold at least two distinct learning rates to compare, got {etas!r}")
-if any(int(b) != b or b > 1000 for b in batch_sizes):
-    raise ValueError(f"batch sizes must be integers ≤ 1000 (the training set), got {batch_sizes!r}")
-if len(seeds) < 1:
-    raise ValueError("seeds must not be empty")
 base = TrainConfig(dataset="fashion-mnist", n_train=1000, n_test=n_test, model="mlp", loss="ce", optimizer="gd",
                    epochs=epochs, target_train_acc=target_train_acc, eval_every=eval_every, k_top=1)
 rec = claims.Recorder("sgd_flattening")

@@ -54,11 +54,6 @@ spike_window = 10
 min_spike_length = 3
 
 # %%
-claims.check_positive("limit_etas", limit_etas)
-claims.check_positive("sigma", sigma)
-claims.check_int_at_least("slq_probes", slq_probes, 2)
-claims.check_int_at_least("slq_order", slq_order, 5)
-claims.check_int_at_least("epochs", epochs, 20)
 rec = claims.Recorder("spectral_density")
 
 # %%

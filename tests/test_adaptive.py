@@ -91,13 +91,13 @@ def test_denominator_is_the_step_the_optimizer_took(name, kw):
     if b1 == 0:
         m_hat = grad(th4)
     else:
-        mu = st5[0]["first"]["mu"][0]
+        mu = st5[0].first.mu[0]
         m_hat = mu / (1 - b1 ** 5)
     assert torch.allclose(th5 - th4, -eta * m_hat / d, rtol=1e-12, atol=1e-15)
     if "c" in kw and kw["c"] < 1:
         assert float(d.max()) <= kw["c"] + 1e-8 + 1e-15
     # fraction of coordinates where the clip binds, against the unclipped root
-    nu = st5[0]["rms"]["nu"][0]
+    nu = st5[0].rms.nu[0]
     root = torch.sqrt(nu / (1 - opt.hyper["beta2"] ** 5))
     frac = adaptive.clip_fraction(opt, st5)
     if "c" not in kw:
@@ -164,24 +164,49 @@ def test_summaries():
     assert math.isnan(b["best_below"]) and math.isnan(b["margin"])
 
 
-def test_replay_reproduces_a_full_batch_run(tmp_path):
+def test_preconditioned_sharpness_recorded_in_training_matches_dense(fake_fmnist):
+    """The Preconditioned hook's λ_max(D^{-1/2} H D^{-1/2}) equals the dense value, with D recovered
+    from the step the optimiser took (RMS-UB: β₁ = 0, so θ_t − θ_{t−1} = −η g_{t−1} / D_t), in
+    full-batch and minibatch runs (the optimiser state is read during training, no replay)."""
+    from instab_lib import loop
     from instab_lib.train import TrainConfig, train
 
-    cfg = TrainConfig(dataset="fashion-mnist", n_train=100, n_test=20, model="mlp",
-                      model_kwargs={"width": 8, "depth": 1}, optimizer="adam_ub",
-                      optimizer_kwargs={"c": 0.01}, lr=5e-3, epochs=12, eval_every=0,
-                      target_train_acc=None)
-    try:
-        run = train(cfg, cache_dir=tmp_path, progress=False)
-    except FileNotFoundError:
-        pytest.skip("Fashion-MNIST not available")
-    rep = adaptive.replay(run, [1, 6, 12], hessian_n=50)
-    assert rep.epochs == [1, 6, 12]
-    assert rep.max_loss_mismatch < 1e-6
-    assert rep.threshold == pytest.approx(38 / 5e-3)
-    assert all(p > 0 for p in rep.p_sharpness)
-    with pytest.raises(ValueError):
-        adaptive.replay(train(cfg.replace(batch_size=50, epochs=1), cache_dir=tmp_path, progress=False), [1])
+    for bs in (None, 20):
+        cfg = TrainConfig(dataset="fashion-mnist", data_dir=fake_fmnist, n_train=40, n_test=0, model="mlp",
+                          model_kwargs={"width": 3, "depth": 1}, optimizer="rms_ub", optimizer_kwargs={"c": 0.05},
+                          lr=2e-3, epochs=3, eval_every=0, target_train_acc=None, precond_every=3,
+                          precond_tol=1e-10, dtype="float64", batch_size=bs, snapshot_epochs=(3,))
+        res = train(cfg, use_cache=False, progress=False)
+        row = res.table.set_index("epoch").loc[3]
+        # rebuild θ along the run to get θ_{t-1}, θ_t and the last gradient
+        run, state = loop.init_run(cfg)
+        thetas = []
+        while state.epoch < 3:
+            thetas.append(loop.flat_parameters(run))
+            state, _ = loop.run_epoch(run, state, on_step=lambda r, s: thetas.append(loop.flat_parameters(r)))
+        theta_prev, theta_t = thetas[-2], loop.flat_parameters(run)
+        assert torch.equal(theta_t, torch.cat([p.reshape(-1) for p in run.params]))
+        d = run.optimizer.preconditioner(state.opt_state)
+        model = run.model
+        H = curvature.dense_hessian(model, run.loss_fn, run.hessian)
+        Dm = torch.diag(d.rsqrt())
+        dense = torch.linalg.eigvalsh(Dm @ H @ Dm).max().item()
+        assert row["p_sharpness"] == pytest.approx(dense, rel=1e-8)
+        assert row["p_threshold"] == pytest.approx(2 / 2e-3)
+        root = run.optimizer.unclipped_root(state.opt_state)
+        assert row["clip_fraction"] == pytest.approx(float((root > 0.05).double().mean()))
+        assert np.isfinite(res.table["root_max"].iloc[1:]).all()
+        if bs is None:  # D from the step itself: θ_t − θ_{t−1} = −η g(θ_{t−1}) / D
+            step = theta_t - theta_prev
+            assert torch.allclose(step * d, -2e-3 * _grad_at(run, theta_prev), rtol=1e-9, atol=1e-14)
+
+
+def _grad_at(run, theta):
+    with torch.no_grad():
+        for p, q in zip(run.params, curvature.unflatten_like(theta, run.params)):
+            p.copy_(q)
+    loss = run.loss_fn(run.model(run.train[0]), run.train[1])
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, run.params)])
 
 
 def test_train_mode_view_gives_the_batch_statistics_hessian():

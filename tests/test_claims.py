@@ -106,8 +106,10 @@ def test_recorder_writes_json_atomically_and_roundtrips_non_finite(tmp_path):
 
 @pytest.mark.parametrize("bad", [-0.1, 0, float("nan"), [0.1, -1.0], [], "0.1"])
 def test_check_positive_rejects(bad):
+    from instab_lib import validation
+
     with pytest.raises(ValueError):
-        claims.check_positive("eta", bad)
+        validation.check_positive("eta", bad)
 
 
 def test_claim_table_sorts_failures_and_thin_margins_first_and_renders_html():

@@ -32,8 +32,11 @@ def test_list_names_every_notebook_with_figure_and_presets():
         (["run", "no_such_notebook"], "unknown notebook 'no_such_notebook'"),
         (["run", "dln_rotations", "--preset", "huge"], "no preset 'huge'"),
         (["run", "dln_rotations", "-p", "learning_rate", "0.1"], "learning_rate not declared"),
-        (["run", "dln_rotations", "-p", "etas", "[-0.01, 0.011]"], "etas must be positive"),
-        (["run", "dln_rotations", "-p", "steps", "-5"], "steps must be an integer >= 1"),
+        (["run", "dln_rotations", "-p", "etas", "[-0.01, 0.011]"], "etas[0] must be > 0"),
+        (["run", "dln_rotations", "-p", "steps", "-5"], "steps must be ≥ 1"),
+        (["run", "dln_rotations", "-p", "steps", "2.5"], "steps must be an integer"),
+        (["run", "dln_rotations", "-p", "theta0", "[1.0]"], "theta0 must hold at least 2 value(s)"),
+        (["run", "dln_flatness_sweep", "-p", "eta_min", "0.5"], "need eta_min < eta_max"),
         (["verify", "no_such_notebook"], "unknown notebook"),
     ],
 )
@@ -42,6 +45,22 @@ def test_bad_input_exits_nonzero_with_a_one_line_reason(args, reason):
     assert out.returncode == 2
     first = out.stderr.strip().splitlines()[0]
     assert first.startswith("instab: ") and reason in first, out.stderr
+
+
+@pytest.mark.parametrize("nid", nbs.notebook_ids())
+def test_every_parameter_is_specified_in_the_card_and_checked_before_a_kernel_starts(nid, monkeypatch):
+    """Each declared parameter has a spec; a wrong type for any of them fails in resolve_parameters,
+    i.e. before papermill is called."""
+    import papermill
+
+    card = nbs.load_card(nid)
+    declared = nbs.declared_parameters(nid)
+    assert set(card["parameters"]) == set(declared), "every notebook parameter needs a spec in the card"
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a kernel was started"))
+    for name, spec in card["parameters"].items():
+        bad = "not a number" if spec["type"] in ("int", "float", "list", "bool", "dict") else 12345
+        with pytest.raises(nbs.NotebookError, match=f"{nid}: {name}"):
+            nbs.execute(nid, overrides={name: bad}, progress=False)
 
 
 @pytest.mark.notebooks

@@ -35,7 +35,8 @@ def test_update_is_pure():
     g = torch.tensor([0.5, -1.0], dtype=torch.float64)
     new, st2 = opt.update([g], st, [w])
     assert torch.equal(w, torch.tensor([1.0, 2.0], dtype=torch.float64))
-    assert st[0]["rms"]["count"] == 0 and st2[0]["rms"]["count"] == 1  # chain: (adaptive, lr)
+    assert st[0].rms.count == 0 and st2[0].rms.count == 1  # chain: (adaptive, lr)
+    assert isinstance(st2[0], optim.AdaptiveState) and isinstance(st2[1], optim.ScheduleState)
     # same inputs, same outputs
     new_b, _ = opt.update([g], st, [w])
     assert torch.equal(new[0], new_b[0])
@@ -187,3 +188,28 @@ def test_schedules():
         optim.make_schedule(0.1, {"kind": "step", "epochs": [3], "values": [-1.0]})
     with pytest.raises(ValueError, match="warmup"):
         optim.linear_warmup(0.1, -1)
+
+
+def test_star_import_and_typed_states():
+    namespace: dict = {}
+    exec("from instab_lib.optim import *", namespace)  # every name in __all__ exists
+    assert "scale_by_adaptive" in namespace and "Optimizer" in namespace
+
+
+@pytest.mark.parametrize("name,kw", [("adam", {}), ("rmsprop", {}), ("adam_ub", {"c": 0.05}), ("rms_lb", {"c": 3.0})])
+def test_preconditioner_is_the_denominator_of_the_last_step(name, kw):
+    """θ_t − θ_{t−1} = −η m̂_t / D_t with D_t read from the typed state (β₁ = 0: m̂_t = g_t)."""
+    w = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    opt = optim.make_optimizer(name, 0.01, **kw)
+    st = opt.init([w])
+    assert opt.preconditioner(st) is None
+    grad = lambda th: torch.tensor([3.0, 1.0, -0.2], dtype=torch.float64) * th  # noqa: E731
+    th = w
+    for _ in range(3):
+        prev = th
+        (th,), st = opt.update([grad(th)], st, [th])
+    d = opt.preconditioner(st)
+    b1 = float(opt.hyper.get("beta1", 0.0))
+    m_hat = grad(prev) if b1 == 0 else st[0].first.mu[0] / (1 - b1 ** 3)
+    assert torch.allclose(th - prev, -0.01 * m_hat / d, rtol=1e-12, atol=1e-15)
+    assert optim.gd(0.1).preconditioner(optim.gd(0.1).init([w])) is None

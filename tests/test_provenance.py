@@ -27,7 +27,7 @@ def _edit(path, old, new):
 def test_docstrings_and_comments_keep_the_fingerprints(lib_copy):
     before = (provenance.run_fingerprint(), provenance.library_fingerprint())
     _edit(lib_copy / "curvature.py", '"""Curvature of an empirical risk', '"""Curvature (reworded) of an empirical risk')
-    _edit(lib_copy / "train.py", "def period2_oscillation(", "# a new comment\n\n\ndef period2_oscillation(")
+    _edit(lib_copy / "train.py", "def train(", "# a new comment\n\n\ndef train(")
     _edit(lib_copy / "optim.py", "\n", "\n# another comment\n")
     assert (provenance.run_fingerprint(), provenance.library_fingerprint()) == before
 

@@ -110,7 +110,7 @@ def test_cache_hit_does_not_train(cfg, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("trained although the run is cached")
 
-    monkeypatch.setattr(train_mod, "_run_training", boom)
+    monkeypatch.setattr(train_mod, "_Driver", boom)
     again = train(cfg, tmp_path, progress=False)
     assert again.status == first.status and again.path == first.path
     pd.testing.assert_frame_equal(first.table, again.table, check_exact=True)
@@ -151,6 +151,6 @@ def test_cpu_runs_are_bit_for_bit_reproducible(cfg):
     ({"model": "dln"}, "toy"),
 ])
 def test_bad_configs_fail_before_compute(cfg, changes, match, monkeypatch):
-    monkeypatch.setattr(train_mod, "_run_training", lambda *a, **k: pytest.fail("computed"))
+    monkeypatch.setattr(train_mod, "_Driver", lambda *a, **k: pytest.fail("computed"))
     with pytest.raises(ValueError, match=match):
         cfg.replace(**changes)
