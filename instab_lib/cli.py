@@ -16,13 +16,14 @@ from .claims import ClaimTable
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    rows = [("notebook", "reproduces", "presets", "title")]
+    rows = [("notebook", "reproduces", "data", "presets", "title")]
     for nid in nbs.notebook_ids():
         card = nbs.load_card(nid)
-        rows.append((nid, str(card.get("figure", "")), ", ".join(card["presets"]), str(card.get("title", ""))))
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+        rows.append((nid, str(card.get("figure", "")), str(card.get("data", "")).split()[0],
+                     ", ".join(card["presets"]), str(card.get("title", ""))))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
     return 0
 
 

@@ -289,7 +289,10 @@ def make_stamp(notebook_id: str, *, key: str, status: str, error: str | None, pr
     resolved = dict(declared_parameters(notebook_id))
     resolved.update(params)
     device = str(resolved.get("device", "cpu") or "cpu")
-    stamp = {"notebook": notebook_id, "key": key, "status": status, "error": error, "preset": preset, "label": label,
+    card = load_card(notebook_id)
+    paper = card["presets"].get("paper") or {}
+    stamp = {"notebook": notebook_id, "data": str(card.get("data", "")),
+             "paper_preset_changes": {k: v for k, v in paper.items() if resolved.get(k) != v}, "key": key, "status": status, "error": error, "preset": preset, "label": label,
              "parameters": dict(params), "resolved_parameters": resolved,
              "seeds": {k: v for k, v in resolved.items() if "seed" in k.lower()},
              "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -312,7 +315,10 @@ def provenance_markdown(stamp: Mapping[str, Any]) -> str:
         "",
         f"- **Commit** `{commit[:12]}`{dirty}; library fingerprint `{stamp.get('library_fingerprint', '?')}`, "
         f"training-code fingerprint `{stamp.get('run_fingerprint', '?')}`",
-        f"- **Preset** `{stamp.get('preset', '?')}` (label `{stamp.get('label', '?')}`); parameters: {params}",
+        f"- **Preset** `{stamp.get('preset', '?')}` (label `{stamp.get('label', '?')}`); parameters: {params}. "
+        + (f"The `paper` preset changes {', '.join(f'`{k}`' for k in stamp['paper_preset_changes'])}."
+           if stamp.get("paper_preset_changes") else "This run is at the `paper` preset's scale."),
+        f"- **Data set**: {stamp.get('data', '?')} (the copy used is named on the page)",
         f"- **Seeds**: {seeds}; seed offset {stamp.get('seed_offset', 0)}",
         f"- **Software**: torch {stamp.get('torch', '?')}, Python {stamp.get('python', '?')}",
         f"- **Machine**: device {device}, CPU kernels `{stamp.get('cpu_capability', '?')}`"

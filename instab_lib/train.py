@@ -72,9 +72,10 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -236,6 +237,32 @@ def train(
     run_dir = Path(cache_dir if cache_dir is not None else default_cache_dir()) / key if use_cache else None
     if run_dir is not None and (run_dir / "result.json").is_file():
         return load_run(run_dir)
+    with _run_lock(run_dir):  # two processes asking for the same run: one trains, the other reads it back
+        if run_dir is not None and (run_dir / "result.json").is_file():
+            return load_run(run_dir)
+        return _train_unlocked(config, key, run_dir, progress, callback, num_threads, hooks)
+
+
+@contextmanager
+def _run_lock(run_dir: Path | None) -> Iterator[None]:
+    """An exclusive lock on ``<run_dir>.lock`` (advisory, ``fcntl.flock``; none for unsaved runs)."""
+    if run_dir is None:
+        yield
+        return
+    import fcntl
+
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f"{run_dir.name}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _train_unlocked(config: TrainConfig, key: str, run_dir: Path | None, progress: bool,
+                    callback: Callable[[int, dict[str, Any]], None] | None, num_threads: int | None,
+                    hooks: Mapping[str, Any] | None) -> RunResult:
     old_threads = torch.get_num_threads()
     if num_threads is not None:
         if num_threads < 1:

@@ -19,8 +19,9 @@ def test_table_of_contents_and_catalogue_agree():
 @pytest.mark.parametrize("nid", IDS)
 def test_notebook_is_well_formed(nid):
     card = nbs.load_card(nid)
-    for key in ("title", "figure", "chapter", "data", "presets", "claims", "sources"):
+    for key in ("title", "figure", "data", "presets", "claims", "sources", "parameters"):
         assert key in card, f"{nid}.yaml lacks {key!r}"
+    assert card["data"].split()[0] in ("none", "fashion-mnist", "cifar10"), card["data"]
     assert {"default", "paper"} <= set(card["presets"]), "each notebook has a CI and a paper preset"
     for preset in card["presets"]:
         nbs.resolve_parameters(nid, preset)  # presets only set declared parameters

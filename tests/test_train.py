@@ -154,3 +154,21 @@ def test_bad_configs_fail_before_compute(cfg, changes, match, monkeypatch):
     monkeypatch.setattr(train_mod, "_Driver", lambda *a, **k: pytest.fail("computed"))
     with pytest.raises(ValueError, match=match):
         cfg.replace(**changes)
+
+
+def _train_in_child(args):
+    cfg, cache = args
+    torch.set_num_threads(1)
+    r = train(cfg, cache, progress=False)
+    return r.wall_time_s, r.key
+
+
+def test_two_processes_asking_for_one_run_train_it_once(cfg, tmp_path):
+    """A lock per run key: the second process waits and reads the first one's result back."""
+    import multiprocessing as mp
+
+    slow = cfg.replace(epochs=8, eval_every=1)
+    with mp.get_context("spawn").Pool(2) as pool:
+        (wa, ka), (wb, kb) = pool.map(_train_in_child, [(slow, str(tmp_path)), (slow, str(tmp_path))])
+    assert ka == kb and wa == wb  # the same result.json: trained once
+    assert len(list(tmp_path.glob("*/result.json"))) == 1
