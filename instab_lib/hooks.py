@@ -18,7 +18,8 @@ hook              columns (see :mod:`instab_lib.train` for their meaning)
 Norms             param_norm, step_norm, osc (the period-2 oscillation, filled in one row
                   later)
 Spectra           eig_top_i, sharpness, eig_bot_i, lambda_min (warm-started trackers)
-Rotation          cos_prev_i, ccos_prev_i, subspace_prev, cos_ref_i, subspace_ref
+Rotation          cos_prev_i, ccos_prev_i, subspace_prev, cos_par_i, subspace_par,
+                  par_lag (same parity), cos_ref_i, subspace_ref
 Hutchinson        hutch_trace, hutch_trace_se, hutch_root
 Preconditioned    root_max (every epoch), p_sharpness, p_threshold, clip_fraction,
                   p_n_matvec (every ``precond_every`` epochs; adaptive optimisers)
@@ -164,13 +165,18 @@ class Spectra(Hook):
 
 
 class Rotation(Hook):
-    """Similarity of the top eigenvectors to those of the previous evaluation and of the
-    ``reference_epoch`` (:mod:`instab_lib.rotation`)."""
+    """Similarity of the top eigenvectors to those of the previous evaluation, of the latest
+    earlier evaluation of the **same parity** (an even number of epochs back: at the edge of
+    stability the iterate flips sides every step, so consecutive epochs compare two sides of
+    a valley; ``cos_par_i``, ``subspace_par``, ``par_lag``; near-degenerate pairs compared as
+    a subspace, :func:`instab_lib.rotation.eigenvector_similarity`) and of the
+    ``reference_epoch``."""
 
     def __init__(self, config: Any) -> None:
         self.k, self.reference_epoch = config.k_top, config.reference_epoch
         self.prev: Any = None
         self.ref: Any = None
+        self.history: list[tuple[int, Any]] = []  # the last two evaluations (epoch, result)
 
     def on_eval(self, ctx: RowContext) -> None:
         from . import rotation
@@ -184,6 +190,14 @@ class Rotation(Hook):
                 ctx.row[f"cos_prev_{i + 1}"] = float(rep.raw_cosines[i])
                 ctx.row[f"ccos_prev_{i + 1}"] = float(rep.cosines[i])
             ctx.row["subspace_prev"] = rep.subspace
+        same = [(e, r) for e, r in self.history if (ctx.epoch - e) % 2 == 0]
+        if same:
+            e_par, r_par = same[-1]
+            rep2 = rotation.eigenvector_similarity(r_par, cur)
+            for i in range(self.k):
+                ctx.row[f"cos_par_{i + 1}"] = float(rep2.cosines[i])
+            ctx.row["subspace_par"] = rep2.subspace
+            ctx.row["par_lag"] = ctx.epoch - e_par
         if ctx.epoch == self.reference_epoch:
             self.ref = _light(cur)
         if self.ref is not None:
@@ -192,12 +206,13 @@ class Rotation(Hook):
                 ctx.row[f"cos_ref_{i + 1}"] = rotation.abs_cosine(R[:, i], V[:, i])
             ctx.row["subspace_ref"] = rotation.subspace_similarity(R, V)
         self.prev = _light(cur)
+        self.history = (self.history + [(ctx.epoch, self.prev)])[-2:]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"prev": self.prev, "ref": self.ref}
+        return {"prev": self.prev, "ref": self.ref, "history": self.history}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        self.prev, self.ref = d["prev"], d["ref"]
+        self.prev, self.ref, self.history = d["prev"], d["ref"], d.get("history", [])
 
 
 class Hutchinson(Hook):

@@ -31,6 +31,9 @@ cos_prev_i             |cos(v_i(prev eval), v_i(this eval))| index-matched (the
 ccos_prev_i            the same, but near-degenerate pairs compared as a subspace
                        (:func:`instab_lib.rotation.eigenvector_similarity`)
 subspace_prev          top-k subspace similarity (``dk_cos``) with the previous eval
+cos_par_i,             the same (degenerate-safe) against the latest earlier evaluation of
+subspace_par, par_lag  the same parity, ``par_lag`` epochs back (t − 2 with spectra every
+                       epoch): the rotation measure that does not count the period-2 flip
 cos_ref_i,             the same against the reference evaluation (``reference_epoch``)
 subspace_ref
 hutch_trace(_se)       Hutchinson estimate of tr(H^p) and its standard error

@@ -7,6 +7,7 @@ data and stay fast.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -172,3 +173,28 @@ def test_two_processes_asking_for_one_run_train_it_once(cfg, tmp_path):
         (wa, ka), (wb, kb) = pool.map(_train_in_child, [(slow, str(tmp_path)), (slow, str(tmp_path))])
     assert ka == kb and wa == wb  # the same result.json: trained once
     assert len(list(tmp_path.glob("*/result.json"))) == 1
+
+
+def test_same_parity_rotation_compares_with_two_epochs_back(cfg, tmp_path):
+    from instab_lib import rotation
+
+    c = cfg.replace(eval_every=1, epochs=6, snapshot_epochs=tuple(range(7)))
+    r = train(c, tmp_path, progress=False)
+    t = r.table.set_index("epoch")
+    assert np.isnan(t.loc[1, "par_lag"]) and (t.loc[2:, "par_lag"] == 2).all()
+    for e in (2, 5):
+        a, b = r.snapshot(e - 2), r.snapshot(e)
+        rep = rotation.eigenvector_similarity(
+            _eig(a["eigenvalues"], a["eigenvectors"]), _eig(b["eigenvalues"], b["eigenvectors"]))
+        assert t.loc[e, "subspace_par"] == pytest.approx(rep.subspace, abs=1e-12)
+        assert t.loc[e, "cos_par_1"] == pytest.approx(float(rep.cosines[0]), abs=1e-12)
+    c2 = cfg.replace(eval_every=2, epochs=8)  # even spacing: the previous evaluation already has the same parity
+    t2 = train(c2, tmp_path, progress=False).table
+    assert (t2["par_lag"].dropna() == 2).all()
+
+
+def _eig(vals, vecs):
+    from instab_lib.curvature import EigResult
+
+    return EigResult(eigenvalues=vals, eigenvectors=vecs, residuals=torch.zeros_like(vals), n_matvec=0,
+                     converged=True, which="LA", iterations=0, tol=0.0, scale=float(vals.abs().max()))
