@@ -39,6 +39,7 @@ class TrainConfig:
     dataset: str = "fashion-mnist"
     n_train: int | None = 1000  #: first n training images (None: all)
     n_test: int | None = 2000  #: first n test images (0: no test metrics)
+    test_every: int = 1  #: test metrics every m epochs and at the last one (NaN in between)
     balanced: bool = False  #: first n_train/10 images per class instead
     classes: tuple[int, ...] | None = None  #: keep only these labels (relabelled 0…k−1)
     # model and loss
@@ -59,6 +60,7 @@ class TrainConfig:
     dtype: str = "float32"
     # spectra
     eval_every: int = 1  #: spectra every m epochs (0: never), and at the last epoch
+    eval_start: int = 0  #: no spectra before this epoch (except at reference_epoch)
     k_top: int = 1
     k_bottom: int = 0
     eig_tol: float = 1e-3  #: relative residual ‖Hv − λv‖ ≤ tol · max|λ|
@@ -169,6 +171,7 @@ class TrainConfig:
         data_mod.canonical_name(self.dataset)
         integer("n_train", self.n_train, 1, none_ok=True)
         integer("n_test", self.n_test, 0, none_ok=True)
+        integer("test_every", self.test_every, 1)
         if self.balanced and self.n_train is not None and self.n_train % self.n_classes:
             raise ValueError(f"balanced=True needs n_train divisible by {self.n_classes}, got {self.n_train}")
         if self.classes is not None and (len(set(self.classes)) != len(self.classes)
@@ -221,6 +224,7 @@ class TrainConfig:
 
     def _validate_measurements(self) -> None:
         integer("eval_every", self.eval_every, 0)
+        integer("eval_start", self.eval_start, 0)
         integer("k_top", self.k_top, 0)
         integer("k_bottom", self.k_bottom, 0)
         if self.eval_every and self.k_top + self.k_bottom == 0:

@@ -281,10 +281,10 @@ class Preconditioned(Hook):
 
 
 class Snapshots(Hook):
-    """Saves ``{"epoch", "theta", "eigenvalues", "eigenvectors", "bottom_eigenvalues",
-    "bottom_eigenvectors"}`` at each of ``snapshot_epochs`` (eigenpairs when that epoch was
-    evaluated, else None) into ``run_dir/snapshots/epoch_<e>.pt``; nothing after divergence
-    or for runs that are not saved."""
+    """Saves ``{"epoch", "theta", "eigenvalues", "eigenvectors", "bottom_eigenvalues"}`` at each
+    of ``snapshot_epochs`` (the top eigenpairs and bottom eigenvalues when that epoch was
+    evaluated, else None; the bottom eigenvectors are not kept, to spare disk) into
+    ``run_dir/snapshots/epoch_<e>.pt``; nothing after divergence or for runs not saved."""
 
     def __init__(self, config: Any, write: Callable[[Path, Callable[[Any], None]], None]) -> None:
         self.epochs = frozenset(config.snapshot_epochs)
@@ -298,8 +298,7 @@ class Snapshots(Hook):
             snap = {"epoch": ctx.epoch, "theta": ctx.theta.cpu(),
                     "eigenvalues": top.eigenvalues.cpu() if top is not None else None,
                     "eigenvectors": top.eigenvectors.cpu() if top is not None else None,
-                    "bottom_eigenvalues": bot.eigenvalues.cpu() if bot is not None else None,
-                    "bottom_eigenvectors": bot.eigenvectors.cpu() if bot is not None else None}
+                    "bottom_eigenvalues": bot.eigenvalues.cpu() if bot is not None else None}
         else:
             snap = {"epoch": ctx.epoch, "theta": ctx.theta.cpu(), "eigenvalues": None, "eigenvectors": None}
         self.write(ctx.run_dir / "snapshots" / f"epoch_{ctx.epoch}.pt", lambda f: torch.save(snap, f))

@@ -12,7 +12,8 @@ column                 meaning
 epoch, step            epochs and optimiser steps done
 lr                     learning rate of the next step (the one that moves θ_epoch)
 train_loss, train_acc  on the training subset, model in eval mode
-test_loss, test_acc    on the test subset (NaN when ``n_test == 0``)
+test_loss, test_acc    on the test subset (NaN when ``n_test == 0``, and between the
+                       ``test_every`` epochs; the last row always has them)
 param_norm             ‖θ_e‖₂
 step_norm              ‖θ_e − θ_{e−1}‖₂ (valley jumps)
 osc                    period-2 oscillation ‖θ_e − θ*_e‖₂ with the period-2 centre
@@ -350,7 +351,9 @@ class _Driver:
         run, cfg, epoch = self.run_, self.cfg, self.state.epoch
         theta = loop.flat_parameters(run)
         tr_loss, tr_acc = loop.evaluate(run.model, run.loss_fn, *run.train)
-        te_loss, te_acc = loop.evaluate(run.model, run.loss_fn, *run.test)
+        te_loss, te_acc = float("nan"), float("nan")
+        if epoch % cfg.test_every == 0:
+            te_loss, te_acc = loop.evaluate(run.model, run.loss_fn, *run.test)
         row: dict[str, Any] = {"epoch": epoch, "step": self.state.step, "lr": run.optimizer.lr_at(self.state.step),
                                "train_loss": tr_loss, "train_acc": tr_acc, "test_loss": te_loss, "test_acc": te_acc}
         ctx = hooks_mod.RowContext(run, self.state, epoch, row, self.st["rows"], theta, None, self.run_dir)
@@ -358,7 +361,11 @@ class _Driver:
             h.on_row(ctx)
         self._status(epoch, tr_loss, tr_acc, theta, diverged)
         ctx.status = self.st["status"]
-        if ctx.status != "diverged" and cfg.eval_every and (epoch % cfg.eval_every == 0 or ctx.status is not None):
+        if ctx.status is not None and epoch % cfg.test_every:  # the last row always has test metrics
+            row["test_loss"], row["test_acc"] = loop.evaluate(run.model, run.loss_fn, *run.test)
+        due = cfg.eval_every and (epoch % cfg.eval_every == 0 or ctx.status is not None) and (
+            epoch >= cfg.eval_start or epoch == cfg.reference_epoch)
+        if ctx.status != "diverged" and due:
             self._evaluate(ctx)
         for h in self.hooks.values():
             h.on_measure(ctx)

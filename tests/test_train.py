@@ -198,3 +198,12 @@ def _eig(vals, vecs):
 
     return EigResult(eigenvalues=vals, eigenvectors=vecs, residuals=torch.zeros_like(vals), n_matvec=0,
                      converged=True, which="LA", iterations=0, tol=0.0, scale=float(vals.abs().max()))
+
+
+def test_sparse_test_metrics_and_late_spectra(cfg):
+    r = train(cfg.replace(test_every=3, eval_every=1, eval_start=5, epochs=8), use_cache=False, progress=False)
+    t = r.table.set_index("epoch")
+    assert t["test_acc"].notna().tolist() == [e % 3 == 0 or e == 8 for e in t.index]
+    assert t["sharpness"].notna().tolist() == [e == 0 or e >= 5 for e in t.index]  # epoch 0 = reference_epoch
+    full = train(cfg.replace(epochs=8, eval_every=1), use_cache=False, progress=False).table.set_index("epoch")
+    assert t.loc[8, "train_loss"] == full.loc[8, "train_loss"] and t.loc[6, "test_acc"] == full.loc[6, "test_acc"]
