@@ -15,6 +15,9 @@ DLN_RUN_COLORS = ("tab:red", "tab:orange", "tab:green", "tab:blue")
 
 #: Colour map of A Fig 5: dark purple (low η) to light yellow (high η).
 LR_CMAP = "viridis"
+#: The fixed log-η range that :func:`eta_color` maps onto :data:`LR_CMAP`: the same η has the same
+#: colour on every page (the DLN's η ≈ 0.01 and the networks' 0.001–2 share one scale).
+ETA_COLOR_RANGE = (1e-3, 2.0)
 
 
 def apply_style() -> None:
@@ -27,7 +30,10 @@ def apply_style() -> None:
             "axes.spines.right": False,
             "axes.grid": True,
             "grid.alpha": 0.25,
-            "font.size": 10,
+            "font.size": 11,
+            "axes.titlesize": 11,
+            "axes.labelsize": 11,
+            "legend.fontsize": 9,
             "legend.frameon": False,
         }
     )
@@ -51,6 +57,14 @@ def lr_axis(ax, etas: Sequence[float], plain_y: bool = False) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
     if plain_y:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def eta_color(eta: float) -> tuple[float, float, float, float]:
+    """The colour of learning rate ``η`` on every page: its position on a log scale over
+    :data:`ETA_COLOR_RANGE` (clipped), dark purple (small) to yellow (large), as A Fig 5."""
+    lo, hi = np.log(ETA_COLOR_RANGE[0]), np.log(ETA_COLOR_RANGE[1])
+    pos = float(np.clip((np.log(float(eta)) - lo) / (hi - lo), 0.0, 1.0))
+    return mpl.colormaps[LR_CMAP](0.05 + 0.85 * pos)
 
 
 def lr_colors(etas: Sequence[float], cmap: str = LR_CMAP) -> list[tuple[float, float, float, float]]:
