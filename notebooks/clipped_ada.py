@@ -213,7 +213,7 @@ from instab_lib.train import TrainConfig, train  # noqa: E402
 from instab_lib.plotting import progress  # noqa: E402
 
 net_base = TrainConfig(dataset="fashion-mnist", n_train=net_n_train, n_test=net_n_test, model="mlp", loss="ce",
-                       lr=net_eta, epochs=net_epochs, target_train_acc=0.999, eval_every=0,
+                       optimizer="adam", lr=net_eta, epochs=net_epochs, target_train_acc=0.999, eval_every=0,
                        precond_every=net_eval_every)
 variants = {"Adam": ("adam", {}), "RMSProp": ("rmsprop", {})}
 variants.update({f"Clipped-Ada c={c:g}": ("adam_ub", {"c": float(c)}) for c in net_clips})
