@@ -17,6 +17,10 @@ fmnist_mechanism   the mechanism ensemble: η = 0.1 (the author's), 400 epochs, 
                    bottom-1 eigenpairs every epoch, θ and eigenvectors saved every epoch
 fmnist_ladder      the same network at η ∈ {0.02 (stable), 0.05, 0.2}, 200 epochs, top-3
                    every epoch (rotation against η; a stable control at matched sharpness)
+fmnist_stable      a long stable run: η = 0.01 for 5,000 epochs, spectra and θ every 25
+                   epochs (controls at matched *training loss*: spectra, N_eff)
+fmnist_flattening  A Fig 4: η₀ ∈ {0.02 (stable control), 0.1, 0.3} reduced to η = 0.01 at
+                   epoch 10, 50 or 150, then the same 300 epochs at 0.01 for every run
 =================  =================================================================
 
 The fMNIST setting is the author's (REFERENCE §4.2): MLP 784-32-32-32-10 ReLU, the first
@@ -30,8 +34,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["Experiment", "SCALES", "get", "EXPERIMENTS", "FMNIST_ETA", "FMNIST_LADDER_ETAS", "FMNIST_LIMIT_ETAS",
-           "fmnist_base"]
+__all__ = ["Experiment", "SCALES", "get", "EXPERIMENTS", "FMNIST_ETA", "FMNIST_ETA_SMALL", "FMNIST_LADDER_ETAS",
+           "FMNIST_LIMIT_ETAS", "FMNIST_FLATTENING", "fmnist_base", "fmnist_flattening"]
 
 #: The scales every experiment is defined at.
 SCALES = ("ci", "paper")
@@ -41,6 +45,11 @@ FMNIST_ETA = 0.1
 FMNIST_LIMIT_ETAS = (0.0125, 0.025, 0.05, 0.1)
 #: The ladder of learning rates around the mechanism η: one stable control, two unstable.
 FMNIST_LADDER_ETAS = (0.02, 0.05, 0.2)
+#: The small learning rate of A Fig 4's caption (and of the long stable control).
+FMNIST_ETA_SMALL = 0.01
+#: A Fig 4: the large initial learning rates (the first a stable control), the reduction epochs and the budget at
+#: η_small that every run gets after its reduction.
+FMNIST_FLATTENING = {"eta0": (0.02, 0.1, 0.3), "reduce_at": (10, 50, 150), "budget": 300}
 
 
 @dataclass(frozen=True)
@@ -121,11 +130,34 @@ def fmnist_ladder(scale: str) -> Experiment:
                       base, {"lr": FMNIST_LADDER_ETAS, "seed": _seeds(scale)})
 
 
+def fmnist_stable(scale: str) -> Experiment:
+    epochs = 5000
+    base = fmnist_base(lr=FMNIST_ETA_SMALL, epochs=epochs, eval_every=25, k_top=3, k_bottom=1, test_every=25,
+                       snapshot_epochs=tuple(range(0, epochs + 1, 25)))
+    return Experiment("fmnist_stable", scale,
+                      f"the long stable control (η = {FMNIST_ETA_SMALL}, {epochs} epochs, top-3 and bottom-1 eigenpairs "
+                      "and θ every 25 epochs)", base, {"seed": _seeds(scale)})
+
+
+def fmnist_flattening(scale: str) -> list[Experiment]:
+    """A Fig 4 as one experiment per reduction epoch (the epoch count differs: reduction + budget)."""
+    spec = FMNIST_FLATTENING
+    out = []
+    for t_r in spec["reduce_at"]:
+        base = fmnist_base(epochs=t_r + spec["budget"], eval_every=5, k_top=1, n_test=0,
+                           lr_schedule={"kind": "step", "epochs": [t_r], "values": [FMNIST_ETA_SMALL]})
+        out.append(Experiment(f"fmnist_flattening@{t_r}", scale,
+                              f"η₀ reduced to {FMNIST_ETA_SMALL} at epoch {t_r}, then {spec['budget']} epochs", base,
+                              {"lr": spec["eta0"], "seed": _seeds(scale)}))
+    return out
+
+
 #: name → ``builder(scale) -> Experiment``.
 EXPERIMENTS: dict[str, Callable[[str], Experiment]] = {
     "fmnist_limit": fmnist_limit,
     "fmnist_mechanism": fmnist_mechanism,
     "fmnist_ladder": fmnist_ladder,
+    "fmnist_stable": fmnist_stable,
 }
 
 
