@@ -283,7 +283,12 @@ class Browser:
     def _screenshot(self, session: str, path: Path) -> None:
         import base64
 
-        shot = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, session=session)
+        size = self.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
+        # a viewport as tall as the page: the layout stays that of a 1400-pixel-wide window
+        self.call("Emulation.setDeviceMetricsOverride", {"width": 1400, "height": int(min(size["height"], 16000)),
+                                                         "deviceScaleFactor": 1, "mobile": False}, session=session)
+        shot = self.call("Page.captureScreenshot", {"format": "png"}, session=session)
+        self.call("Emulation.clearDeviceMetricsOverride", session=session)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(shot["data"]))
 
@@ -299,6 +304,8 @@ def _console_errors(events: list[dict[str, Any]]) -> list[str]:
             out.append(str(d.get("exception", {}).get("description") or d.get("text")))
         elif e["method"] == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
             entry = p["entry"]
+            if str(entry.get("url", "")).endswith("/favicon.ico"):
+                continue  # the browser's own request for a site icon, not the page's
             out.append(f"{entry.get('text')} {entry.get('url', '')}".strip())
     return out
 

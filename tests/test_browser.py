@@ -5,7 +5,6 @@ each of them."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -16,22 +15,11 @@ from instab_lib import browser
 FIXTURES = Path(__file__).parent / "fixtures" / "browser"
 
 
-def chromium() -> str:
-    """The browser, or a skip (a failure under CI, where the set-up installs it)."""
-    exe = browser.find_chromium()
-    if exe is None:
-        message = "Chromium is not installed (Debian: apt-get install chromium; `make test` does it as root)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return exe
-
-
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory):
+def reports(tmp_path_factory, chromium_exe):
     profile = tmp_path_factory.mktemp("chromium")
     t0 = time.perf_counter()
-    with browser.serve(FIXTURES) as base, browser.Browser(chromium(), profile) as b:
+    with browser.serve(FIXTURES) as base, browser.Browser(chromium_exe, profile) as b:
         out = {name: b.check(base + f"{name}.html") for name in ("clean", "broken")}
     assert time.perf_counter() - t0 < 60
     return out
