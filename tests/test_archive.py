@@ -84,3 +84,20 @@ def test_instab_verify_label_paper_checks_the_committed_archive():
             assert f"{row['notebook']}: no archived paper run ({row['reason']})" in out.stdout
         else:
             assert f"{row['notebook']}: archived" in out.stdout
+
+
+def test_archive_refuses_a_dirty_tree(tmp_archive, monkeypatch):
+    monkeypatch.setattr(provenance, "git_state", lambda root=None: {"commit": "abc", "dirty": True})
+    with pytest.raises(nbs.NotebookError, match="uncommitted changes"):
+        archive.create("descent_lemma")
+
+
+@pytest.mark.notebooks
+def test_archive_writes_numbers_stamp_and_figures(tmp_archive):
+    """A real entry of a seconds-long page (its paper preset is its default)."""
+    entry, notes = archive.create("descent_lemma", device="cuda", allow_dirty=True)
+    assert any("declares no `device` parameter" in n for n in notes)
+    assert entry.path == tmp_archive / "descent_lemma" and entry.figures
+    assert entry.stamp["preset"] == "paper" and entry.stamp["cpu_capability"] == provenance.cpu_capability()
+    assert not entry.stale and all(r.ok for r in entry.results())
+    assert json.dumps(archive.load("descent_lemma").numbers, sort_keys=True) == json.dumps(entry.numbers, sort_keys=True)
