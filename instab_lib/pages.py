@@ -248,7 +248,7 @@ def _entry_cells(row: Mapping[str, Any]) -> str:
     nid = html.escape(row["notebook"])
     link = f'<a href="../notebooks/{nid}.html">{nid}</a>'
     if entry is None:
-        return (f'<tr><td>{link}</td><td><span class="claim-fail">missing</span></td><td>—</td><td>—</td><td>—</td>'
+        return (f'<tr><td>{link}</td><td><span class="claim-notrep">missing</span></td><td>—</td><td>—</td><td>—</td>'
                 f"<td>{html.escape(row['reason'])}</td></tr>")
     s = entry.stamp
     state = '<span class="claim-notrep">stale</span>' if row["stale"] else '<span class="claim-pass">current</span>'
