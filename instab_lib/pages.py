@@ -75,20 +75,20 @@ def _verdict_span(verdict: str) -> str:
 
 def _scoreboard_html(rows: Sequence[Mapping[str, Any]], paper: Mapping[str, str] | None = None) -> str:
     out = ['<table class="claim-table scoreboard">',
-           "<thead><tr><th>the papers' claim</th><th>verdict</th><th>reproduced</th><th>not reproduced</th>"
-           "<th>contradicted</th><th>effects measured (estimate [90% interval])</th>"
-           + ("<th>at the paper's scale</th>" if paper is not None else "") + "</tr></thead><tbody>"]
+           "<thead><tr><th>the papers' claim</th><th>verdict</th>"
+           + ("<th>at the paper's scale</th>" if paper is not None else "")
+           + "<th>reproduced</th><th>not reproduced</th><th>contradicted</th>"
+           "<th>effects measured (estimate [90% interval])</th></tr></thead><tbody>"]
     for row in rows:
         effects = "<br>".join(
             f'<a href="../notebooks/{html.escape(r.notebook)}.html">{html.escape(r.notebook)}</a> '
             f"<code>{html.escape(r.claim_id)}</code>: {html.escape(r.error or r.value_str())} "
             f"({html.escape(r.verdict)})" for r in row["claims"]) or "—"
+        paper_cell = f"<td>{paper.get(row['key'], '<small>no archived run</small>')}</td>" if paper is not None else ""
         out.append(f"<tr><td>{html.escape(row['title'])}<br><small>{html.escape(row['source'])}</small></td>"
-                   f'<td><span class="{_VERDICT_CLASS.get(row["verdict"], "")}">{html.escape(row["verdict"])}</span></td>'
-                   f"<td>{row['n_reproduced']}</td><td>{row['n_not_reproduced']}</td><td>{row['n_contradicted']}</td>"
-                   f"<td>{effects}</td>"
-                   + (f"<td>{paper.get(row['key'], '<small>no archived run</small>')}</td>" if paper is not None else "")
-                   + "</tr>")
+                   f"<td>{_verdict_span(row['verdict'])}</td>" + paper_cell
+                   + f"<td>{row['n_reproduced']}</td><td>{row['n_not_reproduced']}</td><td>{row['n_contradicted']}</td>"
+                   f"<td>{effects}</td></tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
 
@@ -145,7 +145,8 @@ def write_claims_page(results: Sequence[claims_mod.ClaimResult],
         "checked claim fails; a not-reproduced claim is a finding, shown with its measured effect, never as a pass. "
         "`instab verify` prints the same table. Each claim's expressions are in the notebook's card, "
         "`notebooks/<id>.yaml`; {doc}`robustness` shows every claim under other CPU kernels and other seeds, "
-        "and {doc}`paper_scale` lists the archived paper-scale runs whose verdicts fill the last column.",
+        "and {doc}`paper_scale` lists the archived paper-scale runs whose verdicts fill the columns *at the "
+        "paper's scale*.",
         "",
         "## Scoreboard: the papers' claims",
         "",
@@ -248,8 +249,8 @@ def _entry_cells(row: Mapping[str, Any]) -> str:
     nid = html.escape(row["notebook"])
     link = f'<a href="../notebooks/{nid}.html">{nid}</a>'
     if entry is None:
-        return (f'<tr><td>{link}</td><td><span class="claim-notrep">missing</span></td><td>—</td><td>—</td><td>—</td>'
-                f"<td>{html.escape(row['reason'])}</td></tr>")
+        return (f'<tr><td>{link}</td><td><span class="claim-notrep">missing</span></td>'
+                f"<td>—</td><td>—</td><td>—</td><td>{html.escape(row['reason'])}</td></tr>")
     s = entry.stamp
     state = '<span class="claim-notrep">stale</span>' if row["stale"] else '<span class="claim-pass">current</span>'
     machine = f"{s.get('device', 'cpu')}{' (' + s['gpu'] + ')' if s.get('gpu') else ''}, {s.get('cpu_capability', '?')}"

@@ -135,10 +135,11 @@ def paper_cells(notebook_id: str, entry: archive.Entry | None, reason: str, same
         return [nbformat.v4.new_markdown_cell("\n".join(md))]
     s = entry.stamp
     minutes = float(s.get("seconds", 0)) / 60
+    gpu = f" ({s['gpu']})" if s.get("gpu") else ""
     md += [f"The numbers, figures and claim table below are those of the `paper` preset's run archived in "
            f"`results/paper/{notebook_id}/`: executed {entry.created} from commit `{entry.commit[:12]}`"
            f"{' (with uncommitted changes)' if s.get('dirty') else ''}, library fingerprint "
-           f"`{s.get('library_fingerprint')}`, on {s.get('device', 'cpu')}{' (' + s['gpu'] + ')' if s.get('gpu') else ''}"
+           f"`{s.get('library_fingerprint')}`, on {s.get('device', 'cpu')}{gpu}"
            f" with CPU capability `{s.get('cpu_capability', '?')}`, {s.get('threads', '?')} threads, in "
            f"{minutes:.1f} min. Parameters given: "
            + (", ".join(f"`{k}={v!r}`" for k, v in (s.get("parameters") or {}).items()) or "none") + "."]
