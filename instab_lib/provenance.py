@@ -31,10 +31,15 @@ from pathlib import Path
 from typing import Any, Iterable
 
 __all__ = ["code_fingerprint", "run_fingerprint", "library_fingerprint", "import_closure",
-           "numerics_environment", "git_state", "stamp_fields", "PRESENTATION_MODULES"]
+           "numerics_environment", "git_state", "stamp_fields", "PRESENTATION_MODULES", "BOOK_MODULES"]
 
 #: Modules that cannot change a computed number (progress bars); left out of run keys.
 PRESENTATION_MODULES = frozenset({"progress"})
+#: The book's machinery, which runs outside the notebooks' kernels (the CLI, the page
+#: writers, the paper-scale archive, the browser check, the perturbation driver): left out of
+#: the library fingerprint, so editing it re-executes no notebook and leaves no archive stale.
+#: tests/test_provenance.py checks that no notebook imports one of them.
+BOOK_MODULES = frozenset({"cli", "pages", "staging", "book", "archive", "browser", "perturb"})
 
 # CPython 3.11's ast module is not safe to use from several threads at once (a Dask worker
 # runs tasks in threads: "SystemError: AST constructor recursion depth mismatch").
@@ -145,8 +150,9 @@ def run_fingerprint() -> str:
 
 
 def library_fingerprint() -> str:
-    """Fingerprint of every module of the library (what a notebook may execute)."""
-    return code_fingerprint(library_modules())
+    """Fingerprint of every module of the library that a notebook may execute (all but
+    :data:`BOOK_MODULES`)."""
+    return code_fingerprint(m for m in library_modules() if m not in BOOK_MODULES)
 
 
 def cpu_capability() -> str:
@@ -171,15 +177,18 @@ def numerics_environment() -> dict[str, Any]:
 
 
 def git_state(root: Path | None = None) -> dict[str, Any]:
-    """``{"commit": <hash or None>, "dirty": bool or None}`` of the repository at ``root``."""
+    """``{"commit": <hash or None>, "dirty": bool or None}`` of the repository at ``root``; dirty
+    means tracked files outside ``results/`` differ from the commit."""
     from . import repo_root
 
     root = root or repo_root()
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=10).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                capture_output=True, text=True, timeout=10)
+        # results/ holds outputs (the paper-scale archive, the robustness table), not code:
+        # writing an archive entry must not make the next run's tree "dirty"
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 ":(exclude)results"], cwd=root, capture_output=True, text=True, timeout=10)
         dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None

@@ -67,7 +67,7 @@ def test_execution_key_follows_the_library_code(lib_copy):
     key = nbs.run_key(nid, params)
     _edit(lib_copy / "plotting.py", '"""Plot style', '"""Plot style (docstring only)')
     assert nbs.run_key(nid, params) == key
-    _edit(lib_copy / "plotting.py", '"font.size": 10', '"font.size": 11')
+    _edit(lib_copy / "plotting.py", '"figure.dpi": 110', '"figure.dpi": 111')
     assert nbs.run_key(nid, params) != key
 
 
@@ -77,3 +77,28 @@ def test_stamp_fields_name_the_machine_and_the_code():
               "threads", "device", "seed_offset", "processor"):
         assert k in f, k
     assert f["cpu_capability"] not in ("", "unknown")
+
+
+def test_no_notebook_imports_the_book_machinery():
+    """The book's modules are left out of the library fingerprint: sound only while no notebook
+    (nor a module a notebook can import) imports one of them."""
+    import ast
+
+    for nid in nbs.notebook_ids():
+        tree = ast.parse((nbs.notebooks_dir() / f"{nid}.py").read_text())
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("instab_lib"):
+                names.update([node.module.split(".")[1]] if "." in node.module else [a.name for a in node.names])
+            elif isinstance(node, ast.Import):
+                names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("instab_lib."))
+        assert not names & provenance.BOOK_MODULES, (nid, names & provenance.BOOK_MODULES)
+    kernel_side = [m for m in provenance.library_modules() if m not in provenance.BOOK_MODULES]
+    reachable = set(provenance.import_closure(kernel_side))
+    assert not reachable & provenance.BOOK_MODULES, reachable & provenance.BOOK_MODULES
+
+
+def test_editing_the_book_machinery_keeps_the_library_fingerprint(lib_copy):
+    before = provenance.library_fingerprint()
+    _edit(lib_copy / "pages.py", "def scoreboard(", "_X = 1\n\n\ndef scoreboard(")
+    assert provenance.library_fingerprint() == before
