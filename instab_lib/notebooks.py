@@ -121,8 +121,9 @@ def resolve_parameters(
 def library_hash() -> str:
     """sha256 over the library's source files (a change in ``instab_lib`` re-executes notebooks)."""
     h = hashlib.sha256()
-    for path in sorted((repo_root() / "instab_lib").glob("*.py")):
-        h.update(path.name.encode())
+    lib = repo_root() / "instab_lib"
+    for path in sorted(lib.rglob("*.py")):  # subpackages too (instab_lib/curvature/)
+        h.update(path.relative_to(lib).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()
 
