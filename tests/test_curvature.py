@@ -13,6 +13,7 @@ from instab_lib.curvature import (
     EigTracker,
     HessianOperator,
     MatrixOperator,
+    UnattainableToleranceWarning,
     dense_hessian,
     density_on_grid,
     extreme_eigenpairs,
@@ -453,3 +454,46 @@ def test_lanczos_does_not_stop_on_an_unwanted_pair_in_a_tiny_subspace():
     res = curvature.lanczos(op, 1, which="LA", tol=1e-3, v0=v0)
     assert res.eigenvalues[0].item() == pytest.approx(20.0, rel=1e-8)
     assert res.n_matvec >= 1 + curvature.MIN_EXTRA_BASIS
+
+
+# --------------------------------------------------------------------------- #
+# the honest stop: a tolerance below the rounding level
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-9), (torch.float64, 1e-18)])
+def test_lanczos_unattainable_tolerance_stops_early_with_a_warning(dtype: torch.dtype, tol: float) -> None:
+    A, lam, _ = _planted([10.0, 9.0, 8.0, 7.0, 6.0], 400, seed=14)
+    op = MatrixOperator(A.to(dtype))
+    budget = 300  # lanczos' default for k = 5: max(50 k, 300)
+    with pytest.warns(UnattainableToleranceWarning, match="below the accuracy") as rec:
+        res = lanczos(op, 5, tol=tol, seed=0)
+    assert "extra['attained']" in str(rec[0].message)
+    assert not res.converged and res.extra["stagnated"]
+    assert res.n_matvec <= budget // 4  # far below the budget
+    eps = torch.finfo(dtype).eps
+    attained = res.extra["attained"]
+    X = res.eigenvectors.double()
+    r = (A @ X - X * res.eigenvalues.double()).norm(dim=0)
+    assert attained == pytest.approx(float(res.residuals.max()) / res.scale)
+    assert 1e-3 * eps < attained < 1e3 * eps  # at the rounding level of the dtype
+    assert float(r.max()) / res.scale < 1e3 * eps  # ... which the float64 check confirms
+    assert float((res.eigenvalues.double() - lam[:5]).abs().max()) < 1e3 * eps * 10
+
+
+def test_attainable_tolerance_does_not_warn_and_reports_attained() -> None:
+    A, _, _ = _planted([10.0, 9.0, 8.0], 200, seed=15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnattainableToleranceWarning)
+        res = lanczos(MatrixOperator(A.float()), 3, tol=1e-5, seed=0)
+        tr = EigTracker(k=3, tol=1e-5)
+        for t in range(3):
+            tr.update(MatrixOperator((A + 1e-4 * t * torch.eye(200, dtype=DT)).float()))
+    assert res.converged and not res.extra["stagnated"] and res.extra["attained"] <= 1e-5
+
+
+def test_tracker_with_unattainable_tolerance_returns_without_cold_fallback() -> None:
+    mats = _slowly_changing(300, 3)
+    tr = EigTracker(k=4, tol=1e-10)
+    with pytest.warns(UnattainableToleranceWarning):
+        results = [tr.update(MatrixOperator(A.float())) for A in mats]
+    for res in results:
+        assert not res.converged and res.extra["stagnated"] and res.n_matvec < 150
+    assert [h["warm"] for h in tr.history] == [False, True, True]

@@ -36,7 +36,7 @@ from __future__ import annotations
 from .hessian import HessianOperator
 from .krylov import MIN_EXTRA_BASIS, extreme_eigenpairs, lanczos
 from .operators import LinearOperatorLike, MatrixOperator, dense_hessian, flatten, unflatten_like
-from .results import EigResult, fix_signs
+from .results import EigResult, UnattainableToleranceWarning, fix_signs
 from .stochastic import density_on_grid, hutchinson_trace, slq_density
 from .subspace import lobpcg, power_iteration
 from .tracking import EigTracker
@@ -49,6 +49,7 @@ __all__ = [
     "MatrixOperator",
     "dense_hessian",
     "EigResult",
+    "UnattainableToleranceWarning",
     "lanczos",
     "lobpcg",
     "extreme_eigenpairs",

@@ -3,17 +3,45 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+import warnings
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from .operators import _matmat
-from .results import EigResult, _check_common, _check_op, _finish, _generator, _order, _orthonormalize
+from .results import (
+    EigResult,
+    UnattainableToleranceWarning,
+    _check_common,
+    _check_op,
+    _finish,
+    _generator,
+    _order,
+    _orthonormalize,
+)
 
 
 #: A cold Krylov solve never declares convergence before its basis holds k + this many vectors.
 MIN_EXTRA_BASIS = 10
+
+#: Honest stop: a solve whose attained residual (largest ``‖Hx − θx‖ / max|θ|`` of the wanted
+#: pairs) lies in the rounding regime (``≤ √eps`` of the dtype: 3.5e-4 in float32, 1.5e-8 in
+#: float64) and has not halved over this many products (or ``2k``, if more) stops early.
+STAGNATION_WINDOW = 30
+
+
+class _Run(NamedTuple):
+    """What the engine returns: per group ``(θ, X, ‖R‖)`` and the bookkeeping."""
+
+    best: list[tuple[Tensor, Tensor, Tensor]]
+    n_matvec: int
+    converged: bool
+    iterations: int
+    scale: float
+    attained: float  #: largest ‖r‖ / scale over the returned wanted pairs
+    stagnated: bool  #: stopped early: residuals stagnating in the rounding regime
+    window: int  #: products without a halving that count as stagnation
 
 
 def _thick_restart_lanczos(
@@ -26,7 +54,8 @@ def _thick_restart_lanczos(
     gen: torch.Generator,
     expand: str = "krylov",
     scale0: float = 0.0,
-) -> tuple[list[tuple[Tensor, Tensor, Tensor]], int, bool, int, float]:
+    min_extra: int | None = None,
+) -> _Run:
     """Thick-restart block Lanczos with full re-orthogonalisation (the engine).
 
     Keeps ``V`` (``(dim, m)``, orthonormal, ``m ≤ ncv``) and ``W = H V`` and the
@@ -41,9 +70,16 @@ def _thick_restart_lanczos(
 
     ``groups``: ``[(which, k), ...]``; the first ``k`` Ritz pairs of each group in
     the order of ``which`` must reach ``‖r‖ ≤ tol · scale`` (scale = largest
-    ``|θ|`` seen), and a Krylov basis must hold at least ``k + MIN_EXTRA_BASIS``
-    vectors first (a small residual in a tiny subspace can belong to an unwanted pair). Returns per group ``(θ, X, ‖R‖)``, matvecs, converged,
-    iterations, scale.
+    ``|θ|`` seen, at least ``scale0``), and a Krylov basis must hold at least
+    ``k + min_extra`` vectors first (default ``MIN_EXTRA_BASIS``: a small residual in a
+    tiny subspace can belong to an unwanted pair).
+
+    Honest stop: ``tol`` can lie below what the operator's rounding allows (float32
+    products carry errors of ~1e-6 · ‖H‖, so residuals stagnate there). Once the
+    residual estimates fall to ``max(tol, √eps)`` the exact residuals are checked every
+    step; if the attained residual is ``≤ √eps`` and has not halved over the last
+    ``max(STAGNATION_WINDOW, 2 k)`` products, the solve stops (``stagnated``) instead of
+    spending the rest of the budget.
 
     ``expand="residual"`` (for warm starts from a non-Krylov block, e.g. previous
     eigenvectors): each step appends one vector, the residual ``W y − θ V y`` of the
@@ -67,8 +103,11 @@ def _thick_restart_lanczos(
     eps = torch.finfo(dtype).eps
     orders: list[Tensor] = []
     residual_mode = expand == "residual"
-    min_basis = min(dim, k_all + MIN_EXTRA_BASIS)
+    min_basis = min(dim, k_all + (MIN_EXTRA_BASIS if min_extra is None else min_extra))
     closed = False
+    ceiling = math.sqrt(eps)  # the rounding regime, relative to scale
+    window = max(STAGNATION_WINDOW, 2 * k_all)
+    best_att, best_at, attained, stagnated = math.inf, n_mv, math.inf, False
     while True:
         it += 1
         theta, Y = torch.linalg.eigh(T)
@@ -83,8 +122,10 @@ def _thick_restart_lanczos(
             Ylast = Y[-bs:, :]
             # a tiny Krylov space can hold an accurate Ritz pair that is not the wanted one
             # (a start vector almost orthogonal to a small top eigenspace): never stop there
+            # checked exactly once the estimates reach tol, or the rounding regime if tol is below it
+            near = max(thresh, ceiling * scale)
             est_ok = V.shape[1] >= min_basis and all(
-                order[:k].numel() == k and bool(((F @ Ylast[:, order[:k]]).norm(dim=0) <= thresh).all())
+                order[:k].numel() == k and bool(((F @ Ylast[:, order[:k]]).norm(dim=0) <= near).all())
                 for (w, k), order in zip(groups, orders)
             )
         exhausted = V.shape[1] >= dim or closed
@@ -100,6 +141,7 @@ def _thick_restart_lanczos(
                 best.append((theta[idx], X, rn))
                 if idx.numel() < k or bool((rn > thresh).any()):
                     ok = False
+            attained = max(float(b[2].max()) for b in best) / scale if scale > 0 else math.inf
             if ok:
                 converged = True
                 break
@@ -109,6 +151,12 @@ def _thick_restart_lanczos(
                 break
             if n_mv >= max_matvec:
                 break
+            if attained <= ceiling:  # in the rounding regime: stop once it no longer improves
+                if attained <= 0.5 * best_att:
+                    best_att, best_at = attained, n_mv
+                elif n_mv - best_at >= window:
+                    stagnated = True
+                    break
             if residual_mode:
                 worst_g, worst_i, worst_r = 0, 0, -1.0
                 for gi, b in enumerate(best):
@@ -149,7 +197,24 @@ def _thick_restart_lanczos(
         T = Tn
         V = torch.cat([V, Q], dim=1)
         W = torch.cat([W, WQ], dim=1)
-    return best, n_mv, converged, it, scale
+    return _Run(best, n_mv, converged, it, scale, attained, stagnated, window)
+
+
+def _warn_if_stagnated(who: str, run: _Run, tol: float, dtype: torch.dtype, budget: int) -> None:
+    """The honest stop's warning: tolerance below the attainable accuracy, and what was attained."""
+    if not run.stagnated:
+        return
+    eps = torch.finfo(dtype).eps
+    warnings.warn(
+        f"{who}: tol={tol:g} is below the accuracy this operator attains in {dtype}: the largest "
+        f"relative residual ‖Hx − θx‖/max|θ| of the wanted pairs stagnated at {run.attained:.2e} "
+        f"(no halving over the last {run.window} products, in the rounding regime "
+        f"≤ √eps = {math.sqrt(eps):.1e}); stopped after {run.n_matvec} of {budget} products. "
+        f"The pairs are returned with converged=False and extra['attained']; ask for "
+        f"tol ≥ {2 * run.attained:.0e} or use float64.",
+        UnattainableToleranceWarning,
+        stacklevel=3,
+    )
 
 
 def _start_block(op: Any, b: int, seed: int, v0: Tensor | None, V0: Tensor | None) -> tuple[Tensor, torch.Generator]:
@@ -238,11 +303,11 @@ def lanczos(
     ncv_ = max(ncv_, min(op.dim, k + 2 * bs))
     start, gen = _start_block(op, bs, seed, v0, V0)
     with torch.no_grad():
-        best, n_mv, conv, it, scale = _thick_restart_lanczos(
-            op, [(which, k)], tol, max_mv, ncv_, start, gen, expand=expand
-        )
-    theta, X, rn = best[0]
-    return _finish(X, theta, rn, which, n_mv, conv, it, tol, scale)
+        run = _thick_restart_lanczos(op, [(which, k)], tol, max_mv, ncv_, start, gen, expand=expand)
+    _warn_if_stagnated("lanczos", run, tol, op.dtype, max_mv)
+    theta, X, rn = run.best[0]
+    return _finish(X, theta, rn, which, run.n_matvec, run.converged, run.iterations, tol, run.scale,
+                   attained=run.attained, stagnated=run.stagnated)
 
 
 def extreme_eigenpairs(
@@ -271,9 +336,10 @@ def extreme_eigenpairs(
     ncv_ = min(op.dim, ncv if ncv is not None else _default_ncv(k_top + k_bottom, op.dim, 1))
     start, gen = _start_block(op, 1, seed, v0, None)
     with torch.no_grad():
-        best, n_mv, conv, it, scale = _thick_restart_lanczos(
-            op, [("LA", k_top), ("SA", k_bottom)], tol, max_mv, ncv_, start, gen
-        )
-    top = _finish(best[0][1], best[0][0], best[0][2], "LA", n_mv, conv, it, tol, scale)
-    bot = _finish(best[1][1], best[1][0], best[1][2], "SA", n_mv, conv, it, tol, scale)
+        run = _thick_restart_lanczos(op, [("LA", k_top), ("SA", k_bottom)], tol, max_mv, ncv_, start, gen)
+    _warn_if_stagnated("extreme_eigenpairs", run, tol, op.dtype, max_mv)
+    info = dict(attained=run.attained, stagnated=run.stagnated)
+    (th_t, X_t, r_t), (th_b, X_b, r_b) = run.best
+    top = _finish(X_t, th_t, r_t, "LA", run.n_matvec, run.converged, run.iterations, tol, run.scale, **info)
+    bot = _finish(X_b, th_b, r_b, "SA", run.n_matvec, run.converged, run.iterations, tol, run.scale, **info)
     return top, bot

@@ -13,6 +13,10 @@ from torch import Tensor
 _WHICH = ("LA", "SA", "LM")
 
 
+class UnattainableToleranceWarning(RuntimeWarning):
+    """A solver stopped early: the requested tolerance lies below the attainable accuracy."""
+
+
 @dataclass(frozen=True)
 class EigResult:
     """Eigenpairs of a symmetric operator.
@@ -28,6 +32,10 @@ class EigResult:
         which: ``"LA"``, ``"SA"`` or ``"LM"``.
         iterations: outer iterations (Lanczos: Krylov steps; LOBPCG: block iterations).
         tol: the relative tolerance requested; scale: the ``max|λ|`` estimate used.
+        extra: solver details; Lanczos-based solvers report ``extra["attained"]``
+            (``max ‖r‖ / scale`` of the returned pairs) and ``extra["stagnated"]``
+            (stopped early because the residuals stagnated at the rounding level, see
+            :class:`UnattainableToleranceWarning`).
     """
 
     eigenvalues: Tensor

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .krylov import _default_ncv, _thick_restart_lanczos, lanczos
+from .krylov import _default_ncv, _thick_restart_lanczos, _warn_if_stagnated, lanczos
 from .results import _WHICH, EigResult, _check_common, _finish, _generator
 from .subspace import lobpcg
 
@@ -80,7 +80,7 @@ class EigTracker:
                            scale=sc, n_wanted=self.k)
             else:
                 w = self._warm_residual(op, kk, sc)
-            if w.converged:
+            if w.converged or w.extra.get("stagnated", False):  # tol below the rounding level: no cold retry
                 self._X = w.eigenvectors
                 return self._record(w, warm=True)
             spent = w.n_matvec
@@ -94,12 +94,14 @@ class EigTracker:
         ncv = min(op.dim, _default_ncv(kk, op.dim, 1))
         budget = kk + self.max_warm_iter * 2
         with torch.no_grad():
-            best, n_mv, conv, it, sc = _thick_restart_lanczos(
+            run = _thick_restart_lanczos(
                 op, [(self.which, self.k)], self.tol, budget, max(ncv, kk + 2), self._X,
                 _generator(self.seed), expand="residual", scale0=scale or 0.0,
             )
-        theta, X, rn = best[0]
-        return _finish(X, theta, rn, self.which, n_mv, conv, it, self.tol, sc)
+        _warn_if_stagnated("EigTracker.update", run, self.tol, op.dtype, budget)
+        theta, X, rn = run.best[0]
+        return _finish(X, theta, rn, self.which, run.n_matvec, run.converged, run.iterations, self.tol,
+                       run.scale, attained=run.attained, stagnated=run.stagnated)
 
     def _record(self, r: EigResult, warm: bool, spent: int = 0) -> EigResult:
         k = self.k
@@ -108,7 +110,9 @@ class EigTracker:
             residuals=r.residuals[:k], n_matvec=r.n_matvec + spent,
             converged=bool((r.residuals[:k] <= self.tol * r.scale).all()),
             which=self.which, iterations=r.iterations, tol=self.tol, scale=r.scale,
-            extra={"warm": warm, "failed_warm_matvecs": spent},
+            extra={"warm": warm, "failed_warm_matvecs": spent,
+                   "attained": float(r.residuals[:k].max()) / r.scale if r.scale > 0 else float("nan"),
+                   "stagnated": bool(r.extra.get("stagnated", False))},
         )
         self.prev = res
         self.history.append({"n_matvec": res.n_matvec, "warm": warm, "converged": res.converged})
