@@ -348,7 +348,7 @@ def _slowly_changing(n: int, steps: int) -> list[Tensor]:
     return [A0 + 1e-4 * t * E for t in range(steps)]
 
 
-@pytest.mark.parametrize("warm", ["residual", "lobpcg"])
+@pytest.mark.parametrize("warm", ["residual", "lobpcg", "krylov"])
 def test_tracking_saves_matvecs(warm: str) -> None:
     mats = _slowly_changing(300, 8)
     tr = EigTracker(k=4, tol=1e-6, warm=warm)
@@ -454,6 +454,75 @@ def test_lanczos_does_not_stop_on_an_unwanted_pair_in_a_tiny_subspace():
     res = curvature.lanczos(op, 1, which="LA", tol=1e-3, v0=v0)
     assert res.eigenvalues[0].item() == pytest.approx(20.0, rel=1e-8)
     assert res.n_matvec >= 1 + curvature.MIN_EXTRA_BASIS
+
+
+# --------------------------------------------------------------------------- #
+# tracking near the floor: warm Krylov starts and the period-2 flip
+def _alternating(n: int, steps: int, flip: float = 0.5, drift: float = 1e-4) -> list[Tensor]:
+    """``A_t = A₀ + (−1)ᵗ B + t·drift·D``: the two states of the edge of stability, drifting slowly."""
+    g = torch.Generator().manual_seed(13)
+    A0, _, _ = _planted([10 * 0.9**i for i in range(40)], n, seed=13)
+
+    def sym(size: float) -> Tensor:
+        E = torch.randn(n, n, generator=g, dtype=DT)
+        return size * 0.5 * (E + E.T) / math.sqrt(n)  # ‖·‖₂ ≈ size
+
+    B, D = sym(flip), sym(1.0)
+    return [A0 + (-1) ** t * B + drift * t * D for t in range(steps)]
+
+
+def _check_certified(res, A: Tensor, tol: float) -> None:
+    """Every returned pair: explicit residual within tol·scale, eigenvalue within it of the truth."""
+    X, th = res.eigenvectors, res.eigenvalues
+    r = (A @ X - X * th).norm(dim=0)
+    assert res.converged and float(r.max()) <= tol * res.scale
+    torch.testing.assert_close(res.residuals, r, rtol=1e-6, atol=1e-12 * res.scale)
+    lam = torch.linalg.eigvalsh(A).flip(0)[: th.numel()]
+    assert float((th - lam).abs().max()) <= tol * res.scale  # |θ − λ| ≤ ‖r‖ (Weyl/Kato)
+
+
+@pytest.mark.parametrize("seq", ["slow", "alternating"])
+def test_tracker_krylov_matches_cold_solves_along_a_sequence(seq: str) -> None:
+    mats = _slowly_changing(300, 8) if seq == "slow" else _alternating(300, 8)
+    tol = 1e-7
+    tr = EigTracker(k=4, tol=tol)
+    for t, A in enumerate(mats):
+        res = tr.update(MatrixOperator(A))
+        cold = lanczos(MatrixOperator(A), 4, tol=tol, seed=t)
+        _check_certified(res, A, tol)
+        torch.testing.assert_close(res.eigenvalues, cold.eigenvalues, rtol=0, atol=2 * tol * res.scale)
+        assert tr.history[t]["warm"] == (t > 0)
+        if t >= 3:  # the lag is chosen from the previous updates' eigenvectors, no products
+            assert res.extra["lag"] == (2 if seq == "alternating" else 1)
+
+
+def test_tracker_period2_start_saves_matvecs() -> None:
+    mats = _alternating(300, 10)
+    spent = {}
+    for lag in ("auto", 1, 2):
+        tr = EigTracker(k=4, tol=1e-6, lag=lag)
+        counts = [tr.update(MatrixOperator(A)).n_matvec for A in mats]
+        spent[lag] = sum(counts[3:])
+    # the flip (‖B‖ = 0.5 of λ_max = 10) moves the eigenvectors far more than two steps of drift
+    assert spent["auto"] <= 1.1 * spent[2] and spent["auto"] < 0.7 * spent[1], spent
+
+
+def test_tracker_is_picklable_and_resumes_identically() -> None:
+    import pickle
+
+    mats = _alternating(200, 6)
+    a = EigTracker(k=3, tol=1e-8)
+    for A in mats[:3]:
+        a.update(MatrixOperator(A))
+    b = pickle.loads(pickle.dumps(a))
+    for A in mats[3:]:
+        ra, rb = a.update(MatrixOperator(A)), b.update(MatrixOperator(A))
+        assert ra.n_matvec == rb.n_matvec and torch.equal(ra.eigenvalues, rb.eigenvalues)
+    old_style = pickle.loads(pickle.dumps(a))  # a tracker pickled before `lag` existed
+    for name in ("lag", "_X_older", "_lag_next"):
+        del old_style.__dict__[name]
+    restored = pickle.loads(pickle.dumps(old_style))
+    assert restored.lag == 1 and restored.update(MatrixOperator(mats[0])).converged
 
 
 # --------------------------------------------------------------------------- #
