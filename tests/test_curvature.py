@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from instab_lib.curvature import (
@@ -426,6 +427,8 @@ def test_bad_inputs() -> None:
         EigTracker(k=2, which="top")
     with pytest.raises(ValueError, match="unknown warm"):
         EigTracker(k=2, warm="magic")
+    with pytest.raises(ValueError, match="unknown lag"):
+        EigTracker(k=2, lag=3)
     with pytest.raises(ValueError, match="unknown expand"):
         lanczos(op, 2, expand="magic")
     with pytest.raises(ValueError, match="positive integer"):
@@ -566,3 +569,83 @@ def test_tracker_with_unattainable_tolerance_returns_without_cold_fallback() -> 
     for res in results:
         assert not res.converged and res.extra["stagnated"] and res.n_matvec < 150
     assert [h["warm"] for h in tr.history] == [False, True, True]
+
+
+# --------------------------------------------------------------------------- #
+# block products: a matmat of k columns in one pass
+@pytest.mark.parametrize("make", [_mlp, _cnn])
+@pytest.mark.parametrize("method", ["double_backward", "forward_over_reverse"])
+@pytest.mark.parametrize("budget", [2**31, 0])  # keep graphs / rebuild per product
+def test_batched_matmat_equals_column_loop(make, method: str, budget: int) -> None:
+    model, data = make()
+    H = _ref(model, data)
+    kw = dict(method=method, graph_budget_bytes=budget, chunk_size=7)
+    loop = HessianOperator(model, CE, data, **kw)
+    batch = HessianOperator(model, CE, data, batched=True, **kw)
+    V = torch.randn(loop.dim, 5, dtype=DT, generator=torch.Generator().manual_seed(3))
+    a, b = loop.matmat(V), batch.matmat(V)
+    scale = float(H.abs().max())
+    torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12 * scale)
+    torch.testing.assert_close(b, H @ V, rtol=1e-10, atol=1e-12 * scale)
+    torch.testing.assert_close(batch.matmat(V[:, :1]), H @ V[:, :1], rtol=1e-10, atol=1e-12 * scale)
+    assert batch.n_matvec == loop.n_matvec + 1 == 6
+
+
+def _seq_mlp(act: type, bias_last_hidden: bool = True) -> nn.Sequential:
+    torch.manual_seed(4)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(12, 7), act(), nn.Linear(7, 5, bias=bias_last_hidden), act(), nn.Linear(5, 4),
+    ).to(DT)
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.Identity])
+@pytest.mark.parametrize("loss", [F.cross_entropy, nn.CrossEntropyLoss()], ids=["F", "module"])
+def test_mlp_closed_form_equals_dense_hessian(act: type, loss) -> None:
+    model = _seq_mlp(act, bias_last_hidden=act is not nn.Tanh)
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(37, 3, 4, generator=g, dtype=DT)
+    y = torch.randint(0, 4, (37,), generator=g)
+    H = dense_hessian(model, loss, (X, y))
+    op = HessianOperator(model, loss, (X, y), chunk_size=10)  # 10, 10, 10, 7
+    assert op.method_used == "mlp"
+    V = torch.randn(op.dim, 6, generator=g, dtype=DT)
+    scale = float(H.abs().max())
+    torch.testing.assert_close(op.matmat(V), H @ V, rtol=1e-10, atol=1e-12 * scale)
+    torch.testing.assert_close(op.matvec(V[:, 0]), H @ V[:, 0], rtol=1e-10, atol=1e-12 * scale)
+    loop = HessianOperator(model, loss, (X, y), chunk_size=10, method="double_backward").matmat(V)
+    torch.testing.assert_close(op.matmat(V), loop, rtol=1e-12, atol=1e-12 * scale)
+    with torch.no_grad():  # an optimiser step in place: the cached forward states are stale
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=DT))
+    torch.testing.assert_close(op.matmat(V), dense_hessian(model, loss, (X, y)) @ V, rtol=1e-10, atol=1e-11 * scale)
+
+
+def test_mlp_closed_form_splits_wide_blocks(monkeypatch) -> None:
+    from instab_lib.curvature import mlp as mlp_mod
+
+    model = _seq_mlp(nn.Tanh)
+    g = torch.Generator().manual_seed(6)
+    X, y = torch.randn(20, 12, generator=g, dtype=DT), torch.randint(0, 4, (20,), generator=g)
+    op = HessianOperator(model, CE, (X, y))
+    V = torch.randn(op.dim, 9, generator=g, dtype=DT)
+    whole = op.matmat(V)
+    monkeypatch.setattr(mlp_mod, "MAX_TANGENT_ELEMENTS", 20 * 7 * 2)  # two columns per pass
+    torch.testing.assert_close(op.matmat(V), whole, rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(whole, dense_hessian(model, CE, (X, y)) @ V, rtol=1e-10, atol=1e-12)
+
+
+def test_mlp_closed_form_only_where_it_applies() -> None:
+    g = torch.Generator().manual_seed(7)
+    X, y = torch.randn(9, 12, generator=g, dtype=DT), torch.randint(0, 4, (9,), generator=g)
+    model = _seq_mlp(nn.ReLU)
+    mse = lambda out, t: F.mse_loss(out, F.one_hot(t, 4).to(out.dtype))  # noqa: E731
+    dropout = nn.Sequential(nn.Linear(12, 5), nn.Dropout(0.1), nn.Linear(5, 4)).to(DT)
+    ignored = y.clone()
+    ignored[0] = -100  # cross-entropy would drop this sample
+    for args, kw in [((model, mse, (X, y)), {}), ((dropout, CE, (X, y)), {}), ((model, CE, (X, ignored)), {}),
+                     ((model, CE, (X, y)), {"params": list(model.parameters())[:2]}),
+                     ((model, nn.CrossEntropyLoss(label_smoothing=0.1), (X, y)), {}), ((_cnn()[0], CE, _cnn()[1]), {})]:
+        op = HessianOperator(*args, **kw)
+        assert op.method_used == "double_backward"
+        with pytest.raises(ValueError, match="method='mlp'"):
+            HessianOperator(*args, method="mlp", **kw)

@@ -15,7 +15,11 @@ Contents (one module per part; every name is re-exported here)
   vectors), :class:`MatrixOperator` (a dense symmetric matrix with the operator
   interface), :func:`dense_hessian` (ground truth for small models, ``torch.func.hessian``).
 * ``hessian`` — :class:`HessianOperator`: ``H v`` by double-backward (graph built once
-  and reused) or forward-over-reverse (``torch.func``).
+  and reused) or forward-over-reverse (``torch.func``), ``H V`` for a block ``V`` in
+  one pass where asked (``batched=True``).
+* ``mlp`` — the closed-form R-operator of ``nn.Sequential`` MLPs with cross-entropy
+  (``HessianOperator(method="mlp")``, chosen by ``"auto"`` where it applies): all
+  columns of a block in one pass of folded matrix products.
 * ``results`` — :class:`EigResult`, :func:`fix_signs` and the solvers' shared helpers.
 * ``krylov`` — :func:`lanczos`: thick-restart (block) Lanczos with full
   re-orthogonalisation, stopping on the *explicit* residual ``‖H x − θ x‖₂ ≤ tol · max|θ|``;

@@ -9,9 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .mlp import MLPProducts, mlp_layers, mlp_matmat
 from .operators import _as_chunks, _EvalMode, _n_samples, _split, _trainable, flatten, unflatten_like
 
-_METHODS = ("double_backward", "forward_over_reverse", "auto")
+_METHODS = ("double_backward", "forward_over_reverse", "mlp", "auto")
 
 
 class HessianOperator:
@@ -31,15 +32,24 @@ class HessianOperator:
             (convolutions on a CPU are faster on pieces of a few hundred images).
         method: ``"double_backward"`` (``H v = ∂/∂θ (g·v)`` with ``g = ∇L`` built once
             with ``create_graph=True`` and reused with ``retain_graph=True``),
-            ``"forward_over_reverse"`` (``torch.func.jvp(torch.func.grad(L), θ, v)``) or
-            ``"auto"``: double-backward on a CPU; elsewhere both are timed on the first
-            product and the faster is kept (``method_used`` says which).
+            ``"forward_over_reverse"`` (``torch.func.jvp(torch.func.grad(L), θ, v)``),
+            ``"mlp"`` (the closed-form R-operator of :mod:`~instab_lib.curvature.mlp`:
+            ``nn.Sequential`` MLPs with mean cross-entropy, all ``k`` columns of a ``matmat``
+            in one pass) or ``"auto"``: ``"mlp"`` where it applies, else double-backward on
+            a CPU; elsewhere both generic methods are timed on the first product and the
+            faster is kept (``method_used`` says which).
         graph_budget_bytes: double-backward keeps the gradient graphs of all chunks
             alive between products when their saved tensors (measured on the first
             chunk, times the number of chunks) fit in this budget; otherwise each
             product rebuilds one chunk's graph at a time (memory of one chunk, about
             1.5–2× slower per product; a ``matmat`` then amortises each rebuild over
             all its columns).
+        batched: generic methods only (``"mlp"`` always works on the whole block):
+            ``True`` computes a ``matmat`` in one pass — one double backward with a batched
+            tangent (``torch.autograd.grad(..., is_grads_batched=True)``) or
+            ``torch.func.vmap`` over the forward-over-reverse product — instead of a loop
+            over the columns. Off by default: on the CPU it was not faster than the loop for
+            the fMNIST MLP (1.06× and 1.21× the loop's time, ``benchmarks/RESULTS.md``).
 
     The model is put in eval mode (BatchNorm uses running statistics, Dropout is off)
     while graphs are built and products run, and its modes are restored afterwards.
@@ -61,6 +71,7 @@ class HessianOperator:
         chunk_size: int | None = None,
         method: str = "auto",
         graph_budget_bytes: int = 2 * 1024**3,
+        batched: bool = False,
     ) -> None:
         if method not in _METHODS:
             raise ValueError(f"unknown method {method!r}; expected one of {_METHODS}")
@@ -84,11 +95,22 @@ class HessianOperator:
         self.n_matvec: int = 0
         self.method = method
         self.graph_budget_bytes = graph_budget_bytes
+        self.batched = batched
         self._check_scalar_loss()
+        self._mlp_layers = mlp_layers(model, self.params, loss_fn, chunks) if method in ("mlp", "auto") else None
+        if method == "mlp" and self._mlp_layers is None:
+            raise ValueError(
+                "method='mlp' needs an nn.Sequential of [Flatten,] Linear, activation, …, Linear whose "
+                "parameters are all trainable, and mean cross-entropy on integer labels ≥ 0"
+            )
         if method == "auto":
-            self.method_used: str = "double_backward" if self.device.type == "cpu" else ""
+            self.method_used: str = (
+                "mlp" if self._mlp_layers is not None else "double_backward" if self.device.type == "cpu" else ""
+            )
         else:
             self.method_used = method
+        self._mlp_states: list[MLPProducts] | None = None
+        self._mlp_versions: tuple[int, ...] = ()
         self._graphs: list[tuple[Tensor, tuple[Tensor, ...]]] | None = None
         self._keep_graphs: bool | None = None
         self._versions: tuple[int, ...] = ()
@@ -160,6 +182,11 @@ class HessianOperator:
             graphs = rebuild()
         keep = self._graphs is not None
         for _, grads in graphs:
+            if self.batched and k > 1:  # one backward pass, the k tangents batched (vmap inside autograd)
+                hv = torch.autograd.grad(grads, self.params, grad_outputs=self._batched_tangents(V),
+                                         retain_graph=keep, is_grads_batched=True)
+                out += self._unbatch(hv, k)
+                continue
             for j in range(k):
                 last = (not keep) and j == k - 1
                 hv = torch.autograd.grad(
@@ -168,6 +195,26 @@ class HessianOperator:
                 )
                 out[:, j] += flatten(hv).detach()
         return out
+
+    def _batched_tangents(self, V: Tensor) -> list[Tensor]:
+        """``V`` (``(dim, k)``) as per-parameter tangents with a leading batch dimension ``k``."""
+        sizes = [p.numel() for p in self.params]
+        return [rows.T.reshape(V.shape[1], *p.shape) for rows, p in zip(torch.split(V, sizes), self.params)]
+
+    @staticmethod
+    def _unbatch(hv: Sequence[Tensor], k: int) -> Tensor:
+        """Per-parameter ``(k, *shape)`` results back to a ``(dim, k)`` block."""
+        return torch.cat([h.detach().reshape(k, -1) for h in hv], dim=1).T
+
+    # ---- closed-form MLP products ------------------------------------------ #
+    def _hvp_mlp(self, V: Tensor) -> Tensor:
+        """:func:`~instab_lib.curvature.mlp.mlp_matmat`: all ``k`` columns in one pass."""
+        versions = self._current_versions()
+        if self._mlp_states is None or self._mlp_versions != versions:
+            assert self._mlp_layers is not None
+            self._mlp_states = [MLPProducts(self._mlp_layers, X, y, w) for (X, y), w in zip(self.chunks, self.weights)]
+            self._mlp_versions = versions
+        return mlp_matmat(self._mlp_states, self.params, V)
 
     # ---- forward over reverse -------------------------------------------- #
     def _hvp_fr(self, V: Tensor) -> Tensor:
@@ -190,6 +237,14 @@ class HessianOperator:
                     return w * self.loss_fn(functional_call(self.model, dict(zip(names, ps)), (X,)), y)
 
                 g = grad(loss, argnums=tuple(range(len(primals))))
+                if self.batched and V.shape[1] > 1:  # torch.func.vmap over the k tangents
+                    from torch.func import vmap
+
+                    def hvp(*t: Tensor, g: Any = g) -> tuple[Tensor, ...]:
+                        return jvp(g, primals, t)[1]
+
+                    out += self._unbatch(vmap(hvp)(*self._batched_tangents(V)), V.shape[1])
+                    continue
                 for j in range(V.shape[1]):
                     tangents = tuple(unflatten_like(V[:, j], self.params))
                     _, hv = jvp(g, primals, tangents)
@@ -238,6 +293,9 @@ class HessianOperator:
         self.n_matvec += V.shape[1]
         if not self.method_used:
             return self._select_method(V)
+        if self.method_used == "mlp":
+            with torch.no_grad():
+                return self._hvp_mlp(V)
         if self.method_used == "double_backward":
             return self._hvp_db(V)
         return self._hvp_fr(V)
@@ -271,5 +329,6 @@ class HessianOperator:
         return loss_total, g
 
     def release(self) -> None:
-        """Drop the cached gradient graphs (they are rebuilt on the next product)."""
+        """Drop the cached gradient graphs and MLP states (rebuilt on the next product)."""
         self._graphs = None
+        self._mlp_states = None
