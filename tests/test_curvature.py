@@ -429,6 +429,8 @@ def test_bad_inputs() -> None:
         EigTracker(k=2, warm="magic")
     with pytest.raises(ValueError, match="unknown lag"):
         EigTracker(k=2, lag=3)
+    with pytest.raises(ValueError, match="block_size"):
+        EigTracker(k=2, block_size=3)
     with pytest.raises(ValueError, match="unknown expand"):
         lanczos(op, 2, expand="magic")
     with pytest.raises(ValueError, match="positive integer"):
@@ -484,11 +486,12 @@ def _check_certified(res, A: Tensor, tol: float) -> None:
     assert float((th - lam).abs().max()) <= tol * res.scale  # |θ − λ| ≤ ‖r‖ (Weyl/Kato)
 
 
+@pytest.mark.parametrize("block_size", [1, 2])
 @pytest.mark.parametrize("seq", ["slow", "alternating"])
-def test_tracker_krylov_matches_cold_solves_along_a_sequence(seq: str) -> None:
+def test_tracker_krylov_matches_cold_solves_along_a_sequence(seq: str, block_size: int) -> None:
     mats = _slowly_changing(300, 8) if seq == "slow" else _alternating(300, 8)
     tol = 1e-7
-    tr = EigTracker(k=4, tol=tol)
+    tr = EigTracker(k=4, tol=tol, block_size=block_size)
     for t, A in enumerate(mats):
         res = tr.update(MatrixOperator(A))
         cold = lanczos(MatrixOperator(A), 4, tol=tol, seed=t)

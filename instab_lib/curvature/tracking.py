@@ -37,7 +37,10 @@ class EigTracker:
       explicit-residual test as a cold solve, with at least ``k + WARM_EXTRA_BASIS``
       basis vectors. On the fMNIST MLP at the edge of stability (top-10, tol 1e-3) this
       costs a median of 16 products against 21 for a cold Lanczos and 33 for ``"residual"``
-      (measured: ``benchmarks/RESULTS.md``).
+      (measured: ``benchmarks/RESULTS.md``). ``block_size = b > 1`` starts block Lanczos
+      from ``b`` vectors instead (the sums of the columns ``i ≡ j mod b``): more products
+      (18 for ``b = 2`` there) in fewer passes, each a ``b``-column ``matmat``, which pays
+      where the operator's block products are cheaper per column (the ``"mlp"`` method).
     * ``warm="residual"``: pays ``k + guard`` products for ``H X_prev``, then runs
       Rayleigh–Ritz on the growing basis, appending one vector per product: the residual
       ``H x − θ x`` of the worst unconverged wanted Ritz pair
@@ -78,6 +81,7 @@ class EigTracker:
         refresh_every: int | None = None,
         lanczos_kwargs: dict[str, Any] | None = None,
         lag: int | str = "auto",
+        block_size: int = 1,
     ) -> None:
         if which not in _WHICH:
             raise ValueError(f"unknown which={which!r}; expected one of {_WHICH}")
@@ -91,7 +95,9 @@ class EigTracker:
             raise ValueError(f"unknown warm={warm!r}; expected one of {_WARM}")
         if lag not in _LAGS:
             raise ValueError(f"unknown lag={lag!r}; expected one of {_LAGS}")
-        self.warm, self.lag = warm, lag
+        if not isinstance(block_size, int) or not 1 <= block_size <= k:
+            raise ValueError(f"block_size must be an integer in [1, k={k}], got {block_size!r}")
+        self.warm, self.lag, self.block_size = warm, lag, block_size
         self.k, self.which, self.tol, self.seed = k, which, tol, seed
         self.guard, self.max_warm_iter, self.refresh_every = guard, max_warm_iter, refresh_every
         self.lanczos_kwargs = dict(lanczos_kwargs or {})
@@ -106,6 +112,7 @@ class EigTracker:
         state.setdefault("lag", 1)
         state.setdefault("_X_older", None)
         state.setdefault("_lag_next", 1)
+        state.setdefault("block_size", 1)
         self.__dict__.update(state)
 
     def reset(self) -> None:
@@ -145,13 +152,16 @@ class EigTracker:
         return self._record(r, warm=False, lag=0, spent=spent)
 
     def _warm_krylov(self, op: Any, start: Tensor, n: int) -> EigResult:
-        """Lanczos from ``v₀ = Σ_i x_i`` over the columns of ``start`` (``(dim, b)``)."""
-        v0 = start.to(dtype=op.dtype, device=op.device).sum(dim=1, keepdim=True)
+        """(Block) Lanczos from ``v_j = Σ_{i ≡ j mod b} x_i`` over the columns of ``start``."""
+        S = start.to(dtype=op.dtype, device=op.device)
+        b = min(self.block_size, S.shape[1])
+        group = torch.arange(S.shape[1], device=S.device) % b
+        v0 = torch.stack([S[:, group == j].sum(dim=1) for j in range(b)], dim=1)
         budget = self.lanczos_kwargs.get("max_iter") or max(50 * self.k, 300)
-        ncv = self.lanczos_kwargs.get("ncv") or _default_ncv(self.k, op.dim, 1)
+        ncv = self.lanczos_kwargs.get("ncv") or _default_ncv(self.k, op.dim, b)
         with torch.no_grad():
             run = _thick_restart_lanczos(
-                op, [(self.which, self.k)], self.tol, budget, min(op.dim, max(ncv, self.k + 2)), v0,
+                op, [(self.which, self.k)], self.tol, budget, min(op.dim, max(ncv, self.k + 2 * b)), v0,
                 _generator(self.seed + n), min_extra=WARM_EXTRA_BASIS,
             )
         _warn_if_stagnated("EigTracker.update", run, self.tol, op.dtype, budget)
