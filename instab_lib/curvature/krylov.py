@@ -91,9 +91,14 @@ def _thick_restart_lanczos(
     dtype, device = op.dtype, op.device
     bs = start.shape[1]
     k_all = sum(k for _, k in groups)
-    V = _orthonormalize(start.to(dtype=dtype, device=device), None, gen)
-    W = _matmat(op, V)
-    n_mv = V.shape[1]
+    V0 = _orthonormalize(start.to(dtype=dtype, device=device), None, gen)
+    W0 = _matmat(op, V0)
+    n_mv = m = V0.shape[1]
+    # V and W are views of preallocated buffers (appending a block copies only the block)
+    Vb = torch.empty(dim, max(ncv, m) + bs, dtype=dtype, device=device)
+    Wb = torch.empty_like(Vb)
+    Vb[:, :m], Wb[:, :m] = V0, W0
+    V, W = Vb[:, :m], Wb[:, :m]
     T = V.T @ W
     T = 0.5 * (T + T.T)
     it = 0
@@ -177,8 +182,10 @@ def _thick_restart_lanczos(
                         keep.append(i)
             keep_t = torch.tensor(keep, dtype=torch.long, device=theta.device)
             Yp = Y[:, keep_t]
-            V = V @ Yp
-            W = W @ Yp
+            Vn, Wn = V @ Yp, W @ Yp
+            m = Yp.shape[1]
+            Vb[:, :m], Wb[:, :m] = Vn, Wn
+            V, W = Vb[:, :m], Wb[:, :m]
             T = torch.diag(theta[keep_t])
         Q = _orthonormalize(F, V, gen)[:, : dim - V.shape[1]]
         if Q.shape[1] == 0:
@@ -195,8 +202,12 @@ def _thick_restart_lanczos(
         Tn[m0:, :m0] = C.T
         Tn[m0:, m0:] = 0.5 * (D + D.T)
         T = Tn
-        V = torch.cat([V, Q], dim=1)
-        W = torch.cat([W, WQ], dim=1)
+        if m + q > Vb.shape[1]:  # (not reached: restarts keep m + bs ≤ ncv)
+            Vb = torch.cat([Vb, torch.empty_like(Vb)], dim=1)
+            Wb = torch.cat([Wb, torch.empty_like(Wb)], dim=1)
+        Vb[:, m:m + q], Wb[:, m:m + q] = Q, WQ
+        m += q
+        V, W = Vb[:, :m], Wb[:, :m]
     return _Run(best, n_mv, converged, it, scale, attained, stagnated, window)
 
 

@@ -92,8 +92,9 @@ def _derivatives(act: nn.Module, z: Tensor) -> tuple[Tensor, Tensor]:
 class MLPProducts:
     """The primal quantities of one chunk, computed once per parameter state, and ``H V``.
 
-    ``forward`` state per layer ``l``: input ``a_{l−1}`` ``(n, d)``, ``σ'(z_l)``,
-    ``σ''(z_l)``, gradient terms ``δ_l`` and ``δa_{l−1}``; softmax ``p`` ``(n, C)``.
+    State per layer ``l``: input ``a_{l−1}`` ``(n, d)``, ``σ'(z_l)``, the gradient term ``δ_l``
+    and the curvature term ``δa_l ⊙ σ''(z_l)`` (``None`` where ``σ'' = 0``, e.g. ReLU);
+    softmax ``p`` ``(n, C)``.
     """
 
     def __init__(self, layers: list[tuple[nn.Linear, nn.Module | None]], X: Tensor, y: Tensor,
@@ -104,29 +105,29 @@ class MLPProducts:
             self.n = a.shape[0]
             self.inputs: list[Tensor] = []
             self.d1: list[Tensor] = []
-            self.d2: list[Tensor] = []
+            d2: list[Tensor] = []
             for lin, act in layers:
                 self.inputs.append(a)
                 z = F.linear(a, lin.weight, lin.bias)
                 if act is not None:
                     s1, s2 = _derivatives(act, z)
                     self.d1.append(s1)
-                    self.d2.append(s2)
+                    d2.append(s2)
                     a = act(z)
             self.p = torch.softmax(z, dim=1)
             self.scale = weight / self.n
             delta = self.scale * (self.p - F.one_hot(y, z.shape[1]).to(z.dtype))
             self.delta: list[Tensor] = [delta]  # δ_L, …, δ_1 (reversed below)
-            self.delta_a: list[Tensor] = []  # δa_{L−1}, …, δa_1
+            delta_a: list[Tensor] = []  # gradients w.r.t. the inputs of layers L, …, 2
             for l in range(len(layers) - 1, 0, -1):
                 da = delta @ layers[l][0].weight
                 delta = da * self.d1[l - 1]
-                self.delta_a.append(da)
+                delta_a.append(da)
                 self.delta.append(delta)
             self.delta.reverse()
-            self.delta_a.reverse()  # delta_a[l-1] = δa_{l-1} (gradient w.r.t. the input of layer l)
+            delta_a.reverse()  # delta_a[l] = δa_l, the gradient w.r.t. the output of layer l (0-based)
             # δa ⊙ σ'' (the activation's curvature term); None where σ'' = 0 (ReLU, Identity)
-            self.curv = [None if not bool(s2.any()) else da * s2 for da, s2 in zip(self.delta_a, self.d2)]
+            self.curv: list[Tensor | None] = [None if not bool(s2.any()) else da * s2 for da, s2 in zip(delta_a, d2)]
 
     def hvp_into(self, tangents: list[tuple[Tensor, Tensor | None]], out: list[tuple[Tensor, Tensor | None]]) -> None:
         """Add ``H V`` for per-layer tangents ``(Ẇ_l (k, h, d), ḃ_l (k, h) or None)`` into ``out``

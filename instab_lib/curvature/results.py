@@ -119,7 +119,8 @@ def _orthonormalize(Q: Tensor, V: Tensor | None, gen: torch.Generator) -> Tensor
             break  # the space is exhausted
         q = q / q.norm()
         out.append(q)
-        basis = q[:, None] if basis is None else torch.cat([basis, q[:, None]], dim=1)
+        if j + 1 < Q.shape[1]:  # (the last column needs no copy of the basis)
+            basis = q[:, None] if basis is None else torch.cat([basis, q[:, None]], dim=1)
     if not out:
         return Q[:, :0]
     return torch.stack(out, dim=1)
