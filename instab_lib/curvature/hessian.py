@@ -48,8 +48,10 @@ class HessianOperator:
             ``True`` computes a ``matmat`` in one pass — one double backward with a batched
             tangent (``torch.autograd.grad(..., is_grads_batched=True)``) or
             ``torch.func.vmap`` over the forward-over-reverse product — instead of a loop
-            over the columns. Off by default: on the CPU it was not faster than the loop for
-            the fMNIST MLP (1.06× and 1.21× the loop's time, ``benchmarks/RESULTS.md``).
+            over the columns. Off by default: on the CPU it was not reliably faster than the
+            loop for the fMNIST MLP and 2.4× / 3.3× slower for a small CNN (vmap's batching
+            rules expand the inputs and fall back to slow paths for convolutions and pooling;
+            ``benchmarks/RESULTS.md``).
 
     The model is put in eval mode (BatchNorm uses running statistics, Dropout is off)
     while graphs are built and products run, and its modes are restored afterwards.

@@ -296,7 +296,12 @@ def lanczos(
             which is not a Krylov basis).
 
     Returns:
-        :class:`EigResult` with eigenvalues ordered by ``which``.
+        :class:`EigResult` with eigenvalues ordered by ``which``; ``extra["attained"]``:
+        the largest ``‖r‖ / max|θ|`` of the returned pairs. If ``tol`` lies below what the
+        operator's rounding allows (residuals stagnating at ``≤ √eps`` of the dtype, e.g.
+        ~2e-6 for a float32 network Hessian), the solve stops early with an
+        :class:`UnattainableToleranceWarning`, ``converged=False`` and
+        ``extra["stagnated"] = True`` instead of spending the whole budget.
     """
     _check_common(op, k, which, tol, strict=True)
     if expand not in ("krylov", "residual"):
