@@ -50,13 +50,22 @@ def _package_dir() -> Path:
     return Path(__file__).resolve().parent
 
 
-def _module_path(name: str) -> Path:
-    return _package_dir() / f"{name}.py"
+def _module_files(name: str) -> list[Path]:
+    """The source files of library module ``name``: ``instab_lib/<name>.py``, or every ``.py`` of the
+    subpackage ``instab_lib/<name>/`` (e.g. ``curvature``), sorted."""
+    f = _package_dir() / f"{name}.py"
+    if f.is_file():
+        return [f]
+    d = _package_dir() / name
+    if (d / "__init__.py").is_file():
+        return sorted(d.rglob("*.py"))
+    raise FileNotFoundError(f"no library module {name!r}")
 
 
 def library_modules() -> list[str]:
-    """Names of the library's modules (``instab_lib/<name>.py``), sorted."""
-    return sorted(p.stem for p in _package_dir().glob("*.py"))
+    """Names of the library's modules (``instab_lib/<name>.py`` and subpackages ``instab_lib/<name>/``), sorted."""
+    d = _package_dir()
+    return sorted({p.stem for p in d.glob("*.py")} | {p.parent.name for p in d.glob("*/__init__.py")})
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -70,7 +79,7 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 
 
 @functools.lru_cache(maxsize=None)
-def _module_digest(path: str, mtime_ns: int, size: int) -> str:
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
     source = Path(path).read_text()
     with _AST_LOCK:
         tree = _strip_docstrings(ast.parse(source))
@@ -79,31 +88,39 @@ def _module_digest(path: str, mtime_ns: int, size: int) -> str:
 
 
 def module_digest(name: str) -> str:
-    """SHA-256 of the docstring-free syntax tree of ``instab_lib/<name>.py``."""
-    p = _module_path(name)
-    st = p.stat()
-    return _module_digest(str(p), st.st_mtime_ns, st.st_size)
+    """SHA-256 of the docstring-free syntax trees of module ``name`` (all files of a subpackage)."""
+    h = hashlib.sha256()
+    for p in _module_files(name):
+        st = p.stat()
+        h.update(p.relative_to(_package_dir()).as_posix().encode())
+        h.update(_file_digest(str(p), st.st_mtime_ns, st.st_size).encode())
+    return h.hexdigest()
 
 
 def _imports_of(name: str) -> set[str]:
-    """The package's own modules that ``instab_lib/<name>.py`` imports anywhere (also inside
-    functions): ``from . import a, b``, ``from .a import x``, ``import instab_lib.a``."""
-    p = _module_path(name)
-    st = p.stat()
-    return set(_imports_cached(str(p), st.st_mtime_ns, st.st_size, tuple(library_modules())))
+    """The library's modules that module ``name`` imports anywhere (also inside functions):
+    ``from . import a, b``, ``from .a import x``, ``import instab_lib.a``; inside a subpackage,
+    ``from .. import a`` and ``from ..a import x`` (its own ``from .x`` are internal)."""
+    out: set[str] = set()
+    known = tuple(library_modules())
+    for p in _module_files(name):
+        st = p.stat()
+        depth = len(p.relative_to(_package_dir()).parts)  # 1: instab_lib/x.py, 2: instab_lib/pkg/x.py
+        out |= _imports_cached(str(p), st.st_mtime_ns, st.st_size, known, depth)
+    return out - {name}
 
 
 @functools.lru_cache(maxsize=None)
-def _imports_cached(path: str, mtime_ns: int, size: int, modules: tuple[str, ...]) -> frozenset[str]:
+def _imports_cached(path: str, mtime_ns: int, size: int, modules: tuple[str, ...], depth: int) -> frozenset[str]:
     with _AST_LOCK:
         tree = ast.parse(Path(path).read_text())
     known = set(modules)
     out: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module is None:
+            if node.level == depth and node.module is None:
                 out.update(a.name for a in node.names if a.name in known)
-            elif node.level == 1 and node.module:
+            elif node.level == depth and node.module:
                 out.add(node.module.split(".")[0])
             elif node.level == 0 and node.module and node.module.split(".")[0] == "instab_lib":
                 parts = node.module.split(".")

@@ -26,7 +26,7 @@ def _edit(path, old, new):
 
 def test_docstrings_and_comments_keep_the_fingerprints(lib_copy):
     before = (provenance.run_fingerprint(), provenance.library_fingerprint())
-    _edit(lib_copy / "curvature.py", '"""Curvature of an empirical risk', '"""Curvature (reworded) of an empirical risk')
+    _edit(lib_copy / "curvature" / "__init__.py", '"""Curvature of an empirical risk', '"""Curvature (reworded) of an empirical risk')
     _edit(lib_copy / "train.py", "def train(", "# a new comment\n\n\ndef train(")
     _edit(lib_copy / "optim.py", "\n", "\n# another comment\n")
     assert (provenance.run_fingerprint(), provenance.library_fingerprint()) == before
@@ -34,7 +34,7 @@ def test_docstrings_and_comments_keep_the_fingerprints(lib_copy):
 
 def test_a_change_that_can_alter_numbers_changes_the_run_fingerprint(lib_copy):
     before = provenance.run_fingerprint()
-    _edit(lib_copy / "curvature.py", "def _generator(seed: int)", "def _generator(seed: int, _unused: int = 1)")
+    _edit(lib_copy / "curvature" / "results.py", "def _generator(seed: int)", "def _generator(seed: int, _unused: int = 1)")
     assert provenance.run_fingerprint() != before
 
 
@@ -102,3 +102,12 @@ def test_editing_the_book_machinery_keeps_the_library_fingerprint(lib_copy):
     before = provenance.library_fingerprint()
     _edit(lib_copy / "pages.py", "def scoreboard(", "_X = 1\n\n\ndef scoreboard(")
     assert provenance.library_fingerprint() == before
+
+
+def test_a_change_inside_a_subpackage_changes_the_fingerprints(lib_copy):
+    """curvature is a package: a change in one of its files must reach the run key."""
+    assert "curvature" in provenance.library_modules()
+    before = (provenance.run_fingerprint(), provenance.library_fingerprint())
+    _edit(lib_copy / "curvature" / "tracking.py", "\n", "\n_CHANGED = 1\n")
+    after = (provenance.run_fingerprint(), provenance.library_fingerprint())
+    assert after[0] != before[0] and after[1] != before[1]
