@@ -229,6 +229,8 @@ def _decide(claim: Mapping[str, Any], x: Any) -> tuple[bool, float | None]:
         passed = (lo > t) if side == "above" else (hi < t)
         passed = passed and math.isfinite(lo) and math.isfinite(hi)
         se = float(e.get("se", float("nan")))
+        if e.get("log") and est > 0 and t > 0:  # a ratio: distance in log units
+            return bool(passed), margin(math.log(est), math.log(t), se, side)
         return bool(passed), margin(est, t, se, side)
     passed = bool(_eval(claim["check"], {"x": x}))
     m = claim.get("margin")

@@ -17,7 +17,7 @@ fmnist_mechanism   the mechanism ensemble: η = 0.1 (the author's), 400 epochs, 
                    bottom-1 eigenpairs every epoch, θ and eigenvectors saved every epoch
 fmnist_ladder      the same network at η ∈ {0.02 (stable), 0.05, 0.2}, 200 epochs, top-3
                    every epoch (rotation against η; a stable control at matched sharpness)
-fmnist_stable      a long stable run: η = 0.01 for 5,000 epochs, spectra and θ every 25
+fmnist_stable      a long stable run: η = 0.01 for 4,000 epochs, spectra and θ every 25
                    epochs (controls at matched *training loss*: spectra, N_eff)
 fmnist_flattening  A Fig 4: η₀ ∈ {0.02 (stable control), 0.1, 0.3} reduced to η = 0.01 at
                    epoch 10, 50 or 150, then the same 300 epochs at 0.01 for every run
@@ -131,7 +131,7 @@ def fmnist_ladder(scale: str) -> Experiment:
 
 
 def fmnist_stable(scale: str) -> Experiment:
-    epochs = 5000
+    epochs = 4000
     base = fmnist_base(lr=FMNIST_ETA_SMALL, epochs=epochs, eval_every=25, k_top=3, k_bottom=1, test_every=25,
                        snapshot_epochs=tuple(range(0, epochs + 1, 25)))
     return Experiment("fmnist_stable", scale,

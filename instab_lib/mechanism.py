@@ -63,10 +63,20 @@ def phases(table: pd.DataFrame, onset_margin: int = 2) -> Phases:
     return Phases(first, ep < first - onset_margin, ep >= first)
 
 
-def spikes(table: pd.DataFrame, rel: float = 0.02, window: int = 10, min_length: int = 1) -> list[Episode]:
-    """Loss spikes of at least ``min_length`` epochs that resolve before the run ends."""
-    return [s for s in find_spikes(table, "train_loss", rel=rel, window=window, min_length=min_length)
-            if s.resolved is not None]
+def spikes(table: pd.DataFrame, rel: float = 0.02, window: int = 10, min_length: int = 1,
+           min_height: float = 1.0) -> list[Episode]:
+    """Loss spikes of at least ``min_length`` epochs that resolve before the run ends and whose peak
+    is at least ``min_height`` × the lowest loss of the ``window`` epochs before them (1.1: a spike
+    of 10% or more, an instability one sees in the loss curve, not a wiggle)."""
+    out = []
+    loss = table.set_index("epoch")["train_loss"]
+    for s in find_spikes(table, "train_loss", rel=rel, window=window, min_length=min_length):
+        if s.resolved is None:
+            continue
+        base = float(loss.loc[max(int(loss.index[0]), s.start - window):s.start - 1].min())
+        if s.peak_value >= min_height * base:
+            out.append(s)
+    return out
 
 
 def spike_mask(table: pd.DataFrame, episodes: Sequence[Episode], margin: int = 0) -> np.ndarray:

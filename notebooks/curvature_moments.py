@@ -46,6 +46,7 @@ moment_before = 30  # the derivative window of each seed: from this many epochs 
 moment_after = 60  # ... to this many after it
 fd_step = 0.03  # finite-difference step h for D3, D4 (float32)
 min_spike_length = 3
+min_spike_height = 1.1  # an instability: a spike whose peak is ≥ 10% above the loss before it
 spike_rel = 0.02  # loss-spike definition, as on phases_of_training
 spike_window = 10
 executor = None  # None: local worker processes; or a Dask scheduler address
@@ -75,7 +76,7 @@ for r in runs:
     ph = mechanism.phases(r.table)
     lam = t["lambda_min"].abs()
     stable_med = float(lam[ph.stable].median())
-    sp = mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length)
+    sp = mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length, min_spike_height)
     every = mechanism.spikes(r.table, spike_rel, spike_window)
     for s in sp:
         w = lam.loc[s.last_stable:s.resolved]
@@ -91,8 +92,8 @@ for r in runs:
 seeds_tab = pd.DataFrame(rows).set_index("seed")
 sp_tab = pd.DataFrame(spike_rows)
 rec.record("n_spikes_pooled", int(len(sp_tab)))
-rec.record("peak_over_stable", stats.bootstrap(sp_tab.groupby("seed")["peak / stable"].median()))
-rec.record("resolution_over_peak", stats.bootstrap(sp_tab.groupby("seed")["resolution / peak"].median()))
+rec.record("peak_over_stable", stats.bootstrap_ratio(sp_tab.groupby("seed")["peak / stable"].median()))
+rec.record("resolution_over_peak", stats.bootstrap_ratio(sp_tab.groupby("seed")["resolution / peak"].median()))
 rec.record("frac_peak_before_resolution", stats.fraction(sp_tab["peak before resolution"]))
 rec.record("frac_global_peak_in_spike", stats.fraction(seeds_tab["global peak in a spike"]))
 rec.record("spearman_abs_lambda_min_osc", stats.bootstrap(seeds_tab["Spearman(|λ_min|, osc)"]))
@@ -128,8 +129,8 @@ for r in progress(runs, desc="seeds"):
                    "D4": mom.loc[in_sp.to_numpy(), "abs_D4"].median() / mom.loc[stable_e, "abs_D4"].median(),
                    "D2 vs S": float((mom["D2"] / mom["S"] - 1).abs().max())})
 rat = pd.DataFrame(ratios).set_index("seed")
-rec.record("abs_D3_spike_over_stable", stats.bootstrap(rat["D3"]))
-rec.record("abs_D4_spike_over_stable", stats.bootstrap(rat["D4"]))
+rec.record("abs_D3_spike_over_stable", stats.bootstrap_ratio(rat["D3"]))
+rec.record("abs_D4_spike_over_stable", stats.bootstrap_ratio(rat["D4"]))
 rec.record("D2_vs_S_rel", float(rat["D2 vs S"].max()))
 rat.round(3)
 

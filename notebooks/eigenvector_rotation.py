@@ -51,6 +51,7 @@ scale = "ci"  # the shared experiments' scale: "ci" (5 seeds) or "paper" (10 see
 spike_rel = 0.02  # loss-spike definition, as on phases_of_training
 spike_window = 10
 min_spike_length = 3  # spikes of at least this many epochs (so that a same-parity path exists)
+min_spike_height = 1.1  # an instability: a spike whose peak is ≥ 10% above the loss before it (not a wiggle)
 after = 12  # epochs shown after each spike resolves
 monotone_tol = 0.02  # a same-parity similarity may rise by this much (eigen-solver tolerance) and still count as falling
 eos_margin = 2  # epochs around each spike left out of the "edge of stability without a spike" window
@@ -67,13 +68,15 @@ ladder = experiments.get("fmnist_ladder", scale)
 runs = mech.run(executor=executor)
 lruns = ladder.run(executor=executor)
 eta = float(mech.base.lr)
-spikes = {r.config.seed: mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length) for r in runs}
+spikes = {r.config.seed: mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length, min_spike_height)
+          for r in runs}
 rec.record("same_parity", True)
 rec.record("n_seeds", len(runs))
 rec.record("n_spikes_pooled", int(sum(len(v) for v in spikes.values())))
 display(Markdown(
     f"Data: **{runs[0].data_source}**. {mech.description}; {len(runs)} seeds; "
-    f"{rec.numbers['n_spikes_pooled']} loss spikes of ≥ {min_spike_length} epochs that resolve, pooled over the seeds "
+    f"{rec.numbers['n_spikes_pooled']} instabilities (loss spikes of ≥ {min_spike_length} epochs, peak ≥ "
+    f"{min_spike_height:g} × the loss before them, that resolve), pooled over the seeds "
     f"({', '.join(str(len(v)) for v in spikes.values())} per seed)."))
 
 # %% [markdown]
@@ -147,9 +150,9 @@ win = pd.DataFrame(rows).set_index("seed")
 ok_ctrl = win["matched epochs"] >= 5
 rec.record("rotation_windows", {c: [float(v) for v in win[c]] for c in ("inside spikes", "between spikes",
                                                                        "stable, matched S")})
-rec.record("spike_over_eos", stats.bootstrap(win["inside spikes"] / win["between spikes"]))
+rec.record("spike_over_eos", stats.bootstrap_ratio(win["inside spikes"] / win["between spikes"]))
 rec.record("n_seeds_matched_control", int(ok_ctrl.sum()))
-rec.record("spike_over_stable", stats.bootstrap((win["inside spikes"] / win["stable, matched S"])[ok_ctrl]))
+rec.record("spike_over_stable", stats.bootstrap_ratio((win["inside spikes"] / win["stable, matched S"])[ok_ctrl]))
 win.round(4)
 
 # %% [markdown]
@@ -169,7 +172,7 @@ for lr_ in sorted({*experiments.FMNIST_LADDER_ETAS, eta}):
     for r in rs:
         t = r.table[r.table["epoch"] <= horizon]
         ph = mechanism.phases(t)
-        sp = mechanism.spikes(t, spike_rel, spike_window, min_spike_length)
+        sp = mechanism.spikes(t, spike_rel, spike_window, min_spike_length, min_spike_height)
         by_eta[lr_, r.config.seed] = {"rate": mechanism.rotation_rate(t, ph.unstable),
                                       "per_spike": float(np.mean([mechanism.rotation_per_spike(t, s) for s in sp]))
                                       if sp else np.nan, "n_spikes": len(sp)}
@@ -178,7 +181,7 @@ lo_eta, hi_eta = min(rot.index.get_level_values(0)), max(rot.index.get_level_val
 ratio = (rot.xs(hi_eta)["rate"] / rot.xs(lo_eta)["rate"]).astype(float)
 rec.record("rotation_rate_by_eta", {f"{e:g}": [float(v) for v in rot.xs(e)["rate"]]
                                     for e in sorted(set(rot.index.get_level_values(0)))})
-rec.record("rate_ratio_high_over_low_eta", stats.bootstrap(ratio))
+rec.record("rate_ratio_high_over_low_eta", stats.bootstrap_ratio(ratio))
 rec.record("eta_ladder", sorted(float(e) for e in set(rot.index.get_level_values(0))))
 rot.unstack(0).round(4)
 

@@ -45,7 +45,8 @@ n_snapshots = 6  # snapshots through the sliced cycle (seed 0)
 offsets = [-1.0, -0.5, 0.0, 0.5, 1.0, 2.0]  # s in θ_t − s·η∇L(θ_t), in units of the GD step
 hutchinson_samples = 8  # Rademacher probes per point
 hutchinson_power = 6  # tr(H^p)^(1/p), p even
-min_spike_length = 3  # spikes of at least this many epochs that resolve
+min_spike_length = 3  # spikes of at least this many epochs that resolve ...
+min_spike_height = 1.1  # ... whose peak is ≥ 10% above the loss before them (an instability, not a wiggle)
 spike_rel = 0.02  # loss-spike definition, as on phases_of_training
 spike_window = 10
 resolution_window = 2  # the resolution is read as the median over the spike's end epoch and this many after it
@@ -66,35 +67,36 @@ display(Markdown(f"Data: **{runs[0].data_source}**. {mech.description}; {len(run
 #
 # For each spike (pooled over seeds): $\eta S/2$ the epoch before it, at its sharpest, and over the resolution window
 # (median of the epoch after its end and the next `resolution_window`); the same-parity rotation of the top-3 eigenspace
-# inside the cycle, against that of the stable phase before the edge of stability.
+# inside the cycle, against that of the epochs at the edge of stability between cycles.
 
 # %%
 rows, rot_rows = [], []
 for r in runs:
     t = r.table.set_index("epoch")
     half = t["lr"] * t["sharpness"] / 2
-    sp = mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length)
+    sp = mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length, min_spike_height)
     for s in sp:
         win = half.loc[s.resolved:s.resolved + resolution_window]
         rows.append({"seed": r.config.seed, "epochs": f"{s.start}–{s.end}", "ηS/2 before": half.loc[s.last_stable],
                      "ηS/2 peak": half.loc[s.start:s.end].max(), "ηS/2 at resolution": float(win.median()),
                      "S resolution / peak": float(win.median() / half.loc[s.start:s.end].max())})
     ph = mechanism.phases(r.table)
+    e = r.table["epoch"].to_numpy()
     cyc = np.zeros(len(r.table), bool)
     for s in sp:
-        e = r.table["epoch"].to_numpy()
         cyc |= (e >= s.last_stable) & (e <= s.resolved)
+    calm = ph.unstable & ~mechanism.spike_mask(r.table, mechanism.spikes(r.table, spike_rel, spike_window), 2)
     rot_rows.append({"seed": r.config.seed, "cycle": mechanism.rotation_rate(r.table, cyc),
-                     "stable phase": mechanism.rotation_rate(r.table, ph.stable)})
+                     "edge of stability, between cycles": mechanism.rotation_rate(r.table, calm)})
 cyc_tab = pd.DataFrame(rows)
 rot_tab = pd.DataFrame(rot_rows).set_index("seed")
 per = cyc_tab.groupby("seed")
 rec.record("n_spikes_pooled", int(len(cyc_tab)))
-rec.record("sharpness_rise", stats.bootstrap(per.apply(lambda g: (g["ηS/2 peak"] / g["ηS/2 before"]).median())))
+rec.record("sharpness_rise", stats.bootstrap_ratio(per.apply(lambda g: (g["ηS/2 peak"] / g["ηS/2 before"]).median())))
 rec.record("eta_S_over_2_at_resolution", stats.bootstrap(per["ηS/2 at resolution"].median()))
-rec.record("resolution_over_peak", stats.bootstrap(per["S resolution / peak"].median()))
+rec.record("resolution_over_peak", stats.bootstrap_ratio(per["S resolution / peak"].median()))
 rec.record("frac_spikes_resolved_below_threshold", stats.fraction(cyc_tab["ηS/2 at resolution"] < 1))
-rec.record("cycle_over_stable_rotation", stats.bootstrap(rot_tab["cycle"] / rot_tab["stable phase"]))
+rec.record("cycle_over_calm_rotation", stats.bootstrap_ratio(rot_tab["cycle"] / rot_tab["edge of stability, between cycles"]))
 cyc_tab.groupby("seed")[["ηS/2 before", "ηS/2 peak", "ηS/2 at resolution"]].median().round(3)
 
 # %% [markdown]
@@ -116,7 +118,7 @@ def snapshot_curvature(r, t, f, offs, seed):
 
 slices, est = {}, []
 for i, r in enumerate(progress(runs, desc="seeds")):
-    sp = mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length)[0]
+    sp = mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length, min_spike_height)[0]
     f = landscape.run_loss(r)
     S_tab = r.table.set_index("epoch")["sharpness"]
     peak = int(S_tab.loc[sp.start:sp.end].idxmax())
@@ -134,7 +136,7 @@ for i, r in enumerate(progress(runs, desc="seeds")):
                     "hutchinson se": sl.hutch_se[0], "table S": float(S_tab.loc[t])})
 est = pd.DataFrame(est)
 est["ratio"] = est["hutchinson"] / est["lanczos"]
-rec.record("hutch_over_lanczos", stats.bootstrap(est.groupby("seed")["ratio"].median()))
+rec.record("hutch_over_lanczos", stats.bootstrap_ratio(est.groupby("seed")["ratio"].median()))
 rec.record("lanczos_vs_table_rel", float((est["lanczos"] / est["table S"] - 1).abs().max()))
 rec.record("snapshot_epochs_seed0", snap_epochs)
 est.groupby("seed")[["lanczos", "hutchinson", "ratio"]].median().round(3)

@@ -66,7 +66,10 @@ rec.record("n_seeds", int(df["seed"].nunique()))
 rec.record("n_diverged", int((df["status"] == "diverged").sum()))
 stable0, mid0, big0 = spec["eta0"]
 rec.record("stable_control_max_eta_S_over_2", float(df[df.eta0 == stable0]["max ηS/2 before"].max()))
-rec.record("unstable_min_eta_S_over_2", float(df[df.eta0 > stable0]["max ηS/2 before"].min()))
+late_runs = df[(df.eta0 > stable0) & (df["reduce at"] == max(spec["reduce_at"]))]
+rec.record("late_unstable_min_eta_S_over_2", float(late_runs["max ηS/2 before"].min()))
+rec.record("max_eta_S_over_2_before", {f"{e:g}@{t}": float(g["max ηS/2 before"].median())
+                                       for (e, t), g in df.groupby(["eta0", "reduce at"])})
 display(Markdown(f"Data: **{exps[0].run()[0].data_source}**. {len(df)} runs: η₀ ∈ {list(spec['eta0'])} × reduction at "
                  f"{list(spec['reduce_at'])} × {df['seed'].nunique()} seeds, each followed by {spec['budget']} epochs at "
                  f"η = {experiments.FMNIST_ETA_SMALL}."))
@@ -86,9 +89,9 @@ early, late = min(spec["reduce_at"]), max(spec["reduce_at"])
 longer = {e: (S[(e, late)] / S[(e, early)]).astype(float) for e in spec["eta0"]}
 larger = (S[(big0, late)] / S[(mid0, late)]).astype(float)
 diff = np.log(longer[mid0]) - np.log(longer[stable0])
-rec.record("longer_ratio", {f"{e:g}": stats.bootstrap(v) for e, v in longer.items()})
-rec.record("larger_ratio", stats.bootstrap(larger))
-rec.record("stable_control_trend", stats.bootstrap(longer[stable0]))
+rec.record("longer_ratio", {f"{e:g}": stats.bootstrap_ratio(v) for e, v in longer.items()})
+rec.record("larger_ratio", stats.bootstrap_ratio(larger))
+rec.record("stable_control_trend", stats.bootstrap_ratio(longer[stable0]))
 rec.record("unstable_minus_stable_log_trend", stats.bootstrap(diff))
 pd.DataFrame({**{f"longer, η₀ = {e:g}": v for e, v in longer.items()}, "larger (0.3/0.1)": larger,
               "log trend, 0.1 − 0.02": diff}).round(3)

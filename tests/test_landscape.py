@@ -207,3 +207,14 @@ def test_run_loss_is_the_training_loss_of_the_run(fake_fmnist):
     assert float(f(theta).detach()) == pytest.approx(float(F.cross_entropy(model(ds.X_train), ds.y_train).detach()), rel=1e-6)
     from types import SimpleNamespace
     assert float(landscape.run_loss(SimpleNamespace(config=cfg))(theta)) == pytest.approx(float(f(theta)), rel=1e-12)
+
+
+def test_mechanism_spikes_by_height():
+    from instab_lib import mechanism
+
+    loss = [5, 4, 3, 2, 1, 1.05, 1.04, 0.9, 0.8, 1.5, 1.6, 0.7, 0.6, 0.5]
+    t = pd.DataFrame({"epoch": range(len(loss)), "train_loss": loss})
+    every = mechanism.spikes(t, rel=0.02, window=3)
+    big = mechanism.spikes(t, rel=0.02, window=3, min_height=1.1)
+    assert [(s.start, s.end) for s in every] == [(5, 6), (9, 10)]
+    assert [(s.start, s.end) for s in big] == [(9, 10)]
