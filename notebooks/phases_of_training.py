@@ -59,7 +59,11 @@ rec = claims.Recorder("phases_of_training")
 # The sharpness at initialisation $S_0$ gives $2/S_0$, but the sharpness grows during training, so $2/S_0$ is not the
 # limit ({doc}`../notes/measured`). The experiment `fmnist_limit` trains the same network for 300 epochs at a few
 # learning rates, five seeds each; the **stability limit** is the smallest η whose runs reach $\eta S_t \ge 2$
-# (`instab_lib.stability`), bracketed by the largest η that stayed below.
+# (`instab_lib.stability`), bracketed by the largest η that stayed below. This limit belongs to a training horizon:
+# the sharpness keeps growing while a stable run trains on, so runs trained to 99.9 % train accuracy reach a larger
+# sharpness and give a lower limit. The Goldilocks page ({doc}`goldilocks`) measures it that way, from the runs at its
+# smallest learning rates, and finds a lower one; both put the author's η = 0.1 far above the limit,
+# which is all this page needs.
 
 # %%
 lim_exp = experiments.get("fmnist_limit", scale)
