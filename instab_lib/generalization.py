@@ -30,6 +30,21 @@ Used by the generalisation pages (A Figs 5, 7–8; B's SGD results). Three piece
     the first evaluation (``reference_epoch = 0``, the initialisation) and the last
     (the table's ``subspace_ref``): 1 = the top eigenspace never moved, 0 = it ended
     orthogonal. It is a *similarity*, so it runs opposite to ``ρ_rot``.
+  - :func:`rho_parity` — ``ρ_par``, the measure the generalisation pages use: the median,
+    over the evaluations in the second half of a run, of ``1 − |cos(v₁(t − L), v₁(t))|``
+    with ``L`` an even number of epochs (the table's ``cos_par_1``: the same-parity
+    comparison, so the period-2 flip of the edge of stability is not counted as rotation).
+    A median over the late half does not grow with the number of evaluations; with the
+    spectrum interval set to a fixed multiple of 1/η (:func:`instab_lib.experiments.gf_interval`)
+    ``L`` is the same stretch of gradient-flow time ``η·L`` for every η.
+
+* **Controls for η** — :func:`partial_spearman` (rank correlation of two quantities with a
+  third partialled out) and :func:`spearman_within` (rank correlation within groups, e.g.
+  across seeds at each η, pooled): does a predictor add anything beyond η?
+
+* **Goldilocks statistics** — :func:`best_gain` (best mean accuracy above the limit minus the
+  best below it) and :func:`phase_transition_fit` (accuracy against log η with and without
+  a jump at the limit, compared by BIC).
 
 * **Rank correlations** — :func:`spearman` (average ranks for ties, NaN when one side
   is constant or fewer than 3 pairs), per-group correlations (:func:`spearman_by_group`,
@@ -49,7 +64,7 @@ __all__ = [
     "OUTCOMES", "rankdata", "spearman", "spearman_by_group", "bootstrap_spearman", "correlation_spread",
     "rho_rotation", "rho_subspace", "outcome", "run_summary", "summarize_runs", "by_setting",
     "best_setting", "stability_of_runs", "as_mapping", "run_grid", "goldilocks_config", "lr_seed_runs",
-    "describe_runs",
+    "describe_runs", "rho_parity", "partial_spearman", "spearman_within", "best_gain", "phase_transition_fit",
 ]
 
 OUTCOMES = ("target", "capped", "diverged", "collapsed")
@@ -187,6 +202,107 @@ def rho_subspace(table: pd.DataFrame, column: str = "subspace_ref") -> float:
     return float(v[-1])
 
 
+def rho_parity(table: pd.DataFrame, column: str = "cos_par_1", start_frac: float = 0.5) -> float:
+    """``ρ_par``: median of ``1 − column`` (same-parity absolute cosines of the top eigenvector,
+    see the module docstring) over the evaluations at epochs ≥ ``start_frac`` × the run's last
+    epoch. NaN when no such evaluation has a same-parity partner."""
+    if column not in table or not len(table):
+        return float("nan")
+    sp = _spectra(table)
+    last = float(table["epoch"].iloc[-1])
+    c = sp.loc[sp["epoch"] >= start_frac * last, column].to_numpy(dtype=float)
+    c = c[np.isfinite(c)]
+    return float(np.median(1.0 - c)) if len(c) else float("nan")
+
+
+def partial_spearman(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> float:
+    r"""Spearman correlation of ``x`` and ``y`` with ``z`` partialled out:
+    :math:`(r_{xy} - r_{xz} r_{yz}) / \sqrt{(1 - r_{xz}^2)(1 - r_{yz}^2)}` on the rank
+    correlations, over the triples where all three are finite. NaN when undefined (fewer
+    than 4 triples, or ``z`` ranks exactly like ``x`` or ``y``)."""
+    xa, ya, za = (np.asarray(v, dtype=float) for v in (x, y, z))
+    ok = np.isfinite(xa) & np.isfinite(ya) & np.isfinite(za)
+    if ok.sum() < 4:
+        return float("nan")
+    rxy, rxz, ryz = spearman(xa[ok], ya[ok]), spearman(xa[ok], za[ok]), spearman(ya[ok], za[ok])
+    den = (1 - rxz ** 2) * (1 - ryz ** 2)
+    if not (den > 0) or not all(math.isfinite(r) for r in (rxy, rxz, ryz)):
+        return float("nan")
+    return float(np.clip((rxy - rxz * ryz) / math.sqrt(den), -1.0, 1.0))
+
+
+def spearman_within(x: Sequence[float], y: Sequence[float], groups: Sequence[Any]) -> float:
+    """Rank correlation of ``x`` and ``y`` *within* groups, pooled: both are ranked inside each
+    group (average ranks), the ranks centred per group, and the Pearson correlation of the
+    pooled centred ranks returned. With groups = η it asks whether, at a fixed learning rate,
+    the run with the larger ``x`` is the more accurate one. Groups with fewer than two finite
+    pairs add nothing; NaN when nothing is left."""
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    g = np.asarray(groups)
+    cx, cy = [], []
+    for key in pd.unique(g):
+        sel = (g == key) & np.isfinite(xa) & np.isfinite(ya)
+        if sel.sum() < 2:
+            continue
+        rx, ry = rankdata(xa[sel]), rankdata(ya[sel])
+        cx.append(rx - rx.mean())
+        cy.append(ry - ry.mean())
+    if not cx:
+        return float("nan")
+    vx, vy = np.concatenate(cx), np.concatenate(cy)
+    den = math.sqrt(float(vx @ vx) * float(vy @ vy))
+    return float(np.clip(float(vx @ vy) / den, -1.0, 1.0)) if den > 0 else float("nan")
+
+
+def best_gain(acc: pd.DataFrame, below: Sequence[float], above: Sequence[float], seeds: Sequence[Any]) -> float:
+    """Best mean accuracy among the learning rates ``above`` minus the best among ``below``.
+
+    ``acc``: one row per seed, one column per η (NaN: a run left out, e.g. it did not reach
+    the target); ``seeds``: the rows to average over (repeats count, as in a bootstrap
+    resample). A column's mean is over its non-NaN entries; NaN when a side has no value."""
+    sub = acc.loc[list(seeds)]
+    means = sub.mean(axis=0, skipna=True)
+    hi = means[[e for e in above if e in means.index]].max()
+    lo = means[[e for e in below if e in means.index]].max()
+    return float(hi - lo) if np.isfinite(hi) and np.isfinite(lo) else float("nan")
+
+
+def phase_transition_fit(log_eta: Sequence[float], acc: Sequence[float], seeds: Sequence[Any],
+                         log_limit: float) -> dict[str, float]:
+    r"""Accuracy against :math:`x = \log\eta`, fitted by least squares with and without a jump
+    at the limit :math:`x_0`:
+
+    .. math:: a_{s}(x) = \alpha_s + b x + d x^2 \quad\text{(smooth)}, \qquad
+              a_{s}(x) = \alpha_s + b x + d x^2 + c\,\mathbf 1[x > x_0] \quad\text{(break)},
+
+    with one intercept :math:`\alpha_s` per seed (seeds differ in overall accuracy). Returns
+    ``{"jump": c, "bic_smooth", "bic_break", "delta_bic": bic_smooth − bic_break}`` (positive:
+    the data prefer the break; > 2 counts as positive evidence, > 6 strong) and ``n``. The
+    BIC is :math:`n \log(\mathrm{RSS}/n) + k \log n` for Gaussian errors."""
+    x, a = np.asarray(log_eta, dtype=float), np.asarray(acc, dtype=float)
+    s = np.asarray(seeds)
+    ok = np.isfinite(x) & np.isfinite(a)
+    x, a, s = x[ok], a[ok], s[ok]
+    levels = list(pd.unique(s))
+    dummies = np.stack([(s == lv).astype(float) for lv in levels], axis=1)
+    smooth = np.column_stack([dummies, x, x ** 2])
+    brk = np.column_stack([smooth, (x > log_limit).astype(float)])
+    n = len(a)
+    nan = float("nan")
+    if n <= brk.shape[1] or (x > log_limit).all() or (x <= log_limit).all():
+        return {"jump": nan, "bic_smooth": nan, "bic_break": nan, "delta_bic": nan, "n": int(n)}
+
+    def fit(design: np.ndarray) -> tuple[np.ndarray, float]:
+        coef, *_ = np.linalg.lstsq(design, a, rcond=None)
+        rss = float(np.sum((a - design @ coef) ** 2))
+        return coef, n * math.log(max(rss, 1e-300) / n) + design.shape[1] * math.log(n)
+
+    _, bic_s = fit(smooth)
+    coef_b, bic_b = fit(brk)
+    return {"jump": float(coef_b[-1]), "bic_smooth": bic_s, "bic_break": bic_b, "delta_bic": bic_s - bic_b,
+            "n": int(n)}
+
+
 # --------------------------------------------------------------------------- summaries
 def outcome(status: str, final_train_acc: float, collapse_acc: float) -> str:
     """The outcome of a run (module docstring) from its status and final train accuracy."""
@@ -194,7 +310,7 @@ def outcome(status: str, final_train_acc: float, collapse_acc: float) -> str:
         return "diverged"
     if status == "failed":
         raise ValueError("a failed run (an exception, not a result) has no outcome: fix and rerun it")
-    if not (final_train_acc >= collapse_acc):  # NaN counts as collapsed
+    if status == "stalled" or not (final_train_acc >= collapse_acc):  # NaN counts as collapsed
         return "collapsed"
     if status == "early_stopped":
         return "target"
@@ -210,7 +326,9 @@ def run_summary(result: Any, collapse_acc: float | None = None) -> dict[str, Any
     n_train = cfg.n_train
     bs = cfg.batch_size or n_train
     if collapse_acc is None:
-        collapse_acc = 2.0 / cfg.n_classes
+        from .train import chance_ceiling
+
+        collapse_acc = chance_ceiling(cfg.n_classes)
     last = table.iloc[-1] if len(table) else None
     train_acc = float(last["train_acc"]) if last is not None else float("nan")
     sp = _spectra(table)
@@ -230,6 +348,7 @@ def run_summary(result: Any, collapse_acc: float | None = None) -> dict[str, Any
         "eta_max_s": float(cfg.lr) * max_s,
         "rho_rot": rho_rotation(table),
         "rho_sub": rho_subspace(table),
+        "rho_par": rho_parity(table),
         "n_evals": int(len(sp)),
         "wall_time_s": float(result.wall_time_s),
         "data_source": result.data_source,
