@@ -43,8 +43,8 @@ Used by the generalisation pages (A Figs 5, 7–8; B's SGD results). Three piece
   across seeds at each η, pooled): does a predictor add anything beyond η?
 
 * **Goldilocks statistics** — :func:`best_gain` (best mean accuracy above the limit minus the
-  best below it) and :func:`phase_transition_fit` (accuracy against log η with and without
-  a jump at the limit, compared by BIC).
+  best below it), :func:`phase_transition_fit` (accuracy against log η: smooth, with a jump
+  at the limit, or flat below it and rising above; compared by BIC) and :func:`seed_slope`.
 
 * **Rank correlations** — :func:`spearman` (average ranks for ties, NaN when one side
   is constant or fewer than 3 pairs), per-group correlations (:func:`spearman_by_group`,
@@ -65,6 +65,7 @@ __all__ = [
     "rho_rotation", "rho_subspace", "outcome", "run_summary", "summarize_runs", "by_setting",
     "best_setting", "stability_of_runs", "as_mapping", "run_grid", "goldilocks_config", "lr_seed_runs",
     "describe_runs", "rho_parity", "partial_spearman", "spearman_within", "best_gain", "phase_transition_fit",
+    "seed_slope",
 ]
 
 OUTCOMES = ("target", "capped", "diverged", "collapsed")
@@ -267,40 +268,60 @@ def best_gain(acc: pd.DataFrame, below: Sequence[float], above: Sequence[float],
     return float(hi - lo) if np.isfinite(hi) and np.isfinite(lo) else float("nan")
 
 
+def _design(x: np.ndarray, seeds: np.ndarray, *cols: np.ndarray) -> np.ndarray:
+    levels = list(pd.unique(seeds))
+    dummies = [(seeds == lv).astype(float) for lv in levels]
+    return np.column_stack(dummies + list(cols))
+
+
+def _bic_fit(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    r"""Least-squares coefficients and BIC :math:`n\log(\mathrm{RSS}/n) + k\log n`."""
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    n = len(y)
+    rss = float(np.sum((y - design @ coef) ** 2))
+    return coef, n * math.log(max(rss, 1e-300) / n) + design.shape[1] * math.log(n)
+
+
+def seed_slope(x: Sequence[float], y: Sequence[float], seeds: Sequence[Any]) -> float:
+    """The common slope of ``y`` on ``x`` with one intercept per seed (least squares); NaN with
+    fewer than two distinct ``x``."""
+    xa, ya, s = np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(seeds)
+    if len(np.unique(xa)) < 2:
+        return float("nan")
+    coef, _ = _bic_fit(_design(xa, s, xa), ya)
+    return float(coef[-1])
+
+
 def phase_transition_fit(log_eta: Sequence[float], acc: Sequence[float], seeds: Sequence[Any],
                          log_limit: float) -> dict[str, float]:
-    r"""Accuracy against :math:`x = \log\eta`, fitted by least squares with and without a jump
-    at the limit :math:`x_0`:
+    r"""Accuracy against :math:`x = \log\eta`, with one intercept :math:`\alpha_s` per seed (seeds
+    differ in overall accuracy), fitted by least squares three ways, :math:`u = (x - x_0)_+` the
+    distance above the limit :math:`x_0`:
 
-    .. math:: a_{s}(x) = \alpha_s + b x + d x^2 \quad\text{(smooth)}, \qquad
-              a_{s}(x) = \alpha_s + b x + d x^2 + c\,\mathbf 1[x > x_0] \quad\text{(break)},
+    .. math:: \text{smooth: } \alpha_s + b x + d x^2, \qquad
+              \text{jump: } \alpha_s + b x + d x^2 + j\,\mathbf 1[x > x_0], \qquad
+              \text{kink: } \alpha_s + c\,u + e\,u^2
 
-    with one intercept :math:`\alpha_s` per seed (seeds differ in overall accuracy). Returns
-    ``{"jump": c, "bic_smooth", "bic_break", "delta_bic": bic_smooth − bic_break}`` (positive:
-    the data prefer the break; > 2 counts as positive evidence, > 6 strong) and ``n``. The
-    BIC is :math:`n \log(\mathrm{RSS}/n) + k \log n` for Gaussian errors."""
+    (the kink model: accuracy flat below the limit, rising — and bending — above it). Returns
+    ``{"jump": j, "slope_above": c, "bic_smooth", "bic_jump", "bic_kink", "delta_bic_jump",
+    "delta_bic_kink", "n"}`` with ``delta_bic_* = bic_smooth − bic_*`` (positive: the data prefer
+    that break over the smooth curve; > 2 counts as positive evidence, > 6 strong), for
+    Gaussian errors."""
     x, a = np.asarray(log_eta, dtype=float), np.asarray(acc, dtype=float)
     s = np.asarray(seeds)
     ok = np.isfinite(x) & np.isfinite(a)
     x, a, s = x[ok], a[ok], s[ok]
-    levels = list(pd.unique(s))
-    dummies = np.stack([(s == lv).astype(float) for lv in levels], axis=1)
-    smooth = np.column_stack([dummies, x, x ** 2])
-    brk = np.column_stack([smooth, (x > log_limit).astype(float)])
     n = len(a)
-    nan = float("nan")
-    if n <= brk.shape[1] or (x > log_limit).all() or (x <= log_limit).all():
-        return {"jump": nan, "bic_smooth": nan, "bic_break": nan, "delta_bic": nan, "n": int(n)}
-
-    def fit(design: np.ndarray) -> tuple[np.ndarray, float]:
-        coef, *_ = np.linalg.lstsq(design, a, rcond=None)
-        rss = float(np.sum((a - design @ coef) ** 2))
-        return coef, n * math.log(max(rss, 1e-300) / n) + design.shape[1] * math.log(n)
-
-    _, bic_s = fit(smooth)
-    coef_b, bic_b = fit(brk)
-    return {"jump": float(coef_b[-1]), "bic_smooth": bic_s, "bic_break": bic_b, "delta_bic": bic_s - bic_b,
-            "n": int(n)}
+    keys = ("jump", "slope_above", "bic_smooth", "bic_jump", "bic_kink", "delta_bic_jump", "delta_bic_kink")
+    above = x > log_limit
+    if n <= len(pd.unique(s)) + 3 or above.all() or (~above).all():
+        return {**{k: float("nan") for k in keys}, "n": int(n)}
+    u = np.maximum(x - log_limit, 0.0)
+    _, bic_s = _bic_fit(_design(x, s, x, x ** 2), a)
+    cj, bic_j = _bic_fit(_design(x, s, x, x ** 2, above.astype(float)), a)
+    ck, bic_k = _bic_fit(_design(x, s, u, u ** 2), a)
+    return {"jump": float(cj[-1]), "slope_above": float(ck[-2]), "bic_smooth": bic_s, "bic_jump": bic_j,
+            "bic_kink": bic_k, "delta_bic_jump": bic_s - bic_j, "delta_bic_kink": bic_s - bic_k, "n": int(n)}
 
 
 # --------------------------------------------------------------------------- summaries

@@ -219,7 +219,13 @@ def test_best_gain_and_phase_transition_fit():
     noise = np.random.default_rng(1).normal(scale=0.003, size=x.size)
     smooth = 0.7 + 0.01 * x - 0.004 * x ** 2 + 0.01 * s + noise
     fit = gen.phase_transition_fit(x, smooth + 0.05 * (x > 0), s, 0.0)
-    assert fit["jump"] == pytest.approx(0.05, abs=0.005) and fit["delta_bic"] > 10
+    assert fit["jump"] == pytest.approx(0.05, abs=0.005) and fit["delta_bic_jump"] > 10
     fit0 = gen.phase_transition_fit(x, smooth, s, 0.0)
-    assert abs(fit0["jump"]) < 0.005 and fit0["delta_bic"] < 6  # no strong evidence for a jump that is not there
+    assert abs(fit0["jump"]) < 0.005 and fit0["delta_bic_jump"] < 6  # no strong evidence for a jump that is not there
+    # flat below the limit, rising above it: the kink model wins and finds the slope
+    kinked = 0.7 + 0.02 * np.maximum(x, 0) + 0.01 * s + noise
+    fitk = gen.phase_transition_fit(x, kinked, s, 0.0)
+    assert fitk["slope_above"] == pytest.approx(0.02, abs=0.003) and fitk["delta_bic_kink"] > 10
+    assert gen.seed_slope(x[x < 0], kinked[x < 0], s[x < 0]) == pytest.approx(0.0, abs=0.002)
+    assert gen.seed_slope(x, 0.3 * x + s, s) == pytest.approx(0.3)
     assert math.isnan(gen.phase_transition_fit(x, smooth, s, 10.0)["jump"])  # nothing above the limit
