@@ -63,8 +63,7 @@ import pandas as pd
 __all__ = [
     "OUTCOMES", "rankdata", "spearman", "spearman_by_group", "bootstrap_spearman", "correlation_spread",
     "rho_rotation", "rho_subspace", "outcome", "run_summary", "summarize_runs", "by_setting",
-    "best_setting", "stability_of_runs", "as_mapping", "run_grid", "goldilocks_config", "lr_seed_runs",
-    "describe_runs", "rho_parity", "partial_spearman", "spearman_within", "best_gain", "phase_transition_fit",
+    "best_setting", "stability_of_runs", "as_mapping", "describe_runs", "rho_parity", "partial_spearman", "spearman_within", "best_gain", "phase_transition_fit",
     "seed_slope",
 ]
 
@@ -428,48 +427,6 @@ def stability_of_runs(df: pd.DataFrame) -> Any:
 
     blown = df["outcome"].isin(("diverged", "collapsed")).to_numpy()
     return stability_limit(df["lr"].to_numpy(float), df["max_sharpness"].to_numpy(float), blown)
-
-
-def run_grid(base: Any, grid: Mapping[str, Sequence[Any]], cache_dir: Any = None, executor: Any = None) -> list:
-    """Every configuration of the Cartesian ``grid`` over ``base`` (cached runs are read
-    back): through :func:`instab_lib.sweep.sweep` (parallel, or Dask when ``executor`` is a
-    scheduler address) where that module exists, else one after the other with
-    :func:`instab_lib.train.train`. Results in grid order (first key slowest)."""
-    import itertools
-
-    try:
-        from . import sweep as sweep_mod
-    except ImportError:
-        sweep_mod = None
-    if sweep_mod is not None:
-        return sweep_mod.sweep(base, grid, cache_dir=cache_dir, executor=executor)
-    from .plotting import progress
-    from .train import train
-
-    keys = list(grid)
-    configs = [base.replace(**dict(zip(keys, combo))) for combo in itertools.product(*(list(grid[k]) for k in keys))]
-    return [train(c, cache_dir, progress=False) for c in progress(configs, desc="runs")]
-
-
-def goldilocks_config(epochs: int = 6000, target_train_acc: float | None = 0.999, eval_every: int = 50,
-                      n_test: int = 2000) -> Any:
-    """The fMNIST configuration of the Goldilocks grid (A Figs 5, 7–8): MLP on the first
-    1,000 training images, cross-entropy, full-batch GD until ``target_train_acc`` (or
-    ``epochs``), top eigenpair every ``eval_every`` epochs, ``n_test`` validation images.
-    The pages that read these runs build their base here, so their runs share the cache."""
-    from .train import TrainConfig
-
-    return TrainConfig(dataset="fashion-mnist", n_train=1000, n_test=n_test, model="mlp", loss="ce",
-                       optimizer="gd", epochs=epochs, target_train_acc=target_train_acc, eval_every=eval_every,
-                       k_top=1)
-
-
-def lr_seed_runs(base: Any, etas: Sequence[float], seeds: Sequence[int], cache_dir: Any = None,
-                 executor: Any = None) -> tuple[list, pd.DataFrame]:
-    """Every (η, seed) of the grid over ``base`` (η ascending, then seed; :func:`run_grid`)
-    and their summary table (:func:`summarize_runs`): ``(runs, df)``."""
-    runs = run_grid(base, {"lr": sorted(etas), "seed": list(seeds)}, cache_dir=cache_dir, executor=executor)
-    return runs, summarize_runs(runs)
 
 
 def describe_runs(df: pd.DataFrame) -> str:

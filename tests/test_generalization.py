@@ -152,23 +152,6 @@ def test_best_setting_skips_settings_with_casualties():
 
 
 # --------------------------------------------------------------------------- the Goldilocks grid
-def test_goldilocks_config_and_lr_seed_runs(monkeypatch):
-    base = gen.goldilocks_config(epochs=100, target_train_acc=0.99, eval_every=10, n_test=500)
-    assert (base.dataset, base.n_train, base.n_test, base.model, base.loss, base.optimizer) == \
-        ("fashion-mnist", 1000, 500, "mlp", "ce", "gd")
-    assert (base.epochs, base.target_train_acc, base.eval_every, base.k_top) == (100, 0.99, 10, 1)
-    seen = {}
-
-    def fake_run_grid(b, grid, cache_dir=None, executor=None):
-        seen.update(base=b, grid=grid, executor=executor)
-        return [_run(lr, s, "early_stopped", 0.999, 0.8) for lr in grid["lr"] for s in grid["seed"]]
-
-    monkeypatch.setattr(gen, "run_grid", fake_run_grid)
-    runs, df = gen.lr_seed_runs(base, [0.2, 0.1], (1, 0), executor="tcp://x")
-    assert seen["grid"] == {"lr": [0.1, 0.2], "seed": [1, 0]} and seen["executor"] == "tcp://x"
-    assert len(runs) == 4 and list(df["lr"]) == [0.1, 0.1, 0.2, 0.2] and list(df["seed"]) == [1, 0, 1, 0]
-
-
 def test_describe_runs_counts_trained():
     df = pd.DataFrame({"data_source": ["copy B", "copy A", "copy A"], "outcome": ["target", "diverged", "capped"]})
     assert gen.describe_runs(df) == "Data: **copy A; copy B**; 3 runs, of which 2 trained."
