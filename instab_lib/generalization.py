@@ -63,8 +63,8 @@ import pandas as pd
 __all__ = [
     "OUTCOMES", "rankdata", "spearman", "spearman_by_group", "bootstrap_spearman", "correlation_spread",
     "rho_rotation", "rho_subspace", "outcome", "run_summary", "summarize_runs", "by_setting",
-    "best_setting", "stability_of_runs", "as_mapping", "describe_runs", "rho_parity", "partial_spearman", "spearman_within", "best_gain", "phase_transition_fit",
-    "seed_slope",
+    "best_setting", "stability_of_runs", "as_mapping", "describe_runs", "rho_parity", "partial_spearman", "spearman_within", "comparable", "best_gain",
+    "phase_transition_fit", "seed_slope",
 ]
 
 OUTCOMES = ("target", "capped", "diverged", "collapsed")
@@ -252,6 +252,17 @@ def spearman_within(x: Sequence[float], y: Sequence[float], groups: Sequence[Any
     vx, vy = np.concatenate(cx), np.concatenate(cy)
     den = math.sqrt(float(vx @ vx) * float(vy @ vy))
     return float(np.clip(float(vx @ vy) / den, -1.0, 1.0)) if den > 0 else float("nan")
+
+
+def comparable(acc: pd.DataFrame, etas: Sequence[float], side: str) -> list[float]:
+    """The learning rates of ``etas`` that may be "best" on their ``side`` of the limit, from a
+    seed × η table of accuracies (NaN: not at the target). ``"above"``: every seed reached the
+    target (an η that loses seeds is not best on its survivors); ``"below"``: at least half did
+    (its mean is over those; leaving it out could only help a claim that above beats below)."""
+    if side not in ("above", "below"):
+        raise ValueError(f"side must be 'above' or 'below', got {side!r}")
+    need = 1.0 if side == "above" else 0.5
+    return [e for e in etas if e in acc and acc[e].notna().mean() >= need]
 
 
 def best_gain(acc: pd.DataFrame, below: Sequence[float], above: Sequence[float], seeds: Sequence[Any]) -> float:

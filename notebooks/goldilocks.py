@@ -198,22 +198,22 @@ plt.show()
 # %% [markdown]
 # ## The numbers the claims rest on
 #
-# *Best above vs best below.* For each side of the limit, the best mean accuracy over seeds among the learning rates
-# at which every seed reached the target (a learning rate that loses seeds is not "best" on its survivors); the gain
+# *Best above vs best below.* For each side of the limit, the best mean accuracy over seeds (`gen.comparable`: above
+# the limit only learning rates at which every seed reached the target, since one that loses seeds is not "best" on
+# its survivors; below it those where at least half did, which can only make the claim harder); the gain
 # is the difference, with a 90 % interval from resampling whole seeds (the runs of one seed share an initialisation),
 # recomputing both means and both maxima in every resample. The binomial error of one accuracy on 10,000 test images,
 # √(p(1−p)/n), is shown beside it: it does not shrink with more seeds.
 
 # %%
 acc = target.pivot_table(index="seed", columns="lr", values="test_acc").reindex(index=seeds, columns=grid)
-complete = [e for e in grid if acc[e].notna().all()]
-elig_below, elig_above = [e for e in below if e in complete], [e for e in above if e in complete]
+elig_below, elig_above = gen.comparable(acc, below, "below"), gen.comparable(acc, above, "above")
 gain = stats.bootstrap_groups(seeds, lambda ss: gen.best_gain(acc, elig_below, elig_above, ss), n_boot=n_boot,
                               seed=3, name="best-above-minus-best-below")
 means = acc.mean()
 best_below = max(elig_below, key=lambda e: means[e]) if elig_below else None
 best_above = max(elig_above, key=lambda e: means[e]) if elig_above else None
-binom = stats.binomial_se(float(means[complete].max()), int(exp.base.n_test))
+binom = stats.binomial_se(float(means[elig_below + elig_above].max()), int(exp.base.n_test))
 rec.record("gain_best_above_minus_below", gain)
 rec.record("best_below_lr", best_below)
 rec.record("best_above_lr", best_above)

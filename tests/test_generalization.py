@@ -196,6 +196,10 @@ def test_best_gain_and_phase_transition_fit():
                        index=[0, 1])
     assert gen.best_gain(acc, [0.001, 0.01], [0.1, 1.0], [0, 1]) == pytest.approx(0.79 - 0.75)
     assert gen.best_gain(acc, [0.001, 0.01], [0.1, 1.0], [1, 1]) == pytest.approx(0.78 - 0.76)
+    assert gen.comparable(acc, [0.1, 1.0], "above") == [0.1]  # η = 1 lost a seed
+    assert gen.comparable(acc, [0.001, 1.0], "below") == [0.001, 1.0]  # half the seeds suffice below
+    with pytest.raises(ValueError):
+        gen.comparable(acc, [0.1], "left")
     # a jump of 0.05 at x0 = 0 on a smooth curve is found and preferred; without it, it is not
     x = np.tile(np.linspace(-3, 3, 13), 4)
     s = np.repeat(np.arange(4), 13)
