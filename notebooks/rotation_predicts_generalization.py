@@ -12,7 +12,7 @@
 # **Claim (paper A, from the reviews).** Across runs at different learning rates, the rotation of the top Hessian
 # eigenvector, ρ, predicts test accuracy with a more consistent sign than the sharpness does. We test it on the runs
 # of the [Goldilocks page](goldilocks) that reached 99.9 % train accuracy: the rank correlation of test accuracy with
-# η, with the final sharpness and with ρ, pooled over seeds, each with an interval from resampling seeds; and, since
+# η, with the sharpness and with ρ, pooled over seeds, each with an interval from resampling seeds; and, since
 # ρ grows with η, the same correlations with η held fixed (does ρ add anything beyond η?).
 #
 # ```{admonition} Where this comes from
@@ -63,7 +63,12 @@ rec = claims.Recorder("rotation_predicts_generalization")
 
 # %%
 exp = experiments.get("fmnist_goldilocks", scale)
-df = gen.summarize_runs(exp.run())
+runs = exp.run()
+df = gen.summarize_runs(runs)
+# the sharpness a run ends with, read as the median over its spectra in the second half of the run (as ρ is), not
+# from the last spectrum alone
+df["S_late"] = [stats.window_median(r.spectra["sharpness"], r.spectra["epoch"], r.epochs_run / 2, r.epochs_run)
+                for r in runs]
 ok = df[df["outcome"] == "target"].copy()
 ok["log_lr"] = np.log(ok["lr"])
 seeds = list(exp.seeds)
@@ -71,24 +76,25 @@ display(Markdown(gen.describe_runs(df) + f" {len(ok)} runs reached the target an
                  f"{len(df) - len(ok)} did not (diverged, collapsed or capped) and are left out."))
 rec.record("n_runs_used", len(ok))
 rec.record("n_seeds", len(seeds))
-ok.groupby("lr")[["final_sharpness", "rho_par", "test_acc"]].median().rename(
-    columns={"final_sharpness": "median final sharpness", "rho_par": "median ρ", "test_acc": "median test accuracy"}
+ok.groupby("lr")[["S_late", "rho_par", "test_acc"]].median().rename(
+    columns={"S_late": "median late sharpness S", "rho_par": "median ρ", "test_acc": "median test accuracy"}
 ).rename_axis("η").round(4)
 
 # %% [markdown]
 # ## Rank correlations with test accuracy
 #
-# For each factor f ∈ {η, final sharpness S, ρ}: Spearman's correlation of test accuracy with f over all runs
+# For each factor f ∈ {η, sharpness S, ρ} (S: the median of the run's spectra over its second half, the window ρ is
+# read on): Spearman's correlation of test accuracy with f over all runs
 # (*pooled*), the same with log η partialled out (*partial*), and the correlation of the within-η ranks (*within η*:
 # at a fixed learning rate, is the run with the larger f the more accurate one?). Each with a 90 % interval from
 # resampling seeds. The partial correlation removes only what is monotone in log η, while accuracy rises and then
 # falls with η; the within-η correlation holds η fixed exactly, so it is the control the claim below rests on.
 
 # %%
-factors = {"log_lr": "η", "final_sharpness": "final sharpness S", "rho_par": "rotation ρ"}
+factors = {"log_lr": "η", "S_late": "late sharpness S", "rho_par": "rotation ρ"}
 
 
-cols = ["lr", "log_lr", "final_sharpness", "rho_par", "test_acc"]
+cols = ["lr", "log_lr", "S_late", "rho_par", "test_acc"]
 per_seed = {s: {c: ok.loc[ok["seed"] == s, c].to_numpy() for c in cols} for s in seeds}
 
 
@@ -121,7 +127,7 @@ for f, name in factors.items():
 rho_eta = stats.bootstrap_groups(seeds, correlation("pooled", "log_lr", target="rho_par"), n_boot=n_boot, seed=7,
                                  name="spearman-pooled")
 rec.record("r_eta", corr["log_lr"]["pooled"])
-for f, key in (("final_sharpness", "sharp"), ("rho_par", "rho")):
+for f, key in (("S_late", "sharp"), ("rho_par", "rho")):
     for kind in ("pooled", "partial", "within"):
         rec.record(f"r_{key}_{kind}", corr[f][kind])
 rec.record("r_rho_with_eta", rho_eta)
@@ -147,7 +153,7 @@ for i, (f, name) in enumerate(factors.items()):
         a2.bar(xpos, e.est, width=width, color=palette[kind], edgecolor="k", label=kind if i == 1 else None)
         a2.errorbar([xpos], [e.est], yerr=[[e.est - e.lo], [e.hi - e.est]], fmt="none", ecolor="k", capsize=3)
 a2.axhline(0, color="k", lw=0.8)
-a2.set_xticks(range(len(factors)), ["η", "final sharpness S", "rotation ρ"])
+a2.set_xticks(range(len(factors)), ["η", "late sharpness S", "rotation ρ"])
 a2.set(ylim=(-1.05, 1.05), ylabel="Spearman correlation with accuracy", title="Rank correlations (90 % intervals)")
 a2.legend(fontsize=8, loc="lower left")
 fig.tight_layout()
@@ -168,10 +174,10 @@ def settled(e):
     return "positive" if e.lo > 0 else "negative" if e.hi < 0 else "unsettled (interval crosses 0)"
 
 
-r_s, r_r = corr["final_sharpness"], corr["rho_par"]
+r_s, r_r = corr["S_late"], corr["rho_par"]
 display(Markdown(
     f"- ρ rises with η: Spearman(η, ρ) = {rho_eta.est:+.2f} [{rho_eta.lo:+.2f}, {rho_eta.hi:+.2f}].\n"
-    f"- Pooled: accuracy vs η {corr['log_lr']['pooled'].est:+.2f} ({settled(corr['log_lr']['pooled'])}), vs final "
+    f"- Pooled: accuracy vs η {corr['log_lr']['pooled'].est:+.2f} ({settled(corr['log_lr']['pooled'])}), vs late "
     f"sharpness {r_s['pooled'].est:+.2f} ({settled(r_s['pooled'])}), vs ρ {r_r['pooled'].est:+.2f} "
     f"({settled(r_r['pooled'])}).\n"
     f"- With log η partialled out: sharpness {r_s['partial'].est:+.2f} ({settled(r_s['partial'])}), ρ "

@@ -69,12 +69,13 @@ budget = experiments.SGD_LASTING_EPOCHS[scale]
 rows = []
 for p, c in zip(phase, lasting):
     s = gen.run_summary(p)
-    sp = c.spectra
+    sp, sp1 = c.spectra, p.spectra
     rows.append({**{k: s[k] for k in ("lr", "seed", "outcome", "epochs", "steps", "train_acc", "test_acc",
                                        "final_sharpness", "max_sharpness", "eta_max_s")},
                  "batch_size": int(p.config.batch_size or p.config.n_train),
+                 "S_end_sgd": stats.window_median(sp1["sharpness"], sp1["epoch"], 0.75 * p.epochs_run, p.epochs_run),
                  "S_lasting": stats.window_median(sp["sharpness"], sp["epoch"], budget // 2, budget),
-                 "S_lasting_start": float(sp["sharpness"].iloc[0]),
+                 "S_lasting_start": stats.window_median(sp["sharpness"], sp["epoch"], 0, budget // 2 - 1),
                  "test_acc_lasting": float(c.table["test_acc"].iloc[-1]),
                  "train_acc_lasting": float(c.table["train_acc"].iloc[-1])})
 df = pd.DataFrame(rows)
@@ -89,10 +90,10 @@ display(Markdown(f"{len(df)} SGD-phase runs ({df['seed'].nunique()} seeds), each
                  f"99.9 % train accuracy in the SGD phase. Data: {phase[0].data_source}."))
 table = df.groupby(["batch_size", "lr"]).agg(
     runs=("seed", "size"), at_target=("outcome", lambda o: int((o == "target").sum())),
-    median_steps=("steps", "median"), eta_max_S=("eta_max_s", "median"), S_end_of_SGD=("final_sharpness", "median"),
+    median_steps=("steps", "median"), eta_max_S=("eta_max_s", "median"), S_end_of_SGD=("S_end_sgd", "median"),
     S_after=("S_lasting", "median"), test_acc=("test_acc", "mean")).reset_index()
 table.columns = ["batch size", "η", "runs", "at 99.9 %", "median steps", "median η·max S (SGD)",
-                 "median S at the end of SGD", "median S after the continuation", "mean test accuracy"]
+                 "median S, last quarter of SGD", "median S after the continuation", "mean test accuracy"]
 table.sort_values(["batch size", "η"], ascending=[False, True]).set_index(["batch size", "η"]).round(4)
 
 # %% [markdown]
@@ -101,9 +102,10 @@ table.sort_values(["batch size", "η"], ascending=[False, True]).set_index(["bat
 # Per batch size and seed, the ratio of the sharpness after the continuation of the η = 0.1 run to that of the
 # η = 0.0075 run (same seed: same initialisation and minibatch order), summarised by the median over seeds with a 90 %
 # bootstrap interval. Also the fraction of their own cap 2/η at which the η = 0.1 runs ended the SGD phase, S·η/2
+# with S the median of the spectra over the last quarter of that phase
 # (1 = at the edge of stability: the flatness then could be the cap alone, which is why the continuation is needed),
-# and how much their sharpness changed during the continuation, S after / S at its start (well above 1 would mean
-# they sharpen back once the cap is lifted).
+# and how much their sharpness changed during the continuation, the median over its second half over the median
+# over its first half (well above 1 would mean they sharpen back once the cap is lifted).
 
 # %%
 def by_seed(b, lr, col):
@@ -114,7 +116,7 @@ ratio, cap_frac, acc_gain, acc_gain_author, rank_eta = {}, {}, {}, {}, {}
 for b in bss:
     r = (by_seed(b, eta_large, "S_lasting") / by_seed(b, eta_small, "S_lasting")).dropna()
     ratio[str(b)] = stats.bootstrap(r.to_numpy(), n_boot=n_boot, seed=b)
-    cap_frac[str(b)] = stats.bootstrap((by_seed(b, eta_large, "final_sharpness") * eta_large / 2).dropna().to_numpy(),
+    cap_frac[str(b)] = stats.bootstrap((by_seed(b, eta_large, "S_end_sgd") * eta_large / 2).dropna().to_numpy(),
                                        n_boot=n_boot, seed=b)
     acc_gain[str(b)] = stats.paired_difference(by_seed(b, eta_large, "test_acc").to_numpy(),
                                                by_seed(b, eta_small, "test_acc").to_numpy())
