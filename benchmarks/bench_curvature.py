@@ -1,21 +1,28 @@
-"""Benchmark: Hessian-vector products, top-10 eigenpairs and warm tracking vs peers.
+"""Benchmark: Hessian-vector products, block products, top-10 eigenpairs and warm tracking vs peers.
 
-Run:  .venv/bin/python benchmarks/bench_curvature.py            (default, a few minutes on 2 cores)
-      .venv/bin/python benchmarks/bench_curvature.py --large    (CNN on 5,120 images, CNN tracking)
+Run:  .venv/bin/python benchmarks/bench_curvature.py               (real data, a few minutes on 2 cores)
+      .venv/bin/python benchmarks/bench_curvature.py --data random (the earlier random-input problems)
+      .venv/bin/python benchmarks/bench_curvature.py --large       (CNN on 5,120 images, CNN tracking)
 
-Problems (random inputs of the papers' shapes; real data is not wired in here):
-  mlp: fMNIST MLP 784-32-32-32-10 ReLU, 1,000 inputs, cross-entropy.
-  cnn: small CNN on 32×32×3 (conv 3→16, pool, conv 16→32, pool, linear 2048→10),
-       --cnn-n inputs (default 512; 5,120 with --large), chunks of 256.
+Problems (``--data real``, the default: the papers' data):
+  mlp: fMNIST MLP 784-32-32-32-10 ReLU (``models.build_model("mlp", seed=0)``) on the first
+       1,000 Fashion-MNIST training images (standardised as ``instab_lib.data`` does), CE.
+  cnn: small CNN on 32×32×3 (three conv3×3 + pool stages 3→16→32→32, linear 512→10) on the
+       first --cnn-n CIFAR-10 training images (default 512; 5,120 with --large; the JPEG copy
+       ``../shared/data/cifar10-jpeg`` offline), chunks of 256.
+``--data random``: the same shapes with Gaussian inputs and random labels (the first tables
+of benchmarks/RESULTS.md). Tracking runs full-batch GD at the papers' η (--lrs, default 0.1).
 Peers: PyHessian, curvlinops (+ scipy eigsh with seeded v0), hessian-eigenthings v1.
 HVPs are counted with wrappers around each peer's product; residuals of every
 returned eigenpair are checked with this library's operator (not counted).
-Timings are medians over --repeats runs on a shared, noisy machine.
+Timings are medians (block products: min and median) over --repeats runs on a shared,
+noisy machine: read ratios measured in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -31,7 +38,8 @@ from torch import Tensor, nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.filterwarnings("ignore")
 
-from instab_lib.curvature import EigTracker, HessianOperator, flatten, lanczos  # noqa: E402
+from instab_lib.curvature import EigTracker, HessianOperator, UnattainableToleranceWarning, flatten, lanczos  # noqa: E402
+
 
 TARGET = 1e-4
 K = 10
@@ -74,8 +82,8 @@ class Problem:
         self.loss = nn.CrossEntropyLoss()
         self.chunks = [(X, y)] if chunk is None else [(X[i:i + chunk], y[i:i + chunk]) for i in range(0, len(X), chunk)]
 
-    def op(self, method: str = "auto") -> HessianOperator:
-        return HessianOperator(self.model, self.loss, self.chunks, method=method)
+    def op(self, method: str = "auto", **kw: Any) -> HessianOperator:
+        return HessianOperator(self.model, self.loss, self.chunks, method=method, **kw)
 
 
 # --------------------------------------------------------------------------- #
@@ -102,12 +110,9 @@ def hvp_table(p: Problem, repeats: int) -> list[tuple[str, str, str]]:
     add("instab_lib double-backward (graph reused)", lambda: op.matvec(v))
     op_fr = p.op("forward_over_reverse")
     add("instab_lib forward-over-reverse", lambda: op_fr.matvec(v))
-    V = torch.randn(dim, 10)
-    try:
-        t = median_time(lambda: op.matmat(V), max(1, repeats // 3))
-        rows.append(("instab_lib matmat, per column (k=10)", f"{1e3 * t / 10:.1f}", f"{t / 10 / tg:.2f}"))
-    except Exception as e:  # noqa: BLE001
-        rows.append(("instab_lib matmat", "error", str(e)[:60]))
+    if p.op().method_used == "mlp":
+        op_mlp = p.op("mlp")
+        add("instab_lib closed-form MLP product (method='mlp')", lambda: op_mlp.matvec(v))
     try:
         from pyhessian import hessian as PH
         from pyhessian.utils import hessian_vector_product
@@ -140,6 +145,46 @@ def hvp_table(p: Problem, repeats: int) -> list[tuple[str, str, str]]:
 
 
 # --------------------------------------------------------------------------- #
+def block_table(p: Problem, repeats: int, k: int = K) -> list[tuple[str, ...]]:
+    """``H V`` for ``V`` of ``k`` columns: time per column against ``k`` single products.
+
+    Reference: a loop of ``k`` calls ``matvec`` with double-backward (the product every
+    solver used per column before). The variants run interleaved, ``repeats`` rounds;
+    ratios are of the minima (and medians) over the rounds of this run.
+    """
+    dim = sum(q.numel() for q in p.model.parameters())
+    V = torch.randn(dim, k, generator=torch.Generator().manual_seed(1))
+    db = p.op("double_backward")
+    variants: dict[str, Callable[[], Any]] = {
+        f"loop of {k} single products (double-backward)": lambda: [db.matvec(V[:, j]) for j in range(k)],
+        "matmat, double-backward, column loop inside": lambda: db.matmat(V),
+    }
+    db_b, fr_b = p.op("double_backward", batched=True), p.op("forward_over_reverse", batched=True)
+    variants["matmat, double-backward, batched tangent (is_grads_batched)"] = lambda: db_b.matmat(V)
+    variants["matmat, forward-over-reverse, torch.func.vmap"] = lambda: fr_b.matmat(V)
+    if p.op().method_used == "mlp":
+        mlp_op = p.op("mlp")
+        variants[f"loop of {k} single products (method='mlp')"] = lambda: [mlp_op.matvec(V[:, j]) for j in range(k)]
+        variants["matmat, closed-form MLP (method='mlp', one pass)"] = lambda: mlp_op.matmat(V)
+    ts: dict[str, list[float]] = {n: [] for n in variants}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for f in variants.values():
+            f()  # warm-up (graphs, kernels)
+        for _ in range(repeats):
+            for n, f in variants.items():
+                t0 = time.perf_counter()
+                f()
+                ts[n].append(time.perf_counter() - t0)
+    ref = next(iter(ts.values()))
+    rows = []
+    for n, t in ts.items():
+        rows.append((n, f"{1e3 * min(t) / k:.2f}", f"{1e3 * statistics.median(t) / k:.2f}",
+                     f"{min(t) / min(ref):.2f}", f"{statistics.median(t) / statistics.median(ref):.2f}"))
+    return rows
+
+
+# --------------------------------------------------------------------------- #
 def topk_table(p: Problem, pyhessian_ok: bool) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     ref_op = p.op()
@@ -157,6 +202,16 @@ def topk_table(p: Problem, pyhessian_ok: bool) -> list[tuple[str, ...]]:
 
     ok, worst = verdict(ours.eigenvalues, ours.eigenvectors)
     rows.append(("instab_lib lanczos(tol=1e-4)", str(ours.n_matvec), f"{t_ours:.2f}", f"{worst:.1e}", "yes" if ok else "NO"))
+    # the honest stop: a tolerance below float32's rounding level
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnattainableToleranceWarning)
+        t0 = time.perf_counter()
+        low = lanczos(p.op(), K, which="LA", tol=1e-6, seed=0)
+        t_low = time.perf_counter() - t0
+    warned = any(issubclass(w.category, UnattainableToleranceWarning) for w in caught)
+    rows.append(("instab_lib lanczos(tol=1e-6): below float32's floor", str(low.n_matvec), f"{t_low:.2f}",
+                 f"{low.extra['attained']:.1e}", f"no: stopped early{' with a warning' if warned else ''}, "
+                 f"budget {max(50 * K, 300)}"))
 
     # curvlinops + eigsh, loosest tol meeting the target
     try:
@@ -260,35 +315,41 @@ def topk_table(p: Problem, pyhessian_ok: bool) -> list[tuple[str, ...]]:
 
 
 # --------------------------------------------------------------------------- #
-def tracking(p: Problem, steps: int, lrs: list[float], cold_every: int, k: int = K) -> list[tuple[str, ...]]:
-    """Warm vs cold HVP counts along ``steps`` GD steps, for each learning rate.
+def tracking(p: Problem, steps: int, lrs: list[float], cold_every: int, k: int = K,
+             tol: float = TARGET) -> list[tuple[str, ...]]:
+    """Warm vs cold HVP counts along ``steps`` full-batch GD steps, for each learning rate.
 
-    Warm: one :class:`EigTracker` (first update cold, then warm from the previous
-    vectors). Cold: a fresh :func:`lanczos` (new seed) every ``cold_every`` steps
-    (its cost does not depend on the history, so sampling it is enough).
+    Warm: :class:`EigTracker` as ``train`` builds it (first update cold, then a Krylov start
+    from the summed previous eigenvectors of the matching parity), and the former default
+    (``warm="residual", lag=1``: Rayleigh–Ritz on the previous k vectors, expanded by worst
+    residuals), both on the same operators. Cold: a fresh seeded :func:`lanczos` every
+    ``cold_every`` steps (its cost does not depend on history, so sampling it is enough).
     """
     rows: list[tuple[str, ...]] = []
     state = {n: q.detach().clone() for n, q in p.model.state_dict().items()}
     for lr in lrs:
         p.model.load_state_dict(state)
         opt = torch.optim.SGD(p.model.parameters(), lr=lr)
-        tr = EigTracker(k=k, tol=TARGET, seed=0)
-        warm, cold, t_warm, t_cold = [], [], 0.0, 0.0
+        trackers = {"new": EigTracker(k=k, tol=tol, seed=0), "old": EigTracker(k=k, tol=tol, seed=0, warm="residual", lag=1)}
+        mv: dict[str, list[int]] = {n: [] for n in trackers}
+        tt: dict[str, float] = {n: 0.0 for n in trackers}
+        cold, t_cold = [], 0.0
         lam0 = lam1 = float("nan")
         for s in range(steps):
-            t0 = time.perf_counter()
-            r = tr.update(p.op())
-            dt = time.perf_counter() - t0
-            assert r.converged
-            if s == 0:
-                lam0 = float(r.eigenvalues[0])
-            else:
-                warm.append(r.n_matvec)
-                t_warm += dt
-            lam1 = float(r.eigenvalues[0])
+            for name, tr in trackers.items():
+                t0 = time.perf_counter()
+                r = tr.update(p.op())
+                dt = time.perf_counter() - t0
+                assert r.converged
+                if s > 0:
+                    mv[name].append(r.n_matvec)
+                    tt[name] += dt
+                if name == "new":
+                    lam0 = float(r.eigenvalues[0]) if s == 0 else lam0
+                    lam1 = float(r.eigenvalues[0])
             if s % cold_every == 1 or cold_every == 1:
                 t0 = time.perf_counter()
-                c = lanczos(p.op(), k, tol=TARGET, seed=s)
+                c = lanczos(p.op(), k, tol=tol, seed=s)
                 t_cold += time.perf_counter() - t0
                 assert c.converged
                 cold.append(c.n_matvec)
@@ -296,10 +357,14 @@ def tracking(p: Problem, steps: int, lrs: list[float], cold_every: int, k: int =
             loss = sum(p.loss(p.model(X), y) * len(X) / len(p.X) for X, y in p.chunks)
             loss.backward()
             opt.step()
-        n_fb = sum(1 for h in tr.history[1:] if not h["warm"])
-        w_mean, c_mean = sum(warm) / len(warm), sum(cold) / len(cold)
-        rows.append((f"{lr:g}", f"{w_mean:.1f}", f"{1e3 * t_warm / len(warm):.0f}", f"{c_mean:.1f} (n={len(cold)})",
-                     f"{1e3 * t_cold / len(cold):.0f}", f"{c_mean / w_mean:.2f}", str(n_fb), f"{lam0:.4f} → {lam1:.4f}"))
+        n = len(mv["new"])
+        new, old = sorted(mv["new"]), sorted(mv["old"])
+        c_mean = sum(cold) / len(cold)
+        fb = sum(1 for h in trackers["new"].history[1:] if not h["warm"])
+        rows.append((f"{lr:g}", f"{statistics.median(new):.0f} / {new[int(0.9 * (n - 1))]}", f"{1e3 * tt['new'] / n:.0f}",
+                     f"{statistics.median(old):.0f} / {old[int(0.9 * (n - 1))]}", f"{1e3 * tt['old'] / n:.0f}",
+                     f"{c_mean:.1f} (n={len(cold)})", f"{1e3 * t_cold / len(cold):.0f}",
+                     f"{c_mean / (sum(new) / n):.2f}", str(fb), f"{lam0:.4f} → {lam1:.4f}"))
     p.model.load_state_dict(state)
     return rows
 
@@ -319,7 +384,13 @@ def main() -> None:
     ap.add_argument("--cnn-n", type=int, default=None, help="CNN inputs (default 512, 5120 with --large)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--steps", type=int, default=100, help="GD steps for tracking")
-    ap.add_argument("--lrs", type=float, nargs="+", default=[0.02, 0.002, 0.0002])
+    ap.add_argument("--lrs", type=float, nargs="+", default=[0.1],
+                    help="GD learning rates for tracking (default: the papers' η = 0.1 for the fMNIST MLP)")
+    ap.add_argument("--parts", nargs="+", choices=["hvp", "block", "topk", "tracking"],
+                    default=["hvp", "block", "topk", "tracking"], help="tables to produce")
+    ap.add_argument("--problems", nargs="+", choices=["mlp", "cnn"], default=["mlp", "cnn"])
+    ap.add_argument("--data", choices=["real", "random"], default="real",
+                    help="real: first Fashion-MNIST / CIFAR-10 training images; random: Gaussian inputs")
     ap.add_argument("--cold-every", type=int, default=10, help="sample the cold solve every N steps")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1 by default: on a shared, oversubscribed CPU, 2 OpenMP threads "
@@ -327,27 +398,50 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, float32, CPU")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, float32, CPU, data: {a.data}, "
+          f"load {os.getloadavg()[0]:.1f} at the start")
     n_cnn = a.cnn_n or (5120 if a.large else 512)
     g = torch.Generator().manual_seed(0)
-    probs = [
-        Problem("fMNIST MLP 784-32-32-32-10, 1,000 random inputs", mlp(),
-                torch.randn(1000, 784, generator=g), torch.randint(0, 10, (1000,), generator=g), None),
-        Problem(f"small CNN, {n_cnn} random 32×32×3 inputs, chunks of 256", cnn(),
-                torch.randn(n_cnn, 3, 32, 32, generator=g), torch.randint(0, 10, (n_cnn,), generator=g), 256),
-    ]
+    if a.data == "random":
+        probs = [
+            Problem("fMNIST MLP 784-32-32-32-10, 1,000 random inputs", mlp(),
+                    torch.randn(1000, 784, generator=g), torch.randint(0, 10, (1000,), generator=g), None),
+            Problem(f"small CNN, {n_cnn} random 32×32×3 inputs, chunks of 256", cnn(),
+                    torch.randn(n_cnn, 3, 32, 32, generator=g), torch.randint(0, 10, (n_cnn,), generator=g), 256),
+        ]
+    else:
+        from instab_lib.data import load_dataset
+        from instab_lib.models import build_model
+
+        fm = load_dataset("fashion-mnist", n_train=1000, n_test=0)
+        cf = load_dataset("cifar10", n_train=n_cnn, n_test=0)
+        probs = [
+            Problem("fMNIST MLP 784-32-32-32-10, first 1,000 Fashion-MNIST training images",
+                    build_model("mlp", seed=0, depth=3, width=32), fm.X_train, fm.y_train, None),
+            Problem(f"small CNN, first {n_cnn} CIFAR-10 training images ({cf.source.split(' (')[0]}), chunks of 256",
+                    cnn(), cf.X_train, cf.y_train, 256),
+        ]
     for i, p in enumerate(probs):
+        if ["mlp", "cnn"][i] not in a.problems:
+            continue
         dim = sum(q.numel() for q in p.model.parameters())
-        print(f"\n## {p.name} ({dim} parameters)")
+        print(f"\n## {p.name} ({dim} parameters); load {os.getloadavg()[0]:.1f}")
         reps = a.repeats if i == 0 else max(3, a.repeats // 5)
-        show("Time per HVP / time per gradient", ("tool", "ms", "× gradient"), hvp_table(p, reps))
-        show(f"Top-{K} eigenpairs, residual ≤ 1e-4·λ_max", ("tool / setting", "HVPs", "wall s", "max ‖r‖/λ_max", "meets target"),
-             topk_table(p, pyhessian_ok=(i == 0 or a.large)))
-        if i == 0 or a.large:
+        if "hvp" in a.parts:
+            show("Time per HVP / time per gradient", ("tool", "ms", "× gradient"), hvp_table(p, reps))
+        if "block" in a.parts:
+            show(f"Block products H V, V of {K} columns (interleaved, {reps} rounds)",
+                 ("product", "ms/column (min)", "ms/column (median)", "× loop (min)", "× loop (median)"),
+                 block_table(p, reps))
+        if "topk" in a.parts:
+            show(f"Top-{K} eigenpairs, residual ≤ 1e-4·λ_max", ("tool / setting", "HVPs", "wall s", "max ‖r‖/λ_max",
+                 "meets target"), topk_table(p, pyhessian_ok=(i == 0 or a.large)))
+        if "tracking" in a.parts and (i == 0 or a.large):
             steps = a.steps if i == 0 else max(10, a.steps // 10)
             show(f"Tracking top-{K} over {steps} GD steps, tol 1e-4 (HVPs per step, steps 2..{steps})", (
-                "lr", "warm HVPs/step", "warm ms/step", "cold HVPs/step", "cold ms/step", "cold/warm",
-                "warm→cold fallbacks", "λ_max first → last"), tracking(p, steps, a.lrs, a.cold_every))
+                "lr", "warm HVPs/step median / p90", "warm ms/step", "old warm (residual, lag 1) median / p90",
+                "old ms/step", "cold HVPs/step (mean)", "cold ms/step", "cold/warm (means)", "warm→cold fallbacks",
+                "λ_max first → last"), tracking(p, steps, a.lrs, a.cold_every))
 
 
 if __name__ == "__main__":

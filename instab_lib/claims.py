@@ -229,6 +229,8 @@ def _decide(claim: Mapping[str, Any], x: Any) -> tuple[bool, float | None]:
         passed = (lo > t) if side == "above" else (hi < t)
         passed = passed and math.isfinite(lo) and math.isfinite(hi)
         se = float(e.get("se", float("nan")))
+        if e.get("log") and est > 0 and t > 0:  # a ratio: distance in log units
+            return bool(passed), margin(math.log(est), math.log(t), se, side)
         return bool(passed), margin(est, t, se, side)
     passed = bool(_eval(claim["check"], {"x": x}))
     m = claim.get("margin")
@@ -422,11 +424,13 @@ VERDICT_CLASS = {"pass": "claim-pass", "FAIL": "claim-fail", "not reproduced": "
                  "contradicted": "claim-fail", "holds here": "claim-notrep"}
 
 
-def claims_html(results: Sequence[ClaimResult], with_notebook: bool = True, link: bool = False) -> str:
+def claims_html(results: Sequence[ClaimResult], with_notebook: bool = True, link: bool = False,
+                extra: tuple[str, Mapping[tuple[str, str], str]] | None = None) -> str:
     """An HTML table of claim results (failures first, thinnest margins next), with the
-    verdict coloured and spelled out (readable without an emoji font)."""
+    verdict coloured and spelled out (readable without an emoji font). ``extra`` adds a last
+    column: its header and, per ``(notebook, claim id)``, the cell's HTML ("—" where absent)."""
     head = (["page"] if with_notebook else []) + ["claim", "status", "statement", "measured", "threshold",
-                                                  "margin", "result"]
+                                                  "margin", "result"] + ([extra[0]] if extra else [])
     lines = ['<table class="claim-table">', "<thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>",
              "<tbody>"]
     for r in sort_results(results):
@@ -438,6 +442,74 @@ def claims_html(results: Sequence[ClaimResult], with_notebook: bool = True, link
                   html.escape(r.text), html.escape(r.error or r.value_str()), f"<code>{html.escape(r.threshold)}</code>",
                   html.escape(r.margin_str()) + (' <span class="claim-thin">thin</span>' if r.thin else ""),
                   f'<span class="{VERDICT_CLASS.get(r.verdict, "")}">{html.escape(r.verdict)}</span>']
+        if extra:
+            cells.append(extra[1].get((r.notebook, r.claim_id), "—"))
         lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     lines.append("</tbody></table>")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- a page's verdict
+#: The one-word verdicts of a page, from best to worst, with their CSS class.
+PAGE_VERDICTS = {"reproduced": "claim-pass", "partly reproduced": "claim-notrep", "not reproduced": "claim-notrep",
+                 "not testable at this scale": "claim-notrep", "failing": "claim-fail"}
+
+
+@dataclass(frozen=True)
+class PageVerdict:
+    """What a page's claims say as a whole: :attr:`word` (a key of :data:`PAGE_VERDICTS`) and a
+    one-line :attr:`reason` counting the claims behind it."""
+
+    word: str
+    reason: str
+
+    @property
+    def css_class(self) -> str:
+        return PAGE_VERDICTS[self.word]
+
+
+def _ids(results: Sequence[ClaimResult]) -> str:
+    return ", ".join(r.claim_id for r in results)
+
+
+def _own_text(own: Sequence[ClaimResult]) -> str:
+    n_id = sum(r.status == "identity" for r in own)
+    n_own = len(own) - n_id
+    parts = ([f"{n_id} identity check{'s' if n_id != 1 else ''}"] if n_id else []) + (
+        [f"{n_own} of the companion's own claim{'s' if n_own != 1 else ''}"] if n_own else [])
+    return " and ".join(parts)
+
+
+def page_verdict(results: Sequence[ClaimResult]) -> PageVerdict:
+    """The verdict of one page from its claims evaluated on one run.
+
+    * *failing*: a check that gates CI fails (or its numbers are missing) — unless every
+      failing check is a precondition, then *not testable at this scale* (the experiment does
+      not measure what it should, e.g. the limit is not bracketed);
+    * *partly reproduced*: some of the papers' claims hold here and some are not reproduced;
+    * *not reproduced*: the papers' claims on this page are not reproduced at this scale;
+    * *reproduced*: every claim of the papers holds, or the page checks identities or its own
+      claims only and they hold;
+    * *not testable at this scale*: no claim on the page says anything about the papers.
+    """
+    failing = [r for r in results if not r.ok]
+    if failing:
+        if all(r.status == "precondition" for r in failing):
+            return PageVerdict("not testable at this scale", f"the experiment's precondition(s) {_ids(failing)} "
+                                                             "fail at this scale")
+        return PageVerdict("failing", f"{len(failing)} check(s) fail: {_ids(failing)}")
+    held = [r for r in results if r.status in ("reproduced", "not_reproduced") and r.passed]
+    missed = [r for r in results if r.status == "not_reproduced" and not r.passed]
+    own = [r for r in results if r.status in ("identity", "beyond") and r.passed]
+    extra = f"; {_own_text(own)} hold" if own else ""
+    if held and missed:
+        return PageVerdict("partly reproduced", f"{len(held)} of the papers' claims hold here, {len(missed)} "
+                                                f"not reproduced ({_ids(missed)}){extra}")
+    if missed:
+        return PageVerdict("not reproduced", f"the papers' claims on this page ({_ids(missed)}) are not "
+                                             f"reproduced at this scale{extra}")
+    if held:
+        return PageVerdict("reproduced", f"{len(held)} of the papers' claims hold here{extra}")
+    if own:
+        return PageVerdict("reproduced", f"{_own_text(own)} hold; no check is marked as one of the papers' claims")
+    return PageVerdict("not testable at this scale", "no claim on this page is checked at this scale")

@@ -1,4 +1,4 @@
-"""``instab``: list, run and verify the companion's notebooks, and build the book.
+"""``instab``: list, run, verify and archive the companion's notebooks, and build the book.
 
 Every failure a user can cause (unknown notebook or preset, an undeclared
 parameter, a parameter the notebook rejects, a failing claim) exits non-zero
@@ -54,6 +54,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             return 1
         print(f"every checked claim passes under {', '.join(p.name for p in perts)}")
         return 0
+    if args.label == "paper" and not args.executed:
+        return _verify_archive(args.notebooks)
     table = ClaimTable(nbs.verify(args.notebooks or None, label=args.label))
     print(table)
     n_thin = sum(r.thin for r in table.results if r.ok)
@@ -68,8 +70,64 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_archive(ids: Sequence[str]) -> int:
+    """``verify --label paper``: the claims on the archived paper-scale numbers, no recomputing."""
+    from . import archive
+
+    results, missing = archive.verify(ids or None)
+    table = ClaimTable(results)
+    if results:
+        print(table)
+    for nid in sorted({r.notebook for r in results}):
+        entry = archive.load(nid)
+        if entry is not None:
+            state = "STALE: " + "; ".join(entry.stale_reasons()) if entry.stale else "current"
+            print(f"{nid}: archived {entry.created} from commit {entry.commit[:12]} ({state})")
+    reasons = archive.pending_reasons()
+    for nid in missing:
+        print(f"{nid}: no archived paper run ({reasons.get(nid, archive.NOT_RUN)})")
+    failed = table.failed
+    n_entries = len({r.notebook for r in results}) - (len(missing) if ids else 0)
+    summary = f"{n_entries} archived paper-scale run(s) checked, {len(missing)} missing"
+    if failed:
+        print(f"{len(failed)} claim(s) failed; {summary}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
+def _cmd_archive(args: argparse.Namespace) -> int:
+    from . import archive
+
+    ids = nbs.toc_notebooks() if args.all else args.notebooks
+    if not ids:
+        raise nbs.NotebookError("name the notebooks to archive, or pass --all")
+    for nid in ids:
+        nbs.load_card(nid)  # unknown ids fail before anything runs
+    status = 0
+    for nid in ids:
+        try:
+            entry, notes = archive.create(nid, preset=args.preset, device=args.device, force=args.force,
+                                          allow_dirty=args.allow_dirty)
+        except nbs.NotebookError as exc:
+            if not args.keep_going:
+                raise
+            print(f"instab: {str(exc).splitlines()[0]}", file=sys.stderr)
+            status = 1
+            continue
+        for note in notes:
+            print(f"note: {note}")
+        table = ClaimTable(entry.results())
+        print(f"{nid}: archived in {entry.path} ({len(entry.figures)} figures, "
+              f"{float(entry.stamp.get('seconds', 0)):.0f} s)\n{table}")
+        status = status or (0 if table.all_passed else 1)
+    return status
+
+
 def _cmd_book(args: argparse.Namespace) -> int:
-    html = nbs.build_book(strict=not args.no_strict)
+    from . import book
+
+    html = book.build(strict=not args.no_strict, execute=not args.no_execute)
     print(f"book built: {html / 'index.html'}")
     return 0
 
@@ -94,7 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_cmd_run)
     v = sub.add_parser("verify", help="check the claims on the numbers of executed notebooks")
     v.add_argument("notebooks", nargs="*")
-    v.add_argument("--label", default="default", help="which run: a preset name or custom-<hash>")
+    v.add_argument("--label", default="default",
+                   help="which run: a preset name or custom-<hash>; `paper` checks the archived paper-scale "
+                        "numbers in results/paper/ (no recomputing)")
+    v.add_argument("--executed", action="store_true",
+                   help="with --label paper: check _build/executed/paper/ (your own runs) instead of the archive")
     v.add_argument("--perturb", action="store_true",
                    help="re-execute every notebook under other CPU kernels and shifted seeds and print "
                         "claim × perturbation (writes results/robustness.json; hours, not part of CI)")
@@ -103,7 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_verify)
     b = sub.add_parser("book", help="execute the notebooks of the table of contents and build _build/html")
     b.add_argument("--no-strict", action="store_true", help="do not fail on Sphinx warnings")
+    b.add_argument("--no-execute", action="store_true",
+                   help="build from the notebooks already executed in _build/executed/default")
     b.set_defaults(func=_cmd_book)
+    a = sub.add_parser("archive", help="run notebooks at a preset and archive numbers, stamp and figures "
+                                       "in results/<preset>/<id>/")
+    a.add_argument("notebooks", nargs="*")
+    a.add_argument("--all", action="store_true", help="every notebook of the table of contents")
+    a.add_argument("--preset", default="paper", help="the preset to run (default: paper)")
+    a.add_argument("--device", help="value of the `device` parameter, for notebooks that declare one (e.g. cuda)")
+    a.add_argument("--force", action="store_true", help="execute even if an identical run exists")
+    a.add_argument("--allow-dirty", action="store_true", help="archive from a tree with uncommitted changes")
+    a.add_argument("--keep-going", action="store_true", help="go on with the next notebook when one fails")
+    a.set_defaults(func=_cmd_archive)
     sub.add_parser("sync", help="write the paired .ipynb of every notebook").set_defaults(func=_cmd_sync)
     return p
 

@@ -174,8 +174,33 @@ def run_gd(theta0, eta: float, steps: int, link: str | Link = "square", blowup: 
     Divergence (non-finite loss, or loss > ``blowup``) ends the run and is recorded, never raised.
     """
     check_positive("eta", eta)
-    check_int_at_least("steps", steps, 1)
     lk = get_link(link)
+    return _run(theta0, eta, steps, lk, blowup, lambda theta, state: (gd_step(theta, eta, lk), state), None)
+
+
+def run_author_rms(theta0, eta: float, steps: int, beta: float = 0.9, scale: float = 20.0, eps: float = 1e-8,
+                   link: str | Link = "square", blowup: float = 1e12) -> Trajectory:
+    r"""The RMSProp-style step of the author's B Fig 3 cell (``jax_eigs``, ``shape_of_loss_v1_rmsv3``):
+    :math:`r_t = \beta r_{t-1} + (1-\beta) g_t^2` (element-wise, :math:`r_0 = 0`, no bias correction) and
+    :math:`\theta_{t+1} = \theta_t - \frac{\text{scale}\cdot\eta}{\sqrt{r_t + \varepsilon}}\, g_t`, with
+    :math:`g_t = \nabla L(\theta_t)`; defaults as in that cell (β = 0.9, scale 20, ε = 1e-8). The step is
+    sign-like: every coordinate moves by about ``scale·η`` whatever its curvature. Same divergence rule
+    as :func:`run_gd`; ``extra["rms"]`` is the final :math:`r`."""
+    check_positive("eta", eta)
+    check_positive("scale", scale)
+    lk = get_link(link)
+
+    def update(theta: np.ndarray, rms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g = gradient(theta, lk)
+        rms = beta * rms + (1 - beta) * g * g
+        return theta - scale * eta / np.sqrt(rms + eps) * g, rms
+
+    return _run(theta0, eta, steps, lk, blowup, update, np.zeros_like(_as_theta(theta0)))
+
+
+def _run(theta0, eta: float, steps: int, lk: Link, blowup: float, update, state) -> Trajectory:
+    """The loop of :func:`run_gd` and :func:`run_author_rms`: ``theta, state = update(theta, state)``."""
+    check_int_at_least("steps", steps, 1)
     theta = _as_theta(theta0).copy()
     thetas, losses, eigs, tops = [], [], [], []
     diverged_step = None
@@ -191,7 +216,7 @@ def run_gd(theta0, eta: float, steps: int, link: str | Link = "square", blowup: 
         tops.append(sp.top)
         if t < steps:
             with np.errstate(over="ignore", invalid="ignore"):
-                theta = gd_step(theta, eta, lk)
+                theta, state = update(theta, state)
     return Trajectory(
         eta=float(eta),
         theta=np.array(thetas),
@@ -201,6 +226,7 @@ def run_gd(theta0, eta: float, steps: int, link: str | Link = "square", blowup: 
         diverged=diverged_step is not None,
         diverged_step=diverged_step,
         link=lk.name,
+        extra={} if state is None else {"rms": state},
     )
 
 

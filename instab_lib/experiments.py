@@ -28,6 +28,10 @@ fmnist_sgd         the SGD phase of B's SGD experiment: batch sizes 256, 64 (and
 fmnist_sgd_lasting every run of fmnist_sgd (and the two full-batch ones) continued with
                    full-batch GD at η = 0.01 for a fixed budget (A Fig 4's protocol): the
                    sharpness the runs sharpen back to, under one common 2/η
+fmnist_stable      a long stable run: η = 0.01 for 4,000 epochs, spectra and θ every 25
+                   epochs (controls at matched *training loss*: spectra, N_eff)
+fmnist_flattening  A Fig 4: η₀ ∈ {0.02 (stable control), 0.1, 0.3} reduced to η = 0.01 at
+                   epoch 10, 50 or 150, then the same 300 epochs at 0.01 for every run
 =================  =================================================================
 
 The fMNIST setting is the author's (REFERENCE §4.2): MLP 784-32-32-32-10 ReLU, the first
@@ -41,9 +45,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-__all__ = ["Experiment", "SCALES", "get", "EXPERIMENTS", "FMNIST_ETA", "FMNIST_LADDER_ETAS", "FMNIST_LIMIT_ETAS",
-           "fmnist_base", "gf_interval", "GOLDILOCKS_ETAS", "GF_EVAL", "GF_CAP", "SGD_BATCH_SIZES", "SGD_FIXED_ETAS",
-           "author_sgd_lr", "SGD_LASTING_LR", "SGD_LASTING_EPOCHS"]
+__all__ = ["Experiment", "SCALES", "get", "EXPERIMENTS", "FMNIST_ETA", "FMNIST_ETA_SMALL", "FMNIST_LADDER_ETAS",
+           "FMNIST_LIMIT_ETAS", "FMNIST_FLATTENING", "fmnist_base", "fmnist_flattening", "gf_interval",
+           "GOLDILOCKS_ETAS", "GF_EVAL", "GF_CAP", "SGD_BATCH_SIZES", "SGD_FIXED_ETAS", "author_sgd_lr",
+           "SGD_LASTING_LR", "SGD_LASTING_EPOCHS"]
 
 #: The scales every experiment is defined at.
 SCALES = ("ci", "paper")
@@ -53,6 +58,11 @@ FMNIST_ETA = 0.1
 FMNIST_LIMIT_ETAS = (0.0125, 0.025, 0.05, 0.1)
 #: The ladder of learning rates around the mechanism η: one stable control, two unstable.
 FMNIST_LADDER_ETAS = (0.02, 0.05, 0.2)
+#: The small learning rate of A Fig 4's caption (and of the long stable control).
+FMNIST_ETA_SMALL = 0.01
+#: A Fig 4: the large initial learning rates (the first a stable control), the reduction epochs and the budget at
+#: η_small that every run gets after its reduction.
+FMNIST_FLATTENING = {"eta0": (0.02, 0.1, 0.3), "reduce_at": (10, 50, 150), "budget": 300}
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ class Experiment:
     through ``adjust`` when given (settings that follow from others, e.g. an epoch cap and a
     spectrum interval set by η), followed by the configurations ``extra`` as they are (runs
     that are no grid: η set by the batch size, runs shared with another experiment).
-    :meth:`run` trains or reads back every configuration (:func:`instab_lib.sweep.run_configs`:
+    :meth:`run` trains or reads back every configuration (:func:`instab_lib.sweep.run_many`:
     cached, parallel, in this order)."""
 
     name: str
@@ -88,9 +98,9 @@ class Experiment:
     def run(self, executor: Any = None, max_workers: int | None = None) -> list[Any]:
         """Every run of the experiment (grid order: first grid key slowest). A run that raised
         (a bug, not a divergence) is an error here, with its traceback."""
-        from .sweep import run_configs
+        from .sweep import run_many
 
-        runs = run_configs(self.configs(), executor=executor, max_workers=max_workers,
+        runs = run_many(self.configs(), executor=executor, max_workers=max_workers,
                            threads_per_worker=1 if executor in (None, "processes") else None)
         failed = [r for r in runs if r.status == "failed"]
         if failed:
@@ -233,6 +243,26 @@ def fmnist_sgd_lasting(scale: str) -> Experiment:
                       f"the continuation (full-batch GD at η = {SGD_LASTING_LR} for {SGD_LASTING_EPOCHS[scale]} "
                       "epochs from the final θ of every SGD-phase run)",
                       extra=tuple(sgd_continuation(c, scale) for c in fmnist_sgd(scale).configs()))
+def fmnist_stable(scale: str) -> Experiment:
+    epochs = 4000
+    base = fmnist_base(lr=FMNIST_ETA_SMALL, epochs=epochs, eval_every=25, k_top=3, k_bottom=1, test_every=25,
+                       snapshot_epochs=tuple(range(0, epochs + 1, 25)))
+    return Experiment("fmnist_stable", scale,
+                      f"the long stable control (η = {FMNIST_ETA_SMALL}, {epochs} epochs, top-3 and bottom-1 eigenpairs "
+                      "and θ every 25 epochs)", base, {"seed": _seeds(scale)})
+
+
+def fmnist_flattening(scale: str) -> list[Experiment]:
+    """A Fig 4 as one experiment per reduction epoch (the epoch count differs: reduction + budget)."""
+    spec = FMNIST_FLATTENING
+    out = []
+    for t_r in spec["reduce_at"]:
+        base = fmnist_base(epochs=t_r + spec["budget"], eval_every=5, k_top=1, n_test=0,
+                           lr_schedule={"kind": "step", "epochs": [t_r], "values": [FMNIST_ETA_SMALL]})
+        out.append(Experiment(f"fmnist_flattening@{t_r}", scale,
+                              f"η₀ reduced to {FMNIST_ETA_SMALL} at epoch {t_r}, then {spec['budget']} epochs", base,
+                              {"lr": spec["eta0"], "seed": _seeds(scale)}))
+    return out
 
 
 #: name → ``builder(scale) -> Experiment``.
@@ -243,6 +273,7 @@ EXPERIMENTS: dict[str, Callable[[str], Experiment]] = {
     "fmnist_goldilocks": fmnist_goldilocks,
     "fmnist_sgd": fmnist_sgd,
     "fmnist_sgd_lasting": fmnist_sgd_lasting,
+    "fmnist_stable": fmnist_stable,
 }
 
 

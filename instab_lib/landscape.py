@@ -26,15 +26,11 @@ Contents
 * :func:`unstable_mask`, :func:`find_episodes` — the edge-of-stability episodes of a
   run's table: maximal runs of evaluated epochs with ``η_t·S_t ≥ 2``;
   :func:`find_spikes` — the loss spikes (the separate instabilities within them).
-* :func:`stability_grid` — the measured stability limit of a base configuration
-  over a grid of learning rates (:mod:`instab_lib.stability`).
-* :func:`mechanism_config` — the one fMNIST configuration the mechanism pages share
-  (identical configurations share cached runs).
-* :func:`shared_run` — the set-up every mechanism page repeats: measure the limit,
-  choose η from it, train the shared run (a :class:`SharedRun`, with
-  :meth:`SharedRun.record` and :meth:`SharedRun.describe`).
 * :func:`resolved_spikes` — the loss spikes of at least some length that resolve;
   :func:`run_loss` — ``θ ↦ L(θ)`` on a run's own model, loss and training data.
+
+The shared fMNIST runs the mechanism pages read are defined once in
+:mod:`instab_lib.experiments`; the per-run measurements in :mod:`instab_lib.mechanism`.
 """
 
 from __future__ import annotations
@@ -51,8 +47,7 @@ from torch import Tensor, nn
 __all__ = [
     "network_loss", "PointHessian", "directional_curvature", "directional_derivatives",
     "SliceResult", "slice_along", "n_eff", "n_eff_from_slq", "Episode", "unstable_mask",
-    "find_episodes", "find_spikes", "resolved_spikes", "stability_grid", "SharedRun", "shared_run", "run_loss", "mechanism_config", "limit_config", "main_run_config", "choose_lr", "round_sig",
-    "unit",
+    "find_episodes", "find_spikes", "resolved_spikes", "run_loss", "round_sig", "unit",
 ]
 
 LossOfTheta = Callable[[Tensor], Tensor]
@@ -378,134 +373,6 @@ def find_episodes(table: pd.DataFrame, threshold: float = 2.0, merge_gap: int = 
                            last_stable=int(epochs[i0 - 1]) if i0 > 0 else None,
                            resolved=int(epochs[i1 + 1]) if i1 + 1 < len(epochs) else None))
     return out
-
-
-# --------------------------------------------------------------------------- stability
-def mechanism_config(**changes: Any) -> Any:
-    """The fMNIST configuration of the mechanism pages (REFERENCE §8.2, author's code):
-    MLP 784-32-32-32-10 ReLU, first 1,000 training images (2,000 test images),
-    cross-entropy, full-batch GD, no early stop, Hessian on the 1,000 training images.
-    ``changes`` go through :meth:`TrainConfig.replace` (dotted keys allowed)."""
-    from .train import TrainConfig
-
-    base = TrainConfig(dataset="fashion-mnist", n_train=1000, n_test=2000, model="mlp",
-                       model_kwargs={"depth": 3, "width": 32}, loss="ce", optimizer="gd",
-                       target_train_acc=None, eig_tol=1e-3)
-    return base.replace(**changes) if changes else base
-
-
-def limit_config(epochs: int = 300, eval_every: int = 5, **changes: Any) -> Any:
-    """The runs that measure the stability limit: :func:`mechanism_config` with the top
-    eigenvalue every ``eval_every`` epochs (``changes``: e.g. ``loss="mse"``)."""
-    return mechanism_config(epochs=epochs, eval_every=eval_every, k_top=1, **changes)
-
-
-def main_run_config(lr: float, epochs: int = 200, **changes: Any) -> Any:
-    """The shared run of the mechanism pages: spectra every epoch (top 3 and the most
-    negative eigenvalue), parameters and eigenvectors saved at every epoch."""
-    return mechanism_config(lr=float(lr), epochs=epochs, eval_every=1, k_top=3, k_bottom=1,
-                            snapshot_epochs=tuple(range(epochs + 1)), **changes)
-
-
-def choose_lr(limit: float, factor: float, digits: int = 1) -> float:
-    """``factor × limit`` rounded to ``digits`` significant digits: learning rates are set
-    relative to the *measured* stability limit, so a page stays right when the
-    architecture or the subset changes."""
-    return round_sig(factor * limit, digits)
-
-
-def stability_grid(base: Any, etas: Sequence[float], *, cache_dir: Any = None, max_workers: int = 2) -> dict:
-    """Train ``base`` (a :class:`instab_lib.train.TrainConfig`) at each η of ``etas``
-    (in parallel, one torch thread per worker, :func:`instab_lib.sweep.sweep`) and measure
-    the stability limit (:func:`instab_lib.stability.stability_limit`).
-
-    Returns ``{"limit": StabilityLimit, "runs": {η: RunResult}, "table": DataFrame}``
-    (η, max S, η·max S/2, status, unstable). Runs are cached like any other, so pages
-    that call this with the same ``base`` and ``etas`` share them.
-    """
-    from . import stability
-    from .sweep import sweep
-
-    etas = [float(e) for e in etas]
-    results = sweep(base, {"lr": etas}, cache_dir=cache_dir, max_workers=max_workers, threads_per_worker=1)
-    runs, rows = {}, []
-    for eta, r in zip(etas, results):
-        if r.status == "failed":
-            raise RuntimeError(f"run at η={eta} failed: {r.error}")
-        runs[eta] = r
-        ms = float(r.spectra["sharpness"].max()) if len(r.spectra) else float("nan")
-        div = r.status == "diverged"
-        rows.append({"η": eta, "max S": ms, "η·max S/2": eta * ms / 2, "status": r.status,
-                     "unstable": stability.is_unstable(eta, ms, div)})
-    tab = pd.DataFrame(rows)
-    lim = stability.stability_limit(tab["η"], tab["max S"], tab["status"] == "diverged")
-    return {"limit": lim, "runs": runs, "table": tab}
-
-
-@dataclass
-class SharedRun:
-    """The set-up of the fMNIST mechanism pages (:func:`shared_run`): the stability-limit
-    grid (``grid``, as :func:`stability_grid` returns it), the measured ``limit``, the
-    learning rate ``eta`` chosen from it and the shared ``run`` trained at that η."""
-
-    grid: dict
-    limit: Any
-    eta: float
-    run: Any
-    epochs: int
-
-    @property
-    def table(self) -> pd.DataFrame:
-        """The run's per-epoch table."""
-        return self.run.table
-
-    @property
-    def S0(self) -> float:
-        """The sharpness at initialisation (first row of the run's table)."""
-        return float(self.run.table["sharpness"].iloc[0])
-
-    def lr(self, factor: float, digits: int = 1) -> float:
-        """Another learning rate relative to the same measured limit (:func:`choose_lr`)."""
-        return choose_lr(self.limit.estimate, factor, digits)
-
-    def numbers(self) -> dict[str, float]:
-        """The numbers every mechanism page records: ``S0``, ``two_over_S0``, ``limit``
-        (the estimate) and ``eta``."""
-        S0 = self.S0
-        return {"S0": S0, "two_over_S0": 2 / S0, "limit": float(self.limit.estimate), "eta": float(self.eta)}
-
-    def record(self, rec: Any) -> dict[str, float]:
-        """Record :meth:`numbers` into a :class:`instab_lib.claims.Recorder`; returns them."""
-        nums = self.numbers()
-        for k, v in nums.items():
-            rec.record(k, v)
-        return nums
-
-    def describe(self) -> str:
-        """One Markdown line: the data copy, ``S0`` and ``2/S0``, the measured limit and
-        the run (η relative to the limit, ``2/η``, epochs, status, final train accuracy)."""
-        S0, eta, r = self.S0, self.eta, self.run
-        return (f"Data: **{r.data_source}**. $S_0$ = {S0:.3f}, $2/S_0$ = {2 / S0:.3f}; measured stability limit: "
-                f"{self.limit}. Shared run: η = {eta:g} ({eta / self.limit.estimate:.2f} × the limit, "
-                f"$2/\\eta$ = {2 / eta:g}), {self.epochs} epochs, status `{r.status}`, final train accuracy "
-                f"{float(r.table['train_acc'].iloc[-1]):.3f}.")
-
-
-def shared_run(limit_etas: Sequence[float], eta_factor: float, epochs: int, *, limit_epochs: int = 300,
-               limit_eval_every: int = 5, cache_dir: Any = None) -> SharedRun:
-    """The set-up the fMNIST mechanism pages share: measure the stability limit of
-    :func:`limit_config` over ``limit_etas`` (:func:`stability_grid`), set
-    ``η = choose_lr(limit, eta_factor)`` and train :func:`main_run_config` at that η for
-    ``epochs`` epochs (one worker; runs are cached, so the pages share them)."""
-    from .sweep import sweep
-
-    grid = stability_grid(limit_config(limit_epochs, limit_eval_every), limit_etas, cache_dir=cache_dir)
-    limit = grid["limit"]
-    eta = choose_lr(limit.estimate, eta_factor)
-    run = sweep(main_run_config(eta, epochs), {}, cache_dir=cache_dir, max_workers=1, threads_per_worker=1)[0]
-    if run.status == "failed":
-        raise RuntimeError(f"the shared run at η={eta} failed: {run.error}")
-    return SharedRun(grid=grid, limit=limit, eta=eta, run=run, epochs=int(epochs))
 
 
 def run_loss(run_or_config: Any) -> LossOfTheta:

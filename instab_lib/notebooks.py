@@ -5,8 +5,9 @@ Each notebook is ``notebooks/<id>.py`` (a jupytext pair) with a card
 notebook with papermill into ``_build/executed/<label>/<id>.ipynb`` and skips the
 run when a content hash of the notebook, its card, its parameters and the
 library's source is unchanged. :func:`verify` checks the card's claims on the
-numbers the run recorded. :func:`build_book` executes every notebook of the
-table of contents and builds the HTML book with Jupyter Book 1.
+numbers the run recorded. :mod:`instab_lib.book` builds the HTML book from the
+executed notebooks (that machinery is never imported by a kernel, see
+:data:`instab_lib.provenance.BOOK_MODULES`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -200,6 +199,14 @@ def _environ(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
+#: Warnings filtered in the kernel (``PYTHONWARNINGS``): noise from the libraries we use that
+#: no page can fix. Anything else a page warns about shows in its output, and the tests fail.
+KERNEL_WARNING_FILTERS = (
+    # torch 2.14.1, on the first torch.func.jvp call (shared/NOTES.md); pyproject filters it in pytest too
+    "ignore:`torch.jit.script` is deprecated:FutureWarning",
+)
+
+
 def _one_line(exc: BaseException) -> str:
     ename = getattr(exc, "ename", None) or type(exc).__name__
     evalue = getattr(exc, "evalue", None) or str(exc)
@@ -248,7 +255,9 @@ def execute(
         stale.unlink(missing_ok=True)
     start = time.perf_counter()
     status, error = "ok", None
-    with _environ(**{claims_mod.NUMBERS_ENV: str(numbers_path), "INSTAB_QUIET": "1", "INSTAB_ROOT": str(repo_root())}):
+    filters = ",".join([*KERNEL_WARNING_FILTERS, *filter(None, [os.environ.get("PYTHONWARNINGS")])])
+    with _environ(**{claims_mod.NUMBERS_ENV: str(numbers_path), "INSTAB_QUIET": "1", "INSTAB_ROOT": str(repo_root()),
+                     "PYTHONWARNINGS": filters}):
         try:
             papermill.execute_notebook(
                 read_notebook(notebook_id),
@@ -265,8 +274,9 @@ def execute(
         except Exception as exc:  # noqa: BLE001 - turned into a one-line reason
             status, error = "failed", _one_line(exc)
     seconds = time.perf_counter() - start
+    numbers = claims_mod.load_numbers(numbers_path) if numbers_path.exists() else {}
     stamp = make_stamp(notebook_id, key=key, status=status, error=error, preset=preset, label=label,
-                       params=params, seconds=seconds)
+                       params=params, seconds=seconds, data_source=recorded_data_source(numbers))
     stamp_path.write_text(json.dumps(stamp, indent=1, default=str))
     if nb_path.exists():
         add_provenance_cell(nb_path, stamp)
@@ -277,13 +287,39 @@ def execute(
     return RunRecord(notebook_id, label, nb_path, numbers_path, False, seconds)
 
 
+#: A recorded number whose name is this, or ends in ``_`` + this, names the data copy a page
+#: used (a string or a list of strings, e.g. ``rec.record("data_source", ds.source)``); the
+#: provenance box and the stamp show it (CONTRIBUTING.md, "A notebook").
+DATA_SOURCE_NUMBER = "data_source"
+
+
+def recorded_data_source(numbers: Mapping[str, Any]) -> list[str]:
+    """The data copies a run recorded (:data:`DATA_SOURCE_NUMBER`), in order, without repeats."""
+    out: list[str] = []
+    for name in sorted(numbers):
+        if name == DATA_SOURCE_NUMBER or name.endswith("_" + DATA_SOURCE_NUMBER):
+            value = numbers[name]
+            for v in value if isinstance(value, list) else [value]:
+                if isinstance(v, str) and v and v not in out:
+                    out.append(v)
+    return out
+
+
+def source_digest(notebook_id: str) -> str:
+    """16 hex digits over the notebook's source and card (what an archive entry was made from)."""
+    d = notebooks_dir()
+    h = hashlib.sha256((d / f"{notebook_id}.py").read_bytes() + b"\0" + (d / f"{notebook_id}.yaml").read_bytes())
+    return h.hexdigest()[:16]
+
+
 def make_stamp(notebook_id: str, *, key: str, status: str, error: str | None, preset: str, label: str,
-               params: Mapping[str, Any], seconds: float) -> dict[str, Any]:
+               params: Mapping[str, Any], seconds: float, data_source: Sequence[str] = ()) -> dict[str, Any]:
     """What an execution records beside its numbers: the run key and outcome, preset, label,
     the parameters given and every parameter's value, the seeds (every parameter whose name
-    mentions a seed, and the seed offset), wall time, date, and
-    :func:`instab_lib.provenance.stamp_fields` (commit, fingerprints, torch, CPU capability,
-    Python, threads, device, processor)."""
+    mentions a seed, and the seed offset), the data set of the card and the data copies the
+    page recorded (:func:`recorded_data_source`), wall time, date, the digest of the
+    notebook's source and card, and :func:`instab_lib.provenance.stamp_fields` (commit,
+    fingerprints, torch, CPU capability, Python, threads, device, processor)."""
     from . import provenance
 
     resolved = dict(declared_parameters(notebook_id))
@@ -291,37 +327,53 @@ def make_stamp(notebook_id: str, *, key: str, status: str, error: str | None, pr
     device = str(resolved.get("device", "cpu") or "cpu")
     card = load_card(notebook_id)
     paper = card["presets"].get("paper") or {}
-    stamp = {"notebook": notebook_id, "data": str(card.get("data", "")),
-             "paper_preset_changes": {k: v for k, v in paper.items() if resolved.get(k) != v}, "key": key, "status": status, "error": error, "preset": preset, "label": label,
+    stamp = {"notebook": notebook_id, "data": str(card.get("data", "")), "data_source": list(data_source),
+             "paper_preset_changes": {k: v for k, v in paper.items() if resolved.get(k) != v}, "key": key,
+             "status": status, "error": error, "preset": preset, "label": label,
              "parameters": dict(params), "resolved_parameters": resolved,
              "seeds": {k: v for k, v in resolved.items() if "seed" in k.lower()},
-             "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
+             "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+             "source_digest": source_digest(notebook_id)}
     stamp.update(provenance.stamp_fields(device))
     return stamp
+
+
+def _data_line(stamp: Mapping[str, Any]) -> str:
+    data = str(stamp.get("data", "?"))
+    if data.split()[0:1] == ["none"]:
+        return "- **Data**: none (the page uses no data set)"
+    copies = stamp.get("data_source") or []
+    used = "; ".join(f"{c}" for c in copies) if copies else (
+        f"**not recorded by the page** (a page records it as the number `{DATA_SOURCE_NUMBER}`)")
+    return f"- **Data**: {data}; copy used: {used}"
 
 
 def provenance_markdown(stamp: Mapping[str, Any]) -> str:
     """The box at the foot of an executed page: what produced it (from its stamp)."""
     commit = stamp.get("commit") or "unknown"
-    dirty = " (with uncommitted changes)" if stamp.get("dirty") else ""
+    dirty = " (with uncommitted changes)" if stamp.get("dirty") else " (clean tree)" if stamp.get("dirty") is False else ""
     given = stamp.get("parameters") or {}
     params = ", ".join(f"`{k}={v!r}`" for k, v in given.items()) or "the notebook's defaults"
+    resolved = ", ".join(f"`{k}={v!r}`" for k, v in (stamp.get("resolved_parameters") or {}).items())
     seeds = ", ".join(f"`{k}={v!r}`" for k, v in (stamp.get("seeds") or {}).items()) or "none"
     minutes, secs = divmod(float(stamp.get("seconds", 0.0)), 60)
     device = stamp.get("device", "cpu") + (f" ({stamp['gpu']})" if stamp.get("gpu") else "")
+    changes = stamp.get("paper_preset_changes")
     lines = [
         "```{admonition} How this page was produced",
         ":class: note provenance",
         "",
         f"- **Commit** `{commit[:12]}`{dirty}; library fingerprint `{stamp.get('library_fingerprint', '?')}`, "
         f"training-code fingerprint `{stamp.get('run_fingerprint', '?')}`",
-        f"- **Preset** `{stamp.get('preset', '?')}` (label `{stamp.get('label', '?')}`); parameters: {params}. "
-        + (f"The `paper` preset changes {', '.join(f'`{k}`' for k in stamp['paper_preset_changes'])}."
-           if stamp.get("paper_preset_changes") else "This run is at the `paper` preset's scale."),
-        f"- **Data set**: {stamp.get('data', '?')} (the copy used is named on the page)",
+        f"- **Preset** `{stamp.get('preset', '?')}` (label `{stamp.get('label', '?')}`); parameters given: {params}. "
+        + (f"The `paper` preset changes {', '.join(f'`{k}`' for k in changes)}."
+           if changes else "This run is at the `paper` preset's scale."),
+        f"- **Every parameter**: {resolved or '?'}",
+        _data_line(stamp),
         f"- **Seeds**: {seeds}; seed offset {stamp.get('seed_offset', 0)}",
         f"- **Software**: torch {stamp.get('torch', '?')}, Python {stamp.get('python', '?')}",
-        f"- **Machine**: device {device}, CPU kernels `{stamp.get('cpu_capability', '?')}`"
+        f"- **Machine**: device {device}, CPU capability `{stamp.get('cpu_capability', '?')}` "
+        "(`torch.backends.cpu.get_cpu_capability()`)"
         + (f" (forced by `ATEN_CPU_CAPABILITY={stamp['aten_cpu_capability']}`)" if stamp.get("aten_cpu_capability") else "")
         + f", {stamp.get('threads', '?')} torch threads, {stamp.get('processor', '?')}",
         f"- **Executed** {stamp.get('finished', '?')} in {int(minutes)} min {secs:.0f} s",
@@ -335,11 +387,18 @@ def add_provenance_cell(nb_path: Path, stamp: Mapping[str, Any]) -> None:
     import nbformat
 
     nb = nbformat.read(nb_path, as_version=4)
+    set_provenance_cell(nb, stamp)
+    nbformat.write(nb, nb_path)
+
+
+def set_provenance_cell(nb: Any, stamp: Mapping[str, Any]) -> None:
+    """Replace the notebook's provenance cell (tag ``provenance``) by a fresh one at its foot."""
+    import nbformat
+
     nb.cells = [c for c in nb.cells if "provenance" not in c.get("metadata", {}).get("tags", [])]
     cell = nbformat.v4.new_markdown_cell(provenance_markdown(stamp))
     cell.metadata["tags"] = ["provenance"]
     nb.cells.append(cell)
-    nbformat.write(nb, nb_path)
 
 
 def verify(notebook_ids_: Sequence[str] | None = None, label: str = "default") -> list[claims_mod.ClaimResult]:
@@ -395,75 +454,3 @@ def sync_pairs() -> None:
 
     for nid in notebook_ids():
         jupytext.write(read_notebook(nid), notebooks_dir() / f"{nid}.ipynb")
-
-
-MATHJAX_VERSION = "3.2.2"
-
-
-def mathjax_tarball() -> Path:
-    """Where the set-up script keeps the npm tarball of MathJax (``npm pack mathjax@3.2.2``)."""
-    return Path(os.environ.get("INSTAB_MATHJAX", repo_root() / ".venv" / "share" / f"mathjax-{MATHJAX_VERSION}.tgz"))
-
-
-def stage_mathjax() -> bool:
-    """Extract MathJax 3 (one script and its fonts) into ``book/_mathjax/mathjax/es5``.
-
-    The book copies that folder to ``_build/html/mathjax`` (``html_extra_path``) and loads it
-    through ``mathjax_path``, so math renders without internet. Returns False when the
-    tarball is missing (the set-up script downloads it from the npm registry).
-    """
-    import tarfile
-
-    target = repo_root() / "book" / "_mathjax" / "mathjax"
-    if (target / "es5" / "tex-mml-chtml.js").exists():
-        return True
-    tarball = mathjax_tarball()
-    if not tarball.exists():
-        return False
-    wanted = ("package/es5/tex-mml-chtml.js", "package/es5/output/chtml/fonts/woff-v2/")
-    with tarfile.open(tarball) as tar:
-        for member in tar.getmembers():
-            if member.isfile() and member.name.startswith(wanted):
-                dest = target / member.name.removeprefix("package/")
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as src:  # type: ignore[union-attr]
-                    dest.write_bytes(src.read())
-    return True
-
-
-def build_book(progress: bool | None = None, strict: bool = True) -> Path:
-    """Execute every notebook in the table of contents (default preset) and build ``_build/html``.
-
-    ``strict`` makes Sphinx warnings fail the build (``-W --keep-going``).
-    """
-    root = repo_root()
-    staged = root / "book" / "notebooks"
-    staged.mkdir(parents=True, exist_ok=True)
-    wanted = set(toc_notebooks())
-    for old in staged.glob("*.ipynb"):
-        if old.stem not in wanted:
-            old.unlink()
-    for nid in toc_notebooks():
-        record = execute(nid, progress=progress)
-        print(f"{nid}: {'up to date' if record.skipped else f'executed in {record.seconds:.1f} s'}", flush=True)
-        shutil.copy2(record.notebook_path, staged / f"{nid}.ipynb")
-    from . import pages
-
-    pages.write_claims_page(verify(toc_notebooks()))
-    pages.write_robustness_page()
-    if not stage_mathjax():
-        raise NotebookError(f"MathJax not found at {mathjax_tarball()}: run `make setup` (it runs "
-                            f"`npm pack mathjax@{MATHJAX_VERSION}`) so math renders offline")
-    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root / "book"), "--config", str(root / "_config.yml"),
-           "--toc", str(toc_path()), "--path-output", str(root)]
-    if strict:
-        cmd += ["-W", "--keep-going"]
-    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
-    log = build_dir() / "book-build.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(proc.stdout + "\n" + proc.stderr)
-    if proc.returncode != 0:
-        warnings = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "WARNING" in ln or "ERROR" in ln]
-        detail = "\n".join(warnings[:20]) or proc.stderr[-2000:]
-        raise NotebookError(f"jupyter-book build failed (log: {log}):\n{detail}")
-    return build_dir() / "html"

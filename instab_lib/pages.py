@@ -1,9 +1,11 @@
-"""Pages of the book written by the build: the claims page (scoreboard and every claim)
-and the robustness page (every claim under other float rounding and other seeds).
+"""Pages of the book written by the build: the claims page (scoreboard and every claim, with
+the paper's scale beside this build's), the robustness page (every claim under other float
+rounding and other seeds), the paper-scale page (which archived runs exist, which are stale,
+which are missing and why) and the intro's summary table (one verdict per page).
 
-Both are Markdown files under ``book/generated/`` holding HTML tables (MyST passes raw
-HTML through), so pass / FAIL / not reproduced read as words with a colour, with no
-emoji font needed.
+They are files under ``book/generated/`` holding HTML tables (MyST passes raw HTML
+through), so pass / FAIL / not reproduced read as words with a colour, with no emoji font
+needed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import yaml
 from . import claims as claims_mod
 from . import repo_root
 
-__all__ = ["paper_claims", "scoreboard", "write_claims_page", "robustness_path", "write_robustness_page"]
+__all__ = ["paper_claims", "scoreboard", "write_claims_page", "robustness_path", "write_robustness_page",
+           "write_paper_page", "write_summary", "paper_column"]
 
 
 def paper_claims() -> dict[str, dict[str, str]]:
@@ -66,18 +69,25 @@ _VERDICT_CLASS = {"reproduced": "claim-pass", "partly reproduced": "claim-notrep
                   "not tested": "claim-notrep"}
 
 
-def _scoreboard_html(rows: Sequence[Mapping[str, Any]]) -> str:
+def _verdict_span(verdict: str) -> str:
+    return f'<span class="{_VERDICT_CLASS.get(verdict, "")}">{html.escape(verdict)}</span>'
+
+
+def _scoreboard_html(rows: Sequence[Mapping[str, Any]], paper: Mapping[str, str] | None = None) -> str:
     out = ['<table class="claim-table scoreboard">',
-           "<thead><tr><th>the papers' claim</th><th>verdict</th><th>reproduced</th><th>not reproduced</th>"
-           "<th>contradicted</th><th>effects measured (estimate [90% interval])</th></tr></thead><tbody>"]
+           "<thead><tr><th>the papers' claim</th><th>verdict</th>"
+           + ("<th>at the paper's scale</th>" if paper is not None else "")
+           + "<th>reproduced</th><th>not reproduced</th><th>contradicted</th>"
+           "<th>effects measured (estimate [90% interval])</th></tr></thead><tbody>"]
     for row in rows:
         effects = "<br>".join(
             f'<a href="../notebooks/{html.escape(r.notebook)}.html">{html.escape(r.notebook)}</a> '
             f"<code>{html.escape(r.claim_id)}</code>: {html.escape(r.error or r.value_str())} "
             f"({html.escape(r.verdict)})" for r in row["claims"]) or "—"
+        paper_cell = f"<td>{paper.get(row['key'], '<small>no archived run</small>')}</td>" if paper is not None else ""
         out.append(f"<tr><td>{html.escape(row['title'])}<br><small>{html.escape(row['source'])}</small></td>"
-                   f'<td><span class="{_VERDICT_CLASS.get(row["verdict"], "")}">{html.escape(row["verdict"])}</span></td>'
-                   f"<td>{row['n_reproduced']}</td><td>{row['n_not_reproduced']}</td><td>{row['n_contradicted']}</td>"
+                   f"<td>{_verdict_span(row['verdict'])}</td>" + paper_cell
+                   + f"<td>{row['n_reproduced']}</td><td>{row['n_not_reproduced']}</td><td>{row['n_contradicted']}</td>"
                    f"<td>{effects}</td></tr>")
     out.append("</tbody></table>")
     return "\n".join(out)
@@ -87,10 +97,39 @@ def _raw(block: str) -> list[str]:
     return ["```{raw} html", block, "```", ""]
 
 
-def write_claims_page(results: Sequence[claims_mod.ClaimResult]) -> Path:
+def paper_column(results: Sequence[claims_mod.ClaimResult],
+                 paper_rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
+    """Per (notebook, claim): the HTML of its verdict and value on the archived paper-scale
+    numbers (:func:`instab_lib.archive.status` rows), marked stale, or "not archived"."""
+    by_nb = {row["notebook"]: row for row in paper_rows}
+    cells: dict[tuple[str, str], str] = {}
+    for row in paper_rows:
+        if row["entry"] is None:
+            continue
+        stale = " <small>(stale)</small>" if row["stale"] else ""
+        for r in row["entry"].results():
+            cells[(r.notebook, r.claim_id)] = (f'<span class="{claims_mod.VERDICT_CLASS.get(r.verdict, "")}">'
+                                               f"{html.escape(r.verdict)}</span>{stale}<br>"
+                                               f"<small>{html.escape(r.error or r.value_str())}</small>")
+    for r in results:
+        if (r.notebook, r.claim_id) not in cells and r.notebook in by_nb:
+            cells[(r.notebook, r.claim_id)] = "<small>not archived</small>"
+    return cells
+
+
+def _paper_scoreboard(paper_rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    results = [r for row in paper_rows if row["entry"] is not None for r in row["entry"].results()]
+    return {row["key"]: _verdict_span(row["verdict"]) for row in scoreboard(results) if row["claims"]}
+
+
+def write_claims_page(results: Sequence[claims_mod.ClaimResult],
+                      paper_rows: Sequence[Mapping[str, Any]] | None = None) -> Path:
     """Write ``book/generated/claims.md``: the scoreboard, then every claim with the value this
     build measured, its threshold and margin (failures first, thinnest margins next), the
-    not-reproduced findings apart."""
+    not-reproduced findings apart. With ``paper_rows`` (:func:`instab_lib.archive.status`),
+    the scoreboard and the tables get a column for the archived paper-scale runs."""
+    extra = ("at the paper's scale", paper_column(results, paper_rows)) if paper_rows is not None else None
+    paper_board = _paper_scoreboard(paper_rows) if paper_rows is not None else None
     page = repo_root() / "book" / "generated" / "claims.md"
     page.parent.mkdir(parents=True, exist_ok=True)
     gating = [r for r in results if r.status != "not_reproduced"]
@@ -105,7 +144,9 @@ def write_claims_page(results: Sequence[claims_mod.ClaimResult]) -> Path:
         f"**{len(findings)}** claims of the papers are reported as *not reproduced at this scale*. CI fails when a "
         "checked claim fails; a not-reproduced claim is a finding, shown with its measured effect, never as a pass. "
         "`instab verify` prints the same table. Each claim's expressions are in the notebook's card, "
-        "`notebooks/<id>.yaml`; {doc}`robustness` shows every claim under other CPU kernels and other seeds.",
+        "`notebooks/<id>.yaml`; {doc}`robustness` shows every claim under other CPU kernels and other seeds, "
+        "and {doc}`paper_scale` lists the archived paper-scale runs whose verdicts fill the columns *at the "
+        "paper's scale*.",
         "",
         "## Scoreboard: the papers' claims",
         "",
@@ -113,19 +154,20 @@ def write_claims_page(results: Sequence[claims_mod.ClaimResult]) -> Path:
         "passes; *not reproduced* when the measured effect does not reach the threshold; *contradicted* when its "
         "interval lies on the other side of the null.",
         "",
-        *_raw(_scoreboard_html(scoreboard(results))),
+        *_raw(_scoreboard_html(scoreboard(results), paper_board)),
         "## Every checked claim",
         "",
         "Measured: the estimate and its 90% interval over seeds (or the exact value of a deterministic claim). "
         "Margin: how many standard errors the estimate lies beyond the threshold (— for deterministic claims).",
         "",
-        *_raw(claims_mod.claims_html(gating, with_notebook=True, link=True)),
+        *_raw(claims_mod.claims_html(gating, with_notebook=True, link=True, extra=extra)),
         "## Not reproduced at this scale",
         "",
         "Claims of the papers whose effect this companion measured and did not find at the scale shown; the "
         "`paper` presets of the pages run them at the paper's scale.",
         "",
-        *(_raw(claims_mod.claims_html(findings, with_notebook=True, link=True)) if findings else ["None.", ""]),
+        *(_raw(claims_mod.claims_html(findings, with_notebook=True, link=True, extra=extra)) if findings
+          else ["None.", ""]),
     ]
     page.write_text("\n".join(lines) + "\n")
     return page
@@ -198,4 +240,76 @@ def write_robustness_page() -> Path:
     rows.append("</tbody></table>")
     lines += _raw("\n".join(rows))
     page.write_text("\n".join(lines) + "\n")
+    return page
+
+
+# --------------------------------------------------------------------------- paper scale, summary
+def _entry_cells(row: Mapping[str, Any]) -> str:
+    entry = row["entry"]
+    nid = html.escape(row["notebook"])
+    link = f'<a href="../notebooks/{nid}.html">{nid}</a>'
+    if entry is None:
+        return (f'<tr><td>{link}</td><td><span class="claim-notrep">missing</span></td>'
+                f"<td>—</td><td>—</td><td>—</td><td>{html.escape(row['reason'])}</td></tr>")
+    s = entry.stamp
+    state = '<span class="claim-notrep">stale</span>' if row["stale"] else '<span class="claim-pass">current</span>'
+    machine = f"{s.get('device', 'cpu')}{' (' + s['gpu'] + ')' if s.get('gpu') else ''}, {s.get('cpu_capability', '?')}"
+    v = row["verdict"]
+    return (f"<tr><td>{link}</td><td>{state}</td><td><span class=\"{v.css_class}\">{html.escape(v.word)}</span></td>"
+            f"<td>{html.escape(entry.created)}<br><code>{html.escape(entry.commit[:12])}</code></td>"
+            f"<td>{html.escape(machine)}<br>{float(s.get('seconds', 0)) / 60:.1f} min</td>"
+            f"<td>{html.escape('; '.join(row['stale']) or 'library and notebook unchanged since')}</td></tr>")
+
+
+def write_paper_page(rows: Sequence[Mapping[str, Any]]) -> Path:
+    """Write ``book/generated/paper_scale.md`` from :func:`instab_lib.archive.status`: every
+    page's archived paper-scale run (current or stale, with its date, commit, machine and
+    wall time), and every missing one with the reason."""
+    page = repo_root() / "book" / "generated" / "paper_scale.md"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    have = [r for r in rows if r["entry"] is not None]
+    stale = [r for r in have if r["stale"]]
+    missing = [r for r in rows if r["entry"] is None]
+    lines = ["# The paper's scale: archived runs", "",
+             "Each page runs at a CPU-sized scale in CI. Its `paper` preset runs it at the paper's scale; "
+             "`instab archive <id> --preset paper` executes that preset and commits the numbers, the stamp and the "
+             "figures to `results/paper/<id>/`, and each page shows them in its section *At the paper's scale*. "
+             "`instab verify --label paper` checks the claims on the archived numbers without recomputing. An entry "
+             "is *stale* when the library or the notebook has changed since it was made.", "",
+             f"**{len(have)} of {len(rows)}** pages have an archived run ({len(stale)} stale); "
+             f"**{len(missing)}** are missing.", ""]
+    head = ("<thead><tr><th>page</th><th>entry</th><th>verdict at the paper's scale</th><th>made</th>"
+            "<th>machine, wall time</th><th>note</th></tr></thead><tbody>")
+    body = "\n".join(_entry_cells(r) for r in rows)
+    lines += _raw(f'<table class="claim-table paper-scale">{head}\n{body}\n</tbody></table>')
+    lines += ["## Missing entries", ""]
+    lines += [f"- `{r['notebook']}`: {r['reason']}" for r in missing] or ["None: every page has an archived run."]
+    lines += ["", "The reasons come from `results/paper/pending.yml`; a page not listed there says *not run yet*.", ""]
+    page.write_text("\n".join(lines) + "\n")
+    return page
+
+
+def write_summary(verdicts: Mapping[str, claims_mod.PageVerdict], paper_rows: Sequence[Mapping[str, Any]],
+                  titles: Mapping[str, str], figures: Mapping[str, str], seconds: Mapping[str, float]) -> Path:
+    """Write ``book/generated/summary.html`` (included by the intro): one row per page with
+    its verdict at this build's scale and at the paper's, and its execution time."""
+    page = repo_root() / "book" / "generated" / "summary.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    paper = {r["notebook"]: r for r in paper_rows}
+    rows = ['<table class="claim-table summary">',
+            "<thead><tr><th>page</th><th>reproduces</th><th>verdict at this build's scale</th>"
+            "<th>at the paper's scale</th><th>time</th></tr></thead><tbody>"]
+    for nid, v in verdicts.items():
+        pr = paper.get(nid)
+        if pr is None or pr["entry"] is None:
+            pcell = "<small>no archived run</small>"
+        else:
+            pcell = (f'<span class="{pr["verdict"].css_class}">{html.escape(pr["verdict"].word)}</span>'
+                     + (" <small>(stale)</small>" if pr["stale"] else ""))
+        rows.append(f'<tr><td><a href="notebooks/{html.escape(nid)}.html">{html.escape(titles.get(nid, nid))}</a></td>'
+                    f"<td>{html.escape(figures.get(nid, ''))}</td>"
+                    f'<td><span class="{v.css_class}">{html.escape(v.word)}</span></td><td>{pcell}</td>'
+                    f"<td>{seconds.get(nid, 0):.0f} s</td></tr>")
+    rows.append("</tbody></table>")
+    page.write_text("\n".join(rows) + "\n")
     return page

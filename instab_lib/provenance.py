@@ -31,10 +31,15 @@ from pathlib import Path
 from typing import Any, Iterable
 
 __all__ = ["code_fingerprint", "run_fingerprint", "library_fingerprint", "import_closure",
-           "numerics_environment", "git_state", "stamp_fields", "PRESENTATION_MODULES"]
+           "numerics_environment", "git_state", "stamp_fields", "PRESENTATION_MODULES", "BOOK_MODULES"]
 
 #: Modules that cannot change a computed number (progress bars); left out of run keys.
 PRESENTATION_MODULES = frozenset({"progress"})
+#: The book's machinery, which runs outside the notebooks' kernels (the CLI, the page
+#: writers, the paper-scale archive, the browser check, the perturbation driver): left out of
+#: the library fingerprint, so editing it re-executes no notebook and leaves no archive stale.
+#: tests/test_provenance.py checks that no notebook imports one of them.
+BOOK_MODULES = frozenset({"cli", "pages", "staging", "book", "archive", "browser", "perturb"})
 
 # CPython 3.11's ast module is not safe to use from several threads at once (a Dask worker
 # runs tasks in threads: "SystemError: AST constructor recursion depth mismatch").
@@ -45,13 +50,22 @@ def _package_dir() -> Path:
     return Path(__file__).resolve().parent
 
 
-def _module_path(name: str) -> Path:
-    return _package_dir() / f"{name}.py"
+def _module_files(name: str) -> list[Path]:
+    """The source files of library module ``name``: ``instab_lib/<name>.py``, or every ``.py`` of the
+    subpackage ``instab_lib/<name>/`` (e.g. ``curvature``), sorted."""
+    f = _package_dir() / f"{name}.py"
+    if f.is_file():
+        return [f]
+    d = _package_dir() / name
+    if (d / "__init__.py").is_file():
+        return sorted(d.rglob("*.py"))
+    raise FileNotFoundError(f"no library module {name!r}")
 
 
 def library_modules() -> list[str]:
-    """Names of the library's modules (``instab_lib/<name>.py``), sorted."""
-    return sorted(p.stem for p in _package_dir().glob("*.py"))
+    """Names of the library's modules (``instab_lib/<name>.py`` and subpackages ``instab_lib/<name>/``), sorted."""
+    d = _package_dir()
+    return sorted({p.stem for p in d.glob("*.py")} | {p.parent.name for p in d.glob("*/__init__.py")})
 
 
 def _strip_docstrings(tree: ast.AST) -> ast.AST:
@@ -65,7 +79,7 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
 
 
 @functools.lru_cache(maxsize=None)
-def _module_digest(path: str, mtime_ns: int, size: int) -> str:
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
     source = Path(path).read_text()
     with _AST_LOCK:
         tree = _strip_docstrings(ast.parse(source))
@@ -74,31 +88,39 @@ def _module_digest(path: str, mtime_ns: int, size: int) -> str:
 
 
 def module_digest(name: str) -> str:
-    """SHA-256 of the docstring-free syntax tree of ``instab_lib/<name>.py``."""
-    p = _module_path(name)
-    st = p.stat()
-    return _module_digest(str(p), st.st_mtime_ns, st.st_size)
+    """SHA-256 of the docstring-free syntax trees of module ``name`` (all files of a subpackage)."""
+    h = hashlib.sha256()
+    for p in _module_files(name):
+        st = p.stat()
+        h.update(p.relative_to(_package_dir()).as_posix().encode())
+        h.update(_file_digest(str(p), st.st_mtime_ns, st.st_size).encode())
+    return h.hexdigest()
 
 
 def _imports_of(name: str) -> set[str]:
-    """The package's own modules that ``instab_lib/<name>.py`` imports anywhere (also inside
-    functions): ``from . import a, b``, ``from .a import x``, ``import instab_lib.a``."""
-    p = _module_path(name)
-    st = p.stat()
-    return set(_imports_cached(str(p), st.st_mtime_ns, st.st_size, tuple(library_modules())))
+    """The library's modules that module ``name`` imports anywhere (also inside functions):
+    ``from . import a, b``, ``from .a import x``, ``import instab_lib.a``; inside a subpackage,
+    ``from .. import a`` and ``from ..a import x`` (its own ``from .x`` are internal)."""
+    out: set[str] = set()
+    known = tuple(library_modules())
+    for p in _module_files(name):
+        st = p.stat()
+        depth = len(p.relative_to(_package_dir()).parts)  # 1: instab_lib/x.py, 2: instab_lib/pkg/x.py
+        out |= _imports_cached(str(p), st.st_mtime_ns, st.st_size, known, depth)
+    return out - {name}
 
 
 @functools.lru_cache(maxsize=None)
-def _imports_cached(path: str, mtime_ns: int, size: int, modules: tuple[str, ...]) -> frozenset[str]:
+def _imports_cached(path: str, mtime_ns: int, size: int, modules: tuple[str, ...], depth: int) -> frozenset[str]:
     with _AST_LOCK:
         tree = ast.parse(Path(path).read_text())
     known = set(modules)
     out: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level == 1 and node.module is None:
+            if node.level == depth and node.module is None:
                 out.update(a.name for a in node.names if a.name in known)
-            elif node.level == 1 and node.module:
+            elif node.level == depth and node.module:
                 out.add(node.module.split(".")[0])
             elif node.level == 0 and node.module and node.module.split(".")[0] == "instab_lib":
                 parts = node.module.split(".")
@@ -145,8 +167,9 @@ def run_fingerprint() -> str:
 
 
 def library_fingerprint() -> str:
-    """Fingerprint of every module of the library (what a notebook may execute)."""
-    return code_fingerprint(library_modules())
+    """Fingerprint of every module of the library that a notebook may execute (all but
+    :data:`BOOK_MODULES`)."""
+    return code_fingerprint(m for m in library_modules() if m not in BOOK_MODULES)
 
 
 def cpu_capability() -> str:
@@ -171,15 +194,18 @@ def numerics_environment() -> dict[str, Any]:
 
 
 def git_state(root: Path | None = None) -> dict[str, Any]:
-    """``{"commit": <hash or None>, "dirty": bool or None}`` of the repository at ``root``."""
+    """``{"commit": <hash or None>, "dirty": bool or None}`` of the repository at ``root``; dirty
+    means tracked files outside ``results/`` differ from the commit."""
     from . import repo_root
 
     root = root or repo_root()
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 timeout=10).stdout.strip() or None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                capture_output=True, text=True, timeout=10)
+        # results/ holds outputs (the paper-scale archive, the robustness table), not code:
+        # writing an archive entry must not make the next run's tree "dirty"
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                 ":(exclude)results"], cwd=root, capture_output=True, text=True, timeout=10)
         dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         commit, dirty = None, None

@@ -7,6 +7,7 @@ point value with a threshold. The interval level is 90% unless stated.
 
 * :func:`bootstrap` — any statistic (default: the median) of per-seed values, with the
   percentile bootstrap interval over seeds and the bootstrap standard error;
+* :func:`bootstrap_ratio` — the same for positive ratios, on the log scale (margins in log units);
 * :func:`mean_se` — the mean with its standard error :math:`s/\sqrt{n}` and the
   Student-t interval :math:`\bar x \pm t_{n-1,\,1-a/2}\, s/\sqrt{n}`;
 * :func:`fraction` — a proportion :math:`k/n` with its Wilson score interval;
@@ -34,7 +35,7 @@ import numpy as np
 
 from .seeding import numpy_rng
 
-__all__ = ["Estimate", "bootstrap", "mean_se", "fraction", "paired_difference", "ratio_of_medians",
+__all__ = ["Estimate", "bootstrap", "bootstrap_ratio", "mean_se", "fraction", "paired_difference", "ratio_of_medians",
            "bootstrap_groups", "binomial_se", "margin", "window_median", "LEVEL"]
 
 #: The default interval level of every estimate.
@@ -57,6 +58,7 @@ class Estimate:
     level: float = LEVEL
     method: str = ""
     values: tuple[float, ...] = field(default_factory=tuple)
+    log: bool = False  #: ``se`` is on the log scale (a ratio): margins are measured in log units
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -109,6 +111,19 @@ def bootstrap(values: Sequence[float], stat: Callable[[np.ndarray], float] = np.
     alpha = (1 - level) / 2
     lo, hi = np.quantile(boots, [alpha, 1 - alpha])
     return Estimate(est, float(lo), float(hi), float(boots.std(ddof=1)), int(a.size), level, method, tuple(a))
+
+
+def bootstrap_ratio(values: Sequence[float], *, level: float = LEVEL, n_boot: int = 4000, seed: int = 0) -> Estimate:
+    """The median of positive per-seed **ratios** with its bootstrap interval, computed on the
+    log scale (ratios are skewed: 0.5 and 2 are equally far from 1). ``est``, ``lo``, ``hi`` are
+    ratios; ``se`` is the bootstrap standard error of ``log(median)``, and ``log=True`` tells
+    :func:`margin` callers (the claims) to measure the distance to a threshold in log units."""
+    a = _clean(values)
+    if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ValueError(f"bootstrap_ratio needs finite positive ratios, got {a.tolist()}")
+    e = bootstrap(np.log(a), np.median, level=level, n_boot=n_boot, seed=seed, name="median-log")
+    return Estimate(float(np.exp(e.est)), float(np.exp(e.lo)), float(np.exp(e.hi)), e.se, e.n, level,
+                    "bootstrap-median-of-ratios (log scale)", tuple(a), True)
 
 
 def mean_se(values: Sequence[float], *, level: float = LEVEL) -> Estimate:

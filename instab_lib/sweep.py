@@ -29,7 +29,7 @@ import pandas as pd
 
 from .train import RunResult, TrainConfig, config_key, default_cache_dir, load_run, train
 
-__all__ = ["grid_configs", "sweep", "run_configs", "summary"]
+__all__ = ["grid_configs", "sweep", "run_many", "summary"]
 
 
 def grid_configs(base: TrainConfig, grid: Mapping[str, Sequence[Any]]) -> list[TrainConfig]:
@@ -79,18 +79,18 @@ def sweep(
         max_workers: local processes (default ``os.cpu_count()``).
         threads_per_worker: torch threads per run (default ``cpus // workers``, ≥ 1).
     """
-    return run_configs(grid_configs(base, grid), cache_dir, executor, max_workers, threads_per_worker)
+    return run_many(grid_configs(base, grid), cache_dir, executor, max_workers, threads_per_worker)
 
 
-def run_configs(
+def run_many(
     configs: Sequence[TrainConfig],
     cache_dir: str | os.PathLike | None = None,
     executor: Any = None,
     max_workers: int | None = None,
     threads_per_worker: int | None = None,
 ) -> list[RunResult]:
-    """Run (or read back) every configuration of ``configs``, in that order (the engine of
-    :func:`sweep`, for sets of runs that are not a Cartesian grid); arguments as :func:`sweep`."""
+    """Run (or read back) any list of configurations, in parallel as :func:`sweep` does;
+    results in the order given (identical configurations are run once)."""
     cache = Path(cache_dir if cache_dir is not None else default_cache_dir())
     keys = [config_key(c) for c in configs]
     done: dict[str, RunResult] = {}

@@ -51,7 +51,7 @@ from IPython.display import Markdown, display
 from instab_lib import adaptive, claims, stats
 from instab_lib import generalization as gen
 from instab_lib.plotting import apply_style, eta_color, lr_axis
-from instab_lib.sweep import run_configs
+from instab_lib.sweep import run_many
 from instab_lib.train import TrainConfig
 
 apply_style()
@@ -99,7 +99,7 @@ def config(model, lr, seed):
 # mode (BatchNorm with its running statistics), as the author's code does.
 
 # %%
-runs = {arch: run_configs([config(arch, lr, s) for lr in a["etas"] for s in seeds]) for arch, a in ARCHS.items()}
+runs = {arch: run_many([config(arch, lr, s) for lr in a["etas"] for s in seeds]) for arch, a in ARCHS.items()}
 dfs = {}
 for arch, rs in runs.items():
     df = gen.summarize_runs(rs)

@@ -222,7 +222,7 @@ plt.show()
 from instab_lib import adaptive, experiments, stats  # noqa: E402
 from instab_lib import generalization as gen  # noqa: E402
 from instab_lib.plotting import eta_color  # noqa: E402,F401
-from instab_lib.sweep import run_configs  # noqa: E402
+from instab_lib.sweep import run_many  # noqa: E402
 from instab_lib.train import chance_ceiling  # noqa: E402
 
 
@@ -257,7 +257,7 @@ def describe(run, label, bs):
 
 
 # %%
-adam_runs = run_configs([net_config(bs, "adam", s) for bs in net_batch_sizes for s in net_seeds])
+adam_runs = run_many([net_config(bs, "adam", s) for bs in net_batch_sizes for s in net_seeds])
 clips = {}
 for bs in net_batch_sizes:
     tabs = [r.table[r.table["p_sharpness"].notna() & (r.table["epoch"] >= net_skip_epochs)]
@@ -271,7 +271,7 @@ others = []
 for bs in net_batch_sizes:
     others += [net_config(bs, "rmsprop", s) for s in net_seeds]
     others += [net_config(bs, "adam_ub", s, c=clips[bs, k]) for k in [k for b, k in clips if b == bs] for s in net_seeds]
-other_runs = run_configs(others)
+other_runs = run_many(others)
 rows = [describe(r, "Adam", r.config.batch_size) for r in adam_runs]
 for r in other_runs:
     bs = r.config.batch_size

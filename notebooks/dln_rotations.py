@@ -19,10 +19,16 @@
 # - **Paper's caption** (A Fig 1): four trajectories from $(-0.1, 10)$ with $z = \Theta^2$ and
 #   $\eta \in \{0.001, 0.0095, 0.011, 0.013\}$; stability limit at initialisation $\eta_\mathrm{eos} = 0.01$;
 #   left the regimes of $\gamma_\beta$, middle the loss landscape, right the map of eigenvector orientations
-#   with y-axis magnitudes amplified. B Fig 3 shows the same model ("stable regimes converge to the sharper axis").
+#   with y-axis magnitudes amplified. B Fig 3's caption: "Optimization trajectories in a 2-parameter DLN with varying
+#   η … Stable regimes (orange/red/green) show convergence to sharper axis; unstable regimes (blue) show divergence."
+#   The B Fig 3 section below tests that caption on its own.
 # - **Author's code** (the first author's repository `lawrencewang94/jax_eigs`): the formula for $\gamma_\beta$, the variable
 #   $\beta$, the regime plot's axes ($x = \eta z'$, asymptote at $1/r$, $\eta_\mathrm{eos}$ at $2/r$), the run colours,
 #   the ×77 amplification of the flat-direction component.
+# - **Author's code for B Fig 3** (`jax_eigs` 8db90d3, `notebooks/shape_of_loss_v1_rmsv3.ipynb`, the only cell with
+#   this layout and four colours r/orange/green/blue): η ∈ {0.001, 0.009, 0.011, 0.2}, 1,000 iterations of an
+#   RMSProp-style step $\theta \leftarrow \theta - \frac{20\,\eta}{\sqrt{r+10^{-8}}}\,g$, $r \leftarrow 0.9\,r + 0.1\,g^2$
+#   ({doc}`../notes/reference` §4.0; `instab_lib.dln.run_author_rms`). Whether the published panel used it is not known.
 # - **Our reconstruction**: the derivation of the regime boundary $x^* = 2/(r + 1/r)$, the 3-D rendering, the extra
 #   panels (sharpness, $\beta_t$, consecutive cosines), and every number below, computed exactly in float64 by
 #   `instab_lib.dln`. No data set is used: the model is closed-form.
@@ -35,13 +41,15 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from instab_lib import claims, dln
-from instab_lib.plotting import DLN_RUN_COLORS, apply_style
+from instab_lib.plotting import DLN_RUN_COLORS, apply_style, eta_color
 
 apply_style()
 
 # %% tags=["parameters"]
 theta0 = [-0.1, 10.0]  # initialisation (θ₁, θ₂): θ₁ the sharp direction, θ₂ the flat one
-etas = [0.001, 0.0095, 0.011, 0.013]  # the caption's four learning rates
+etas = [0.001, 0.0095, 0.011, 0.013]  # A Fig 1's four learning rates
+b3_etas = [0.001, 0.009, 0.011, 0.2]  # B Fig 3: the η of the author's cell (red, orange, green, blue there)
+b3_steps = 1000  # iterations of that cell
 steps = 5000  # GD steps per run (CI scale = paper scale: seconds in float64)
 cosine_window = 400  # steps over which consecutive eigenvector cosines are compared (REFERENCE §8.1)
 amplify = 77.0  # amplification of the flat-direction (θ₂) component in the orientation map (author's code)
@@ -199,6 +207,78 @@ axes[1].set(xscale="log", yscale="log", xlabel="step", ylabel="β", title="Orien
 axes[2].set(xscale="log", xlabel="step", ylabel="|cos|", title="Consecutive cosine of v₁")
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ## B Fig 3: the caption's regimes with the author's step
+#
+# The caption says the stable runs converge to the sharper axis and the unstable (blue) one diverges. We run the
+# author's B Fig 3 cell as it is written (the RMSProp-style step, η ∈ {0.001, 0.009, 0.011, 0.2}, 1,000 iterations)
+# and, beside it, plain GD at the same η. "Converges to the sharper axis": the run ends on the axis $\theta_1 = 0$
+# of the sharp minimum next to the start ($|\theta_1/\theta_2| < 0.01$) and near it, not at the flat origin
+# (sharpness kept at least half: $S_\mathrm{final} \ge S_0/2$); "diverges": the loss exceeds $10^{12}$ or becomes
+# non-finite. Both thresholds are in the card.
+
+# %%
+b3 = {}
+for eta_ in b3_etas:
+    for step_name, run_fn in (("author's RMS step", dln.run_author_rms), ("plain GD", dln.run_gd)):
+        tr = run_fn(theta0, eta_, b3_steps)
+        end = tr.theta[-1]
+        b3[step_name, eta_] = {
+            "diverged": tr.diverged, "diverged step": tr.diverged_step,
+            "final θ": [float(v) for v in end],
+            "on the θ₁ = 0 axis": bool(abs(end[0]) < 0.01 * abs(end[1])) if not tr.diverged else False,
+            "S_final/S₀": float(tr.final_sharpness / S0) if not tr.diverged else float("nan"),
+            "max ‖θ‖/‖θ₀‖": float(np.max(np.linalg.norm(tr.theta, axis=1)) / np.linalg.norm(theta0)),
+            "max loss": float("inf") if tr.diverged else float(np.max(tr.loss)),
+            "trajectory": tr}
+b3_stable = [e for e in b3_etas if e < 2 / S0]
+b3_unstable = max(b3_etas)
+for step_name, key in (("author's RMS step", "author"), ("plain GD", "gd")):
+    rec.record(f"b_fig3_{key}_stable_S_ratio", [b3[step_name, e]["S_final/S₀"] for e in b3_stable])
+    rec.record(f"b_fig3_{key}_stable_on_sharp_axis", [b3[step_name, e]["on the θ₁ = 0 axis"] for e in b3_stable])
+    rec.record(f"b_fig3_{key}_unstable_diverged", bool(b3[step_name, b3_unstable]["diverged"]))
+    rec.record(f"b_fig3_{key}_unstable_max_loss", b3[step_name, b3_unstable]["max loss"])
+    rec.record(f"b_fig3_{key}_unstable_max_norm", b3[step_name, b3_unstable]["max ‖θ‖/‖θ₀‖"])
+rec.record("b_fig3_unstable_diverged", rec.numbers["b_fig3_author_unstable_diverged"])
+rec.record("b_fig3_stable_etas", b3_stable)
+pd.DataFrame([{"step": k[0], "η": k[1], **{c: v for c, v in d.items() if c != "trajectory"}}
+              for k, d in b3.items()]).set_index(["step", "η"]).round(4)
+
+# %% tags=["hide-input"]
+fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+for ax, step_name in zip(axes, ("author's RMS step", "plain GD")):
+    for eta_ in b3_etas:
+        tr = b3[step_name, eta_]["trajectory"]
+        ax.plot(tr.theta[:, 0], tr.theta[:, 1], color=eta_color(eta_), lw=1.6, marker=".", ms=2,
+                label=f"η = {eta_:g}" + (" (diverged)" if tr.diverged else ""))
+        ax.scatter(tr.theta[-1, 0], tr.theta[-1, 1], color=eta_color(eta_), edgecolor="k", s=40, zorder=4)
+    ax.scatter([theta0[0]], [theta0[1]], marker="*", s=120, color="k", zorder=5, label="start (−0.1, 10)")
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set(xlabel="θ₁ (sharp direction)", ylabel="θ₂ (flat direction)", title=f"B Fig 3's η, {step_name}")
+    ax.legend(fontsize=8)
+axes[1].set(xlim=(-0.5, 0.5))
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Figure 3** (B Fig 3's trajectories). Left: the author's RMSProp-style step; right: plain GD at the same learning
+# rates (colours by η as on every page; the author's figure uses red/orange/green/blue in this order). The axes
+# $\theta_1 = 0$ and $\theta_2 = 0$ are the two valleys of minima.
+
+# %%
+n = rec.numbers
+display(Markdown(
+    "With the author's step: the stable runs end "
+    + ", ".join(f"η = {e:g} at θ = ({b3['author' + chr(39) + 's RMS step', e]['final θ'][0]:.3g}, "
+                f"{b3['author' + chr(39) + 's RMS step', e]['final θ'][1]:.3g})" for e in b3_stable)
+    + f" (S/S₀ = {', '.join(f'{v:.3g}' for v in n['b_fig3_author_stable_S_ratio'])}), and η = {b3_unstable:g} "
+    + ("diverges" if n["b_fig3_author_unstable_diverged"] else
+       f"does **not** diverge (its iterate wanders to {n['b_fig3_author_unstable_max_norm']:.2f}× the start's norm)")
+    + ". With plain GD: " + ", ".join(f"η = {e:g}: S/S₀ = {v:.3f}" for e, v in zip(b3_stable, n["b_fig3_gd_stable_S_ratio"]))
+    + f"; η = {b3_unstable:g} " + (f"diverges at step {b3['plain GD', b3_unstable]['diverged step']}"
+                                   if n["b_fig3_gd_unstable_diverged"] else "does not diverge") + "."))
 
 # %% [markdown]
 # ## Claims checked on these numbers

@@ -45,9 +45,8 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, dln, landscape, theory
+from instab_lib import claims, dln, experiments, stats, theory
 from instab_lib.plotting import apply_style, lr_colors
-from instab_lib.sweep import sweep
 
 apply_style()
 
@@ -63,9 +62,8 @@ level = 0.95  # bootstrap band level
 u_grid = [180.0, 190.0, 200.0, 205.0, 210.0, 220.0, 230.0]  # starts for the surplus sweep
 seed = 0
 dln_eta = 0.011  # the DLN run used to check the reduced (Δ, Θ) dynamics
-mlp_eta = 0.1  # fMNIST MLP learning rate for the |γ_U| vs λ₁ check (≈ 3× its measured stability limit)
-mlp_epochs = 150  # full-batch GD epochs per seed, λ₁ every epoch
-mlp_seeds = [0, 1, 2]  # seeds of the correlation check
+scale = "ci"  # the fMNIST mechanism ensemble's scale ("ci": 5 seeds, "paper": 10) for the |γ_U| vs λ₁ check
+executor = None  # None: local worker processes; or a Dask scheduler address
 
 # %%
 rec = claims.Recorder("flatness_theory")
@@ -123,7 +121,8 @@ rec.record("two_over_eta", 2 / eta)
 rec.record("min_z_even", float(np.min(z_even)) if finite else float("nan"))
 rec.record("min_z_odd", float(np.min(z_odd)) if finite else float("nan"))
 rec.record("max_even_band_hi_minus_u", float(np.max(hi[even] - u)) if finite else float("nan"))
-rec.record("cor55_consistent", bool(np.all((p_le[even] <= 0.5) | (med[even] < u))))
+rec.record("p_le_u_even", [float(v) for v in p_le[even]])
+rec.record("median_even", [float(v) for v in med[even]])
 rec.record("max_floor_increment", float(np.nanmax(np.diff(paths.Xbar, axis=1))))
 rec.record("final_median", float(med[-1]))
 rec.record("final_band", [float(lo[-1]), float(hi[-1])])
@@ -238,16 +237,19 @@ display(Markdown(f"max relative error of the reduced step: {err_step:.1e}; of λ
 # $a_t = \|\theta_t - \theta^*_t\|_2$ of a real training run (`theory.measured_gamma_u`; equal to
 # $|1-\eta\lambda_{1,t}|$ on a quadratic), and correlate it (Spearman) with the sharpness $\lambda_{1,t}$ over the
 # unstable phase, one seed at a time. Runs: the fMNIST MLP 784-32-32-32-10 on the first 1,000 training images,
-# full-batch GD at $\eta$ = `mlp_eta`, $\lambda_1$ by Lanczos every epoch (`instab_lib.train`).
+# full-batch GD at the author's η = 0.1, $\lambda_1$ by Lanczos every epoch: the shared mechanism ensemble
+# (`experiments.fmnist_mechanism`, the runs of {doc}`phases_of_training`).
 
 # %%
-mlp_runs = sweep(landscape.mechanism_config(lr=mlp_eta, epochs=mlp_epochs, eval_every=1, k_top=1),
-                 {"seed": list(mlp_seeds)}, max_workers=2)
+mech = experiments.get("fmnist_mechanism", scale)
+mlp_runs = mech.run(executor=executor)
+mlp_eta = float(mech.base.lr)
 corr = [theory.gamma_u_correlation(r.table["osc"].to_numpy(), r.table["sharpness"].to_numpy(), mlp_eta)
         for r in mlp_runs]
-rec.record("gamma_u_spearman", [c["spearman"] for c in corr])
+rec.record("n_seeds", len(mlp_runs))
+rec.record("gamma_u_spearman", stats.bootstrap([c["spearman"] for c in corr]))
 rec.record("gamma_u_pairs", [c["n"] for c in corr])
-rec.record("gamma_u_frac_growth", [c["frac_growth_when_unstable"] for c in corr])
+rec.record("gamma_u_frac_growth", stats.bootstrap([c["frac_growth_when_unstable"] for c in corr]))
 display(Markdown(f"Data: **{mlp_runs[0].data_source}**. " + "; ".join(
     f"seed {r.config.seed}: Spearman ρ(|γ̂_U|, λ₁) = {c['spearman']:.2f} over {c['n']} epochs, "
     f"oscillation grew in {c['frac_growth_when_unstable']:.0%} of the epochs with ηλ₁ > 2"
@@ -269,6 +271,25 @@ ax.set(yscale="log", xlabel=r"$\lambda_{1,t}$", ylabel=r"$|\hat\gamma_{U_t}| = a
 ax.legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+
+# %%
+g = rec.numbers["gamma_u_frac_growth"]
+display(Markdown(
+    f"Over the epochs with $\\eta\\lambda_1 > 2$ the oscillation grows in {g['est']:.0%} of them (median over "
+    f"{rec.numbers['n_seeds']} seeds, 90% interval [{g['lo']:.0%}, {g['hi']:.0%}]): at the edge of stability an epoch "
+    "beyond the threshold does not make the oscillation grow much more often than it shrinks, so the real dynamics are "
+    "far noisier than the model's deterministic growth."))
+
+# %% [markdown]
+# ## What this simulation can and cannot say about B §5
+#
+# - **Can**: that the *mechanism as we reconstructed it* (a coupled instability/curvature recursion with the conditions
+#   above) drives even-time medians below the start (Thm 5.12's reading), contracts a point mass (Thm 5.4's reading) and
+#   re-stabilises flatter; and that in the real fMNIST runs the measured multiplier $|\hat\gamma_{U_t}|$ rises with
+#   $\lambda_{1,t}$ (the appendix's correlation figure, condition C3).
+# - **Cannot**: the theorems' exact statements and constants (B's §5 was not read); whether real networks satisfy the
+#   other standing conditions (the model's envelope and mass conditions hold **by construction** here: they are
+#   identities of the simulation, not findings); anything about SGD or adaptive optimisers.
 
 # %% [markdown]
 # ## Claims checked on these numbers

@@ -7,143 +7,188 @@
 # ---
 
 # %% [markdown]
-# # Slices through one instability (A Fig 3, B Fig 2)
+# # One instability cycle, sliced (A Fig 3, B Fig 2)
 #
-# **Claim.** During an instability the parameters move out along the sharpest directions, the loss and the
-# sharpness $S(\theta)$ rise, and the *curve* of the sharpness along the gradient direction changes shape until a
-# flatter region is reached and stability returns ($S < 2/\eta$).
+# **Claim.** Through one instability the sharpness at the current parameters first rises (the iterate climbs the walls
+# of a sharpening valley) and then falls when the instability resolves; the loss along the gradient direction shows
+# the iterate jumping across the valley. A's catalogue says the sharpness falls **below** $2/\eta$ at the resolution;
+# we test that as stated. Curvature is measured two ways: Lanczos' $\lambda_{\max}$ and Hutchinson's
+# $\mathrm{tr}(H^p)^{1/p}$.
 #
 # ```{admonition} Where this comes from
 # :class: note
-# - **Paper's captions.** A Fig 3: "Parameter growth along the sharpest Hessian eigenvectors leads to exploration of
-#   the peripheries of the local minima, driving up $L(\theta)$ and $S(\theta)$ in the process. As the instability
-#   develops, the $S(\theta)$ curve undergoes large changes until a flat region is found to enable a return to
-#   stability. We show snapshots along the instability cycle taken along the direction of the gradient. The
-#   dotted/solid vertical lines indicate the positions of previous/current parameters, respectively."
-#   B Fig 2: "We plot the loss (top) and curvature (bottom; leading Hessian eigenvalue estimated via Hutchinson's
-#   trick) across representative snapshots."
-# - **Author's code** (`lawrencewang94/jax_eigs`, REFERENCE §2.6): the toy version plots $\lambda_{\max}$ along the
-#   ray $\theta_t - s\,\eta\nabla L(\theta_t)$ for $s \in [-0.5, 1.5]$; the network setting of REFERENCE §4.2.
-# - **Our reconstruction**: which snapshots (evenly spaced from the epoch before the first loss spike of at least
-#   `min_episode_length` epochs to the epoch after it resolves, `landscape.find_spikes`), the range $s \in [-1, 2]$ (so $s = 0$ is the current parameters and
-#   $s = 1$ the next GD iterate), the previous parameters *projected* onto the line, and "Hutchinson's trick" read as
-#   $\mathrm{tr}(H^p)^{1/p}$ with Rademacher probes (an upper bound on $\lambda_{\max}$ for even $p$, REFERENCE §10),
-#   shown beside Lanczos. Data: the copy named below.
+# - **Paper's caption** (A Fig 3, via the reviews, {doc}`../notes/reference` §4.1): a loss-landscape visualisation of
+#   sharpening and flattening, showing $S$ along a curve; B Fig 2 (from B's abstract and summary): EoS trajectories and
+#   curvature through instabilities. Neither caption was read in full.
+# - **Author's code** (`lawrencewang94/jax_eigs`, §4.2): the fMNIST setting (η = 0.1), Lanczos spectra.
+# - **Our reconstruction**: the slice direction (the current gradient step, $\theta_t - s\,\eta\nabla L(\theta_t)$), the
+#   snapshots through the first spike that resolves, Hutchinson's $\mathrm{tr}(H^p)^{1/p}$ with Rademacher probes (for
+#   even $p$ it is $\ge \lambda_{\max}$ exactly in expectation, and tends to it as $p$ grows), the resolution window
+#   (the epoch a spike ends and the two after it), the seed ensemble and every number.
 # ```
 
-# %%
+# %% tags=["remove-input"]
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from instab_lib import claims, landscape
-from instab_lib.plotting import apply_style, progress
+from instab_lib import claims, curvature, experiments, landscape, mechanism, stats
+from instab_lib.plotting import apply_style, eta_color, progress
 
 apply_style()
 
 # %% tags=["parameters"]
-limit_etas = [0.0125, 0.025, 0.05, 0.1]  # grid that brackets the stability limit (shared by the fMNIST pages)
-limit_epochs = 300
-limit_eval_every = 5
-eta_factor = 3.0  # η = eta_factor × measured limit (1 significant digit), as in phases_of_training
-epochs = 400  # main run (shared with phases_of_training, eigenvector_rotation, curvature_moments)
-n_snapshots = 6  # snapshots through the instability cycle
-offsets = [-1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0, 2.0]  # s in θ_t − s·η∇L(θ_t)
+scale = "ci"  # the shared experiments' scale: "ci" (5 seeds) or "paper" (10 seeds)
+n_snapshots = 6  # snapshots through the sliced cycle (seed 0)
+offsets = [-1.0, -0.5, 0.0, 0.5, 1.0, 2.0]  # s in θ_t − s·η∇L(θ_t), in units of the GD step
 hutchinson_samples = 8  # Rademacher probes per point
-hutchinson_power = 6  # tr(H^p)^(1/p)
-min_episode_length = 3  # the cycle shown is the first loss spike with at least this many epochs that resolves
-spike_rel = 0.02  # loss-spike definition, as in phases_of_training
+hutchinson_power = 6  # tr(H^p)^(1/p), p even
+min_spike_length = 3  # spikes of at least this many epochs that resolve ...
+min_spike_height = 1.1  # ... whose peak is ≥ 10% above the loss before them (an instability, not a wiggle)
+spike_rel = 0.02  # loss-spike definition, as on phases_of_training
 spike_window = 10
+resolution_window = 2  # the resolution is read as the median over the spike's end epoch and this many after it
+executor = None  # None: local worker processes; or a Dask scheduler address
 
-# %%
+# %% tags=["remove-input"]
 rec = claims.Recorder("instability_slices")
 
 # %%
-shared = landscape.shared_run(limit_etas, eta_factor, epochs, limit_epochs=limit_epochs,
-                              limit_eval_every=limit_eval_every)
-eta, run, tab = shared.eta, shared.run, shared.table
-shared.record(rec)
-episodes = landscape.resolved_spikes(tab, rel=spike_rel, window=spike_window, min_length=min_episode_length)
-display(Markdown(
-    f"{shared.describe()} Loss spikes of ≥ {min_episode_length} epochs that resolve: "
-    f"{[(e.start, e.end) for e in episodes]}."))
+mech = experiments.get("fmnist_mechanism", scale)
+runs = mech.run(executor=executor)
+eta = float(mech.base.lr)
+rec.record("n_seeds", len(runs))
+display(Markdown(f"Data: **{runs[0].data_source}**. {mech.description}; {len(runs)} seeds."))
 
 # %% [markdown]
-# ## The cycle and its snapshots
+# ## Every instability of the ensemble, from the run tables
+#
+# For each spike (pooled over seeds): $\eta S/2$ the epoch before it, at its sharpest, and over the resolution window
+# (median of the epoch after its end and the next `resolution_window`); the same-parity rotation of the top-3 eigenspace
+# inside the cycle, against that of the epochs at the edge of stability between cycles.
 
 # %%
-if not episodes:
-    raise RuntimeError("no instability episode that resolves: nothing to slice (η below the limit?)")
-ep = episodes[0]
-snap_epochs = sorted(set(int(round(x)) for x in np.linspace(ep.last_stable, min(ep.resolved + 1, epochs),
-                                                            n_snapshots)))
-f = landscape.run_loss(run)
-rows, slices = [], {}
-for t in progress(snap_epochs, desc="slices"):
-    th = run.snapshot(t)["theta"].to(torch.float32)
-    th_prev = run.snapshot(t - 1)["theta"].to(torch.float32)
-    g = landscape.PointHessian(f, th).grad
-    step = eta * float(g.norm())  # length of the GD step from θ_t
-    u = -g / g.norm()
-    sl = landscape.slice_along(f, th, u, [s * step for s in offsets], lanczos=True,
-                               hutchinson_samples=hutchinson_samples, hutchinson_power=hutchinson_power, seed=t)
-    s_prev = float((th_prev - th) @ u) / step
-    slices[t] = (sl, s_prev)
-    i0 = offsets.index(0.0)
-    row = tab.set_index("epoch").loc[t]
-    rows.append({"epoch": t, "ηS/2 (table)": eta * row["sharpness"] / 2, "λ_max at s=0": sl.lanczos[i0],
-                 f"Hutchinson tr(H^{hutchinson_power})^(1/{hutchinson_power})": sl.hutch[i0],
-                 "min λ_max on the line": np.nanmin(sl.lanczos), "loss": sl.loss[i0],
-                 "|cos(v₁(t−1), v₁(t))|": row.get("cos_prev_1", np.nan), "s of θ_{t−1}": s_prev})
-snaps = pd.DataFrame(rows).set_index("epoch")
-i0 = offsets.index(0.0)
-lam0 = np.array([slices[t][0].lanczos[i0] for t in snap_epochs])
-hut0 = np.array([slices[t][0].hutch[i0] for t in snap_epochs])
-rec.record("episode", [ep.start, ep.end])
-rec.record("snapshot_epochs", snap_epochs)
-Sc = tab.set_index("epoch")["sharpness"]
-S_cycle_peak = float(Sc.loc[ep.start:ep.end].max())
-rec.record("S_start_over_limit", float(eta * Sc.loc[ep.last_stable] / 2))
-rec.record("S_peak_over_limit", float(eta * S_cycle_peak / 2))
-rec.record("S_resolved_over_limit", float(eta * tab.set_index("epoch").loc[ep.resolved, "sharpness"] / 2))
-rec.record("peak_to_resolved_drop", float(1 - Sc.loc[ep.resolved] / S_cycle_peak))
-rec.record("hutch_over_lanczos", [float(x) for x in hut0 / lam0])
-rec.record("lanczos_vs_table_rel", float(np.max(np.abs(lam0 / snaps["ηS/2 (table)"].to_numpy() * eta / 2 - 1))))
-rec.record("min_cos_prev_1_in_cycle", float(tab[(tab.epoch >= ep.start) & (tab.epoch <= ep.resolved)]["cos_prev_1"].min()))
-snaps.round(4)
+rows, rot_rows = [], []
+for r in runs:
+    t = r.table.set_index("epoch")
+    half = t["lr"] * t["sharpness"] / 2
+    sp = mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length, min_spike_height)
+    for s in sp:
+        win = half.loc[s.resolved:s.resolved + resolution_window]
+        rows.append({"seed": r.config.seed, "epochs": f"{s.start}–{s.end}", "ηS/2 before": half.loc[s.last_stable],
+                     "ηS/2 peak": half.loc[s.start:s.end].max(), "ηS/2 at resolution": float(win.median()),
+                     "S resolution / peak": float(win.median() / half.loc[s.start:s.end].max())})
+    ph = mechanism.phases(r.table)
+    e = r.table["epoch"].to_numpy()
+    cyc = np.zeros(len(r.table), bool)
+    for s in sp:
+        cyc |= (e >= s.last_stable) & (e <= s.resolved)
+    calm = ph.unstable & ~mechanism.spike_mask(r.table, mechanism.spikes(r.table, spike_rel, spike_window), 2)
+    rot_rows.append({"seed": r.config.seed, "cycle": mechanism.rotation_rate(r.table, cyc),
+                     "edge of stability, between cycles": mechanism.rotation_rate(r.table, calm)})
+cyc_tab = pd.DataFrame(rows)
+rot_tab = pd.DataFrame(rot_rows).set_index("seed")
+per = cyc_tab.groupby("seed")
+rec.record("n_spikes_pooled", int(len(cyc_tab)))
+rec.record("sharpness_rise", stats.bootstrap_ratio(per.apply(lambda g: (g["ηS/2 peak"] / g["ηS/2 before"]).median())))
+rec.record("eta_S_over_2_at_resolution", stats.bootstrap(per["ηS/2 at resolution"].median()))
+rec.record("resolution_over_peak", stats.bootstrap_ratio(per["S resolution / peak"].median()))
+rec.record("frac_spikes_resolved_below_threshold", stats.fraction(cyc_tab["ηS/2 at resolution"] < 1))
+rec.record("cycle_over_calm_rotation", stats.bootstrap_ratio(rot_tab["cycle"] / rot_tab["edge of stability, between cycles"]))
+cyc_tab.groupby("seed")[["ηS/2 before", "ηS/2 peak", "ηS/2 at resolution"]].median().round(3)
 
 # %% [markdown]
-# ## The figure
+# ## The slices (seed 0) and the two curvature estimates (every seed)
 #
-# One column per snapshot (epoch on top). Top row: the training loss on the line $\theta_t - s\,\eta\nabla L(\theta_t)$;
-# bottom row: the sharpness on the same line by Lanczos (solid) and by Hutchinson's $\mathrm{tr}(H^p)^{1/p}$ (dots
-# with standard errors), with the stability threshold $2/\eta$ dashed. Solid vertical line: the current
-# parameters $\theta_t$ ($s = 0$); dotted: the previous parameters $\theta_{t-1}$ projected on the line.
+# For seed 0: snapshots through its first spike that resolves, and at each the loss, Lanczos' $\lambda_{\max}$ and
+# Hutchinson's $\mathrm{tr}(H^p)^{1/p}$ on the line $\theta_t - s\,\eta\nabla L(\theta_t)$. For every seed: both
+# estimates at $s = 0$ before the spike, at its peak and at its resolution.
+
+# %%
+def snapshot_curvature(r, t, f, offs, seed):
+    th = r.snapshot(int(t))["theta"].to(torch.float32)
+    g = landscape.PointHessian(f, th).grad
+    step = eta * float(g.norm())
+    sl = landscape.slice_along(f, th, -g, [s * step for s in offs], lanczos=True,
+                               hutchinson_samples=hutchinson_samples, hutchinson_power=hutchinson_power, seed=seed)
+    return sl, step, th
+
+
+slices, est = {}, []
+for i, r in enumerate(progress(runs, desc="seeds")):
+    sp = mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length, min_spike_height)[0]
+    f = landscape.run_loss(r)
+    S_tab = r.table.set_index("epoch")["sharpness"]
+    peak = int(S_tab.loc[sp.start:sp.end].idxmax())
+    if i == 0:
+        snap_epochs = sorted({int(round(x)) for x in np.linspace(sp.last_stable, sp.resolved + 1, n_snapshots)})
+        for t in snap_epochs:
+            sl, step, th = snapshot_curvature(r, t, f, offsets, seed=t)
+            th_prev = r.snapshot(t - 1)["theta"].to(torch.float32)
+            g = landscape.PointHessian(f, th).grad
+            slices[t] = (sl, float((th_prev - th) @ (-g / g.norm())) / step)
+        cycle0 = sp
+    for t in (sp.last_stable, peak, sp.resolved):
+        sl, _, _ = snapshot_curvature(r, t, f, [0.0], seed=1000 * r.config.seed + t)
+        est.append({"seed": r.config.seed, "epoch": t, "lanczos": sl.lanczos[0], "hutchinson": sl.hutch[0],
+                    "hutchinson se": sl.hutch_se[0], "table S": float(S_tab.loc[t])})
+est = pd.DataFrame(est)
+est["ratio"] = est["hutchinson"] / est["lanczos"]
+rec.record("hutch_over_lanczos", stats.bootstrap_ratio(est.groupby("seed")["ratio"].median()))
+rec.record("lanczos_vs_table_rel", float((est["lanczos"] / est["table S"] - 1).abs().max()))
+rec.record("snapshot_epochs_seed0", snap_epochs)
+est.groupby("seed")[["lanczos", "hutchinson", "ratio"]].median().round(3)
 
 # %% tags=["hide-input"]
 n = len(snap_epochs)
-fig, axes = plt.subplots(2, n, figsize=(2.6 * n, 5.6), sharey="row")
+ncol = 3
+fig, axes = plt.subplots(2 * ((n + ncol - 1) // ncol), ncol, figsize=(10, 3.1 * 2 * ((n + ncol - 1) // ncol)),
+                         sharey="row")
+S0tab = runs[0].table.set_index("epoch")["sharpness"]
 for j, t in enumerate(snap_epochs):
     sl, s_prev = slices[t]
-    ax, bx = axes[0, j], axes[1, j]
+    ax, bx = axes[2 * (j // ncol), j % ncol], axes[2 * (j // ncol) + 1, j % ncol]
     ax.plot(offsets, sl.loss, color="k", marker=".")
-    bx.plot(offsets, sl.lanczos, color="tab:blue", marker=".", label="Lanczos λ_max")
+    bx.plot(offsets, sl.lanczos, color=eta_color(eta), marker=".", label="Lanczos λ_max")
     bx.errorbar(offsets, sl.hutch, yerr=sl.hutch_se, fmt="o", ms=3, color="tab:orange", capsize=2,
                 label=f"Hutchinson tr(H^{hutchinson_power})^(1/{hutchinson_power})")
     bx.axhline(2 / eta, color="0.4", ls="--", lw=1, label="2/η")
     for a in (ax, bx):
         a.axvline(0, color="k", lw=1.2)
         a.axvline(s_prev, color="k", lw=1.2, ls=":")
-    in_spike = ep.start <= t <= ep.end
-    ax.set_title(f"epoch {t}{' (spike)' if in_spike else ''}\nηS/2 = {eta * Sc.loc[t] / 2:.2f}", fontsize=9)
-    bx.set_xlabel("s  (step units)")
-axes[0, 0].set_ylabel("training loss")
-axes[1, 0].set_ylabel("sharpness on the line")
-axes[1, 0].legend(fontsize=7, loc="upper left")
+    in_spike = cycle0.start <= t <= cycle0.end
+    ax.set_title(f"epoch {t}{' (spike)' if in_spike else ''}, ηS/2 = {eta * S0tab.loc[t] / 2:.2f}", fontsize=10)
+    bx.set_xlabel("s (GD-step units)")
+    if j % ncol == 0:
+        ax.set_ylabel("training loss")
+        bx.set_ylabel("sharpness on the line")
+axes[1, 0].legend(fontsize=8, loc="upper left")
+for k in range(n, ncol * ((n + ncol - 1) // ncol)):
+    axes[2 * (k // ncol), k % ncol].set_visible(False)
+    axes[2 * (k // ncol) + 1, k % ncol].set_visible(False)
 fig.tight_layout()
 plt.show()
+
+# %% [markdown]
+# **Figure 1.** Seed 0, through its first spike that resolves (the epoch above each panel). For each snapshot, the
+# loss (top) and the sharpness (bottom; Lanczos solid, Hutchinson dots with standard errors, $2/\eta$ dashed) along
+# the line $\theta_t - s\,\eta\nabla L(\theta_t)$; the solid vertical line is $\theta_t$, the dotted one $\theta_{t-1}$
+# projected on the line: before and during the spike the previous iterate sits on the other wall of the valley.
+
+# %%
+nn = rec.numbers
+display(Markdown(
+    f"Over {nn['n_spikes_pooled']} spikes of {nn['n_seeds']} seeds the sharpness rises "
+    f"{nn['sharpness_rise']['est']:.2f}× from the epoch before a spike to its peak (median over seeds), and at the "
+    f"resolution $\\eta S/2$ = {nn['eta_S_over_2_at_resolution']['est']:.3f} "
+    f"[{nn['eta_S_over_2_at_resolution']['lo']:.3f}, {nn['eta_S_over_2_at_resolution']['hi']:.3f}]: "
+    + ("below the threshold, as the catalogue says." if nn['eta_S_over_2_at_resolution']['hi'] < 1 else
+       "**not below** the threshold: the sharpness falls back to about $2/\\eta$, not under it "
+       f"({nn['frac_spikes_resolved_below_threshold']['est']:.0%} of the spikes end below it).")
+    + f" Hutchinson's estimate is {nn['hutch_over_lanczos']['est']:.2f}× Lanczos' "
+      f"[{nn['hutch_over_lanczos']['lo']:.2f}, {nn['hutch_over_lanczos']['hi']:.2f}]."))
 
 # %% [markdown]
 # ## Claims checked on these numbers

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set-up shared by `make book` and `make test`: Python 3.11 virtual environment (.venv),
 # the pinned packages of pyproject.toml, the data, MathJax (for offline math in the book)
-# and, with --browser, Chromium for the book's screenshot test.
+# and, with --browser, Chromium for the tests that open the built book.
 # Idempotent: a second run only checks. It says plainly what is missing when it cannot fix it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -73,14 +73,20 @@ if [ ! -f "$mj" ]; then
   fi
 fi
 
-# 5. Chromium, for the test that opens the built book and screenshots it
+# 5. Chromium, for the test that opens every page of the built book (instab_lib.browser looks for
+#    $INSTAB_CHROMIUM, then chromium, chromium-browser, google-chrome)
 if [ "$browser" = 1 ]; then
-  if command -v chromium >/dev/null 2>&1; then
-    log "browser: $(command -v chromium)"
+  found="${INSTAB_CHROMIUM:-}"
+  for exe in chromium chromium-browser google-chrome; do
+    [ -n "$found" ] && break
+    found="$(command -v "$exe" 2>/dev/null || true)"
+  done
+  if [ -n "$found" ]; then
+    log "browser: $found"
   elif can_apt && apt_install chromium; then
     log "browser: installed Debian's chromium"
   else
-    warn "Chromium not found (Debian: apt-get install chromium); the book screenshot test will say so."
+    warn "Chromium not found (Debian: apt-get install chromium, or set INSTAB_CHROMIUM); the browser tests will say so."
   fi
 fi
 log "ready"

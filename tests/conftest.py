@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules: one torch thread, and a small fake Fashion-MNIST.
+"""Fixtures shared by the test modules: one torch thread, a small fake Fashion-MNIST, and the
+headless browser.
 
 The fake data set (IDX files written to tmp; learnable: each class has its own pixel
 pattern) lets the training, sweep and landscape tests run without installed data.
@@ -7,6 +8,7 @@ pattern) lets the training, sweep and landscape tests run without installed data
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -43,3 +45,18 @@ def fake_fmnist(tmp_path_factory) -> str:
         _write_idx(d / f"{split}-images-idx3-ubyte.gz", x)
         _write_idx(d / f"{split}-labels-idx1-ubyte.gz", y)
     return str(d)
+
+
+@pytest.fixture(scope="session")
+def chromium_exe() -> str:
+    """Chromium (``$INSTAB_CHROMIUM`` or on PATH), or a skip; under CI (``CI`` set), where the
+    set-up installs it, a missing browser is a failure."""
+    from instab_lib import browser
+
+    exe = browser.find_chromium()
+    if exe is None:
+        message = "Chromium is not installed (Debian: apt-get install chromium; `make test` does it as root)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return exe

@@ -38,6 +38,9 @@ def test_list_names_every_notebook_with_figure_and_presets():
         (["run", "dln_rotations", "-p", "theta0", "[1.0]"], "theta0 must hold at least 2 value(s)"),
         (["run", "dln_flatness_sweep", "-p", "eta_min", "0.5"], "need eta_min < eta_max"),
         (["verify", "no_such_notebook"], "unknown notebook"),
+        (["archive"], "name the notebooks to archive, or pass --all"),
+        (["archive", "no_such_notebook"], "unknown notebook 'no_such_notebook'"),
+        (["archive", "dln_rotations", "--preset", "huge", "--allow-dirty"], "no preset 'huge'"),
     ],
 )
 def test_bad_input_exits_nonzero_with_a_one_line_reason(args, reason):

@@ -7,12 +7,14 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from instab_lib.curvature import (
     EigTracker,
     HessianOperator,
     MatrixOperator,
+    UnattainableToleranceWarning,
     dense_hessian,
     density_on_grid,
     extreme_eigenpairs,
@@ -347,7 +349,7 @@ def _slowly_changing(n: int, steps: int) -> list[Tensor]:
     return [A0 + 1e-4 * t * E for t in range(steps)]
 
 
-@pytest.mark.parametrize("warm", ["residual", "lobpcg"])
+@pytest.mark.parametrize("warm", ["residual", "lobpcg", "krylov"])
 def test_tracking_saves_matvecs(warm: str) -> None:
     mats = _slowly_changing(300, 8)
     tr = EigTracker(k=4, tol=1e-6, warm=warm)
@@ -425,6 +427,10 @@ def test_bad_inputs() -> None:
         EigTracker(k=2, which="top")
     with pytest.raises(ValueError, match="unknown warm"):
         EigTracker(k=2, warm="magic")
+    with pytest.raises(ValueError, match="unknown lag"):
+        EigTracker(k=2, lag=3)
+    with pytest.raises(ValueError, match="block_size"):
+        EigTracker(k=2, block_size=3)
     with pytest.raises(ValueError, match="unknown expand"):
         lanczos(op, 2, expand="magic")
     with pytest.raises(ValueError, match="positive integer"):
@@ -453,3 +459,196 @@ def test_lanczos_does_not_stop_on_an_unwanted_pair_in_a_tiny_subspace():
     res = curvature.lanczos(op, 1, which="LA", tol=1e-3, v0=v0)
     assert res.eigenvalues[0].item() == pytest.approx(20.0, rel=1e-8)
     assert res.n_matvec >= 1 + curvature.MIN_EXTRA_BASIS
+
+
+# --------------------------------------------------------------------------- #
+# tracking near the floor: warm Krylov starts and the period-2 flip
+def _alternating(n: int, steps: int, flip: float = 0.5, drift: float = 1e-4) -> list[Tensor]:
+    """``A_t = A₀ + (−1)ᵗ B + t·drift·D``: the two states of the edge of stability, drifting slowly."""
+    g = torch.Generator().manual_seed(13)
+    A0, _, _ = _planted([10 * 0.9**i for i in range(40)], n, seed=13)
+
+    def sym(size: float) -> Tensor:
+        E = torch.randn(n, n, generator=g, dtype=DT)
+        return size * 0.5 * (E + E.T) / math.sqrt(n)  # ‖·‖₂ ≈ size
+
+    B, D = sym(flip), sym(1.0)
+    return [A0 + (-1) ** t * B + drift * t * D for t in range(steps)]
+
+
+def _check_certified(res, A: Tensor, tol: float) -> None:
+    """Every returned pair: explicit residual within tol·scale, eigenvalue within it of the truth."""
+    X, th = res.eigenvectors, res.eigenvalues
+    r = (A @ X - X * th).norm(dim=0)
+    assert res.converged and float(r.max()) <= tol * res.scale
+    torch.testing.assert_close(res.residuals, r, rtol=1e-6, atol=1e-12 * res.scale)
+    lam = torch.linalg.eigvalsh(A).flip(0)[: th.numel()]
+    assert float((th - lam).abs().max()) <= tol * res.scale  # |θ − λ| ≤ ‖r‖ (Weyl/Kato)
+
+
+@pytest.mark.parametrize("block_size", [1, 2])
+@pytest.mark.parametrize("seq", ["slow", "alternating"])
+def test_tracker_krylov_matches_cold_solves_along_a_sequence(seq: str, block_size: int) -> None:
+    mats = _slowly_changing(300, 8) if seq == "slow" else _alternating(300, 8)
+    tol = 1e-7
+    tr = EigTracker(k=4, tol=tol, block_size=block_size)
+    for t, A in enumerate(mats):
+        res = tr.update(MatrixOperator(A))
+        cold = lanczos(MatrixOperator(A), 4, tol=tol, seed=t)
+        _check_certified(res, A, tol)
+        torch.testing.assert_close(res.eigenvalues, cold.eigenvalues, rtol=0, atol=2 * tol * res.scale)
+        assert tr.history[t]["warm"] == (t > 0)
+        if t >= 3:  # the lag is chosen from the previous updates' eigenvectors, no products
+            assert res.extra["lag"] == (2 if seq == "alternating" else 1)
+
+
+def test_tracker_period2_start_saves_matvecs() -> None:
+    mats = _alternating(300, 10)
+    spent = {}
+    for lag in ("auto", 1, 2):
+        tr = EigTracker(k=4, tol=1e-6, lag=lag)
+        counts = [tr.update(MatrixOperator(A)).n_matvec for A in mats]
+        spent[lag] = sum(counts[3:])
+    # the flip (‖B‖ = 0.5 of λ_max = 10) moves the eigenvectors far more than two steps of drift
+    assert spent["auto"] <= 1.1 * spent[2] and spent["auto"] < 0.7 * spent[1], spent
+
+
+def test_tracker_is_picklable_and_resumes_identically() -> None:
+    import pickle
+
+    mats = _alternating(200, 6)
+    a = EigTracker(k=3, tol=1e-8)
+    for A in mats[:3]:
+        a.update(MatrixOperator(A))
+    b = pickle.loads(pickle.dumps(a))
+    for A in mats[3:]:
+        ra, rb = a.update(MatrixOperator(A)), b.update(MatrixOperator(A))
+        assert ra.n_matvec == rb.n_matvec and torch.equal(ra.eigenvalues, rb.eigenvalues)
+    old_style = pickle.loads(pickle.dumps(a))  # a tracker pickled before `lag` existed
+    for name in ("lag", "_X_older", "_lag_next"):
+        del old_style.__dict__[name]
+    restored = pickle.loads(pickle.dumps(old_style))
+    assert restored.lag == 1 and restored.update(MatrixOperator(mats[0])).converged
+
+
+# --------------------------------------------------------------------------- #
+# the honest stop: a tolerance below the rounding level
+@pytest.mark.parametrize("dtype, tol", [(torch.float32, 1e-9), (torch.float64, 1e-18)])
+def test_lanczos_unattainable_tolerance_stops_early_with_a_warning(dtype: torch.dtype, tol: float) -> None:
+    A, lam, _ = _planted([10.0, 9.0, 8.0, 7.0, 6.0], 400, seed=14)
+    op = MatrixOperator(A.to(dtype))
+    budget = 300  # lanczos' default for k = 5: max(50 k, 300)
+    with pytest.warns(UnattainableToleranceWarning, match="below the accuracy") as rec:
+        res = lanczos(op, 5, tol=tol, seed=0)
+    assert "extra['attained']" in str(rec[0].message)
+    assert not res.converged and res.extra["stagnated"]
+    assert res.n_matvec <= budget // 4  # far below the budget
+    eps = torch.finfo(dtype).eps
+    attained = res.extra["attained"]
+    X = res.eigenvectors.double()
+    r = (A @ X - X * res.eigenvalues.double()).norm(dim=0)
+    assert attained == pytest.approx(float(res.residuals.max()) / res.scale)
+    assert 1e-3 * eps < attained < 1e3 * eps  # at the rounding level of the dtype
+    assert float(r.max()) / res.scale < 1e3 * eps  # ... which the float64 check confirms
+    assert float((res.eigenvalues.double() - lam[:5]).abs().max()) < 1e3 * eps * 10
+
+
+def test_attainable_tolerance_does_not_warn_and_reports_attained() -> None:
+    A, _, _ = _planted([10.0, 9.0, 8.0], 200, seed=15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnattainableToleranceWarning)
+        res = lanczos(MatrixOperator(A.float()), 3, tol=1e-5, seed=0)
+        tr = EigTracker(k=3, tol=1e-5)
+        for t in range(3):
+            tr.update(MatrixOperator((A + 1e-4 * t * torch.eye(200, dtype=DT)).float()))
+    assert res.converged and not res.extra["stagnated"] and res.extra["attained"] <= 1e-5
+
+
+def test_tracker_with_unattainable_tolerance_returns_without_cold_fallback() -> None:
+    mats = _slowly_changing(300, 3)
+    tr = EigTracker(k=4, tol=1e-10)
+    with pytest.warns(UnattainableToleranceWarning):
+        results = [tr.update(MatrixOperator(A.float())) for A in mats]
+    for res in results:
+        assert not res.converged and res.extra["stagnated"] and res.n_matvec < 150
+    assert [h["warm"] for h in tr.history] == [False, True, True]
+
+
+# --------------------------------------------------------------------------- #
+# block products: a matmat of k columns in one pass
+@pytest.mark.parametrize("make", [_mlp, _cnn])
+@pytest.mark.parametrize("method", ["double_backward", "forward_over_reverse"])
+@pytest.mark.parametrize("budget", [2**31, 0])  # keep graphs / rebuild per product
+def test_batched_matmat_equals_column_loop(make, method: str, budget: int) -> None:
+    model, data = make()
+    H = _ref(model, data)
+    kw = dict(method=method, graph_budget_bytes=budget, chunk_size=7)
+    loop = HessianOperator(model, CE, data, **kw)
+    batch = HessianOperator(model, CE, data, batched=True, **kw)
+    V = torch.randn(loop.dim, 5, dtype=DT, generator=torch.Generator().manual_seed(3))
+    a, b = loop.matmat(V), batch.matmat(V)
+    scale = float(H.abs().max())
+    torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12 * scale)
+    torch.testing.assert_close(b, H @ V, rtol=1e-10, atol=1e-12 * scale)
+    torch.testing.assert_close(batch.matmat(V[:, :1]), H @ V[:, :1], rtol=1e-10, atol=1e-12 * scale)
+    assert batch.n_matvec == loop.n_matvec + 1 == 6
+
+
+def _seq_mlp(act: type, bias_last_hidden: bool = True) -> nn.Sequential:
+    torch.manual_seed(4)
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(12, 7), act(), nn.Linear(7, 5, bias=bias_last_hidden), act(), nn.Linear(5, 4),
+    ).to(DT)
+
+
+@pytest.mark.parametrize("act", [nn.ReLU, nn.Tanh, nn.GELU, nn.Sigmoid, nn.Identity])
+@pytest.mark.parametrize("loss", [F.cross_entropy, nn.CrossEntropyLoss()], ids=["F", "module"])
+def test_mlp_closed_form_equals_dense_hessian(act: type, loss) -> None:
+    model = _seq_mlp(act, bias_last_hidden=act is not nn.Tanh)
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(37, 3, 4, generator=g, dtype=DT)
+    y = torch.randint(0, 4, (37,), generator=g)
+    H = dense_hessian(model, loss, (X, y))
+    op = HessianOperator(model, loss, (X, y), chunk_size=10)  # 10, 10, 10, 7
+    assert op.method_used == "mlp"
+    V = torch.randn(op.dim, 6, generator=g, dtype=DT)
+    scale = float(H.abs().max())
+    torch.testing.assert_close(op.matmat(V), H @ V, rtol=1e-10, atol=1e-12 * scale)
+    torch.testing.assert_close(op.matvec(V[:, 0]), H @ V[:, 0], rtol=1e-10, atol=1e-12 * scale)
+    loop = HessianOperator(model, loss, (X, y), chunk_size=10, method="double_backward").matmat(V)
+    torch.testing.assert_close(op.matmat(V), loop, rtol=1e-12, atol=1e-12 * scale)
+    with torch.no_grad():  # an optimiser step in place: the cached forward states are stale
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g, dtype=DT))
+    torch.testing.assert_close(op.matmat(V), dense_hessian(model, loss, (X, y)) @ V, rtol=1e-10, atol=1e-11 * scale)
+
+
+def test_mlp_closed_form_splits_wide_blocks(monkeypatch) -> None:
+    from instab_lib.curvature import mlp as mlp_mod
+
+    model = _seq_mlp(nn.Tanh)
+    g = torch.Generator().manual_seed(6)
+    X, y = torch.randn(20, 12, generator=g, dtype=DT), torch.randint(0, 4, (20,), generator=g)
+    op = HessianOperator(model, CE, (X, y))
+    V = torch.randn(op.dim, 9, generator=g, dtype=DT)
+    whole = op.matmat(V)
+    monkeypatch.setattr(mlp_mod, "MAX_TANGENT_ELEMENTS", 20 * 7 * 2)  # two columns per pass
+    torch.testing.assert_close(op.matmat(V), whole, rtol=1e-13, atol=1e-14)
+    torch.testing.assert_close(whole, dense_hessian(model, CE, (X, y)) @ V, rtol=1e-10, atol=1e-12)
+
+
+def test_mlp_closed_form_only_where_it_applies() -> None:
+    g = torch.Generator().manual_seed(7)
+    X, y = torch.randn(9, 12, generator=g, dtype=DT), torch.randint(0, 4, (9,), generator=g)
+    model = _seq_mlp(nn.ReLU)
+    mse = lambda out, t: F.mse_loss(out, F.one_hot(t, 4).to(out.dtype))  # noqa: E731
+    dropout = nn.Sequential(nn.Linear(12, 5), nn.Dropout(0.1), nn.Linear(5, 4)).to(DT)
+    ignored = y.clone()
+    ignored[0] = -100  # cross-entropy would drop this sample
+    for args, kw in [((model, mse, (X, y)), {}), ((dropout, CE, (X, y)), {}), ((model, CE, (X, ignored)), {}),
+                     ((model, CE, (X, y)), {"params": list(model.parameters())[:2]}),
+                     ((model, nn.CrossEntropyLoss(label_smoothing=0.1), (X, y)), {}), ((_cnn()[0], CE, _cnn()[1]), {})]:
+        op = HessianOperator(*args, **kw)
+        assert op.method_used == "double_backward"
+        with pytest.raises(ValueError, match="method='mlp'"):
+            HessianOperator(*args, method="mlp", **kw)

@@ -97,3 +97,15 @@ def test_reference_8_1_numbers():
         assert abs(cos.min() - cmin) <= (5e-5 if cmin > 0.99 else 5e-4)
         if step is not None:
             assert int(np.argmin(cos)) == step
+
+
+def test_author_rms_step_is_the_cells_recurrence():
+    """dln.run_author_rms against a direct transcription of the recurrence of the author's B Fig 3 cell."""
+    theta, rms = np.array([-0.1, 10.0]), np.zeros(2)
+    for _ in range(50):
+        g = np.array([2 * theta[0] * theta[1] ** 2, 2 * theta[0] ** 2 * theta[1]])
+        rms = 0.9 * rms + 0.1 * g * g
+        theta = theta - 20 * 0.011 / np.sqrt(rms + 1e-8) * g
+    tr = dln.run_author_rms([-0.1, 10.0], 0.011, 50)
+    assert np.allclose(tr.theta[-1], theta, rtol=1e-12, atol=1e-15) and not tr.diverged
+    assert np.allclose(tr.extra["rms"], rms, rtol=1e-12)

@@ -193,45 +193,6 @@ def _fake_run(S0=2.5, acc=0.9):
     return SimpleNamespace(table=table, data_source="fake copy", status="finished", config=None)
 
 
-def test_shared_run_chooses_eta_from_the_measured_limit(monkeypatch):
-    from instab_lib import stability
-    from instab_lib import sweep as sweep_mod
-
-    lim = stability.stability_limit([0.01, 0.02, 0.04], [50.0, 150.0, 120.0])  # bracket [0.01, 0.02]
-    seen = {}
-
-    def fake_grid(base, etas, **kw):
-        seen["grid"] = (base, list(etas))
-        return {"limit": lim, "runs": {}, "table": pd.DataFrame()}
-
-    def fake_sweep(base, grid, **kw):
-        seen["main"] = base
-        return [_fake_run()]
-
-    monkeypatch.setattr(landscape, "stability_grid", fake_grid)
-    monkeypatch.setattr(sweep_mod, "sweep", fake_sweep)
-    sr = landscape.shared_run([0.01, 0.02, 0.04], 3.0, 40, limit_epochs=30, limit_eval_every=3)
-    assert seen["grid"][0] == landscape.limit_config(30, 3) and seen["grid"][1] == [0.01, 0.02, 0.04]
-    assert sr.eta == landscape.choose_lr(lim.estimate, 3.0) == 0.04  # 3 × √(0.01·0.02) = 0.0424
-    assert seen["main"] == landscape.main_run_config(0.04, 40)
-    assert sr.limit is lim and sr.epochs == 40 and sr.lr(0.5) == 0.007
-
-
-def test_shared_run_numbers_record_and_describe():
-    from instab_lib import claims, stability
-
-    lim = stability.stability_limit([0.01, 0.02], [50.0, 150.0])
-    sr = landscape.SharedRun(grid={}, limit=lim, eta=0.04, run=_fake_run(S0=2.5, acc=0.875), epochs=2)
-    assert sr.S0 == 2.5 and sr.table is sr.run.table
-    rec = claims.Recorder("test")
-    nums = sr.record(rec)
-    assert nums == {"S0": 2.5, "two_over_S0": 0.8, "limit": lim.estimate, "eta": 0.04}
-    assert {k: rec.numbers[k] for k in nums} == nums
-    text = sr.describe()
-    for part in ("fake copy", "2.500", "0.800", str(lim), "η = 0.04", "$2/\\eta$ = 50", "status `finished`", "0.875"):
-        assert part in text, part
-
-
 def test_run_loss_is_the_training_loss_of_the_run(fake_fmnist):
     from instab_lib import data as data_mod
     from instab_lib.train import TrainConfig
@@ -246,3 +207,14 @@ def test_run_loss_is_the_training_loss_of_the_run(fake_fmnist):
     assert float(f(theta).detach()) == pytest.approx(float(F.cross_entropy(model(ds.X_train), ds.y_train).detach()), rel=1e-6)
     from types import SimpleNamespace
     assert float(landscape.run_loss(SimpleNamespace(config=cfg))(theta)) == pytest.approx(float(f(theta)), rel=1e-12)
+
+
+def test_mechanism_spikes_by_height():
+    from instab_lib import mechanism
+
+    loss = [5, 4, 3, 2, 1, 1.05, 1.04, 0.9, 0.8, 1.5, 1.6, 0.7, 0.6, 0.5]
+    t = pd.DataFrame({"epoch": range(len(loss)), "train_loss": loss})
+    every = mechanism.spikes(t, rel=0.02, window=3)
+    big = mechanism.spikes(t, rel=0.02, window=3, min_height=1.1)
+    assert [(s.start, s.end) for s in every] == [(5, 6), (9, 10)]
+    assert [(s.start, s.end) for s in big] == [(9, 10)]

@@ -61,3 +61,18 @@ def test_notebook_claims_hold(nid):
     nbs.execute(nid, progress=False)
     table = claims.ClaimTable(nbs.verify([nid]))
     assert table.all_passed, f"claims failed:\n{table}"
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("nid", IDS)
+def test_notebook_outputs_show_no_warning_and_no_raw_tex(nid):
+    """A page's outputs are for readers: no warning printed to stderr (fix its cause in the page;
+    known library noise is filtered in the kernel, notebooks.KERNEL_WARNING_FILTERS) and no TeX
+    in printed text, which no browser typesets (show it with display(Markdown(...)) instead)."""
+    import nbformat
+
+    from instab_lib import staging
+
+    record = nbs.execute(nid, progress=False)
+    problems = staging.output_problems(nbformat.read(record.notebook_path, as_version=4))
+    assert not problems, f"{nid}:\n" + "\n".join(problems)

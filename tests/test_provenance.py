@@ -26,7 +26,7 @@ def _edit(path, old, new):
 
 def test_docstrings_and_comments_keep_the_fingerprints(lib_copy):
     before = (provenance.run_fingerprint(), provenance.library_fingerprint())
-    _edit(lib_copy / "curvature.py", '"""Curvature of an empirical risk', '"""Curvature (reworded) of an empirical risk')
+    _edit(lib_copy / "curvature" / "__init__.py", '"""Curvature of an empirical risk', '"""Curvature (reworded) of an empirical risk')
     _edit(lib_copy / "train.py", "def train(", "# a new comment\n\n\ndef train(")
     _edit(lib_copy / "optim.py", "\n", "\n# another comment\n")
     assert (provenance.run_fingerprint(), provenance.library_fingerprint()) == before
@@ -34,7 +34,7 @@ def test_docstrings_and_comments_keep_the_fingerprints(lib_copy):
 
 def test_a_change_that_can_alter_numbers_changes_the_run_fingerprint(lib_copy):
     before = provenance.run_fingerprint()
-    _edit(lib_copy / "curvature.py", "def _generator(seed: int)", "def _generator(seed: int, _unused: int = 1)")
+    _edit(lib_copy / "curvature" / "results.py", "def _generator(seed: int)", "def _generator(seed: int, _unused: int = 1)")
     assert provenance.run_fingerprint() != before
 
 
@@ -67,7 +67,7 @@ def test_execution_key_follows_the_library_code(lib_copy):
     key = nbs.run_key(nid, params)
     _edit(lib_copy / "plotting.py", '"""Plot style', '"""Plot style (docstring only)')
     assert nbs.run_key(nid, params) == key
-    _edit(lib_copy / "plotting.py", '"font.size": 10', '"font.size": 11')
+    _edit(lib_copy / "plotting.py", '"figure.dpi": 110', '"figure.dpi": 111')
     assert nbs.run_key(nid, params) != key
 
 
@@ -77,3 +77,37 @@ def test_stamp_fields_name_the_machine_and_the_code():
               "threads", "device", "seed_offset", "processor"):
         assert k in f, k
     assert f["cpu_capability"] not in ("", "unknown")
+
+
+def test_no_notebook_imports_the_book_machinery():
+    """The book's modules are left out of the library fingerprint: sound only while no notebook
+    (nor a module a notebook can import) imports one of them."""
+    import ast
+
+    for nid in nbs.notebook_ids():
+        tree = ast.parse((nbs.notebooks_dir() / f"{nid}.py").read_text())
+        names = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("instab_lib"):
+                names.update([node.module.split(".")[1]] if "." in node.module else [a.name for a in node.names])
+            elif isinstance(node, ast.Import):
+                names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("instab_lib."))
+        assert not names & provenance.BOOK_MODULES, (nid, names & provenance.BOOK_MODULES)
+    kernel_side = [m for m in provenance.library_modules() if m not in provenance.BOOK_MODULES]
+    reachable = set(provenance.import_closure(kernel_side))
+    assert not reachable & provenance.BOOK_MODULES, reachable & provenance.BOOK_MODULES
+
+
+def test_editing_the_book_machinery_keeps_the_library_fingerprint(lib_copy):
+    before = provenance.library_fingerprint()
+    _edit(lib_copy / "pages.py", "def scoreboard(", "_X = 1\n\n\ndef scoreboard(")
+    assert provenance.library_fingerprint() == before
+
+
+def test_a_change_inside_a_subpackage_changes_the_fingerprints(lib_copy):
+    """curvature is a package: a change in one of its files must reach the run key."""
+    assert "curvature" in provenance.library_modules()
+    before = (provenance.run_fingerprint(), provenance.library_fingerprint())
+    _edit(lib_copy / "curvature" / "tracking.py", "\n", "\n_CHANGED = 1\n")
+    after = (provenance.run_fingerprint(), provenance.library_fingerprint())
+    assert after[0] != before[0] and after[1] != before[1]

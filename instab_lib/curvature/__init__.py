@@ -1,0 +1,66 @@
+"""Curvature of an empirical risk: Hessian-vector products and eigen-solvers.
+
+Everything here is matrix-free: the Hessian
+
+.. math::  H = \\nabla^2_\\theta L(\\theta),\\qquad
+           L(\\theta) = \\sum_c \\frac{n_c}{N}\\,\\ell\\big(f_\\theta(X_c), y_c\\big)
+
+(``ℓ`` = ``loss_fn``, a mean over the ``n_c`` samples of chunk ``c``; ``N = Σ n_c``)
+is only touched through products ``v ↦ H v``. Flat vectors have shape ``(dim,)``
+with ``dim`` the number of trainable scalars, blocks of vectors ``(dim, k)``.
+
+Contents (one module per part; every name is re-exported here)
+--------------------------------------------------------------
+* ``operators`` — :func:`flatten`, :func:`unflatten_like` (parameter lists ↔ flat
+  vectors), :class:`MatrixOperator` (a dense symmetric matrix with the operator
+  interface), :func:`dense_hessian` (ground truth for small models, ``torch.func.hessian``).
+* ``hessian`` — :class:`HessianOperator`: ``H v`` by double-backward (graph built once
+  and reused) or forward-over-reverse (``torch.func``), ``H V`` for a block ``V`` in
+  one pass where asked (``batched=True``).
+* ``mlp`` — the closed-form R-operator of ``nn.Sequential`` MLPs with cross-entropy
+  (``HessianOperator(method="mlp")``, chosen by ``"auto"`` where it applies): all
+  columns of a block in one pass of folded matrix products.
+* ``results`` — :class:`EigResult`, :func:`fix_signs` and the solvers' shared helpers.
+* ``krylov`` — :func:`lanczos`: thick-restart (block) Lanczos with full
+  re-orthogonalisation, stopping on the *explicit* residual ``‖H x − θ x‖₂ ≤ tol · max|θ|``;
+  :func:`extreme_eigenpairs`: both ends of the spectrum from one Krylov space.
+* ``subspace`` — :func:`lobpcg` (block, soft locking) and :func:`power_iteration`
+  (the classical sharpness estimate, residual stop).
+* ``tracking`` — :class:`EigTracker`: warm-started tracking across steps.
+* ``stochastic`` — :func:`hutchinson_trace`, :func:`slq_density`, :func:`density_on_grid`:
+  stochastic trace and spectral-density estimates.
+
+Residuals are exact, not estimated: the solvers keep ``W = H V`` next to the
+basis ``V``, so for a Ritz vector ``x = V y`` the product ``H x = W y`` is known
+without another Hessian-vector product.
+"""
+
+from __future__ import annotations
+
+from .hessian import HessianOperator
+from .krylov import MIN_EXTRA_BASIS, extreme_eigenpairs, lanczos
+from .operators import LinearOperatorLike, MatrixOperator, dense_hessian, flatten, unflatten_like
+from .results import EigResult, UnattainableToleranceWarning, fix_signs
+from .stochastic import density_on_grid, hutchinson_trace, slq_density
+from .subspace import lobpcg, power_iteration
+from .tracking import EigTracker
+
+__all__ = [
+    "flatten",
+    "unflatten_like",
+    "LinearOperatorLike",
+    "HessianOperator",
+    "MatrixOperator",
+    "dense_hessian",
+    "EigResult",
+    "UnattainableToleranceWarning",
+    "lanczos",
+    "lobpcg",
+    "extreme_eigenpairs",
+    "EigTracker",
+    "power_iteration",
+    "hutchinson_trace",
+    "slq_density",
+    "density_on_grid",
+    "fix_signs",
+]

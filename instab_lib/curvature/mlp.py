@@ -1,0 +1,197 @@
+"""Exact Hessian-vector products of MLPs, ``k`` columns in one pass (Pearlmutter's R-operator).
+
+For ``model = nn.Sequential([Flatten,] Linear, σ, Linear, σ, …, Linear)`` with elementwise
+activations ``σ`` and the mean cross-entropy loss, ``H V`` is written out layer by layer,
+with the ``k`` tangent columns folded into the matrix products: every product with the
+inputs ``X`` (``(n, d₀)``, the expensive ones: ``d₀ = 784`` against widths of 32) is one
+matrix product for all ``k`` columns, where a column loop (or ``torch.func.vmap``, which
+turns ``X Ẇᵀ`` into a batched product over a copy-expanded ``X``) pays ``k``. The
+floating-point work is that of ``k`` single products; what is saved is everything
+around it (graph traversal, small kernels, memory traffic).
+
+Chunk ``c`` (weight ``w = n_c/N``, ``n = n_c`` samples, logits ``z_L``, ``p = softmax(z_L)``,
+one-hot labels ``Y``), layers ``z_l = a_{l−1} W_lᵀ + b_l``, ``a_l = σ(z_l)``, ``a_0 = X``::
+
+    gradient:  δ_L = w (p − Y)/n,  δa_{l−1} = δ_l W_l,  δ_{l−1} = δa_{l−1} ⊙ σ'(z_{l−1})
+    tangent:   ȧ_0 = 0,  ż_l = ȧ_{l−1} W_lᵀ + a_{l−1} Ẇ_lᵀ + ḃ_l,  ȧ_l = σ'(z_l) ⊙ ż_l
+    adjoint:   δ̇_L = w (p ⊙ ż_L − p (pᵀ ż_L))/n          (row-wise softmax Hessian)
+               (HV)_{W_l} = δ̇_lᵀ a_{l−1} + δ_lᵀ ȧ_{l−1},   (HV)_{b_l} = Σ_rows δ̇_l
+               δ̇_{l−1} = (δ̇_l W_l + δ_l Ẇ_l) ⊙ σ'(z_{l−1}) + δa_{l−1} ⊙ σ''(z_{l−1}) ⊙ ż_{l−1}
+
+Tangents are kept sample-major, ``(n, k, width)``, so each product above is a single
+``mm`` without copies. ``σ'`` and ``σ''`` come from autograd on ``σ`` itself (so they are
+the derivatives double-backward uses, e.g. ``σ'' = 0`` for ReLU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+#: Elementwise activations the closed form handles.
+ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.LeakyReLU, nn.SiLU, nn.Softplus, nn.Identity)
+#: Largest tangent tensor ``n · k · width`` (elements) of one pass; wider blocks are split.
+MAX_TANGENT_ELEMENTS = 2**24
+
+
+def mlp_layers(model: nn.Module, params: Sequence[Tensor], loss_fn: Callable[..., Any],
+               chunks: Sequence[tuple[Any, Any]]) -> list[tuple[nn.Linear, nn.Module | None]] | None:
+    """``[(Linear, activation or None), …]`` if the closed form applies, else ``None``.
+
+    Applies to an ``nn.Sequential`` of an optional leading ``nn.Flatten`` and alternating
+    ``nn.Linear`` / :data:`ACTIVATIONS` modules ending in a ``Linear``, whose parameters are
+    exactly ``params`` (in order), with ``loss_fn`` the mean cross-entropy
+    (``F.cross_entropy`` or a default ``nn.CrossEntropyLoss``) on integer labels ``≥ 0``.
+    """
+    if not isinstance(model, nn.Sequential):
+        return None
+    ce = loss_fn is F.cross_entropy or (
+        type(loss_fn) is nn.CrossEntropyLoss and loss_fn.weight is None and loss_fn.ignore_index < 0
+        and loss_fn.reduction == "mean" and loss_fn.label_smoothing == 0.0
+    )
+    if not ce:
+        return None
+    mods = list(model)
+    if mods and isinstance(mods[0], nn.Flatten) and (mods[0].start_dim, mods[0].end_dim) == (1, -1):
+        mods = mods[1:]
+    if len(mods) % 2 == 0:  # Linear (σ Linear)*
+        return None
+    layers: list[tuple[nn.Linear, nn.Module | None]] = []
+    for i in range(0, len(mods), 2):
+        lin, act = mods[i], (mods[i + 1] if i + 1 < len(mods) else None)
+        if type(lin) is not nn.Linear or (act is not None and type(act) not in ACTIVATIONS):
+            return None
+        layers.append((lin, act))
+    own = [p for lin, _ in layers for p in ((lin.weight,) if lin.bias is None else (lin.weight, lin.bias))]
+    if len(own) != len(params) or any(a is not b for a, b in zip(own, params)):
+        return None
+    for X, y in chunks:
+        if not (isinstance(X, Tensor) and isinstance(y, Tensor)) or y.dim() != 1 or y.dtype.is_floating_point:
+            return None
+        if y.numel() and int(y.min()) < 0:  # ignore_index (-100) would drop samples
+            return None
+    return layers
+
+
+def _derivatives(act: nn.Module, z: Tensor) -> tuple[Tensor, Tensor]:
+    """``σ'(z)`` and ``σ''(z)`` elementwise, by autograd on ``σ`` (``(n, width)`` each)."""
+    with torch.enable_grad():
+        zz = z.detach().requires_grad_(True)
+        (d1,) = torch.autograd.grad(act(zz).sum(), zz, create_graph=True)
+        if d1.requires_grad:
+            (d2,) = torch.autograd.grad(d1.sum(), zz, allow_unused=True)
+        else:
+            d2 = None
+    return d1.detach(), (torch.zeros_like(z) if d2 is None else d2.detach())
+
+
+class MLPProducts:
+    """The primal quantities of one chunk, computed once per parameter state, and ``H V``.
+
+    State per layer ``l``: input ``a_{l−1}`` ``(n, d)``, ``σ'(z_l)``, the gradient term ``δ_l``
+    and the curvature term ``δa_l ⊙ σ''(z_l)`` (``None`` where ``σ'' = 0``, e.g. ReLU);
+    softmax ``p`` ``(n, C)``.
+    """
+
+    def __init__(self, layers: list[tuple[nn.Linear, nn.Module | None]], X: Tensor, y: Tensor,
+                 weight: float) -> None:
+        self.layers = layers
+        with torch.no_grad():
+            a = X.reshape(X.shape[0], -1)
+            self.n = a.shape[0]
+            self.inputs: list[Tensor] = []
+            self.d1: list[Tensor] = []
+            d2: list[Tensor] = []
+            for lin, act in layers:
+                self.inputs.append(a)
+                z = F.linear(a, lin.weight, lin.bias)
+                if act is not None:
+                    s1, s2 = _derivatives(act, z)
+                    self.d1.append(s1)
+                    d2.append(s2)
+                    a = act(z)
+            self.p = torch.softmax(z, dim=1)
+            self.scale = weight / self.n
+            delta = self.scale * (self.p - F.one_hot(y, z.shape[1]).to(z.dtype))
+            self.delta: list[Tensor] = [delta]  # δ_L, …, δ_1 (reversed below)
+            delta_a: list[Tensor] = []  # gradients w.r.t. the inputs of layers L, …, 2
+            for l in range(len(layers) - 1, 0, -1):
+                da = delta @ layers[l][0].weight
+                delta = da * self.d1[l - 1]
+                delta_a.append(da)
+                self.delta.append(delta)
+            self.delta.reverse()
+            delta_a.reverse()  # delta_a[l] = δa_l, the gradient w.r.t. the output of layer l (0-based)
+            # δa ⊙ σ'' (the activation's curvature term); None where σ'' = 0 (ReLU, Identity)
+            self.curv: list[Tensor | None] = [None if not bool(s2.any()) else da * s2 for da, s2 in zip(delta_a, d2)]
+
+    def hvp_into(self, tangents: list[tuple[Tensor, Tensor | None]], out: list[tuple[Tensor, Tensor | None]]) -> None:
+        """Add ``H V`` for per-layer tangents ``(Ẇ_l (k, h, d), ḃ_l (k, h) or None)`` into ``out``
+        (per layer ``(k, h, d)`` and ``(k, h)`` views of the output block)."""
+        n, L = self.n, len(self.layers)
+        k = tangents[0][0].shape[0]
+        adot: list[Tensor | None] = [None]  # ȧ_{l−1} per layer, (n, k, d)
+        zdot: list[Tensor] = []
+        for l, ((lin, act), (Wd, bd)) in enumerate(zip(self.layers, tangents)):
+            h, d = lin.weight.shape
+            Wt = Wd.reshape(k * h, d).T
+            zd = (self.inputs[l] @ Wt if bd is None else torch.addmm(bd.reshape(1, k * h), self.inputs[l], Wt))
+            if adot[l] is not None:
+                zd.view(n * k, h).addmm_(adot[l].reshape(n * k, d), lin.weight.T)
+            zd = zd.view(n, k, h)
+            zdot.append(zd)
+            if act is not None:
+                adot.append(self.d1[l][:, None, :] * zd)
+        p = self.p[:, None, :]
+        pz = p * zd
+        dd = torch.addcmul(pz, p, pz.sum(dim=2, keepdim=True), value=-1.0).mul_(self.scale)  # δ̇_L
+        for l in range(L - 1, -1, -1):
+            lin, _ = self.layers[l]
+            Wd, _ = tangents[l]
+            h, d = lin.weight.shape
+            gW, gb = out[l]
+            gW.add_((dd.reshape(n, k * h).T @ self.inputs[l]).view(k, h, d))
+            if adot[l] is not None:
+                gW.transpose(0, 1).add_((self.delta[l].T @ adot[l].reshape(n, k * d)).view(h, k, d))
+            if gb is not None:
+                gb.add_(dd.sum(dim=0))
+            if l > 0:
+                da = (dd.reshape(n * k, h) @ lin.weight).view(n, k, d)
+                da.view(n, k * d).addmm_(self.delta[l], Wd.transpose(0, 1).reshape(h, k * d))
+                dd = da.mul_(self.d1[l - 1][:, None, :])
+                if self.curv[l - 1] is not None:
+                    dd.addcmul_(self.curv[l - 1][:, None, :], zdot[l - 1])
+
+
+def mlp_matmat(states: Sequence[MLPProducts], params: Sequence[Tensor], V: Tensor) -> Tensor:
+    """``H V`` (``(dim, k)``) summed over the chunks' :class:`MLPProducts`; ``V`` is ``(dim, k)``.
+
+    Column blocks are split so that a tangent tensor stays below ``MAX_TANGENT_ELEMENTS``.
+    """
+    layers = states[0].layers
+    width = max(max(lin.weight.shape) for lin, _ in layers[1:]) if len(layers) > 1 else 1
+    width = max(width, layers[-1][0].weight.shape[0])
+    step = max(1, MAX_TANGENT_ELEMENTS // (max(s.n for s in states) * width))
+    sizes = [p.numel() for p in params]
+    out = torch.empty_like(V)
+    for j0 in range(0, V.shape[1], step):
+        Vb = V[:, j0:j0 + step]
+        k = Vb.shape[1]
+        rows = torch.split(Vb, sizes)
+        acc = torch.zeros(k, V.shape[0], dtype=V.dtype, device=V.device)
+        cols = torch.split(acc, sizes, dim=1)
+        tangents, views, i = [], [], 0
+        for lin, _ in layers:
+            shape = lin.weight.shape
+            has_b = lin.bias is not None
+            tangents.append((rows[i].T.reshape(k, *shape), rows[i + 1].T if has_b else None))
+            views.append((cols[i].view(k, *shape), cols[i + 1] if has_b else None))
+            i += 2 if has_b else 1
+        for s in states:
+            s.hvp_into(tangents, views)
+        out[:, j0:j0 + k] = acc.T
+    return out

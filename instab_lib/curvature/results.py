@@ -1,0 +1,153 @@
+"""What every eigen-solver returns (:class:`EigResult`) and the helpers they share:
+argument checks, orderings, Gram–Schmidt, seeded generators."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+_WHICH = ("LA", "SA", "LM")
+
+
+class UnattainableToleranceWarning(RuntimeWarning):
+    """A solver stopped early: the requested tolerance lies below the attainable accuracy."""
+
+
+@dataclass(frozen=True)
+class EigResult:
+    """Eigenpairs of a symmetric operator.
+
+    Attributes:
+        eigenvalues: ``(k,)``, ordered as requested: ``"LA"`` descending, ``"SA"``
+            ascending, ``"LM"`` by ``|λ|`` descending.
+        eigenvectors: ``(dim, k)``, orthonormal columns; sign fixed so that the
+            largest-magnitude entry of each column is positive (ties: earliest index).
+        residuals: ``(k,)``, ``‖H v − λ v‖₂`` (exact, from stored products).
+        n_matvec: Hessian-vector products spent (including a warm start's first block).
+        converged: all residuals ≤ ``tol · scale`` (``scale`` = largest |Ritz value| seen).
+        which: ``"LA"``, ``"SA"`` or ``"LM"``.
+        iterations: outer iterations (Lanczos: Krylov steps; LOBPCG: block iterations).
+        tol: the relative tolerance requested; scale: the ``max|λ|`` estimate used.
+        extra: solver details; Lanczos-based solvers report ``extra["attained"]``
+            (``max ‖r‖ / scale`` of the returned pairs) and ``extra["stagnated"]``
+            (stopped early because the residuals stagnated at the rounding level, see
+            :class:`UnattainableToleranceWarning`).
+    """
+
+    eigenvalues: Tensor
+    eigenvectors: Tensor
+    residuals: Tensor
+    n_matvec: int
+    converged: bool
+    which: str
+    iterations: int
+    tol: float = float("nan")
+    scale: float = float("nan")
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+
+def fix_signs(V: Tensor) -> Tensor:
+    """Sign convention for ``(dim, k)`` eigenvectors: largest-|entry| of each column positive.
+
+    ``torch.argmax`` returns the first maximal index, so ties go to the earliest index.
+    """
+    if V.numel() == 0:
+        return V
+    idx = V.abs().argmax(dim=0)
+    s = torch.sign(V[idx, torch.arange(V.shape[1], device=V.device)])
+    s[s == 0] = 1
+    return V * s
+
+
+def _check_op(op: Any) -> None:
+    for attr in ("matvec", "dim", "dtype", "device"):
+        if not hasattr(op, attr):
+            raise ValueError(f"operator lacks .{attr}; wrap a matrix in MatrixOperator(A)")
+
+
+def _check_common(op: Any, k: int, which: str, tol: float, strict: bool) -> None:
+    _check_op(op)
+    if which not in _WHICH:
+        raise ValueError(f"unknown which={which!r}; expected one of {_WHICH}")
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    if strict and k >= op.dim:
+        raise ValueError(
+            f"k={k} must be smaller than the number of parameters ({op.dim}); "
+            "for tiny problems use torch.linalg.eigh(dense_hessian(...))"
+        )
+    if k > op.dim:
+        raise ValueError(f"k={k} is larger than the number of parameters ({op.dim})")
+    if not (tol >= 0) or math.isnan(tol):
+        raise ValueError(f"tol must be non-negative, got {tol}")
+
+
+def _order(theta: Tensor, which: str) -> Tensor:
+    """Indices of ``theta`` sorted by preference for ``which``."""
+    if which == "LA":
+        return torch.argsort(theta, descending=True)
+    if which == "SA":
+        return torch.argsort(theta)
+    return torch.argsort(theta.abs(), descending=True)
+
+
+def _orthonormalize(Q: Tensor, V: Tensor | None, gen: torch.Generator) -> Tensor:
+    """Orthonormalise the columns of ``Q`` (``(dim, b)``) against ``V`` and each other.
+
+    Classical Gram–Schmidt applied twice ("twice is enough"); a column that
+    collapses (norm below ``1e-10`` of its original) is replaced by a random one.
+    """
+    dim = Q.shape[0]
+    out = []
+    basis = V
+    for j in range(Q.shape[1]):
+        q = Q[:, j].clone()
+        for attempt in range(4):
+            n0 = q.norm()
+            for _ in range(2):
+                if basis is not None and basis.shape[1] > 0:
+                    q = q - basis @ (basis.T @ q)
+            n1 = q.norm()
+            if n1 > 1e-10 * n0 and n1 > 0:
+                break
+            q = torch.randn(dim, generator=gen, dtype=Q.dtype, device="cpu").to(Q.device)
+        else:
+            break  # the space is exhausted
+        q = q / q.norm()
+        out.append(q)
+        if j + 1 < Q.shape[1]:  # (the last column needs no copy of the basis)
+            basis = q[:, None] if basis is None else torch.cat([basis, q[:, None]], dim=1)
+    if not out:
+        return Q[:, :0]
+    return torch.stack(out, dim=1)
+
+
+def _generator(seed: int) -> torch.Generator:
+    """A CPU generator for the solvers' random starts and probes (shifted by the library's seed
+    offset, :mod:`instab_lib.seeding`)."""
+    from ..seeding import torch_generator
+
+    return torch_generator(int(seed))
+
+
+def _finish(
+    X: Tensor, theta: Tensor, res: Tensor, which: str, n_matvec: int, converged: bool,
+    iterations: int, tol: float, scale: float, **extra: Any,
+) -> EigResult:
+    order = _order(theta, which)
+    return EigResult(
+        eigenvalues=theta[order].clone(),
+        eigenvectors=fix_signs(X[:, order]).contiguous(),
+        residuals=res[order].clone(),
+        n_matvec=n_matvec,
+        converged=converged,
+        which=which,
+        iterations=iterations,
+        tol=tol,
+        scale=scale,
+        extra=dict(extra),
+    )

@@ -1,0 +1,103 @@
+"""The paper-scale archive: entries are read back, checked without recomputing, marked stale when
+the code has changed, and missing ones are listed with their reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from instab_lib import archive, pages, provenance
+from instab_lib import notebooks as nbs
+
+ROOT = nbs.repo_root()
+
+
+@pytest.fixture
+def tmp_archive(tmp_path, monkeypatch):
+    monkeypatch.setattr(archive, "repo_root", lambda: tmp_path)
+    monkeypatch.setattr(pages, "repo_root", lambda: tmp_path)
+    (tmp_path / "results" / "paper").mkdir(parents=True)
+    return tmp_path / "results" / "paper"
+
+
+def _entry(root, nid, numbers, **stamp):
+    d = root / nid
+    d.mkdir()
+    (d / "numbers.json").write_text(json.dumps(numbers))
+    base = {"notebook": nid, "commit": "abcdef0123456789", "finished": "2026-11-30T10:00:00", "seconds": 42.0,
+            "library_fingerprint": provenance.library_fingerprint(), "source_digest": nbs.source_digest(nid),
+            "device": "cuda", "gpu": "Some GPU", "cpu_capability": "AVX2", "threads": 8, "parameters": {}}
+    (d / "stamp.json").write_text(json.dumps({**base, **stamp}))
+    (d / "fig-01.png").write_bytes(b"\x89PNG")
+
+
+def test_entries_current_stale_and_missing(tmp_archive):
+    _entry(tmp_archive, "descent_lemma", {})
+    _entry(tmp_archive, "dln_rotations", {}, library_fingerprint="0" * 16)
+    (tmp_archive / "pending.yml").write_text('goldilocks: "needs a GPU"\n')
+    cur, old = archive.load("descent_lemma"), archive.load("dln_rotations")
+    assert cur.stale_reasons() == [] and cur.figures == [tmp_archive / "descent_lemma" / "fig-01.png"]
+    assert old.stale and "0000000000000000 then" in old.stale_reasons()[0]
+    _entry(tmp_archive, "dln_flatness_sweep", {}, source_digest="changed")
+    assert archive.load("dln_flatness_sweep").stale_reasons() == ["the notebook or its card has changed since"]
+    rows = {r["notebook"]: r for r in archive.status()}
+    assert rows["goldilocks"]["entry"] is None and rows["goldilocks"]["reason"] == "needs a GPU"
+    assert rows["phases_of_training"]["reason"] == archive.NOT_RUN
+    text = pages.write_paper_page(archive.status()).read_text()
+    assert "needs a GPU" in text and "stale" in text and "<code>abcdef012345</code>" in text
+    assert "- `phases_of_training`: not run yet" in text  # missing entries are listed, not silently left out
+
+
+def test_verify_checks_archived_numbers_and_fails_on_missing_ones(tmp_archive):
+    _entry(tmp_archive, "descent_lemma", {})  # no numbers: its claims cannot pass
+    results, missing = archive.verify()
+    assert "goldilocks" in missing and "descent_lemma" not in missing
+    assert results and all(not r.ok for r in results)
+    results, missing = archive.verify(["goldilocks"])  # asked for by name: a failing row
+    assert missing == ["goldilocks"] and not results[0].ok and "not archived" in results[0].error
+
+
+def test_claims_page_has_a_paper_column(tmp_archive):
+    from instab_lib import claims
+
+    (tmp_archive.parent.parent / "book").mkdir()
+    (tmp_archive.parent.parent / "book" / "paper_claims.yml").write_text((ROOT / "book" / "paper_claims.yml").read_text())
+    _entry(tmp_archive, "descent_lemma", {})
+    res = claims.evaluate_claims(nbs.load_card("descent_lemma")["claims"], {}, "descent_lemma")
+    res += claims.evaluate_claims(nbs.load_card("goldilocks")["claims"], {}, "goldilocks")
+    text = pages.write_claims_page(res, archive.status()).read_text()
+    assert "<th>at the paper's scale</th>" in text and "not archived" in text and "(stale)" not in text
+
+
+def test_instab_verify_label_paper_checks_the_committed_archive():
+    """What CI checks: every committed entry passes on its archived numbers, and every missing
+    entry is listed with its reason."""
+    out = subprocess.run([sys.executable, "-m", "instab_lib.cli", "verify", "--label", "paper"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, env={**os.environ})
+    assert out.returncode == 0, out.stdout + out.stderr
+    for row in archive.status():
+        if row["entry"] is None:
+            assert f"{row['notebook']}: no archived paper run ({row['reason']})" in out.stdout
+        else:
+            assert f"{row['notebook']}: archived" in out.stdout
+
+
+def test_archive_refuses_a_dirty_tree(tmp_archive, monkeypatch):
+    monkeypatch.setattr(provenance, "git_state", lambda root=None: {"commit": "abc", "dirty": True})
+    with pytest.raises(nbs.NotebookError, match="uncommitted changes"):
+        archive.create("descent_lemma")
+
+
+@pytest.mark.notebooks
+def test_archive_writes_numbers_stamp_and_figures(tmp_archive):
+    """A real entry of a seconds-long page (its paper preset is its default)."""
+    entry, notes = archive.create("descent_lemma", device="cuda", allow_dirty=True)
+    assert any("declares no `device` parameter" in n for n in notes)
+    assert entry.path == tmp_archive / "descent_lemma" and entry.figures
+    assert entry.stamp["preset"] == "paper" and entry.stamp["cpu_capability"] == provenance.cpu_capability()
+    assert not entry.stale and all(r.ok for r in entry.results())
+    assert json.dumps(archive.load("descent_lemma").numbers, sort_keys=True) == json.dumps(entry.numbers, sort_keys=True)

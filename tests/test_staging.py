@@ -1,0 +1,102 @@
+"""What the build adds to an executed notebook to make it a page: the verdict under the title,
+hidden set-up cells, the paper's scale and the provenance box."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from instab_lib import archive, claims, staging, stats
+from instab_lib import notebooks as nbs
+
+CARD = [
+    {"id": "rep", "status": "reproduced", "text": "t", "value": "a", "above": 1.0, "null": 1.0},
+    {"id": "find", "status": "not_reproduced", "text": "t", "value": "b", "below": 0.9, "null": 1.0},
+    {"id": "ident", "status": "identity", "text": "t", "value": "c", "check": "x < 1e-9", "null": 1.0},
+    {"id": "pre", "status": "precondition", "text": "t", "value": "d", "check": "x > 0", "null": 0},
+]
+GOOD = {"a": stats.Estimate(1.5, 1.2, 1.8, 0.1, 5).to_dict(), "b": stats.Estimate(1.0, 0.95, 1.05, 0.03, 5).to_dict(),
+        "c": 1e-12, "d": 3}
+
+
+def _verdict(card, numbers):
+    return claims.page_verdict(claims.evaluate_claims(card, numbers, "nb")).word
+
+
+def test_page_verdicts():
+    assert _verdict(CARD, GOOD) == "partly reproduced"
+    assert _verdict(CARD[:1] + CARD[2:], GOOD) == "reproduced"
+    assert _verdict(CARD[1:], GOOD) == "not reproduced"
+    assert _verdict(CARD[2:3], GOOD) == "reproduced"  # identities only
+    assert _verdict(CARD, {**GOOD, "d": 0}) == "not testable at this scale"  # only a precondition fails
+    assert _verdict(CARD, {**GOOD, "c": 1.0}) == "failing"
+    assert _verdict(CARD, {}) == "failing"  # missing numbers never pass
+    assert _verdict(CARD[3:], GOOD) == "not testable at this scale"  # nothing but a precondition
+    held = {**GOOD, "b": stats.Estimate(0.5, 0.4, 0.6, 0.03, 5).to_dict()}
+    assert _verdict(CARD, held) == "reproduced"  # the not-reproduced claim holds here after all
+
+
+@pytest.mark.parametrize("source, setup", [
+    ("import numpy as np\nfrom instab_lib import claims\n\napply_style()", True),
+    ('rec = claims.Recorder("x")', True),
+    ("import numpy as np\nx = np.ones(3)", False),
+    ("apply_style()", False),
+    ("plt.show()\nimport os", True),
+    ("def f(:", False),
+])
+def test_setup_cells(source, setup):
+    assert staging.is_setup_cell(nbformat.v4.new_code_cell(source)) is setup
+
+
+def _executed(tmp_path, nid="dln_rotations"):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# A title\n\nThe claim, in a sentence."),
+                nbformat.v4.new_code_cell("import numpy as np"),
+                nbformat.v4.new_code_cell("import warnings\nwarnings.warn('x')", outputs=[
+                    nbformat.v4.new_output("stream", name="stderr", text="UserWarning: x")]),
+                nbformat.v4.new_code_cell("x = 1", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("rec.report()")]
+    path = tmp_path / f"{nid}.ipynb"
+    nbformat.write(nb, path)
+    (tmp_path / f"{nid}.numbers.json").write_text(json.dumps({"data_source": "Fashion-MNIST, Debian package"}))
+    stamp = {"commit": "0123456789abcdef0123", "dirty": False, "library_fingerprint": "f" * 16, "preset": "default",
+             "label": "default", "parameters": {}, "resolved_parameters": {"x": 1}, "seeds": {"seed": 0},
+             "torch": "2.14.1", "python": "3.11.7", "device": "cpu", "cpu_capability": "AVX512", "threads": 2,
+             "processor": "some CPU", "finished": "2026-12-01T12:00:00", "seconds": 75.0, "data": "fashion-mnist"}
+    return path, stamp
+
+
+def test_staged_page_opens_with_the_verdict_and_ends_with_the_box(tmp_path, monkeypatch):
+    monkeypatch.setattr(archive, "load", lambda nid, preset="paper": None)
+    path, stamp = _executed(tmp_path)
+    results = claims.evaluate_claims(CARD, GOOD, "dln_rotations")
+    dest = tmp_path / "staged" / "dln_rotations.ipynb"
+    verdict = staging.stage_notebook("dln_rotations", path, stamp, results, dest)
+    assert verdict.word == "partly reproduced"
+    cells = nbformat.read(dest, as_version=4).cells
+    assert cells[0].source == "# A title"
+    assert "page-verdict" in cells[1].metadata["tags"] and "partly reproduced" in cells[1].source
+    assert cells[2].source == "The claim, in a sentence."
+    assert cells[3].metadata["tags"] == ["remove-cell"]  # imports only, no output
+    assert cells[4].metadata["tags"] == []  # a warning printed: not a set-up cell to hide
+    assert cells[5].metadata["tags"] == ["parameters"]
+    assert "At the paper's scale" in cells[-2].source
+    box = cells[-1].source
+    assert cells[-1].metadata["tags"] == ["provenance"]
+    for text in ("`0123456789ab`", "(clean tree)", "`AVX512`", "get_cpu_capability", "Fashion-MNIST, Debian package",
+                 "`seed=0`", "torch 2.14.1", "Python 3.11.7", "2 torch threads", "2026-12-01T12:00:00",
+                 "1 min 15 s", "`x=1`", "`ffffffffffffffff`"):
+        assert text in box, text
+    # staging twice keeps one verdict, one paper section and one box
+    staging.stage_notebook("dln_rotations", dest, stamp, results, dest)
+    tags = [t for c in nbformat.read(dest, as_version=4).cells for t in c.metadata.get("tags", [])]
+    assert tags.count("page-verdict") == tags.count("provenance") == tags.count("paper-scale") == 1
+
+
+def test_provenance_box_says_when_the_data_copy_is_not_recorded():
+    stamp = {"data": "cifar10", "data_source": []}
+    assert "not recorded by the page" in nbs.provenance_markdown(stamp)
+    assert "the page uses no data set" in nbs.provenance_markdown({"data": "none"})
+    assert nbs.recorded_data_source({"data_source": ["a", "b"], "net_data_source": "a", "source": "x"}) == ["a", "b"]
