@@ -33,7 +33,7 @@ __all__ = ["TrainConfig", "config_key", "default_cache_dir"]
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a run (JSON-able; the run key hashes all of it except
-    ``data_dir`` and ``checkpoint_every``, which do not change the numbers)."""
+    ``data_dir``, ``checkpoint_every`` and ``checkpoint_seconds``, which do not change the numbers)."""
 
     # data
     dataset: str = "fashion-mnist"
@@ -77,7 +77,8 @@ class TrainConfig:
     precond_every: int = 0  #: every m epochs ≥ 1 (0: never); needs an adaptive optimiser
     precond_tol: float = 1e-2  #: relative residual of that Lanczos solve
     # bookkeeping
-    checkpoint_every: int = 25
+    checkpoint_every: int = 25  #: a checkpoint only at a multiple of this epoch count …
+    checkpoint_seconds: float = 30.0  #: … and at least this long after the last one (each pickles all rows so far)
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -261,6 +262,8 @@ class TrainConfig:
         if bad_snap:
             raise ValueError(f"snapshot_epochs {bad_snap} outside [0, epochs={self.epochs}]")
         integer("checkpoint_every", self.checkpoint_every, 1)
+        if not self.checkpoint_seconds >= 0:
+            raise ValueError(f"checkpoint_seconds must be >= 0, got {self.checkpoint_seconds}")
         try:
             model = models_mod.build_model(self.model, seed=0, **self.resolved_model_kwargs())
         except ValueError as e:
@@ -277,6 +280,7 @@ def config_key(config: TrainConfig) -> str:
     d = config.to_dict()
     d.pop("data_dir")
     d.pop("checkpoint_every")
+    d.pop("checkpoint_seconds")
     d["dataset"] = data_mod.canonical_name(config.dataset)
     d["model_kwargs"] = config.resolved_model_kwargs()
     d["optimizer_kwargs"] = config.resolved_optimizer_kwargs()

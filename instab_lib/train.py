@@ -60,8 +60,10 @@ on (torch version, CPU kernel capability, seed offset:
 ``table.npz`` (exact) + ``table.csv`` (for people), ``snapshots/epoch_<e>.pt``. A
 finished run is read back instead of retrained. During training a checkpoint
 (``checkpoint.pt``: parameters, buffers, optimiser state, shuffling generator,
-eigen-trackers, rows so far) is written every ``checkpoint_every`` epochs, so a killed
-run resumes without losing records and ends with the same numbers. All writes are
+eigen-trackers, rows so far) is written at multiples of ``checkpoint_every`` epochs, at most
+once per ``checkpoint_seconds`` of wall time (a checkpoint pickles every row so far, so on a
+run of 10^4 epochs a checkpoint every 25 epochs cost as much as the training), so a killed
+run resumes with little lost and ends with the same numbers. All writes are
 atomic (temporary file + ``os.replace``).
 
 Status: ``"finished"`` (epoch cap), ``"early_stopped"`` (train accuracy ≥
@@ -322,6 +324,7 @@ class _Driver:
     def __init__(self, cfg: TrainConfig, key: str, run_dir: Path | None, extra: dict[str, Any]) -> None:
         self.cfg, self.key, self.run_dir = cfg, key, run_dir
         self.t_start = time.perf_counter()
+        self.last_checkpoint = self.t_start
         self.run_, self.state = loop.init_run(cfg)
         self.hooks = hooks_mod.default_hooks(cfg, _atomic_write_bytes)
         self.hooks.update(extra)
@@ -352,6 +355,7 @@ class _Driver:
         if self.ck_path is None:
             return
         self.st["elapsed"] = time.perf_counter() - self.t_start
+        self.last_checkpoint = time.perf_counter()
         blob = {"model": self.run_.model.state_dict(), "opt_state": self.state.opt_state,
                 "gen": self.state.generator.get_state(), "step": self.state.step, "epoch": self.state.epoch,
                 "hooks": {n: h.state_dict() for n, h in self.hooks.items()}, "st": self.st}
@@ -467,7 +471,8 @@ class _Driver:
                 if "sharpness" in row:
                     post["S"] = f"{row['sharpness']:.3g}"
                 bar.set_postfix(post, refresh=False)
-            if st["status"] is None and self.state.epoch % cfg.checkpoint_every == 0:
+            if (st["status"] is None and self.state.epoch % cfg.checkpoint_every == 0
+                    and time.perf_counter() - self.last_checkpoint >= cfg.checkpoint_seconds):
                 self._checkpoint()
             if callback is not None:
                 callback(self.state.epoch, row)

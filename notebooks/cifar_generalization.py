@@ -202,6 +202,21 @@ plt.show()
 # dotted line is the limit, the grey band its interval over seeds. Look for whether the best ○ stands above the best
 # ✕ by more than the spread of the seeds.
 
+# %%
+def _verdict(g):
+    if g.lo > 0:
+        return "above beats below: the interval excludes 0, the paper's claim holds at this scale"
+    if g.hi < 0:
+        return "below beats above: the interval excludes 0 the other way, the claim is contradicted at this scale"
+    return "the interval contains 0: no difference is resolved at this scale"
+
+
+display(Markdown("**What this shows** (our reading of the numbers above): " + "; ".join(
+    f"{ARCHS[a]['label']}: {g.est:+.3f} [{g.lo:+.3f}, {g.hi:+.3f}], {_verdict(g)}" for a, g in gains.items())
+    + f". Only {len(seeds)} seeds and {min(len(a['etas']) for a in ARCHS.values())}–"
+      f"{max(len(a['etas']) for a in ARCHS.values())} learning rates per architecture, on 2 classes: these are "
+      "statements about this small problem, not about CIFAR5k; the `paper` preset is the test of the caption."))
+
 # %% [markdown]
 # ## Claims checked on these numbers
 #

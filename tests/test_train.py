@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest; the fake data se
 def cfg(fake_fmnist) -> TrainConfig:
     return TrainConfig(data_dir=fake_fmnist, n_train=100, n_test=50, model_kwargs={"depth": 2, "width": 8},
                        lr=0.2, epochs=8, eval_every=2, k_top=3, k_bottom=1, target_train_acc=None,
-                       checkpoint_every=2, seed=3)
+                       checkpoint_every=2, checkpoint_seconds=0, seed=3)
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -116,8 +116,8 @@ def test_cache_hit_does_not_train(cfg, tmp_path, monkeypatch):
     assert again.status == first.status and again.path == first.path
     pd.testing.assert_frame_equal(first.table, again.table, check_exact=True)
     assert load_run(first.path).config == cfg
-    # checkpoint_every / data_dir do not change the key; defaults filled in do not either
-    assert train_mod.config_key(cfg.replace(checkpoint_every=7)) == first.key
+    # checkpoint_every / checkpoint_seconds / data_dir do not change the key; defaults filled in do not either
+    assert train_mod.config_key(cfg.replace(checkpoint_every=7, checkpoint_seconds=5.0)) == first.key
     assert train_mod.config_key(cfg.replace(**{"model_kwargs.activation": "relu"})) == first.key
     assert train_mod.config_key(cfg.replace(lr=0.3)) != first.key
 
