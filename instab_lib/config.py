@@ -33,7 +33,7 @@ __all__ = ["TrainConfig", "config_key", "default_cache_dir"]
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything that defines a run (JSON-able; the run key hashes all of it except
-    ``data_dir`` and ``checkpoint_every``, which do not change the numbers)."""
+    ``data_dir``, ``checkpoint_every`` and ``checkpoint_seconds``, which do not change the numbers)."""
 
     # data
     dataset: str = "fashion-mnist"
@@ -55,6 +55,8 @@ class TrainConfig:
     epochs: int = 400  #: cap
     target_train_acc: float | None = 0.999  #: early stop (None: never)
     divergence_factor: float | None = 1e4  #: loss > factor × initial loss ⇒ diverged
+    stall_epochs: int | None = None  #: end as "stalled" after this many epochs at chance level without progress
+    init_from: Mapping[str, Any] | None = None  #: start from the final θ of this run (a TrainConfig dict)
     seed: int = 0  #: initialisation, minibatch order, eigen-solver starts, probes
     device: str = "cpu"
     dtype: str = "float32"
@@ -70,11 +72,13 @@ class TrainConfig:
     hutchinson_samples: int = 0  #: 0: off, else ≥ 2 Rademacher probes per evaluation
     hutchinson_power: int = 1
     snapshot_epochs: tuple[int, ...] = ()  #: save θ (and eigenvectors) at these epochs
+    snapshot_final: bool = False  #: also save θ at the last epoch (what ``init_from`` reads)
     # adaptive optimisers: preconditioned sharpness λ_max(D^{-1/2} H D^{-1/2})
     precond_every: int = 0  #: every m epochs ≥ 1 (0: never); needs an adaptive optimiser
     precond_tol: float = 1e-2  #: relative residual of that Lanczos solve
     # bookkeeping
-    checkpoint_every: int = 25
+    checkpoint_every: int = 25  #: a checkpoint only at a multiple of this epoch count …
+    checkpoint_seconds: float = 30.0  #: … and at least this long after the last one (each pickles all rows so far)
     data_dir: str | None = None
 
     def __post_init__(self) -> None:
@@ -85,6 +89,9 @@ class TrainConfig:
         object.__setattr__(self, "snapshot_epochs", tuple(int(e) for e in self.snapshot_epochs))
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
+        if self.init_from is not None:  # canonical form: the full dict of a valid configuration
+            src = self.init_from if isinstance(self.init_from, TrainConfig) else TrainConfig.from_dict(self.init_from)
+            object.__setattr__(self, "init_from", src.to_dict())
         self.validate()
 
     # -- derived ----------------------------------------------------------------
@@ -215,6 +222,15 @@ class TrainConfig:
         if self.divergence_factor is not None and not (self.divergence_factor > 1):
             raise ValueError(f"divergence_factor must be > 1 or None, got {self.divergence_factor}")
         integer("seed", self.seed, 0)
+        integer("stall_epochs", self.stall_epochs, 1, none_ok=True)
+        if self.init_from is not None:
+            src = TrainConfig.from_dict(self.init_from)
+            if not src.snapshot_final:
+                raise ValueError("init_from: the run to continue must have snapshot_final=True")
+            if (src.model, src.resolved_model_kwargs(), src.dataset, src.classes) != (
+                    self.model, self.resolved_model_kwargs(), self.dataset, self.classes):
+                raise ValueError("init_from: the run to continue must have the same model, model_kwargs, dataset "
+                                 "and classes")
         integer("precond_every", self.precond_every, 0)
         if self.precond_every and "beta2" not in opt.hyper:
             raise ValueError(f"precond_every needs an adaptive optimiser (Adam, RMSProp, Clipped-Ada); "
@@ -246,6 +262,8 @@ class TrainConfig:
         if bad_snap:
             raise ValueError(f"snapshot_epochs {bad_snap} outside [0, epochs={self.epochs}]")
         integer("checkpoint_every", self.checkpoint_every, 1)
+        if not self.checkpoint_seconds >= 0:
+            raise ValueError(f"checkpoint_seconds must be >= 0, got {self.checkpoint_seconds}")
         try:
             model = models_mod.build_model(self.model, seed=0, **self.resolved_model_kwargs())
         except ValueError as e:
@@ -262,6 +280,7 @@ def config_key(config: TrainConfig) -> str:
     d = config.to_dict()
     d.pop("data_dir")
     d.pop("checkpoint_every")
+    d.pop("checkpoint_seconds")
     d["dataset"] = data_mod.canonical_name(config.dataset)
     d["model_kwargs"] = config.resolved_model_kwargs()
     d["optimizer_kwargs"] = config.resolved_optimizer_kwargs()

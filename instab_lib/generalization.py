@@ -30,6 +30,21 @@ Used by the generalisation pages (A Figs 5, 7–8; B's SGD results). Three piece
     the first evaluation (``reference_epoch = 0``, the initialisation) and the last
     (the table's ``subspace_ref``): 1 = the top eigenspace never moved, 0 = it ended
     orthogonal. It is a *similarity*, so it runs opposite to ``ρ_rot``.
+  - :func:`rho_parity` — ``ρ_par``, the measure the generalisation pages use: the median,
+    over the evaluations in the second half of a run, of ``1 − |cos(v₁(t − L), v₁(t))|``
+    with ``L`` an even number of epochs (the table's ``cos_par_1``: the same-parity
+    comparison, so the period-2 flip of the edge of stability is not counted as rotation).
+    A median over the late half does not grow with the number of evaluations; with the
+    spectrum interval set to a fixed multiple of 1/η (:func:`instab_lib.experiments.gf_interval`)
+    ``L`` is the same stretch of gradient-flow time ``η·L`` for every η.
+
+* **Controls for η** — :func:`partial_spearman` (rank correlation of two quantities with a
+  third partialled out) and :func:`spearman_within` (rank correlation within groups, e.g.
+  across seeds at each η, pooled): does a predictor add anything beyond η?
+
+* **Goldilocks statistics** — :func:`best_gain` (best mean accuracy above the limit minus the
+  best below it), :func:`phase_transition_fit` (accuracy against log η: smooth, with a jump
+  at the limit, or flat below it and rising above; compared by BIC) and :func:`seed_slope`.
 
 * **Rank correlations** — :func:`spearman` (average ranks for ties, NaN when one side
   is constant or fewer than 3 pairs), per-group correlations (:func:`spearman_by_group`,
@@ -48,8 +63,8 @@ import pandas as pd
 __all__ = [
     "OUTCOMES", "rankdata", "spearman", "spearman_by_group", "bootstrap_spearman", "correlation_spread",
     "rho_rotation", "rho_subspace", "outcome", "run_summary", "summarize_runs", "by_setting",
-    "best_setting", "stability_of_runs", "as_mapping", "run_grid", "goldilocks_config", "lr_seed_runs",
-    "describe_runs",
+    "best_setting", "stability_of_runs", "as_mapping", "describe_runs", "rho_parity", "partial_spearman", "spearman_within", "comparable", "best_gain",
+    "phase_transition_fit", "seed_slope",
 ]
 
 OUTCOMES = ("target", "capped", "diverged", "collapsed")
@@ -187,6 +202,138 @@ def rho_subspace(table: pd.DataFrame, column: str = "subspace_ref") -> float:
     return float(v[-1])
 
 
+def rho_parity(table: pd.DataFrame, column: str = "cos_par_1", start_frac: float = 0.5) -> float:
+    """``ρ_par``: median of ``1 − column`` (same-parity absolute cosines of the top eigenvector,
+    see the module docstring) over the evaluations at epochs ≥ ``start_frac`` × the run's last
+    epoch. NaN when no such evaluation has a same-parity partner."""
+    if column not in table or not len(table):
+        return float("nan")
+    sp = _spectra(table)
+    last = float(table["epoch"].iloc[-1])
+    c = sp.loc[sp["epoch"] >= start_frac * last, column].to_numpy(dtype=float)
+    c = c[np.isfinite(c)]
+    return float(np.median(1.0 - c)) if len(c) else float("nan")
+
+
+def partial_spearman(x: Sequence[float], y: Sequence[float], z: Sequence[float]) -> float:
+    r"""Spearman correlation of ``x`` and ``y`` with ``z`` partialled out:
+    :math:`(r_{xy} - r_{xz} r_{yz}) / \sqrt{(1 - r_{xz}^2)(1 - r_{yz}^2)}` on the rank
+    correlations, over the triples where all three are finite. NaN when undefined (fewer
+    than 4 triples, or ``z`` ranks exactly like ``x`` or ``y``)."""
+    xa, ya, za = (np.asarray(v, dtype=float) for v in (x, y, z))
+    ok = np.isfinite(xa) & np.isfinite(ya) & np.isfinite(za)
+    if ok.sum() < 4:
+        return float("nan")
+    rxy, rxz, ryz = spearman(xa[ok], ya[ok]), spearman(xa[ok], za[ok]), spearman(ya[ok], za[ok])
+    den = (1 - rxz ** 2) * (1 - ryz ** 2)
+    if not (den > 0) or not all(math.isfinite(r) for r in (rxy, rxz, ryz)):
+        return float("nan")
+    return float(np.clip((rxy - rxz * ryz) / math.sqrt(den), -1.0, 1.0))
+
+
+def spearman_within(x: Sequence[float], y: Sequence[float], groups: Sequence[Any]) -> float:
+    """Rank correlation of ``x`` and ``y`` *within* groups, pooled: both are ranked inside each
+    group (average ranks), the ranks centred per group, and the Pearson correlation of the
+    pooled centred ranks returned. With groups = η it asks whether, at a fixed learning rate,
+    the run with the larger ``x`` is the more accurate one. Groups with fewer than two finite
+    pairs add nothing; NaN when nothing is left."""
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    g = np.asarray(groups)
+    cx, cy = [], []
+    for key in pd.unique(g):
+        sel = (g == key) & np.isfinite(xa) & np.isfinite(ya)
+        if sel.sum() < 2:
+            continue
+        rx, ry = rankdata(xa[sel]), rankdata(ya[sel])
+        cx.append(rx - rx.mean())
+        cy.append(ry - ry.mean())
+    if not cx:
+        return float("nan")
+    vx, vy = np.concatenate(cx), np.concatenate(cy)
+    den = math.sqrt(float(vx @ vx) * float(vy @ vy))
+    return float(np.clip(float(vx @ vy) / den, -1.0, 1.0)) if den > 0 else float("nan")
+
+
+def comparable(acc: pd.DataFrame, etas: Sequence[float], side: str) -> list[float]:
+    """The learning rates of ``etas`` that may be "best" on their ``side`` of the limit, from a
+    seed × η table of accuracies (NaN: not at the target). ``"above"``: every seed reached the
+    target (an η that loses seeds is not best on its survivors); ``"below"``: at least half did
+    (its mean is over those; leaving it out could only help a claim that above beats below)."""
+    if side not in ("above", "below"):
+        raise ValueError(f"side must be 'above' or 'below', got {side!r}")
+    need = 1.0 if side == "above" else 0.5
+    return [e for e in etas if e in acc and acc[e].notna().mean() >= need]
+
+
+def best_gain(acc: pd.DataFrame, below: Sequence[float], above: Sequence[float], seeds: Sequence[Any]) -> float:
+    """Best mean accuracy among the learning rates ``above`` minus the best among ``below``.
+
+    ``acc``: one row per seed, one column per η (NaN: a run left out, e.g. it did not reach
+    the target); ``seeds``: the rows to average over (repeats count, as in a bootstrap
+    resample). A column's mean is over its non-NaN entries; NaN when a side has no value."""
+    sub = acc.loc[list(seeds)]
+    means = sub.mean(axis=0, skipna=True)
+    hi = means[[e for e in above if e in means.index]].max()
+    lo = means[[e for e in below if e in means.index]].max()
+    return float(hi - lo) if np.isfinite(hi) and np.isfinite(lo) else float("nan")
+
+
+def _design(x: np.ndarray, seeds: np.ndarray, *cols: np.ndarray) -> np.ndarray:
+    levels = list(pd.unique(seeds))
+    dummies = [(seeds == lv).astype(float) for lv in levels]
+    return np.column_stack(dummies + list(cols))
+
+
+def _bic_fit(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    r"""Least-squares coefficients and BIC :math:`n\log(\mathrm{RSS}/n) + k\log n`."""
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    n = len(y)
+    rss = float(np.sum((y - design @ coef) ** 2))
+    return coef, n * math.log(max(rss, 1e-300) / n) + design.shape[1] * math.log(n)
+
+
+def seed_slope(x: Sequence[float], y: Sequence[float], seeds: Sequence[Any]) -> float:
+    """The common slope of ``y`` on ``x`` with one intercept per seed (least squares); NaN with
+    fewer than two distinct ``x``."""
+    xa, ya, s = np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(seeds)
+    if len(np.unique(xa)) < 2:
+        return float("nan")
+    coef, _ = _bic_fit(_design(xa, s, xa), ya)
+    return float(coef[-1])
+
+
+def phase_transition_fit(log_eta: Sequence[float], acc: Sequence[float], seeds: Sequence[Any],
+                         log_limit: float) -> dict[str, float]:
+    r"""Accuracy against :math:`x = \log\eta`, with one intercept :math:`\alpha_s` per seed (seeds
+    differ in overall accuracy), fitted by least squares three ways, :math:`u = (x - x_0)_+` the
+    distance above the limit :math:`x_0`:
+
+    .. math:: \text{smooth: } \alpha_s + b x + d x^2, \qquad
+              \text{jump: } \alpha_s + b x + d x^2 + j\,\mathbf 1[x > x_0], \qquad
+              \text{kink: } \alpha_s + c\,u + e\,u^2
+
+    (the kink model: accuracy flat below the limit, rising — and bending — above it). Returns
+    ``{"jump": j, "slope_above": c, "bic_smooth", "bic_jump", "bic_kink", "delta_bic_jump",
+    "delta_bic_kink", "n"}`` with ``delta_bic_* = bic_smooth − bic_*`` (positive: the data prefer
+    that break over the smooth curve; > 2 counts as positive evidence, > 6 strong), for
+    Gaussian errors."""
+    x, a = np.asarray(log_eta, dtype=float), np.asarray(acc, dtype=float)
+    s = np.asarray(seeds)
+    ok = np.isfinite(x) & np.isfinite(a)
+    x, a, s = x[ok], a[ok], s[ok]
+    n = len(a)
+    keys = ("jump", "slope_above", "bic_smooth", "bic_jump", "bic_kink", "delta_bic_jump", "delta_bic_kink")
+    above = x > log_limit
+    if n <= len(pd.unique(s)) + 3 or above.all() or (~above).all():
+        return {**{k: float("nan") for k in keys}, "n": int(n)}
+    u = np.maximum(x - log_limit, 0.0)
+    _, bic_s = _bic_fit(_design(x, s, x, x ** 2), a)
+    cj, bic_j = _bic_fit(_design(x, s, x, x ** 2, above.astype(float)), a)
+    ck, bic_k = _bic_fit(_design(x, s, u, u ** 2), a)
+    return {"jump": float(cj[-1]), "slope_above": float(ck[-2]), "bic_smooth": bic_s, "bic_jump": bic_j,
+            "bic_kink": bic_k, "delta_bic_jump": bic_s - bic_j, "delta_bic_kink": bic_s - bic_k, "n": int(n)}
+
+
 # --------------------------------------------------------------------------- summaries
 def outcome(status: str, final_train_acc: float, collapse_acc: float) -> str:
     """The outcome of a run (module docstring) from its status and final train accuracy."""
@@ -194,7 +341,7 @@ def outcome(status: str, final_train_acc: float, collapse_acc: float) -> str:
         return "diverged"
     if status == "failed":
         raise ValueError("a failed run (an exception, not a result) has no outcome: fix and rerun it")
-    if not (final_train_acc >= collapse_acc):  # NaN counts as collapsed
+    if status == "stalled" or not (final_train_acc >= collapse_acc):  # NaN counts as collapsed
         return "collapsed"
     if status == "early_stopped":
         return "target"
@@ -210,7 +357,9 @@ def run_summary(result: Any, collapse_acc: float | None = None) -> dict[str, Any
     n_train = cfg.n_train
     bs = cfg.batch_size or n_train
     if collapse_acc is None:
-        collapse_acc = 2.0 / cfg.n_classes
+        from .train import chance_ceiling
+
+        collapse_acc = chance_ceiling(cfg.n_classes)
     last = table.iloc[-1] if len(table) else None
     train_acc = float(last["train_acc"]) if last is not None else float("nan")
     sp = _spectra(table)
@@ -230,6 +379,7 @@ def run_summary(result: Any, collapse_acc: float | None = None) -> dict[str, Any
         "eta_max_s": float(cfg.lr) * max_s,
         "rho_rot": rho_rotation(table),
         "rho_sub": rho_subspace(table),
+        "rho_par": rho_parity(table),
         "n_evals": int(len(sp)),
         "wall_time_s": float(result.wall_time_s),
         "data_source": result.data_source,
@@ -288,48 +438,6 @@ def stability_of_runs(df: pd.DataFrame) -> Any:
 
     blown = df["outcome"].isin(("diverged", "collapsed")).to_numpy()
     return stability_limit(df["lr"].to_numpy(float), df["max_sharpness"].to_numpy(float), blown)
-
-
-def run_grid(base: Any, grid: Mapping[str, Sequence[Any]], cache_dir: Any = None, executor: Any = None) -> list:
-    """Every configuration of the Cartesian ``grid`` over ``base`` (cached runs are read
-    back): through :func:`instab_lib.sweep.sweep` (parallel, or Dask when ``executor`` is a
-    scheduler address) where that module exists, else one after the other with
-    :func:`instab_lib.train.train`. Results in grid order (first key slowest)."""
-    import itertools
-
-    try:
-        from . import sweep as sweep_mod
-    except ImportError:
-        sweep_mod = None
-    if sweep_mod is not None:
-        return sweep_mod.sweep(base, grid, cache_dir=cache_dir, executor=executor)
-    from .plotting import progress
-    from .train import train
-
-    keys = list(grid)
-    configs = [base.replace(**dict(zip(keys, combo))) for combo in itertools.product(*(list(grid[k]) for k in keys))]
-    return [train(c, cache_dir, progress=False) for c in progress(configs, desc="runs")]
-
-
-def goldilocks_config(epochs: int = 6000, target_train_acc: float | None = 0.999, eval_every: int = 50,
-                      n_test: int = 2000) -> Any:
-    """The fMNIST configuration of the Goldilocks grid (A Figs 5, 7–8): MLP on the first
-    1,000 training images, cross-entropy, full-batch GD until ``target_train_acc`` (or
-    ``epochs``), top eigenpair every ``eval_every`` epochs, ``n_test`` validation images.
-    The pages that read these runs build their base here, so their runs share the cache."""
-    from .train import TrainConfig
-
-    return TrainConfig(dataset="fashion-mnist", n_train=1000, n_test=n_test, model="mlp", loss="ce",
-                       optimizer="gd", epochs=epochs, target_train_acc=target_train_acc, eval_every=eval_every,
-                       k_top=1)
-
-
-def lr_seed_runs(base: Any, etas: Sequence[float], seeds: Sequence[int], cache_dir: Any = None,
-                 executor: Any = None) -> tuple[list, pd.DataFrame]:
-    """Every (η, seed) of the grid over ``base`` (η ascending, then seed; :func:`run_grid`)
-    and their summary table (:func:`summarize_runs`): ``(runs, df)``."""
-    runs = run_grid(base, {"lr": sorted(etas), "seed": list(seeds)}, cache_dir=cache_dir, executor=executor)
-    return runs, summarize_runs(runs)
 
 
 def describe_runs(df: pd.DataFrame) -> str:

@@ -22,8 +22,10 @@ Rotation          cos_prev_i, ccos_prev_i, subspace_prev, cos_par_i, subspace_pa
                   par_lag (same parity), cos_ref_i, subspace_ref
 Hutchinson        hutch_trace, hutch_trace_se, hutch_root
 Preconditioned    root_max (every epoch), p_sharpness, p_threshold, clip_fraction,
-                  p_n_matvec (every ``precond_every`` epochs; adaptive optimisers)
+                  root_q50, root_q90, root_q99, p_n_matvec (every ``precond_every``
+                  epochs; adaptive optimisers)
 Snapshots         saves θ (and the eigenpairs of that evaluation) at ``snapshot_epochs``
+                  (and at the last epoch with ``snapshot_final``)
 ================  ====================================================================
 """
 
@@ -240,8 +242,11 @@ class Preconditioned(Hook):
     with :math:`D` the denominator of the last step read from the optimiser's state
     (:meth:`instab_lib.optim.Optimizer.preconditioner`), its threshold ``p_threshold``
     (:func:`instab_lib.adaptive.stability_threshold` for the optimiser's β₁), the
-    ``clip_fraction`` of that step and the products spent, ``p_n_matvec``. Lanczos is warm
-    started from the previous evaluation's vector."""
+    ``clip_fraction`` of that step, the quantiles 0.5, 0.9, 0.99 over the coordinates of the
+    unclipped root :math:`\sqrt{\hat v + \varepsilon_\mathrm{root}}` of that step (``root_q50``,
+    ``root_q90``, ``root_q99``: where a Clipped-Ada clip ``c`` would sit in the distribution)
+    and the products spent, ``p_n_matvec``. Lanczos is warm started from the previous
+    evaluation's vector."""
 
     def __init__(self, config: Any) -> None:
         self.every, self.tol, self.seed, self.chunk = (config.precond_every, config.precond_tol, config.seed,
@@ -270,6 +275,10 @@ class Preconditioned(Hook):
         ctx.row["p_sharpness"] = float(r.eigenvalues[0])
         ctx.row["p_threshold"] = adaptive.stability_threshold(opt.lr_at(ctx.state.step - 1), opt.momentum[1])
         ctx.row["clip_fraction"] = opt.clip_fraction(ctx.state.opt_state)
+        root = opt.unclipped_root(ctx.state.opt_state)
+        if root is not None:
+            q = torch.quantile(root.detach().double().cpu(), torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64))
+            ctx.row["root_q50"], ctx.row["root_q90"], ctx.row["root_q99"] = (float(v) for v in q)
         ctx.row["p_n_matvec"] = op.n_matvec
         op.release()
 
@@ -288,10 +297,12 @@ class Snapshots(Hook):
 
     def __init__(self, config: Any, write: Callable[[Path, Callable[[Any], None]], None]) -> None:
         self.epochs = frozenset(config.snapshot_epochs)
+        self.final = bool(config.snapshot_final)
         self.write = write
 
     def on_measure(self, ctx: RowContext) -> None:
-        if ctx.epoch not in self.epochs or ctx.run_dir is None or ctx.status == "diverged":
+        wanted = ctx.epoch in self.epochs or (self.final and ctx.status is not None)
+        if not wanted or ctx.run_dir is None or ctx.status == "diverged":
             return
         if ctx.evaluated:
             top, bot = ctx.results.get("top"), ctx.results.get("bot")

@@ -28,7 +28,8 @@ from . import data as data_mod
 from .losses import LOSSES
 from .seeding import torch_generator
 
-__all__ = ["Run", "TrainState", "init_run", "step", "run_epoch", "evaluate", "flat_parameters"]
+__all__ = ["Run", "TrainState", "init_run", "step", "run_epoch", "evaluate", "flat_parameters", "mode_free",
+           "forward_metrics"]
 
 
 @dataclass
@@ -77,6 +78,18 @@ def init_run(config: Any) -> tuple[Run, TrainState]:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = config.optimizer_for(spe)
+    if config.init_from is not None:  # continue another run: start from its final parameters
+        from .train import final_parameters
+
+        theta = final_parameters(config.init_from).to(device, dtype)
+        if theta.numel() != sum(p.numel() for p in params):
+            raise ValueError(f"init_from: the run's {theta.numel()} parameters do not fit this model's "
+                             f"{sum(p.numel() for p in params)}")
+        with torch.no_grad():
+            offset = 0
+            for p in params:
+                p.copy_(theta[offset:offset + p.numel()].view_as(p))
+                offset += p.numel()
     run = Run(config, model, params, (X, y), test, (X[:hn], y[:hn]), LOSSES[config.loss], opt, bs, spe, ds.source)
     return run, TrainState(opt.init(params), 0, 0, torch_generator(config.seed))
 
@@ -84,6 +97,31 @@ def init_run(config: Any) -> tuple[Run, TrainState]:
 def flat_parameters(run: Run) -> Tensor:
     """The current parameters as one flat vector (detached copy), shape ``(dim,)``."""
     return torch.cat([p.detach().reshape(-1) for p in run.params]).clone()
+
+
+def mode_free(model: nn.Module) -> bool:
+    """True when the model has no layer that behaves differently in train and eval mode
+    (no BatchNorm, no Dropout): its training forward *is* its evaluation."""
+    from torch.nn.modules.batchnorm import _NormBase
+    from torch.nn.modules.dropout import _DropoutNd
+
+    return not any(isinstance(m, (_NormBase, _DropoutNd)) for m in model.modules())
+
+
+def forward_metrics(run: Run, chunk: int = 4096) -> tuple[Tensor, float, float] | None:
+    """For a full-batch run of a :func:`mode_free` model on at most ``chunk`` images: the
+    training loss at the current parameters *with its graph* (the next step's gradient
+    needs no second forward) and the (mean loss, accuracy) :func:`evaluate` would return,
+    equal to the last bit (the same forward). ``None`` when that does not apply."""
+    X, y = run.train
+    if run.steps_per_epoch != 1 or len(y) > chunk or len(y) == 0 or not mode_free(run.model):
+        return None
+    out = run.model(X)
+    loss = run.loss_fn(out, y)
+    n = len(y)
+    with torch.no_grad():
+        acc = int((out.argmax(-1) == y).sum()) / n
+    return loss, float(loss.detach()) * n / n, acc
 
 
 @torch.no_grad()
@@ -103,11 +141,13 @@ def evaluate(model: nn.Module, loss_fn: Callable, X: Tensor, y: Tensor, chunk: i
 
 
 def step(run: Run, state: TrainState, xb: Tensor, yb: Tensor,
-         blown: Callable[[float], bool] | None = None) -> tuple[TrainState, float, bool]:
+         blown: Callable[[float], bool] | None = None, loss: Tensor | None = None) -> tuple[TrainState, float, bool]:
     """One optimiser step on the batch ``(xb, yb)``: ``(new state, loss before the step,
     diverged)``. When ``blown(loss)`` is true (or the loss is not finite) no step is taken
-    and ``diverged`` is True."""
-    loss = run.loss_fn(run.model(xb), yb)
+    and ``diverged`` is True. ``loss``: the batch's loss at the current parameters, with its
+    graph, when already computed (:func:`forward_metrics`)."""
+    if loss is None:
+        loss = run.loss_fn(run.model(xb), yb)
     lv = float(loss.detach())
     if not math.isfinite(lv) or (blown is not None and blown(lv)):
         return state, lv, True
@@ -120,10 +160,13 @@ def step(run: Run, state: TrainState, xb: Tensor, yb: Tensor,
 
 
 def run_epoch(run: Run, state: TrainState, blown: Callable[[float], bool] | None = None,
-              on_step: Callable[[Run, TrainState], None] | None = None) -> tuple[TrainState, bool]:
+              on_step: Callable[[Run, TrainState], None] | None = None,
+              first_loss: Tensor | None = None) -> tuple[TrainState, bool]:
     """One epoch of steps (full batch: one; minibatches in an order drawn from the state's
     generator). Returns ``(state with epoch + 1, diverged)``; stops at the first step whose
-    loss is not finite or ``blown``. ``on_step(run, state)`` runs after every step taken."""
+    loss is not finite or ``blown``. ``on_step(run, state)`` runs after every step taken.
+    ``first_loss``: the full-batch loss at the current parameters with its graph
+    (:func:`forward_metrics`), used by the epoch's single step instead of a new forward."""
     X, y = run.train
     n = len(y)
     bs = run.batch_size
@@ -134,7 +177,7 @@ def run_epoch(run: Run, state: TrainState, blown: Callable[[float], bool] | None
         else:
             idx = perm[b * bs:(b + 1) * bs]
             xb, yb = X[idx], y[idx]
-        state, _, diverged = step(run, state, xb, yb, blown)
+        state, _, diverged = step(run, state, xb, yb, blown, loss=first_loss if perm is None else None)
         if diverged:
             return state._replace(epoch=state.epoch + 1), True
         if on_step is not None:

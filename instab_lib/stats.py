@@ -14,6 +14,11 @@ point value with a threshold. The interval level is 90% unless stated.
 * :func:`paired_difference` — the per-seed difference of two paired samples
   (:func:`mean_se` of ``a − b``), :func:`ratio_of_medians` — ``median(a)/median(b)``
   bootstrapped over seeds (unpaired);
+* :func:`bootstrap_groups` — any statistic of a data set made of groups (seeds, each with
+  several runs), with the percentile interval over resamples of whole groups (a cluster
+  bootstrap: runs of one seed share an initialisation, so they are resampled together);
+* :func:`binomial_se` — the sampling error :math:`\sqrt{p(1-p)/n}` of an accuracy measured on
+  ``n`` test images;
 * :func:`margin` — distance of an estimate from a threshold in units of its standard error.
 
 Resamples are drawn from :func:`instab_lib.seeding.numpy_rng`, so results are
@@ -31,7 +36,7 @@ import numpy as np
 from .seeding import numpy_rng
 
 __all__ = ["Estimate", "bootstrap", "bootstrap_ratio", "mean_se", "fraction", "paired_difference", "ratio_of_medians",
-           "margin", "window_median", "LEVEL"]
+           "bootstrap_groups", "binomial_se", "margin", "window_median", "LEVEL"]
 
 #: The default interval level of every estimate.
 LEVEL = 0.9
@@ -184,6 +189,46 @@ def ratio_of_medians(a: Sequence[float], b: Sequence[float], *, level: float = L
     lo, hi = np.quantile(boots, [alpha, 1 - alpha])
     return Estimate(est, float(lo), float(hi), float(boots.std(ddof=1)), int(min(aa.size, bb.size)), level,
                     "bootstrap-ratio-of-medians", tuple(aa) + tuple(bb))
+
+
+def bootstrap_groups(groups: Sequence[Any], stat: Callable[[list[Any]], float], *, level: float = LEVEL,
+                     n_boot: int = 2000, seed: int = 0, name: str = "groups") -> Estimate:
+    """``stat(groups)`` with the percentile bootstrap interval over resamples of the groups.
+
+    ``stat`` receives a list of group keys (a resample repeats some and drops others; a key
+    drawn twice counts twice) and returns the statistic computed from the data of those
+    groups. Resamples whose statistic is not finite are dropped (their count is not part of
+    the interval); ``values`` holds the statistic on the full set repeated once, ``n`` the
+    number of groups. A cluster bootstrap: use it when several values share a group (the
+    runs of one seed over a learning-rate grid)."""
+    _check_level(level)
+    keys = list(groups)
+    if len(keys) < 2:
+        raise ValueError(f"bootstrap_groups needs at least two groups, got {len(keys)}")
+    est = float(stat(keys))
+    rng = numpy_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        v = float(stat([keys[i] for i in rng.integers(0, len(keys), len(keys))]))
+        if math.isfinite(v):
+            boots.append(v)
+    if not boots or not math.isfinite(est):
+        nan = float("nan")
+        return Estimate(est, nan, nan, nan, len(keys), level, f"bootstrap-{name}", (est,))
+    b = np.asarray(boots)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(b, [alpha, 1 - alpha])
+    return Estimate(est, float(lo), float(hi), float(b.std(ddof=1)) if b.size > 1 else float("nan"), len(keys),
+                    level, f"bootstrap-{name}", (est,))
+
+
+def binomial_se(p: float, n: int) -> float:
+    r"""Standard error :math:`\sqrt{p(1-p)/n}` of an accuracy ``p`` measured on ``n`` independent
+    test images: the part of an accuracy's uncertainty that more seeds cannot remove (every
+    run is tested on the same images). Raises ``ValueError`` for ``p`` outside [0, 1] or ``n < 1``."""
+    if not (0.0 <= p <= 1.0) or n < 1:
+        raise ValueError(f"need 0 ≤ p ≤ 1 and n ≥ 1, got p={p!r}, n={n!r}")
+    return math.sqrt(p * (1 - p) / n)
 
 
 def margin(est: float, threshold: float, se: float, side: str = "above") -> float:

@@ -60,14 +60,25 @@ on (torch version, CPU kernel capability, seed offset:
 ``table.npz`` (exact) + ``table.csv`` (for people), ``snapshots/epoch_<e>.pt``. A
 finished run is read back instead of retrained. During training a checkpoint
 (``checkpoint.pt``: parameters, buffers, optimiser state, shuffling generator,
-eigen-trackers, rows so far) is written every ``checkpoint_every`` epochs, so a killed
-run resumes without losing records and ends with the same numbers. All writes are
+eigen-trackers, rows so far) is written at multiples of ``checkpoint_every`` epochs, at most
+once per ``checkpoint_seconds`` of wall time (a checkpoint pickles every row so far, so on a
+run of 10^4 epochs a checkpoint every 25 epochs cost as much as the training), so a killed
+run resumes with little lost and ends with the same numbers. All writes are
 atomic (temporary file + ``os.replace``).
 
 Status: ``"finished"`` (epoch cap), ``"early_stopped"`` (train accuracy ≥
-``target_train_acc``) or ``"diverged"`` (a non-finite loss or parameter, or a loss above
+``target_train_acc``), ``"diverged"`` (a non-finite loss or parameter, or a loss above
 ``divergence_factor`` × the initial loss; ``diverged_step`` is the optimiser step at
-which it was seen). Divergence is a result, never an exception.
+which it was seen) or ``"stalled"`` (with ``stall_epochs = k``: the train accuracy stayed
+below :func:`chance_ceiling` (2/#classes for 10 classes) for the last k epochs while the
+loss fell by less than 0.1 %, a network that died and will never learn). Divergence is a
+result, never an exception.
+
+For a full-batch run of a model without BatchNorm or Dropout the row's training loss and
+accuracy come from the forward pass the next step's gradient uses
+(:func:`instab_lib.loop.forward_metrics`): the same numbers, one forward pass less per epoch.
+``snapshot_final`` saves θ at the last epoch too, which a run with ``init_from`` (the
+configuration of another run, as a dict) starts from (:func:`final_parameters`).
 """
 
 from __future__ import annotations
@@ -95,9 +106,17 @@ from .progress import quiet
 from .seeding import torch_generator
 
 __all__ = ["TrainConfig", "RunResult", "train", "load_run", "config_key", "period2_oscillation",
-           "LOSSES", "default_cache_dir", "STATUSES"]
+           "LOSSES", "default_cache_dir", "STATUSES", "final_parameters", "chance_ceiling"]
 
-STATUSES = ("finished", "early_stopped", "diverged")
+STATUSES = ("finished", "early_stopped", "diverged", "stalled")
+#: A stalled run's loss fell by less than this fraction over its last ``stall_epochs`` epochs.
+STALL_REL_DROP = 1e-3
+
+
+def chance_ceiling(n_classes: int) -> float:
+    """The train accuracy below which a run counts as at chance level: ``min(2/n, 1/n + (1 − 1/n)/4)``
+    (0.2 for 10 classes, 0.625 for 2, where 2/n would be 1)."""
+    return min(2.0 / n_classes, 1.0 / n_classes + (1.0 - 1.0 / n_classes) / 4)
 
 
 # --------------------------------------------------------------------------- result
@@ -186,6 +205,19 @@ def load_run(path: str | os.PathLike) -> RunResult:
         data_source=meta["data_source"], wall_time_s=meta["wall_time_s"],
         spectra_time_s=meta["spectra_time_s"], path=p,
     )
+
+
+def final_parameters(config: TrainConfig | Mapping[str, Any], cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
+    """θ (flat) at the last epoch of the run of ``config`` (a :class:`TrainConfig` or its dict),
+    trained first if it is not in the cache. The run must save it (``snapshot_final=True``)
+    and must not have diverged."""
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    if not cfg.snapshot_final:
+        raise ValueError("init_from: the run to continue must have snapshot_final=True")
+    res = train(cfg, cache_dir, progress=False)
+    if res.status == "diverged":
+        raise ValueError(f"init_from: run {res.key} diverged at step {res.diverged_step}: nothing to continue")
+    return res.snapshot(res.epochs_run)["theta"]
 
 
 def _save_result(res: RunResult) -> None:
@@ -292,12 +324,15 @@ class _Driver:
     def __init__(self, cfg: TrainConfig, key: str, run_dir: Path | None, extra: dict[str, Any]) -> None:
         self.cfg, self.key, self.run_dir = cfg, key, run_dir
         self.t_start = time.perf_counter()
+        self.last_checkpoint = self.t_start
         self.run_, self.state = loop.init_run(cfg)
         self.hooks = hooks_mod.default_hooks(cfg, _atomic_write_bytes)
         self.hooks.update(extra)
         self.st: dict[str, Any] = {"rows": [], "ref_loss": None, "spectra_time": 0.0, "status": None,
                                    "diverged_step": None, "diverged_epoch": None, "elapsed": 0.0}
         self.ck_path = run_dir / "checkpoint.pt" if run_dir is not None else None
+        self.reuse_forward = self.run_.steps_per_epoch == 1 and loop.mode_free(self.run_.model)
+        self.pending_loss: torch.Tensor | None = None
         self.resumed = False
         if self.ck_path is not None and self.ck_path.is_file():
             self._resume()
@@ -320,6 +355,7 @@ class _Driver:
         if self.ck_path is None:
             return
         self.st["elapsed"] = time.perf_counter() - self.t_start
+        self.last_checkpoint = time.perf_counter()
         blob = {"model": self.run_.model.state_dict(), "opt_state": self.state.opt_state,
                 "gen": self.state.generator.get_state(), "step": self.state.step, "epoch": self.state.epoch,
                 "hooks": {n: h.state_dict() for n, h in self.hooks.items()}, "st": self.st}
@@ -345,12 +381,33 @@ class _Driver:
             st["status"] = "early_stopped"
         elif epoch >= cfg.epochs:
             st["status"] = "finished"
+        elif cfg.stall_epochs and self._stalled(tr_loss, tr_acc):
+            st["status"] = "stalled"
+
+    def _stalled(self, tr_loss: float, tr_acc: float) -> bool:
+        """The last ``stall_epochs`` epochs (and this one) at chance-level train accuracy, the loss
+        down by less than :data:`STALL_REL_DROP` relative to its minimum before them."""
+        k, rows = self.cfg.stall_epochs, self.st["rows"]
+        if len(rows) <= k:
+            return False
+        chance = chance_ceiling(self.cfg.n_classes)
+        window = rows[-k:]
+        if tr_acc >= chance or any(r["train_acc"] >= chance for r in window):
+            return False
+        before = min(r["train_loss"] for r in rows[:-k])
+        recent = min([tr_loss] + [r["train_loss"] for r in window])
+        return recent > (1 - STALL_REL_DROP) * before
 
     def _record(self, diverged: bool) -> dict[str, Any]:
         """Row for θ_epoch: losses, hooks, status, the evaluation when due."""
         run, cfg, epoch = self.run_, self.cfg, self.state.epoch
         theta = loop.flat_parameters(run)
-        tr_loss, tr_acc = loop.evaluate(run.model, run.loss_fn, *run.train)
+        fwd = loop.forward_metrics(run) if self.reuse_forward else None
+        if fwd is None:
+            self.pending_loss = None
+            tr_loss, tr_acc = loop.evaluate(run.model, run.loss_fn, *run.train)
+        else:
+            self.pending_loss, tr_loss, tr_acc = fwd
         te_loss, te_acc = float("nan"), float("nan")
         if epoch % cfg.test_every == 0:
             te_loss, te_acc = loop.evaluate(run.model, run.loss_fn, *run.test)
@@ -402,7 +459,9 @@ class _Driver:
             if callback is not None:
                 callback(0, st["rows"][-1])
         while st["status"] is None:
-            self.state, diverged = loop.run_epoch(self.run_, self.state, self._blown, self._on_step)
+            self.state, diverged = loop.run_epoch(self.run_, self.state, self._blown, self._on_step,
+                                                  first_loss=self.pending_loss)
+            self.pending_loss = None
             if diverged and st["diverged_step"] is None:
                 st["diverged_step"] = self.state.step
             row = self._record(diverged)
@@ -412,7 +471,8 @@ class _Driver:
                 if "sharpness" in row:
                     post["S"] = f"{row['sharpness']:.3g}"
                 bar.set_postfix(post, refresh=False)
-            if st["status"] is None and self.state.epoch % cfg.checkpoint_every == 0:
+            if (st["status"] is None and self.state.epoch % cfg.checkpoint_every == 0
+                    and time.perf_counter() - self.last_checkpoint >= cfg.checkpoint_seconds):
                 self._checkpoint()
             if callback is not None:
                 callback(self.state.epoch, row)

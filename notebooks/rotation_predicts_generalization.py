@@ -9,10 +9,11 @@
 # %% [markdown]
 # # Does rotation predict generalisation? Rank correlations (A Figs 7–8, Fashion-MNIST)
 #
-# **Claim.** Over the learning-rate sweep of the [Goldilocks page](goldilocks), the rank correlation between
-# validation accuracy and the rotation of the top Hessian eigenvector, ρ, has the same sign in every seed. We report
-# next to it the rank correlations with η and with the final sharpness, with their spread over seeds, and say
-# plainly whether the sharpness's sign is stable too.
+# **Claim (paper A, from the reviews).** Across runs at different learning rates, the rotation of the top Hessian
+# eigenvector, ρ, predicts test accuracy with a more consistent sign than the sharpness does. We test it on the runs
+# of the [Goldilocks page](goldilocks) that reached 99.9 % train accuracy: the rank correlation of test accuracy with
+# η, with the sharpness and with ρ, pooled over seeds, each with an interval from resampling seeds; and, since
+# ρ grows with η, the same correlations with η held fixed (does ρ add anything beyond η?).
 #
 # ```{admonition} Where this comes from
 # :class: note
@@ -20,153 +21,176 @@
 #   (a reviewer asks "How is ρ defined? (i.e. with respect to what is similarity calculated?)"); Fig 8 shows the
 #   **rank correlation** of generalisation with η, ρ and sharpness over "5 samples". The paper's text, its exact ρ and
 #   its correlation statistic were **not read**: Spearman's rank correlation is our reading.
-# - **Paper A's abstract**: the findings "challenge the primacy of sharpness as a sole generalization predictor";
-#   REFERENCE §7 lists "ρ predicts generalisation with a more consistent sign than sharpness" as a qualitative claim.
-# - **Author's code** (`lawrencewang94/jax_eigs`): the eigenvector similarities `cos_sim` (absolute cosine) and
-#   `dk_cos` (subspace similarity) that ρ is built from.
-# - **Our reconstruction** (REFERENCE §10, `instab_lib.generalization`): two working definitions of ρ, both computed
-#   from the runs' tables: ρ_rot = mean over consecutive spectrum evaluations of 1 − |cos(v₁(t), v₁(t'))| (mean
-#   rotation per evaluation interval) and ρ_sub = similarity of the top eigenvector (k = 1) at initialisation and at
-#   the end (a similarity: it runs opposite to ρ_rot). The runs are those of the Goldilocks page, read back from the
-#   run cache (identical configurations); only runs that trained (not diverged or collapsed) enter the correlations.
-#   Which data copy was used is printed below.
+# - **Paper A's summary**: the findings "challenge the primacy of sharpness as a sole generalization predictor";
+#   REFERENCE §7 lists "ρ predicts generalisation with a more consistent sign than sharpness" among its claims.
+# - **Author's code** (`lawrencewang94/jax_eigs`): the absolute cosine `cos_sim` between top eigenvectors that ρ is
+#   built from.
+# - **Our reconstruction**: ρ = ρ_par (`instab_lib.generalization.rho_parity`): the median, over the spectrum
+#   evaluations in the second half of a run, of 1 − |cos(v₁(t − L), v₁(t))|, with L = 4/η epochs rounded to an even
+#   number: the same stretch of gradient-flow time at every η, and the same parity, so the period-2 flip of the
+#   edge of stability is not counted as rotation; a median over the late half does not grow with the number of
+#   evaluations. The correlations are pooled over the runs of all seeds (more than 8 points each), with 90 %
+#   intervals from resampling whole seeds; η is held fixed by a partial rank correlation (log η partialled out) and by
+#   ranking within each learning rate.
+# - **How much of the paper's setting this matches**: the runs are those of the Goldilocks page (its setting); the
+#   paper used 5 samples, we use 5 seeds × the η grid at CI scale and 10 seeds × 20 learning rates in the `paper`
+#   preset (`scale: paper`, the Goldilocks page's paper grid).
 # ```
 
-# %%
+# %% tags=["remove-input"]
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter
 import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims
+from instab_lib import claims, experiments, stats
 from instab_lib import generalization as gen
-from instab_lib.plotting import apply_style, lr_colors
+from instab_lib.plotting import apply_style, eta_color
 
 apply_style()
 
 # %% tags=["parameters"]
-etas = [0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6]  # the Goldilocks grid (identical: the runs are reused)
-seeds = [0, 1, 2]  # one rank correlation per seed over the η grid
-epochs = 6000  # epoch cap (as goldilocks)
-target_train_acc = 0.999  # early stop (as goldilocks)
-eval_every = 50  # spectrum every this many epochs (as goldilocks; ρ_rot is per evaluation interval)
-n_test = 2000  # validation images (as goldilocks)
-min_abs = 0.3  # a sign counts as stable only if every seed's |correlation| is at least this
-n_boot = 2000  # bootstrap resamples of the pooled runs
-executor = None  # None: local processes (or one after the other); or a Dask scheduler address
+scale = "ci"  # the Goldilocks runs at "ci" or "paper" scale
+n_boot = 2000  # bootstrap resamples of the seeds
 
-# %%
-base = gen.goldilocks_config(epochs=epochs, target_train_acc=target_train_acc, eval_every=eval_every, n_test=n_test)
+# %% tags=["remove-input"]
 rec = claims.Recorder("rotation_predicts_generalization")
 
 # %% [markdown]
 # ## The runs and their ρ
+#
+# The runs of `fmnist_goldilocks` (read back from the run cache), kept when they reached 99.9 % train accuracy.
 
 # %%
-runs, df = gen.lr_seed_runs(base, etas, seeds, executor=executor)
-display(Markdown(gen.describe_runs(df)))
-ok = df[df["outcome"].isin(["target", "capped"])].copy()
-limit = gen.stability_of_runs(df)
-ok[["lr", "seed", "outcome", "test_acc", "final_sharpness", "rho_rot", "rho_sub", "n_evals"]].round(4)
+exp = experiments.get("fmnist_goldilocks", scale)
+runs = exp.run()
+df = gen.summarize_runs(runs)
+# the sharpness a run ends with, read as the median over its spectra in the second half of the run (as ρ is), not
+# from the last spectrum alone
+df["S_late"] = [stats.window_median(r.spectra["sharpness"], r.spectra["epoch"], r.epochs_run / 2, r.epochs_run)
+                for r in runs]
+ok = df[df["outcome"] == "target"].copy()
+ok["log_lr"] = np.log(ok["lr"])
+seeds = list(exp.seeds)
+display(Markdown(gen.describe_runs(df) + f" {len(ok)} runs reached the target and enter the correlations; "
+                 f"{len(df) - len(ok)} did not (diverged, collapsed or capped) and are left out."))
+rec.record("n_runs_used", len(ok))
+rec.record("n_seeds", len(seeds))
+ok.groupby("lr")[["S_late", "rho_par", "test_acc"]].median().rename(
+    columns={"S_late": "median late sharpness S", "rho_par": "median ρ", "test_acc": "median test accuracy"}
+).rename_axis("η").round(4)
 
 # %% [markdown]
-# ## Rank correlations per seed
+# ## Rank correlations with test accuracy
 #
-# For each seed, Spearman's correlation over the η grid between validation accuracy and each factor; below, their
-# mean, standard deviation, range and sign counts over seeds, and a bootstrap interval (90 %) over all trained runs
-# pooled (resampling (factor, accuracy) pairs).
+# For each factor f ∈ {η, sharpness S, ρ} (S: the median of the run's spectra over its second half, the window ρ is
+# read on): Spearman's correlation of test accuracy with f over all runs
+# (*pooled*), the same with log η partialled out (*partial*), and the correlation of the within-η ranks (*within η*:
+# at a fixed learning rate, is the run with the larger f the more accurate one?). Each with a 90 % interval from
+# resampling seeds. The partial correlation removes only what is monotone in log η, while accuracy rises and then
+# falls with η; the within-η correlation holds η fixed exactly, so it is the control the claim below rests on.
 
 # %%
-factors = {"lr": "η", "final_sharpness": "final sharpness S", "rho_rot": "ρ_rot (mean 1−|cos|)",
-           "rho_sub": "ρ_sub (similarity init→end)"}
-per_seed = gen.spearman_by_group(ok, "test_acc", list(factors), by="seed")
-spread = gen.correlation_spread(per_seed, min_abs=min_abs)
-boot = {f: gen.bootstrap_spearman(ok[f], ok["test_acc"], n_boot=n_boot, seed=1) for f in factors}
-spread["pooled"] = [gen.spearman(ok[f], ok["test_acc"]) for f in spread.index]
-spread["boot_lo"] = [boot[f][0] for f in spread.index]
-spread["boot_hi"] = [boot[f][1] for f in spread.index]
-spread["boot_frac_pos"] = [boot[f][2] for f in spread.index]
-for f in factors:
-    rec.record(f"r_{f}_per_seed", {str(k): float(v) for k, v in per_seed[f].items()})
-    rec.record(f"r_{f}_sign_stable", bool(spread.loc[f, "sign_stable"]))
-    rec.record(f"r_{f}_mean", float(spread.loc[f, "mean"]))
-display(per_seed.round(3))
-spread.round(3)
+factors = {"log_lr": "η", "S_late": "late sharpness S", "rho_par": "rotation ρ"}
 
-# %% [markdown]
-# ## The figure
-#
-# Left (A Fig 7's quantities): validation accuracy against ρ_rot, one point per trained run, coloured by η (dark
-# purple low → light yellow high), ✕ below / ○ above the measured stability limit. Middle: the same against the
-# final sharpness. Right (A Fig 8): the rank correlation of validation accuracy with each factor, one dot per seed,
-# bar = mean over seeds, black line = the 90 % bootstrap interval of the pooled correlation.
+
+cols = ["lr", "log_lr", "S_late", "rho_par", "test_acc"]
+per_seed = {s: {c: ok.loc[ok["seed"] == s, c].to_numpy() for c in cols} for s in seeds}
+
+
+def pick(ss):
+    """The runs of the seeds ``ss`` (a bootstrap resample: a seed drawn twice counts twice), column → array."""
+    return {c: np.concatenate([per_seed[s][c] for s in ss]) for c in cols}
+
+
+def correlation(kind, f, target="test_acc"):
+    """The statistic of one resample of seeds: Spearman of ``target`` with ``f`` pooled, with log η
+    partialled out, or within each η."""
+    def stat(ss):
+        d = pick(ss)
+        if kind == "pooled":
+            return gen.spearman(d[f], d[target])
+        if kind == "partial":
+            return gen.partial_spearman(d[f], d[target], d["log_lr"])
+        return gen.spearman_within(d[f], d[target], d["lr"])
+    return stat
+
+
+corr, rows = {}, []
+for f, name in factors.items():
+    for kind in ("pooled",) if f == "log_lr" else ("pooled", "partial", "within"):
+        corr.setdefault(f, {})[kind] = stats.bootstrap_groups(seeds, correlation(kind, f), n_boot=n_boot, seed=7,
+                                                              name=f"spearman-{kind}")
+    for kind, e in corr[f].items():
+        rows.append({"factor": name, "correlation": kind, "Spearman": e.est, "90 % low": e.lo, "90 % high": e.hi,
+                     "sign settled": bool(e.lo > 0 or e.hi < 0)})
+rho_eta = stats.bootstrap_groups(seeds, correlation("pooled", "log_lr", target="rho_par"), n_boot=n_boot, seed=7,
+                                 name="spearman-pooled")
+rec.record("r_eta", corr["log_lr"]["pooled"])
+for f, key in (("S_late", "sharp"), ("rho_par", "rho")):
+    for kind in ("pooled", "partial", "within"):
+        rec.record(f"r_{key}_{kind}", corr[f][kind])
+rec.record("r_rho_with_eta", rho_eta)
+pd.DataFrame(rows).set_index(["factor", "correlation"]).round(3)
 
 # %% tags=["hide-input"]
-grid = sorted(set(df["lr"]))
-col = dict(zip(grid, lr_colors(grid)))
-fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), gridspec_kw={"width_ratios": [1, 1, 1.1]})
-for ax, f in zip(axes[:2], ["rho_rot", "final_sharpness"]):
-    for _, r in ok.iterrows():
-        unstable = limit.smallest_unstable is not None and r["lr"] >= limit.smallest_unstable
-        ax.scatter(r[f], r["test_acc"], color=col[r["lr"]], edgecolor="k", s=55 if unstable else 70,
-                   marker="o" if unstable else "X", zorder=3)
-    ax.set(xlabel=factors[f], ylabel="validation accuracy")
-axes[0].set_title("Accuracy vs rotation ρ_rot")
-axes[1].set(xscale="log", title="Accuracy vs final sharpness")
-axes[1].xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-axes[1].xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
-for e in grid:
-    axes[0].scatter([], [], color=col[e], edgecolor="k", label=f"η = {e:g}")
-axes[0].scatter([], [], marker="X", color="0.6", edgecolor="k", label="below the limit")
-axes[0].scatter([], [], marker="o", color="0.6", edgecolor="k", label="above the limit")
-axes[0].legend(fontsize=7, ncol=2, loc="lower right")
-ax = axes[2]
-xs = np.arange(len(factors))
-ax.bar(xs, spread["mean"].to_numpy(), color="0.8", edgecolor="k", width=0.6)
-for i, f in enumerate(factors):
-    v = per_seed[f].to_numpy()
-    ax.scatter(np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)), v, color="tab:blue", zorder=3, s=22)
-    ax.plot([i + 0.33, i + 0.33], [spread.loc[f, "boot_lo"], spread.loc[f, "boot_hi"]], color="k", lw=2)
-ax.axhline(0, color="k", lw=0.8)
-ax.set_xticks(xs, [factors[f].split(" (")[0] for f in factors])
-ax.set(ylim=(-1.05, 1.05), ylabel="Spearman correlation with accuracy",
-       title=f"Rank correlations ({len(seeds)} seeds; dots = seeds)")
+fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.6), gridspec_kw={"width_ratios": [1, 1]})
+for _, r in ok.iterrows():
+    a1.scatter(r["rho_par"], r["test_acc"], color=eta_color(r["lr"]), edgecolor="k", s=36, zorder=3)
+for e in sorted(set(ok["lr"])):
+    a1.scatter([], [], color=eta_color(e), edgecolor="k", s=36, label=f"{e:g}")
+a1.set(xscale="log", xlabel="rotation ρ (late-half median of 1 − |cos|)", ylabel="test accuracy",
+       title="Accuracy against ρ, coloured by η")
+a1.legend(title="η", fontsize=7, title_fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+palette = {"pooled": "0.6", "partial": "tab:blue", "within": "tab:orange"}
+width = 0.26
+for i, (f, name) in enumerate(factors.items()):
+    for j, kind in enumerate(("pooled", "partial", "within")):
+        if kind not in corr[f]:
+            continue
+        e = corr[f][kind]
+        xpos = i + (j - 1) * width
+        a2.bar(xpos, e.est, width=width, color=palette[kind], edgecolor="k", label=kind if i == 1 else None)
+        a2.errorbar([xpos], [e.est], yerr=[[e.est - e.lo], [e.hi - e.est]], fmt="none", ecolor="k", capsize=3)
+a2.axhline(0, color="k", lw=0.8)
+a2.set_xticks(range(len(factors)), ["η", "late sharpness S", "rotation ρ"])
+a2.set(ylim=(-1.05, 1.05), ylabel="Spearman correlation with accuracy", title="Rank correlations (90 % intervals)")
+a2.legend(fontsize=8, loc="lower left")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# ## What the numbers say
+# **Figure 1.** Left: test accuracy of every run at the target against its rotation ρ (log scale), coloured by η
+# (dark purple small, yellow large, as on every page). Right: the rank correlations of test accuracy with each
+# factor, pooled over runs (grey), with log η partialled out (blue) and within each η (orange); black bars are 90 %
+# intervals from resampling seeds. A factor predicts accuracy with a settled sign when its bar's interval does not
+# cross zero; it adds something beyond η when its blue or orange interval does not cross zero.
+
+# %% [markdown]
+# ## What the numbers say about the papers' claim
 
 # %%
-stable = {factors[f]: bool(spread.loc[f, "sign_stable"]) for f in factors}
-display(Markdown("Sign stable over seeds (every seed one sign, |r| ≥ {:.2g}): ".format(min_abs)
-                 + "; ".join(f"{k}: **{'yes' if v else 'no'}**" for k, v in stable.items()) + "."))
-r_eta = spread.loc["lr", "mean"]
-r_s, r_rot = spread.loc["final_sharpness", "mean"], spread.loc["rho_rot", "mean"]
-same_as_eta = float(np.mean([gen.spearman(sub["lr"], sub["rho_rot"]) for _, sub in ok.groupby("seed")]))
+def settled(e):
+    return "positive" if e.lo > 0 else "negative" if e.hi < 0 else "unsettled (interval crosses 0)"
+
+
+r_s, r_r = corr["S_late"], corr["rho_par"]
 display(Markdown(
-    f"Mean correlations with accuracy: η {r_eta:+.2f}, final sharpness {r_s:+.2f}, ρ_rot {r_rot:+.2f}, "
-    f"ρ_sub {spread.loc['rho_sub', 'mean']:+.2f}. Within a seed, ρ_rot itself ranks the runs almost as η does "
-    f"(mean Spearman(η, ρ_rot) = {same_as_eta:+.2f}), so at this scale ρ_rot carries little information beyond η. "
-    + ("The final sharpness's sign is **as stable** as ρ_rot's (negative in every seed): the papers' contrast, ρ "
-       "predicting with a more consistent sign than sharpness, is **not** reproduced here."
-       if spread.loc["final_sharpness", "sign_stable"] else
-       "The final sharpness's sign is **not** stable over seeds, unlike ρ_rot's.")))
-rec.record("spearman_eta_rho_rot", same_as_eta)
-rec.record("n_trained_per_seed", {str(k): int(v) for k, v in ok.groupby("seed").size().items()})
-rec.record("min_abs", min_abs)
-rec.record("rho_any_sign_stable", bool(spread.loc["rho_rot", "sign_stable"] or spread.loc["rho_sub", "sign_stable"]))
+    f"- ρ rises with η: Spearman(η, ρ) = {rho_eta.est:+.2f} [{rho_eta.lo:+.2f}, {rho_eta.hi:+.2f}].\n"
+    f"- Pooled: accuracy vs η {corr['log_lr']['pooled'].est:+.2f} ({settled(corr['log_lr']['pooled'])}), vs late "
+    f"sharpness {r_s['pooled'].est:+.2f} ({settled(r_s['pooled'])}), vs ρ {r_r['pooled'].est:+.2f} "
+    f"({settled(r_r['pooled'])}).\n"
+    f"- With log η partialled out: sharpness {r_s['partial'].est:+.2f} ({settled(r_s['partial'])}), ρ "
+    f"{r_r['partial'].est:+.2f} ({settled(r_r['partial'])}); within each η: sharpness {r_s['within'].est:+.2f} "
+    f"({settled(r_s['within'])}), ρ {r_r['within'].est:+.2f} ({settled(r_r['within'])}).\n"
+    f"- The papers' contrast, ρ's sign settled and the sharpness's not (pooled), "
+    f"**{'holds' if (r_r['pooled'].lo > 0 or r_r['pooled'].hi < 0) and not (r_s['pooled'].lo > 0 or r_s['pooled'].hi < 0) else 'does not hold'}** here."))
 
 # %% [markdown]
 # ## Claims checked on these numbers
 #
-# `instab verify rotation_predicts_generalization`; thresholds in `notebooks/rotation_predicts_generalization.yaml`.
-# Without instabilities there is nothing to rotate, so a grid entirely below the limit should lose the sign
-# stability; we have not run that check cleanly at CI cost (η below 0.01 needs more than 6,000 epochs to reach the
-# target). A cheap stand-in (`-p etas "[0.002, 0.003, 0.004, 0.006]" -p epochs 300`) fails the claim, but because
-# most of those runs never learned (collapsed), not because ρ lost its sign. Note also that ρ_rot ranks the runs
-# almost exactly as η does, so this claim cannot separate "rotation predicts accuracy" from "η predicts accuracy".
+# `instab verify rotation_predicts_generalization`; thresholds and nulls in
+# `notebooks/rotation_predicts_generalization.yaml`.
 
 # %%
 rec.report()

@@ -196,6 +196,9 @@ def test_preconditioned_sharpness_recorded_in_training_matches_dense(fake_fmnist
         root = run.optimizer.unclipped_root(state.opt_state)
         assert row["clip_fraction"] == pytest.approx(float((root > 0.05).double().mean()))
         assert np.isfinite(res.table["root_max"].iloc[1:]).all()
+        q = torch.quantile(root.double(), torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64))
+        assert [row["root_q50"], row["root_q90"], row["root_q99"]] == pytest.approx(q.tolist(), rel=1e-12)
+        assert row["root_q99"] <= row["root_max"]
         if bs is None:  # D from the step itself: θ_t − θ_{t−1} = −η g(θ_{t−1}) / D
             step = theta_t - theta_prev
             assert torch.allclose(step * d, -2e-3 * _grad_at(run, theta_prev), rtol=1e-9, atol=1e-14)

@@ -152,23 +152,67 @@ def test_best_setting_skips_settings_with_casualties():
 
 
 # --------------------------------------------------------------------------- the Goldilocks grid
-def test_goldilocks_config_and_lr_seed_runs(monkeypatch):
-    base = gen.goldilocks_config(epochs=100, target_train_acc=0.99, eval_every=10, n_test=500)
-    assert (base.dataset, base.n_train, base.n_test, base.model, base.loss, base.optimizer) == \
-        ("fashion-mnist", 1000, 500, "mlp", "ce", "gd")
-    assert (base.epochs, base.target_train_acc, base.eval_every, base.k_top) == (100, 0.99, 10, 1)
-    seen = {}
-
-    def fake_run_grid(b, grid, cache_dir=None, executor=None):
-        seen.update(base=b, grid=grid, executor=executor)
-        return [_run(lr, s, "early_stopped", 0.999, 0.8) for lr in grid["lr"] for s in grid["seed"]]
-
-    monkeypatch.setattr(gen, "run_grid", fake_run_grid)
-    runs, df = gen.lr_seed_runs(base, [0.2, 0.1], (1, 0), executor="tcp://x")
-    assert seen["grid"] == {"lr": [0.1, 0.2], "seed": [1, 0]} and seen["executor"] == "tcp://x"
-    assert len(runs) == 4 and list(df["lr"]) == [0.1, 0.1, 0.2, 0.2] and list(df["seed"]) == [1, 0, 1, 0]
-
-
 def test_describe_runs_counts_trained():
     df = pd.DataFrame({"data_source": ["copy B", "copy A", "copy A"], "outcome": ["target", "diverged", "capped"]})
     assert gen.describe_runs(df) == "Data: **copy A; copy B**; 3 runs, of which 2 trained."
+
+
+# --------------------------------------------------------------------------- same parity, controls, Goldilocks
+def test_rho_parity_is_the_late_half_median():
+    t = pd.DataFrame({"epoch": [0, 10, 20, 30, 40], "sharpness": [1.0] * 5,
+                      "cos_par_1": [np.nan, 0.2, 0.9, 0.8, 0.6]})
+    assert gen.rho_parity(t) == pytest.approx(0.2)  # epochs ≥ 20: 1 − (0.9, 0.8, 0.6) → median 0.2
+    assert gen.rho_parity(t, start_frac=0.0) == pytest.approx(0.3)  # median of 0.8, 0.1, 0.2, 0.4
+    assert math.isnan(gen.rho_parity(t.assign(cos_par_1=np.nan)))
+    # more evaluations of the same late behaviour leave it unchanged
+    dense = pd.DataFrame({"epoch": range(0, 41, 2), "sharpness": 1.0, "cos_par_1": [np.nan] + [0.8] * 20})
+    sparse = dense.iloc[::5]
+    assert gen.rho_parity(dense) == pytest.approx(gen.rho_parity(sparse)) == pytest.approx(0.2)
+
+
+def test_partial_spearman_removes_a_common_cause():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=400)
+    x, y = z + 0.3 * rng.normal(size=400), z + 0.3 * rng.normal(size=400)
+    assert gen.spearman(x, y) > 0.8 and abs(gen.partial_spearman(x, y, z)) < 0.15
+    # the formula on rank correlations (closed form)
+    r = {k: stats.spearmanr(*v).statistic for k, v in {"xy": (x, y), "xz": (x, z), "yz": (y, z)}.items()}
+    ref = (r["xy"] - r["xz"] * r["yz"]) / math.sqrt((1 - r["xz"] ** 2) * (1 - r["yz"] ** 2))
+    assert gen.partial_spearman(x, y, z) == pytest.approx(ref)
+    assert math.isnan(gen.partial_spearman([1, 2, 3], [3, 2, 1], [1, 2, 3]))
+
+
+def test_spearman_within_groups():
+    # across groups x and y rise together, within each group they run opposite
+    x = [1, 2, 3, 11, 12, 13]
+    y = [3, 2, 1, 13, 12, 11]
+    g = ["a", "a", "a", "b", "b", "b"]
+    assert gen.spearman(x, y) > 0 and gen.spearman_within(x, y, g) == pytest.approx(-1.0)
+    assert math.isnan(gen.spearman_within([1, 2], [1, 2], ["a", "b"]))
+
+
+def test_best_gain_and_phase_transition_fit():
+    acc = pd.DataFrame({0.001: [0.70, 0.72], 0.01: [0.74, 0.76], 0.1: [0.80, 0.78], 1.0: [np.nan, 0.5]},
+                       index=[0, 1])
+    assert gen.best_gain(acc, [0.001, 0.01], [0.1, 1.0], [0, 1]) == pytest.approx(0.79 - 0.75)
+    assert gen.best_gain(acc, [0.001, 0.01], [0.1, 1.0], [1, 1]) == pytest.approx(0.78 - 0.76)
+    assert gen.comparable(acc, [0.1, 1.0], "above") == [0.1]  # η = 1 lost a seed
+    assert gen.comparable(acc, [0.001, 1.0], "below") == [0.001, 1.0]  # half the seeds suffice below
+    with pytest.raises(ValueError):
+        gen.comparable(acc, [0.1], "left")
+    # a jump of 0.05 at x0 = 0 on a smooth curve is found and preferred; without it, it is not
+    x = np.tile(np.linspace(-3, 3, 13), 4)
+    s = np.repeat(np.arange(4), 13)
+    noise = np.random.default_rng(1).normal(scale=0.003, size=x.size)
+    smooth = 0.7 + 0.01 * x - 0.004 * x ** 2 + 0.01 * s + noise
+    fit = gen.phase_transition_fit(x, smooth + 0.05 * (x > 0), s, 0.0)
+    assert fit["jump"] == pytest.approx(0.05, abs=0.005) and fit["delta_bic_jump"] > 10
+    fit0 = gen.phase_transition_fit(x, smooth, s, 0.0)
+    assert abs(fit0["jump"]) < 0.005 and fit0["delta_bic_jump"] < 6  # no strong evidence for a jump that is not there
+    # flat below the limit, rising above it: the kink model wins and finds the slope
+    kinked = 0.7 + 0.02 * np.maximum(x, 0) + 0.01 * s + noise
+    fitk = gen.phase_transition_fit(x, kinked, s, 0.0)
+    assert fitk["slope_above"] == pytest.approx(0.02, abs=0.003) and fitk["delta_bic_kink"] > 10
+    assert gen.seed_slope(x[x < 0], kinked[x < 0], s[x < 0]) == pytest.approx(0.0, abs=0.002)
+    assert gen.seed_slope(x, 0.3 * x + s, s) == pytest.approx(0.3)
+    assert math.isnan(gen.phase_transition_fit(x, smooth, s, 10.0)["jump"])  # nothing above the limit

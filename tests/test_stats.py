@@ -70,6 +70,28 @@ def test_seed_offset_shifts_every_generator(monkeypatch):
         seeding.seed_offset()
 
 
+def test_bootstrap_groups_resamples_whole_groups():
+    data = {0: [1.0, 2.0], 1: [3.0, 4.0], 2: [5.0, 6.0], 3: [7.0, 8.0]}
+
+    def mean_of(keys):
+        return float(np.mean([v for k in keys for v in data[k]]))
+
+    e = stats.bootstrap_groups(list(data), mean_of, n_boot=500, seed=1)
+    assert e.est == pytest.approx(4.5) and e.lo < 4.5 < e.hi and e.n == 4
+    assert e == stats.bootstrap_groups(list(data), mean_of, n_boot=500, seed=1)
+    # a resample takes both values of a group or neither: the group means 1.5 … 7.5 bound it
+    assert 1.5 <= e.lo and e.hi <= 7.5
+    with pytest.raises(ValueError):
+        stats.bootstrap_groups([0], mean_of)
+
+
+def test_binomial_se():
+    assert stats.binomial_se(0.8, 10000) == pytest.approx(0.004)
+    assert stats.binomial_se(1.0, 5) == 0.0
+    with pytest.raises(ValueError):
+        stats.binomial_se(1.2, 10)
+
+
 def test_bootstrap_ratio_is_symmetric_on_the_log_scale_and_margins_follow():
     from instab_lib import claims
 

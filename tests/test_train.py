@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # conftest; the fake data se
 def cfg(fake_fmnist) -> TrainConfig:
     return TrainConfig(data_dir=fake_fmnist, n_train=100, n_test=50, model_kwargs={"depth": 2, "width": 8},
                        lr=0.2, epochs=8, eval_every=2, k_top=3, k_bottom=1, target_train_acc=None,
-                       checkpoint_every=2, seed=3)
+                       checkpoint_every=2, checkpoint_seconds=0, seed=3)
 
 
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
@@ -116,8 +116,8 @@ def test_cache_hit_does_not_train(cfg, tmp_path, monkeypatch):
     assert again.status == first.status and again.path == first.path
     pd.testing.assert_frame_equal(first.table, again.table, check_exact=True)
     assert load_run(first.path).config == cfg
-    # checkpoint_every / data_dir do not change the key; defaults filled in do not either
-    assert train_mod.config_key(cfg.replace(checkpoint_every=7)) == first.key
+    # checkpoint_every / checkpoint_seconds / data_dir do not change the key; defaults filled in do not either
+    assert train_mod.config_key(cfg.replace(checkpoint_every=7, checkpoint_seconds=5.0)) == first.key
     assert train_mod.config_key(cfg.replace(**{"model_kwargs.activation": "relu"})) == first.key
     assert train_mod.config_key(cfg.replace(lr=0.3)) != first.key
 
@@ -207,3 +207,41 @@ def test_sparse_test_metrics_and_late_spectra(cfg):
     assert t["sharpness"].notna().tolist() == [e == 0 or e >= 5 for e in t.index]  # epoch 0 = reference_epoch
     full = train(cfg.replace(epochs=8, eval_every=1), use_cache=False, progress=False).table.set_index("epoch")
     assert t.loc[8, "train_loss"] == full.loc[8, "train_loss"] and t.loc[6, "test_acc"] == full.loc[6, "test_acc"]
+
+
+def test_full_batch_rows_reuse_the_steps_forward_with_identical_numbers(cfg, monkeypatch):
+    """A full-batch run of a model without BatchNorm/Dropout takes its row metrics from the
+    forward pass the next step uses: the table equals the one with a separate evaluation."""
+    from instab_lib import loop
+
+    c = cfg.replace(eval_every=4, k_bottom=0)
+    fast = train(c, use_cache=False, progress=False)
+    monkeypatch.setattr(loop, "mode_free", lambda model: False)  # forces the separate evaluation
+    slow = train(c, use_cache=False, progress=False)
+    _same(fast.table, slow.table)
+
+
+def test_continuing_a_run_equals_training_on(cfg, tmp_path, monkeypatch):
+    """init_from: GD from the final θ of a 5-epoch run, for 3 epochs, retraces epochs 5-8 of one
+    8-epoch run (GD keeps no optimiser state)."""
+    monkeypatch.setenv("INSTAB_RUNS", str(tmp_path))
+    c = cfg.replace(eval_every=0, k_bottom=0, k_top=1)
+    whole = train(c, tmp_path, progress=False)
+    first = c.replace(epochs=5, snapshot_final=True)
+    cont = train(c.replace(epochs=3, init_from=first.to_dict()), tmp_path, progress=False)
+    np.testing.assert_array_equal(cont.table["train_loss"].to_numpy(), whole.table["train_loss"].to_numpy()[5:])
+    assert cont.config.init_from["epochs"] == 5 and cont.config.init_from["snapshot_final"]
+    with pytest.raises(ValueError, match="snapshot_final"):
+        c.replace(init_from=c.replace(epochs=5).to_dict())
+    with pytest.raises(ValueError, match="same model"):
+        c.replace(init_from=first.replace(model_kwargs={"depth": 1, "width": 8}).to_dict())
+
+
+def test_a_dead_network_stalls_instead_of_running_to_the_cap(cfg):
+    """A run at chance-level accuracy whose loss does not move ends as 'stalled' after
+    stall_epochs epochs (here: a learning rate too small to move anything)."""
+    c = cfg.replace(eval_every=0, k_bottom=0, k_top=1, epochs=200, stall_epochs=20, lr=1e-9)
+    r = train(c, use_cache=False, progress=False)
+    assert r.status == "stalled" and r.epochs_run < 60
+    healthy = train(c.replace(lr=0.2, epochs=30), use_cache=False, progress=False)
+    assert healthy.status == "finished"
