@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from .operators import _matmat
+from .operators import LinearOperator
 from .results import (
     EigResult,
     UnattainableToleranceWarning,
@@ -45,7 +45,7 @@ class _Run(NamedTuple):
 
 
 def _thick_restart_lanczos(
-    op: Any,
+    op: LinearOperator,
     groups: list[tuple[str, int]],
     tol: float,
     max_matvec: int,
@@ -92,7 +92,7 @@ def _thick_restart_lanczos(
     bs = start.shape[1]
     k_all = sum(k for _, k in groups)
     V0 = _orthonormalize(start.to(dtype=dtype, device=device), None, gen)
-    W0 = _matmat(op, V0)
+    W0 = op.matmat(V0)
     n_mv = m = V0.shape[1]
     # V and W are views of preallocated buffers (appending a block copies only the block)
     Vb = torch.empty(dim, max(ncv, m) + bs, dtype=dtype, device=device)
@@ -191,7 +191,7 @@ def _thick_restart_lanczos(
         if Q.shape[1] == 0:
             closed = True
             continue
-        WQ = _matmat(op, Q)
+        WQ = op.matmat(Q)
         n_mv += Q.shape[1]
         C = V.T @ WQ
         D = Q.T @ WQ
@@ -228,7 +228,7 @@ def _warn_if_stagnated(who: str, run: _Run, tol: float, dtype: torch.dtype, budg
     )
 
 
-def _start_block(op: Any, b: int, seed: int, v0: Tensor | None, V0: Tensor | None) -> tuple[Tensor, torch.Generator]:
+def _start_block(op: LinearOperator, b: int, seed: int, v0: Tensor | None, V0: Tensor | None) -> tuple[Tensor, torch.Generator]:
     gen = _generator(seed)
     if v0 is not None and V0 is not None:
         raise ValueError("give v0 or V0, not both")
@@ -256,7 +256,7 @@ def _default_ncv(k_all: int, dim: int, bs: int) -> int:
 
 
 def lanczos(
-    op: Any,
+    op: LinearOperator,
     k: int,
     which: str = "LA",
     tol: float = 1e-6,
@@ -275,8 +275,9 @@ def lanczos(
     pairs (``max|θ|``: largest |Ritz value| seen, an estimate of ``‖H‖₂``).
 
     Args:
-        op: anything with ``.matvec`` (``(dim,) -> (dim,)``), ``.dim``, ``.dtype``,
-            ``.device`` (``.matmat`` is used for blocks when present).
+        op: a symmetric :class:`~instab_lib.curvature.LinearOperator` (or any object with
+            ``.matvec`` (``(dim,) -> (dim,)``), ``.dim``, ``.dtype``, ``.device``; its
+            ``.matmat`` is used for blocks when present).
         k: number of eigenpairs, ``1 ≤ k < dim``.
         which: ``"LA"`` largest algebraic, ``"SA"`` smallest algebraic, ``"LM"``
             largest magnitude (the author's selection, both ends by ``|λ|``).
@@ -303,7 +304,7 @@ def lanczos(
         :class:`UnattainableToleranceWarning`, ``converged=False`` and
         ``extra["stagnated"] = True`` instead of spending the whole budget.
     """
-    _check_common(op, k, which, tol, strict=True)
+    op = _check_common(op, k, which, tol, strict=True)
     if expand not in ("krylov", "residual"):
         raise ValueError(f"unknown expand={expand!r}; expected 'krylov' or 'residual'")
     if ncv is not None and ncv <= k:
@@ -327,7 +328,7 @@ def lanczos(
 
 
 def extreme_eigenpairs(
-    op: Any,
+    op: LinearOperator,
     k_top: int,
     k_bottom: int,
     tol: float = 1e-6,
@@ -343,7 +344,7 @@ def extreme_eigenpairs(
     papers keep ``λ_min``). Both results report the *shared* matvec count.
     Requires ``k_top + k_bottom < dim``.
     """
-    _check_op(op)
+    op = _check_op(op)
     for name, kk in (("k_top", k_top), ("k_bottom", k_bottom)):
         if not isinstance(kk, int) or kk < 1:
             raise ValueError(f"{name} must be a positive integer, got {kk!r}")
