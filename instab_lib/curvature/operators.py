@@ -78,8 +78,10 @@ class LinearOperator:
       ``eigsh``.
 
     ``n_matvec`` counts the columns multiplied by the operator (a ``matmat`` with ``k`` columns
-    counts ``k``); a composition reports the sum of its parts' counts, and a diagonal scaling
-    counts nothing (the counts measure products with the Hessian or matrix behind an operator).
+    counts ``k``); a composition reports the sum of the counts of the distinct operators it is
+    built from (``H @ H`` spends two products of ``H`` per column, and reports ``H``'s count),
+    and a diagonal scaling counts nothing (the counts measure products with the Hessian or
+    matrix behind an operator).
     """
 
     #: ``A = Aᵀ`` (all the curvature operators; a product of operators in general is not).
@@ -191,9 +193,17 @@ class _Composite(LinearOperator):
         self.parts: tuple[LinearOperator, ...] = parts
         super().__init__(parts[0].dim, parts[0].dtype, parts[0].device)
 
+    def _leaves(self) -> dict[int, LinearOperator]:
+        """The distinct operators at the bottom of the composition (each counted once)."""
+        out: dict[int, LinearOperator] = {}
+        for p in self.parts:
+            out.update(p._leaves() if isinstance(p, _Composite) else {id(p): p})
+        return out
+
     @property
     def n_matvec(self) -> int:  # type: ignore[override]
-        return sum(int(getattr(p, "n_matvec", 0)) for p in self.parts)
+        """The products spent by the distinct operators underneath (``A @ A`` counts ``A``'s once)."""
+        return sum(int(getattr(p, "n_matvec", 0)) for p in self._leaves().values())
 
 
 class SumOperator(_Composite):
@@ -315,8 +325,10 @@ class _Wrapped(LinearOperator):
         return torch.stack([self.op.matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
 
     def matvec(self, v: Tensor) -> Tensor:
+        if not isinstance(v, Tensor) or v.dim() != 1 or v.shape[0] != self.dim:
+            return super().matvec(v)  # raises the base's ValueError
         self._own += 1
-        return self.op.matvec(v)
+        return self.op.matvec(v.to(dtype=self.dtype, device=self.device))
 
 
 def as_operator(op: Any) -> LinearOperator:
