@@ -275,7 +275,9 @@ def _warn_if_stagnated(who: str, run: _Run, tol: float, dtype: torch.dtype, budg
     )
 
 
-def _start_block(op: LinearOperator, b: int, seed: int, v0: Tensor | None, V0: Tensor | None) -> tuple[Tensor, torch.Generator]:
+def _start_block(
+    op: LinearOperator, b: int, seed: int, v0: Tensor | None, V0: Tensor | None
+) -> tuple[Tensor, torch.Generator]:
     gen = _generator(seed)
     if v0 is not None and V0 is not None:
         raise ValueError("give v0 or V0, not both")
