@@ -49,6 +49,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .curvature.operators import DiagonalOperator, ProductOperator, as_operator
+
 __all__ = [
     "stability_threshold",
     "denominator",
@@ -105,18 +107,23 @@ def clip_fraction(opt: Any, state: Any) -> float:
     return opt.clip_fraction(state)
 
 
-class PreconditionedOperator:
-    r"""The symmetric operator :math:`v \mapsto D^{-1/2} H D^{-1/2} v`.
+class PreconditionedOperator(ProductOperator):
+    r"""The symmetric operator :math:`D^{-1/2} H D^{-1/2}`: a product of
+    :class:`~instab_lib.curvature.LinearOperator` s, ``diag(D^{-1/2}) @ H @ diag(D^{-1/2})``.
 
     Its eigenvalues are those of :math:`P^{-1} H` with :math:`P = \mathrm{diag}(D)`;
     an eigenvector :math:`u` of it gives the eigenvector :math:`P^{-1/2}u` of
-    :math:`P^{-1}H` (:meth:`to_original`).
+    :math:`P^{-1}H` (:meth:`to_original`). ``n_matvec`` is that of ``H`` (the diagonal
+    scalings are not counted).
 
     Args:
-        op: a symmetric operator with ``matvec`` (and optionally ``matmat``), ``dim``,
-            ``dtype``, ``device`` (a :class:`~instab_lib.curvature.HessianOperator`, a
-            :class:`~instab_lib.curvature.MatrixOperator`).
+        op: a symmetric operator ``H`` (a :class:`~instab_lib.curvature.HessianOperator`, a
+            :class:`~instab_lib.curvature.MatrixOperator`, any
+            :class:`~instab_lib.curvature.LinearOperator`, or an object with ``matvec``
+            (and optionally ``matmat``), ``dim``, ``dtype``, ``device``).
         d: the positive diagonal ``D``, shape ``(dim,)``.
+
+    Attributes: ``op`` (``H`` as given), ``scale`` (:math:`D^{-1/2}`, shape ``(dim,)``).
     """
 
     def __init__(self, op: Any, d: Tensor) -> None:
@@ -126,29 +133,9 @@ class PreconditionedOperator:
         if not bool(torch.isfinite(d).all()) or not bool((d > 0).all()):
             raise ValueError("the preconditioner's diagonal must be positive and finite")
         self.op = op
-        self.dim: int = op.dim
-        self.dtype: torch.dtype = op.dtype
-        self.device: torch.device = op.device
         self.scale = d.to(dtype=op.dtype, device=op.device).rsqrt()  # D^{-1/2}
-
-    @property
-    def n_matvec(self) -> int:
-        return int(getattr(self.op, "n_matvec", 0))
-
-    def matmat(self, V: Tensor) -> Tensor:
-        s = self.scale[:, None]
-        W = s * V.to(dtype=self.dtype, device=self.device)
-        if hasattr(self.op, "matmat"):
-            HW = self.op.matmat(W)
-        else:
-            HW = torch.stack([self.op.matvec(W[:, j]) for j in range(W.shape[1])], dim=1)
-        return s * HW
-
-    def matvec(self, v: Tensor) -> Tensor:
-        return self.matmat(v[:, None])[:, 0]
-
-    def __matmul__(self, v: Tensor) -> Tensor:
-        return self.matvec(v) if v.dim() == 1 else self.matmat(v)
+        S = DiagonalOperator(self.scale)
+        super().__init__(S, as_operator(op), S)
 
     def to_original(self, u: Tensor) -> Tensor:
         r"""Eigenvector(s) of :math:`P^{-1}H` from those of the symmetric form: :math:`D^{-1/2}u`,

@@ -44,6 +44,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from .curvature.operators import LinearOperator
+
 __all__ = [
     "network_loss", "PointHessian", "directional_curvature", "directional_derivatives",
     "SliceResult", "slice_along", "n_eff", "n_eff_from_slq", "Episode", "unstable_mask",
@@ -98,11 +100,11 @@ def network_loss(model: nn.Module, loss_fn: Callable[[Tensor, Tensor], Tensor], 
     return f
 
 
-class PointHessian:
+class PointHessian(LinearOperator):
     """``v ↦ ∇²f(θ)v`` at a fixed point ``θ`` by double backward (the gradient graph is
-    built once and reused). Has ``dim``, ``dtype``, ``device``, ``matvec``, ``matmat``
-    and ``n_matvec``, so :mod:`instab_lib.curvature`'s solvers accept it; ``loss`` and
-    ``grad`` hold ``f(θ)`` and ``∇f(θ)`` (detached)."""
+    built once and reused), a :class:`~instab_lib.curvature.LinearOperator` (so
+    :mod:`instab_lib.curvature`'s solvers accept it); ``loss`` and ``grad`` hold ``f(θ)``
+    and ``∇f(θ)`` (detached)."""
 
     def __init__(self, f: LossOfTheta, theta: Tensor) -> None:
         self.theta = theta.detach().clone().requires_grad_(True)
@@ -112,24 +114,14 @@ class PointHessian:
         self._g = g
         self.loss = float(val.detach())
         self.grad = g.detach()
-        self.dim: int = theta.numel()
-        self.dtype: torch.dtype = theta.dtype
-        self.device: torch.device = theta.device
-        self.n_matvec = 0
+        super().__init__(theta.numel(), theta.dtype, theta.device)
 
-    def matvec(self, v: Tensor) -> Tensor:
-        if v.shape != (self.dim,):
-            raise ValueError(f"expected a vector of shape ({self.dim},), got {tuple(v.shape)}")
-        self.n_matvec += 1
+    def _matmat(self, V: Tensor) -> Tensor:
+        """``∇²f(θ) V``, one backward pass through the stored gradient graph per column."""
         with torch.enable_grad():
-            (hv,) = torch.autograd.grad(self._g, self.theta, grad_outputs=v.to(self.dtype), retain_graph=True)
-        return hv.detach()
-
-    def matmat(self, V: Tensor) -> Tensor:
-        return torch.stack([self.matvec(V[:, j]) for j in range(V.shape[1])], dim=1)
-
-    def __matmul__(self, v: Tensor) -> Tensor:
-        return self.matvec(v) if v.dim() == 1 else self.matmat(v)
+            cols = [torch.autograd.grad(self._g, self.theta, grad_outputs=V[:, j], retain_graph=True)[0]
+                    for j in range(V.shape[1])]
+        return torch.stack([c.detach() for c in cols], dim=1)
 
 
 def _hvp(f: LossOfTheta, theta: Tensor, d: Tensor) -> Tensor:

@@ -11,9 +11,17 @@ with ``dim`` the number of trainable scalars, blocks of vectors ``(dim, k)``.
 
 Contents (one module per part; every name is re-exported here)
 --------------------------------------------------------------
-* ``operators`` — :func:`flatten`, :func:`unflatten_like` (parameter lists ↔ flat
-  vectors), :class:`MatrixOperator` (a dense symmetric matrix with the operator
-  interface), :func:`dense_hessian` (ground truth for small models, ``torch.func.hessian``).
+* ``operators`` — :class:`LinearOperator`, the one base of every operator: ``dim``,
+  ``dtype``, ``device``, ``n_matvec`` and one override, ``_matmat(V)`` for a block ``V``
+  of shape ``(dim, k)``; ``matvec``, ``@``, ``A + B``, ``A - B``, ``c * A``, ``A @ B``,
+  ``.T``, ``to_dense()`` and ``to_scipy()`` (for peers such as ``scipy.sparse.linalg.eigsh``)
+  are derived. :class:`SumOperator`, :class:`ScaledOperator`, :class:`ProductOperator`,
+  :class:`DiagonalOperator` (the compositions), :class:`MatrixOperator` (a dense matrix),
+  :func:`as_operator` (any object with ``dim``/``dtype``/``device``/``matvec`` as an
+  operator); :func:`flatten`, :func:`unflatten_like` (parameter lists ↔ flat vectors),
+  :func:`dense_hessian` (ground truth for small models, ``torch.func.hessian``).
+  :class:`~instab_lib.landscape.PointHessian` and
+  :class:`~instab_lib.adaptive.PreconditionedOperator` are operators of the same base.
 * ``hessian`` — :class:`HessianOperator`: ``H v`` by double-backward (graph built once
   and reused) or forward-over-reverse (``torch.func``), ``H V`` for a block ``V`` in
   one pass where asked (``batched=True``).
@@ -39,7 +47,18 @@ from __future__ import annotations
 
 from .hessian import HessianOperator
 from .krylov import MIN_EXTRA_BASIS, extreme_eigenpairs, lanczos
-from .operators import LinearOperatorLike, MatrixOperator, dense_hessian, flatten, unflatten_like
+from .operators import (
+    DiagonalOperator,
+    LinearOperator,
+    MatrixOperator,
+    ProductOperator,
+    ScaledOperator,
+    SumOperator,
+    as_operator,
+    dense_hessian,
+    flatten,
+    unflatten_like,
+)
 from .results import EigResult, UnattainableToleranceWarning, fix_signs
 from .stochastic import density_on_grid, hutchinson_trace, slq_density
 from .subspace import lobpcg, power_iteration
@@ -48,7 +67,12 @@ from .tracking import EigTracker
 __all__ = [
     "flatten",
     "unflatten_like",
-    "LinearOperatorLike",
+    "LinearOperator",
+    "SumOperator",
+    "ScaledOperator",
+    "ProductOperator",
+    "DiagonalOperator",
+    "as_operator",
     "HessianOperator",
     "MatrixOperator",
     "dense_hessian",

@@ -10,12 +10,12 @@ import torch
 from torch import Tensor, nn
 
 from .mlp import MLPProducts, mlp_layers, mlp_matmat
-from .operators import _as_chunks, _EvalMode, _n_samples, _split, _trainable, flatten, unflatten_like
+from .operators import LinearOperator, _as_chunks, _EvalMode, _n_samples, _split, _trainable, flatten, unflatten_like
 
 _METHODS = ("double_backward", "forward_over_reverse", "mlp", "auto")
 
 
-class HessianOperator:
+class HessianOperator(LinearOperator):
     """Symmetric linear operator ``v ↦ H v`` with ``H = ∇²_θ L(θ)`` of the full-batch loss.
 
     ``L(θ) = Σ_c (n_c/N) loss_fn(model(X_c), y_c)``: ``loss_fn`` must return the
@@ -58,6 +58,10 @@ class HessianOperator:
     If the parameters are changed in place (an optimiser step), the cached graphs
     are detected as stale (through the tensors' version counters) and rebuilt.
 
+    A :class:`~instab_lib.curvature.operators.LinearOperator`: it implements ``_matmat``;
+    ``matmat``, ``matvec``, ``@``, sums, scalings, products, ``to_dense`` and ``to_scipy``
+    come from the base.
+
     Attributes:
         dim: number of parameters; dtype, device: those of the parameters;
         n_matvec: number of Hessian-vector products so far (a ``matmat`` with ``k``
@@ -91,10 +95,7 @@ class HessianOperator:
             raise ValueError("data: empty chunk")
         self.n_samples: int = sum(sizes)
         self.weights: list[float] = [s / self.n_samples for s in sizes]
-        self.dim: int = sum(p.numel() for p in self.params)
-        self.dtype: torch.dtype = self.params[0].dtype
-        self.device: torch.device = self.params[0].device
-        self.n_matvec: int = 0
+        super().__init__(sum(p.numel() for p in self.params), self.params[0].dtype, self.params[0].device)
         self.method = method
         self.graph_budget_bytes = graph_budget_bytes
         self.batched = batched
@@ -277,39 +278,21 @@ class HessianOperator:
             self._graphs = None
         return results[self.method_used]
 
-    # ---- public ---------------------------------------------------------- #
-    def _check_block(self, V: Tensor) -> None:
-        if V.dim() != 2 or V.shape[0] != self.dim:
-            raise ValueError(f"expected a block of shape ({self.dim}, k), got {tuple(V.shape)}")
+    # ---- the product ------------------------------------------------------ #
+    def _matmat(self, V: Tensor) -> Tensor:
+        """``H V`` for ``V`` of shape ``(dim, k)`` by the method in use; ``(dim, k)``, detached.
 
-    def matmat(self, V: Tensor) -> Tensor:
-        """``H V`` for ``V`` of shape ``(dim, k)``; returns ``(dim, k)``, detached."""
+        (Shape checks, casting, ``k = 0`` and ``n_matvec`` are :meth:`LinearOperator.matmat`'s.)
+        """
         with torch.enable_grad():
-            return self._matmat_impl(V)
-
-    def _matmat_impl(self, V: Tensor) -> Tensor:
-        self._check_block(V)
-        V = V.to(dtype=self.dtype, device=self.device)
-        if V.shape[1] == 0:
-            return V.clone()
-        self.n_matvec += V.shape[1]
-        if not self.method_used:
-            return self._select_method(V)
-        if self.method_used == "mlp":
-            with torch.no_grad():
-                return self._hvp_mlp(V)
-        if self.method_used == "double_backward":
-            return self._hvp_db(V)
-        return self._hvp_fr(V)
-
-    def matvec(self, v: Tensor) -> Tensor:
-        """``H v`` for ``v`` of shape ``(dim,)``; returns ``(dim,)``, detached."""
-        if v.dim() != 1 or v.shape[0] != self.dim:
-            raise ValueError(f"expected a vector of shape ({self.dim},), got {tuple(v.shape)}")
-        return self.matmat(v[:, None])[:, 0]
-
-    def __matmul__(self, v: Tensor) -> Tensor:
-        return self.matvec(v) if v.dim() == 1 else self.matmat(v)
+            if not self.method_used:
+                return self._select_method(V)
+            if self.method_used == "mlp":
+                with torch.no_grad():
+                    return self._hvp_mlp(V)
+            if self.method_used == "double_backward":
+                return self._hvp_db(V)
+            return self._hvp_fr(V)
 
     def loss_and_gradient(self) -> tuple[float, Tensor]:
         """Full-batch loss ``L(θ)`` and gradient ``∇L(θ)`` (shape ``(dim,)``), in eval mode."""

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from .operators import _matmat
+from .operators import LinearOperator
 from .results import (
     EigResult,
     UnattainableToleranceWarning,
@@ -44,8 +44,124 @@ class _Run(NamedTuple):
     window: int  #: products without a halving that count as stagnation
 
 
+class _Basis:
+    """The Krylov basis ``V`` (``(dim, m)``, orthonormal), ``W = H V`` and ``T = Vᵀ H V``.
+
+    ``V`` and ``W`` are views of preallocated buffers (appending a block copies only the block).
+    """
+
+    def __init__(self, op: LinearOperator, start: Tensor, ncv: int, bs: int, gen: torch.Generator) -> None:
+        self.op, self.dim = op, op.dim
+        dtype, device = op.dtype, op.device
+        V0 = _orthonormalize(start.to(dtype=dtype, device=device), None, gen)
+        W0 = op.matmat(V0)
+        self.n_mv = self.m = V0.shape[1]
+        self.Vb = torch.empty(self.dim, max(ncv, self.m) + bs, dtype=dtype, device=device)
+        self.Wb = torch.empty_like(self.Vb)
+        self.Vb[:, :self.m], self.Wb[:, :self.m] = V0, W0
+        self.V, self.W = self.Vb[:, :self.m], self.Wb[:, :self.m]
+        T = self.V.T @ self.W
+        self.T = 0.5 * (T + T.T)
+
+    def restart(self, Y: Tensor, keep_t: Tensor, theta: Tensor) -> None:
+        """Thick restart on the Ritz vectors ``V Y[:, keep]``: ``V ← V Y_p``, ``W ← W Y_p``, ``T ← diag θ_p``."""
+        Yp = Y[:, keep_t]
+        Vn, Wn = self.V @ Yp, self.W @ Yp
+        self.m = m = Yp.shape[1]
+        self.Vb[:, :m], self.Wb[:, :m] = Vn, Wn
+        self.V, self.W = self.Vb[:, :m], self.Wb[:, :m]
+        self.T = torch.diag(theta[keep_t])
+
+    def extend(self, F: Tensor, gen: torch.Generator) -> bool:
+        """Append ``Q = orth(F)`` (against ``V``) and ``H Q``; ``False`` if nothing is left to append."""
+        V, T = self.V, self.T
+        Q = _orthonormalize(F, V, gen)[:, : self.dim - V.shape[1]]
+        if Q.shape[1] == 0:
+            return False
+        WQ = self.op.matmat(Q)
+        self.n_mv += Q.shape[1]
+        C = V.T @ WQ
+        D = Q.T @ WQ
+        m0, q = V.shape[1], Q.shape[1]
+        Tn = torch.empty(m0 + q, m0 + q, dtype=T.dtype, device=T.device)
+        Tn[:m0, :m0] = T
+        Tn[:m0, m0:] = C
+        Tn[m0:, :m0] = C.T
+        Tn[m0:, m0:] = 0.5 * (D + D.T)
+        self.T = Tn
+        m = self.m
+        if m + q > self.Vb.shape[1]:  # (not reached: restarts keep m + bs ≤ ncv)
+            self.Vb = torch.cat([self.Vb, torch.empty_like(self.Vb)], dim=1)
+            self.Wb = torch.cat([self.Wb, torch.empty_like(self.Wb)], dim=1)
+        self.Vb[:, m:m + q], self.Wb[:, m:m + q] = Q, WQ
+        self.m = m = m + q
+        self.V, self.W = self.Vb[:, :m], self.Wb[:, :m]
+        return True
+
+
+def _estimates_ok(
+    B: _Basis, Y: Tensor, groups: list[tuple[str, int]], orders: list[Tensor], bs: int, near: float,
+    min_basis: int,
+) -> tuple[Tensor, bool]:
+    """The residual block ``F`` of ``H V = V T + F E_lastᵀ`` and whether its Ritz estimates reach ``near``.
+
+    A tiny Krylov space can hold an accurate Ritz pair that is not the wanted one (a start vector
+    almost orthogonal to a small top eigenspace): never below ``min_basis`` vectors.
+    """
+    V, W = B.V, B.W
+    F = W[:, -bs:] - V @ (V.T @ W[:, -bs:])
+    Ylast = Y[-bs:, :]
+    ok = V.shape[1] >= min_basis and all(
+        order[:k].numel() == k and bool(((F @ Ylast[:, order[:k]]).norm(dim=0) <= near).all())
+        for (w, k), order in zip(groups, orders)
+    )
+    return F, ok
+
+
+def _exact_residuals(
+    B: _Basis, Y: Tensor, theta: Tensor, groups: list[tuple[str, int]], orders: list[Tensor], thresh: float,
+) -> tuple[list[tuple[Tensor, Tensor, Tensor]], bool]:
+    """Per group the wanted Ritz pairs ``(θ, X = V y, ‖W y − θ X‖)`` from the stored products, and
+    whether all residuals are ``≤ thresh``."""
+    best = []
+    ok = True
+    for (w, k), order in zip(groups, orders):
+        idx = order[:k]
+        Yg = Y[:, idx]
+        X = B.V @ Yg
+        rn = (B.W @ Yg - X * theta[idx]).norm(dim=0)
+        best.append((theta[idx], X, rn))
+        if idx.numel() < k or bool((rn > thresh).any()):
+            ok = False
+    return best, ok
+
+
+def _worst_residual(B: _Basis, Y: Tensor, best: list[tuple[Tensor, Tensor, Tensor]], orders: list[Tensor]) -> Tensor:
+    """``expand="residual"``: the residual ``W y − θ V y`` (``(dim, 1)``) of the worst wanted Ritz pair."""
+    worst_g, worst_i, worst_r = 0, 0, -1.0
+    for gi, b in enumerate(best):
+        j = int(b[2].argmax())
+        if float(b[2][j]) > worst_r:
+            worst_g, worst_i, worst_r = gi, j, float(b[2][j])
+    th_w, X_w, _ = best[worst_g]
+    idx_w = orders[worst_g][worst_i]
+    return (B.W @ Y[:, idx_w] - X_w[:, worst_i] * th_w[worst_i])[:, None]
+
+
+def _kept(groups: list[tuple[str, int]], orders: list[Tensor], ncv: int, bs: int, k_all: int,
+          device: torch.device) -> Tensor:
+    """The Ritz indices a restart keeps: the ``k`` wanted of each group plus half the free room."""
+    extra = max((ncv - bs - k_all) // (2 * len(groups)), 1)
+    keep: list[int] = []
+    for (w, k), order in zip(groups, orders):
+        for i in order[: k + extra].tolist():
+            if i not in keep:
+                keep.append(i)
+    return torch.tensor(keep, dtype=torch.long, device=device)
+
+
 def _thick_restart_lanczos(
-    op: Any,
+    op: LinearOperator,
     groups: list[tuple[str, int]],
     tol: float,
     max_matvec: int,
@@ -59,7 +175,7 @@ def _thick_restart_lanczos(
     """Thick-restart block Lanczos with full re-orthogonalisation (the engine).
 
     Keeps ``V`` (``(dim, m)``, orthonormal, ``m ≤ ncv``) and ``W = H V`` and the
-    projected matrix ``T = Vᵀ H V`` (``(m, m)``). Each step appends the block
+    projected matrix ``T = Vᵀ H V`` (``(m, m)``) in a :class:`_Basis`. Each step appends the block
     ``Q = orth(F)``, ``F`` = newest products minus their projection on ``V``
     (classical Gram–Schmidt twice), and costs ``Q.shape[1]`` products. Ritz pairs
     ``(θ_i, x_i = V y_i)`` of ``T`` have exact residuals ``‖W y_i − θ_i V y_i‖``.
@@ -88,64 +204,34 @@ def _thick_restart_lanczos(
     parallel to the Lanczos vector, so this generalises Lanczos).
     """
     dim = op.dim
-    dtype, device = op.dtype, op.device
     bs = start.shape[1]
     k_all = sum(k for _, k in groups)
-    V0 = _orthonormalize(start.to(dtype=dtype, device=device), None, gen)
-    W0 = _matmat(op, V0)
-    n_mv = m = V0.shape[1]
-    # V and W are views of preallocated buffers (appending a block copies only the block)
-    Vb = torch.empty(dim, max(ncv, m) + bs, dtype=dtype, device=device)
-    Wb = torch.empty_like(Vb)
-    Vb[:, :m], Wb[:, :m] = V0, W0
-    V, W = Vb[:, :m], Wb[:, :m]
-    T = V.T @ W
-    T = 0.5 * (T + T.T)
+    B = _Basis(op, start, ncv, bs, gen)
     it = 0
     scale = scale0
     best: list[tuple[Tensor, Tensor, Tensor]] = []
     converged = False
-    eps = torch.finfo(dtype).eps
+    eps = torch.finfo(op.dtype).eps
     orders: list[Tensor] = []
     residual_mode = expand == "residual"
     min_basis = min(dim, k_all + (MIN_EXTRA_BASIS if min_extra is None else min_extra))
     closed = False
     ceiling = math.sqrt(eps)  # the rounding regime, relative to scale
     window = max(STAGNATION_WINDOW, 2 * k_all)
-    best_att, best_at, attained, stagnated = math.inf, n_mv, math.inf, False
+    best_att, best_at, attained, stagnated = math.inf, B.n_mv, math.inf, False
     while True:
         it += 1
-        theta, Y = torch.linalg.eigh(T)
+        theta, Y = torch.linalg.eigh(B.T)
         scale = max(scale, float(theta.abs().max()))
         thresh = tol * scale
         orders = [_order(theta, w) for w, _ in groups]
-        # residual block of the Krylov relation H V = V T + F E_lastᵀ
         if residual_mode:
             est_ok = True
-        else:
-            F = W[:, -bs:] - V @ (V.T @ W[:, -bs:])
-            Ylast = Y[-bs:, :]
-            # a tiny Krylov space can hold an accurate Ritz pair that is not the wanted one
-            # (a start vector almost orthogonal to a small top eigenspace): never stop there
-            # checked exactly once the estimates reach tol, or the rounding regime if tol is below it
-            near = max(thresh, ceiling * scale)
-            est_ok = V.shape[1] >= min_basis and all(
-                order[:k].numel() == k and bool(((F @ Ylast[:, order[:k]]).norm(dim=0) <= near).all())
-                for (w, k), order in zip(groups, orders)
-            )
-        exhausted = V.shape[1] >= dim or closed
-        if est_ok or exhausted or n_mv >= max_matvec:
-            # exact residuals from the stored products
-            best = []
-            ok = True
-            for (w, k), order in zip(groups, orders):
-                idx = order[:k]
-                Yg = Y[:, idx]
-                X = V @ Yg
-                rn = (W @ Yg - X * theta[idx]).norm(dim=0)
-                best.append((theta[idx], X, rn))
-                if idx.numel() < k or bool((rn > thresh).any()):
-                    ok = False
+        else:  # checked exactly once the estimates reach tol, or the rounding regime if tol is below it
+            F, est_ok = _estimates_ok(B, Y, groups, orders, bs, max(thresh, ceiling * scale), min_basis)
+        exhausted = B.V.shape[1] >= dim or closed
+        if est_ok or exhausted or B.n_mv >= max_matvec:
+            best, ok = _exact_residuals(B, Y, theta, groups, orders, thresh)
             attained = max(float(b[2].max()) for b in best) / scale if scale > 0 else math.inf
             if ok:
                 converged = True
@@ -154,61 +240,22 @@ def _thick_restart_lanczos(
                 floor = 1e3 * eps * scale * math.sqrt(dim)
                 converged = all(bool((b[2] <= max(thresh, floor)).all()) for b in best)
                 break
-            if n_mv >= max_matvec:
+            if B.n_mv >= max_matvec:
                 break
             if attained <= ceiling:  # in the rounding regime: stop once it no longer improves
                 if attained <= 0.5 * best_att:
-                    best_att, best_at = attained, n_mv
-                elif n_mv - best_at >= window:
+                    best_att, best_at = attained, B.n_mv
+                elif B.n_mv - best_at >= window:
                     stagnated = True
                     break
             if residual_mode:
-                worst_g, worst_i, worst_r = 0, 0, -1.0
-                for gi, b in enumerate(best):
-                    j = int(b[2].argmax())
-                    if float(b[2][j]) > worst_r:
-                        worst_g, worst_i, worst_r = gi, j, float(b[2][j])
-                th_w, X_w, _ = best[worst_g]
-                idx_w = orders[worst_g][worst_i]
-                F = (W @ Y[:, idx_w] - X_w[:, worst_i] * th_w[worst_i])[:, None]
+                F = _worst_residual(B, Y, best, orders)
                 bs = 1
-        if V.shape[1] + bs > ncv:
-            # keep the k wanted of each group plus half the free room, split over groups
-            extra = max((ncv - bs - k_all) // (2 * len(groups)), 1)
-            keep: list[int] = []
-            for (w, k), order in zip(groups, orders):
-                for i in order[: k + extra].tolist():
-                    if i not in keep:
-                        keep.append(i)
-            keep_t = torch.tensor(keep, dtype=torch.long, device=theta.device)
-            Yp = Y[:, keep_t]
-            Vn, Wn = V @ Yp, W @ Yp
-            m = Yp.shape[1]
-            Vb[:, :m], Wb[:, :m] = Vn, Wn
-            V, W = Vb[:, :m], Wb[:, :m]
-            T = torch.diag(theta[keep_t])
-        Q = _orthonormalize(F, V, gen)[:, : dim - V.shape[1]]
-        if Q.shape[1] == 0:
+        if B.V.shape[1] + bs > ncv:
+            B.restart(Y, _kept(groups, orders, ncv, bs, k_all, theta.device), theta)
+        if not B.extend(F, gen):
             closed = True
-            continue
-        WQ = _matmat(op, Q)
-        n_mv += Q.shape[1]
-        C = V.T @ WQ
-        D = Q.T @ WQ
-        m0, q = V.shape[1], Q.shape[1]
-        Tn = torch.empty(m0 + q, m0 + q, dtype=dtype, device=device)
-        Tn[:m0, :m0] = T
-        Tn[:m0, m0:] = C
-        Tn[m0:, :m0] = C.T
-        Tn[m0:, m0:] = 0.5 * (D + D.T)
-        T = Tn
-        if m + q > Vb.shape[1]:  # (not reached: restarts keep m + bs ≤ ncv)
-            Vb = torch.cat([Vb, torch.empty_like(Vb)], dim=1)
-            Wb = torch.cat([Wb, torch.empty_like(Wb)], dim=1)
-        Vb[:, m:m + q], Wb[:, m:m + q] = Q, WQ
-        m += q
-        V, W = Vb[:, :m], Wb[:, :m]
-    return _Run(best, n_mv, converged, it, scale, attained, stagnated, window)
+    return _Run(best, B.n_mv, converged, it, scale, attained, stagnated, window)
 
 
 def _warn_if_stagnated(who: str, run: _Run, tol: float, dtype: torch.dtype, budget: int) -> None:
@@ -228,7 +275,9 @@ def _warn_if_stagnated(who: str, run: _Run, tol: float, dtype: torch.dtype, budg
     )
 
 
-def _start_block(op: Any, b: int, seed: int, v0: Tensor | None, V0: Tensor | None) -> tuple[Tensor, torch.Generator]:
+def _start_block(
+    op: LinearOperator, b: int, seed: int, v0: Tensor | None, V0: Tensor | None
+) -> tuple[Tensor, torch.Generator]:
     gen = _generator(seed)
     if v0 is not None and V0 is not None:
         raise ValueError("give v0 or V0, not both")
@@ -256,7 +305,7 @@ def _default_ncv(k_all: int, dim: int, bs: int) -> int:
 
 
 def lanczos(
-    op: Any,
+    op: LinearOperator,
     k: int,
     which: str = "LA",
     tol: float = 1e-6,
@@ -275,8 +324,9 @@ def lanczos(
     pairs (``max|θ|``: largest |Ritz value| seen, an estimate of ``‖H‖₂``).
 
     Args:
-        op: anything with ``.matvec`` (``(dim,) -> (dim,)``), ``.dim``, ``.dtype``,
-            ``.device`` (``.matmat`` is used for blocks when present).
+        op: a symmetric :class:`~instab_lib.curvature.LinearOperator` (or any object with
+            ``.matvec`` (``(dim,) -> (dim,)``), ``.dim``, ``.dtype``, ``.device``; its
+            ``.matmat`` is used for blocks when present).
         k: number of eigenpairs, ``1 ≤ k < dim``.
         which: ``"LA"`` largest algebraic, ``"SA"`` smallest algebraic, ``"LM"``
             largest magnitude (the author's selection, both ends by ``|λ|``).
@@ -303,7 +353,7 @@ def lanczos(
         :class:`UnattainableToleranceWarning`, ``converged=False`` and
         ``extra["stagnated"] = True`` instead of spending the whole budget.
     """
-    _check_common(op, k, which, tol, strict=True)
+    op = _check_common(op, k, which, tol, strict=True)
     if expand not in ("krylov", "residual"):
         raise ValueError(f"unknown expand={expand!r}; expected 'krylov' or 'residual'")
     if ncv is not None and ncv <= k:
@@ -327,7 +377,7 @@ def lanczos(
 
 
 def extreme_eigenpairs(
-    op: Any,
+    op: LinearOperator,
     k_top: int,
     k_bottom: int,
     tol: float = 1e-6,
@@ -343,7 +393,7 @@ def extreme_eigenpairs(
     papers keep ``λ_min``). Both results report the *shared* matvec count.
     Requires ``k_top + k_bottom < dim``.
     """
-    _check_op(op)
+    op = _check_op(op)
     for name, kk in (("k_top", k_top), ("k_bottom", k_bottom)):
         if not isinstance(kk, int) or kk < 1:
             raise ValueError(f"{name} must be a positive integer, got {kk!r}")

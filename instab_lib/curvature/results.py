@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .operators import LinearOperator, as_operator
+
 _WHICH = ("LA", "SA", "LM")
 
 
@@ -63,14 +65,13 @@ def fix_signs(V: Tensor) -> Tensor:
     return V * s
 
 
-def _check_op(op: Any) -> None:
-    for attr in ("matvec", "dim", "dtype", "device"):
-        if not hasattr(op, attr):
-            raise ValueError(f"operator lacks .{attr}; wrap a matrix in MatrixOperator(A)")
+def _check_op(op: Any) -> LinearOperator:
+    """``op`` as a :class:`LinearOperator` (itself, or a wrapper of a duck-typed operator)."""
+    return as_operator(op)
 
 
-def _check_common(op: Any, k: int, which: str, tol: float, strict: bool) -> None:
-    _check_op(op)
+def _check_common(op: Any, k: int, which: str, tol: float, strict: bool) -> LinearOperator:
+    op = _check_op(op)
     if which not in _WHICH:
         raise ValueError(f"unknown which={which!r}; expected one of {_WHICH}")
     if not isinstance(k, int) or k < 1:
@@ -84,6 +85,7 @@ def _check_common(op: Any, k: int, which: str, tol: float, strict: bool) -> None
         raise ValueError(f"k={k} is larger than the number of parameters ({op.dim})")
     if not (tol >= 0) or math.isnan(tol):
         raise ValueError(f"tol must be non-negative, got {tol}")
+    return op
 
 
 def _order(theta: Tensor, which: str) -> Tensor:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from .operators import _matmat
+from .operators import LinearOperator
 from .results import _check_op, _generator
 
 
@@ -17,7 +16,7 @@ def _rademacher(dim: int, n: int, gen: torch.Generator, dtype: torch.dtype, devi
 
 
 def hutchinson_trace(
-    op: Any, n_samples: int, seed: int = 0, power: int = 1, batch: int = 8
+    op: LinearOperator, n_samples: int, seed: int = 0, power: int = 1, batch: int = 8
 ) -> tuple[float, float]:
     """Hutchinson estimate of ``tr(H^power)`` and its standard error.
 
@@ -26,7 +25,7 @@ def hutchinson_trace(
     ``b = ⌊p/2⌋`` (``a`` products per probe). Returns ``(mean, std/√n)`` over the
     ``n_samples ≥ 2`` probes (sample standard deviation, ``ddof = 1``).
     """
-    _check_op(op)
+    op = _check_op(op)
     if not isinstance(n_samples, int) or n_samples < 2:
         raise ValueError(f"n_samples must be an integer ≥ 2 (for a standard error), got {n_samples!r}")
     if not isinstance(power, int) or power < 1:
@@ -41,7 +40,7 @@ def hutchinson_trace(
             Z = _rademacher(op.dim, m, gen, op.dtype, op.device)
             cur, Zb = Z, Z if b == 0 else None
             for i in range(1, a + 1):
-                cur = _matmat(op, cur)
+                cur = op.matmat(cur)
                 if i == b:
                     Zb = cur
             vals.append((cur * Zb).sum(dim=0))
@@ -51,7 +50,7 @@ def hutchinson_trace(
 
 
 def slq_density(
-    op: Any, n_probes: int, order: int, seed: int = 0
+    op: LinearOperator, n_probes: int, order: int, seed: int = 0
 ) -> tuple[Tensor, Tensor]:
     """Stochastic Lanczos quadrature (Golub–Meurant; Ghorbani et al. 2019).
 
@@ -65,7 +64,7 @@ def slq_density(
     ``n_probes · order`` products (fewer when the Krylov space closes early: then
     the unused nodes carry weight 0).
     """
-    _check_op(op)
+    op = _check_op(op)
     if not isinstance(n_probes, int) or n_probes < 1:
         raise ValueError(f"n_probes must be a positive integer, got {n_probes!r}")
     if not isinstance(order, int) or order < 1 or order > op.dim:

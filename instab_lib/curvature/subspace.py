@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from .operators import _matmat
+from .operators import LinearOperator
 from .results import _WHICH, EigResult, _check_common, _check_op, _finish, _generator, _order, _orthonormalize
 
 
 def lobpcg(
-    op: Any,
+    op: LinearOperator,
     X0: Tensor,
     which: str = "LA",
     tol: float = 1e-6,
@@ -32,7 +30,7 @@ def lobpcg(
     ``n_wanted``: only the first ``n_wanted`` pairs (in the order of ``which``)
     must converge (the others are guard vectors); default all ``k``.
     """
-    _check_op(op)
+    op = _check_op(op)
     if which not in _WHICH:
         raise ValueError(f"unknown which={which!r}; expected one of {_WHICH}")
     if not (tol >= 0):
@@ -49,7 +47,7 @@ def lobpcg(
     gen = _generator(0)
     with torch.no_grad():
         X = _orthonormalize(X0.to(dtype=op.dtype, device=op.device), None, gen)
-        AX = _matmat(op, X)
+        AX = op.matmat(X)
         n_mv = X.shape[1]
         G = X.T @ AX
         th, Y = torch.linalg.eigh(0.5 * (G + G.T))
@@ -70,7 +68,7 @@ def lobpcg(
             Ra = _orthonormalize(R[:, active], base, gen)
             if Ra.shape[1] == 0:
                 break
-            ARa = _matmat(op, Ra)
+            ARa = op.matmat(Ra)
             n_mv += Ra.shape[1]
             S = torch.cat([base, Ra], dim=1)
             AS = torch.cat([AX if P is None else torch.cat([AX, AP], dim=1), ARa], dim=1)
@@ -102,7 +100,7 @@ def lobpcg(
 
 
 def power_iteration(
-    op: Any, tol: float = 1e-6, max_iter: int = 1000, seed: int = 0, v0: Tensor | None = None
+    op: LinearOperator, tol: float = 1e-6, max_iter: int = 1000, seed: int = 0, v0: Tensor | None = None
 ) -> EigResult:
     """The dominant (largest-|λ|) eigenpair by power iteration ``v ← Hv/‖Hv‖``.
 
@@ -110,7 +108,7 @@ def power_iteration(
     change of ``θ`` that PyHessian uses). Converges at rate ``|λ₂/λ₁|`` per product.
     Returns a :class:`EigResult` with ``k = 1`` and ``which = "LM"``.
     """
-    _check_common(op, 1, "LM", tol, strict=False)
+    op = _check_common(op, 1, "LM", tol, strict=False)
     if max_iter < 1:
         raise ValueError(f"max_iter must be positive, got {max_iter}")
     gen = _generator(seed)

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .krylov import _default_ncv, _thick_restart_lanczos, _warn_if_stagnated, lanczos
+from .operators import LinearOperator
 from .results import _WHICH, EigResult, _check_common, _finish, _generator
 from .subspace import lobpcg
 
@@ -128,9 +129,9 @@ class EigTracker:
             return self._X_older, 2
         return self._X, 1
 
-    def update(self, op: Any) -> EigResult:
+    def update(self, op: LinearOperator) -> EigResult:
         """Eigenpairs of ``op`` (``which``, ``k``), warm-started from the last calls."""
-        _check_common(op, self.k, self.which, self.tol, strict=True)
+        op = _check_common(op, self.k, self.which, self.tol, strict=True)
         n = len(self.history)
         kk = min(self.k + self.guard, op.dim - 1)
         refresh = self.refresh_every is not None and n % self.refresh_every == 0
@@ -151,7 +152,7 @@ class EigTracker:
         r = lanczos(op, kk, which=self.which, tol=self.tol, seed=self.seed + n, **self.lanczos_kwargs)
         return self._record(r, warm=False, lag=0, spent=spent)
 
-    def _warm_krylov(self, op: Any, start: Tensor, n: int) -> EigResult:
+    def _warm_krylov(self, op: LinearOperator, start: Tensor, n: int) -> EigResult:
         """(Block) Lanczos from ``v_j = Σ_{i ≡ j mod b} x_i`` over the columns of ``start``."""
         S = start.to(dtype=op.dtype, device=op.device)
         b = min(self.block_size, S.shape[1])
@@ -169,7 +170,7 @@ class EigTracker:
         return _finish(X, theta, rn, self.which, run.n_matvec, run.converged, run.iterations, self.tol,
                        run.scale, attained=run.attained, stagnated=run.stagnated)
 
-    def _warm_residual(self, op: Any, kk: int, scale: float | None, start: Tensor) -> EigResult:
+    def _warm_residual(self, op: LinearOperator, kk: int, scale: float | None, start: Tensor) -> EigResult:
         """Rayleigh–Ritz on the previous vectors, expanded by worst Ritz residuals."""
         ncv = min(op.dim, _default_ncv(kk, op.dim, 1))
         budget = kk + self.max_warm_iter * 2
