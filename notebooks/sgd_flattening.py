@@ -10,14 +10,14 @@
 # # Flattening survives minibatch noise (paper B, SGD, Fashion-MNIST)
 #
 # **Claim.** At every batch size, runs whose SGD phase was unstable (a learning rate far above the full-batch
-# stability limit) end at flatter solutions than stable runs, and the flatness *lasts*: continued with full-batch
-# gradient descent at one common small learning rate, the runs keep their difference in sharpness instead of
-# returning to a common value. The unstable runs also generalise at least as well.
+# stability limit) end at flatter solutions than stable runs, also once they are continued with full-batch gradient
+# descent at one common small learning rate (so the difference is not each run's own cap 2/η), and they generalise at
+# least as well. Whether the difference *lasts* is tested only as far as the continuation's budget allows (below).
 #
 # ```{admonition} Where this comes from
 # :class: note
-# - **Paper B** (abstract, REFERENCE §1): the flatness bias of training instabilities "persists under stochastic
-#   GD" and "its empirical effects outweigh minibatch noise". Its SGD figure and numbers were **not read**.
+# - **Paper B** (abstract): "This theoretical framework extends to stochastic GD, where instability-driven flattening
+#   persists and its empirical effects outweigh minibatch noise." Its SGD figure and numbers were **not read**.
 # - **Author's code** (`lawrencewang94/jax_eigs`, `fmnist-sgd-EOS`, REFERENCE §4.2, §8.5): the fMNIST MLP (3×32 ReLU)
 #   on the first 1,000 training images, cross-entropy, a batch-size sweep with the learning rate scaled with the batch
 #   size, η = 0.1·bs/512 below 500 and 0.1 from there: (0.1, 1000), (0.05, 256), (0.0125, 64).
@@ -97,7 +97,7 @@ table.columns = ["batch size", "η", "runs", "at 99.9 %", "median steps", "media
 table.sort_values(["batch size", "η"], ascending=[False, True]).set_index(["batch size", "η"]).round(4)
 
 # %% [markdown]
-# ## Flatter, and lasting
+# ## Flatter after the continuation
 #
 # Per batch size and seed, the ratio of the sharpness after the continuation of the η = 0.1 run to that of the
 # η = 0.0075 run (same seed: same initialisation and minibatch order), summarised by the median over seeds with a 90 %
@@ -105,14 +105,22 @@ table.sort_values(["batch size", "η"], ascending=[False, True]).set_index(["bat
 # with S the median of the spectra over the last quarter of that phase
 # (1 = at the edge of stability: the flatness then could be the cap alone, which is why the continuation is needed),
 # and how much their sharpness changed during the continuation, the median over its second half over the median
-# over its first half (well above 1 would mean they sharpen back once the cap is lifted).
+# over its first half, **relative to the same change of the stable run of that seed** (the continuation starts near
+# convergence, where the sharpness of every run drifts down; well above 1 would mean the unstable runs sharpen back
+# once the cap is lifted). This test has little power at CI scale: the 500-epoch continuation is η·t = 5 units of
+# gradient-flow time, while the stable runs needed about 40 to sharpen to their maximum; the `paper` preset continues
+# for 3,000 epochs.
+#
+# A caveat on the contrast at fixed batch size B < 1000: going from η = 0.0075 to 0.1 also raises the gradient-noise
+# scale η/B 13-fold. Part of the flattening under minibatches comes without any instability: the author's
+# η(64) = 0.0125 stays stable (its η·max S is in the table) and still ends flatter than η = 0.0075.
 
 # %%
 def by_seed(b, lr, col):
     return df[(df["batch_size"] == b) & (df["lr"] == lr)].set_index("seed")[col]
 
 
-ratio, cap_frac, acc_gain, acc_gain_author, rank_eta = {}, {}, {}, {}, {}
+ratio, cap_frac, acc_gain, acc_gain_author, monotone = {}, {}, {}, {}, {}
 for b in bss:
     r = (by_seed(b, eta_large, "S_lasting") / by_seed(b, eta_small, "S_lasting")).dropna()
     ratio[str(b)] = stats.bootstrap(r.to_numpy(), n_boot=n_boot, seed=b)
@@ -120,28 +128,39 @@ for b in bss:
                                        n_boot=n_boot, seed=b)
     acc_gain[str(b)] = stats.paired_difference(by_seed(b, eta_large, "test_acc").to_numpy(),
                                                by_seed(b, eta_small, "test_acc").to_numpy())
-    sub = df[df["batch_size"] == b]
-    seeds_b = sorted(set(sub["seed"]))
-    rank_eta[str(b)] = stats.bootstrap_groups(
-        seeds_b, lambda ss: gen.spearman(*(pd.concat([sub[sub["seed"] == s] for s in ss])[["lr", "S_lasting"]]
-                                           .to_numpy().T)), n_boot=n_boot, seed=b, name="spearman")
+    # per seed: does S after the continuation fall strictly with η over this batch size's distinct learning rates?
+    sub = df[df["batch_size"] == b].dropna(subset=["S_lasting"])
+    monotone[str(b)] = stats.fraction([bool(np.all(np.diff(g.sort_values("lr")["S_lasting"].to_numpy()) < 0))
+                                       for _, g in sub.groupby("seed")])
+n_distinct = {str(b): int(df[df["batch_size"] == b]["lr"].nunique()) for b in bss}
 rec.record("S_ratio_large_over_small", ratio)
 rec.record("cap_fraction_large", cap_frac)
 rec.record("acc_gain_large_minus_small", acc_gain)
-rec.record("spearman_eta_S_lasting", rank_eta)
+rec.record("monotone_eta_S_lasting", monotone)
+rec.record("n_distinct_eta", n_distinct)
 rec.record("S_lasting_max_times_lasting_lr", float(df["S_lasting"].max() * experiments.SGD_LASTING_LR / 2))
 small_runs = df[df["lr"] == eta_small]
 rec.record("small_eta_max_eta_S", float(small_runs["eta_max_s"].max()))
 rec.record("eta_max_s_large", {str(b): float(by_seed(b, eta_large, "eta_max_s").median()) for b in bss})
-change = {str(b): stats.bootstrap((by_seed(b, eta_large, "S_lasting") / by_seed(b, eta_large, "S_lasting_start"))
-                                  .dropna().to_numpy(), n_boot=n_boot, seed=b) for b in bss}
+def _change(b, lr):
+    return by_seed(b, lr, "S_lasting") / by_seed(b, lr, "S_lasting_start")
+
+
+change = {str(b): stats.bootstrap(_change(b, eta_large).dropna().to_numpy(), n_boot=n_boot, seed=b) for b in bss}
+change_small = {str(b): stats.bootstrap(_change(b, eta_small).dropna().to_numpy(), n_boot=n_boot, seed=b) for b in bss}
+change_rel = {str(b): stats.bootstrap_ratio((_change(b, eta_large) / _change(b, eta_small)).dropna().to_numpy(),
+                                            n_boot=n_boot, seed=b) for b in bss}
 rec.record("lasting_change_large", change)
+rec.record("lasting_change_small", change_small)
+rec.record("lasting_change_relative", change_rel)
 lines = [f"- batch size {b}: S({eta_large:g})/S({eta_small:g}) after the continuation **{ratio[str(b)].est:.3f}** "
          f"[{ratio[str(b)].lo:.3f}, {ratio[str(b)].hi:.3f}]; the η = {eta_large:g} runs ended the SGD phase at "
-         f"{cap_frac[str(b)].est:.2f} of their cap 2/η and their sharpness changed by a factor "
-         f"{change[str(b)].est:.2f} during the continuation; test accuracy difference ({eta_large:g} − {eta_small:g}) "
-         f"{acc_gain[str(b)].est:+.4f} [{acc_gain[str(b)].lo:+.4f}, {acc_gain[str(b)].hi:+.4f}]; Spearman(η, S after) "
-         f"over the three learning rates {rank_eta[str(b)].est:+.2f} [{rank_eta[str(b)].lo:+.2f}, {rank_eta[str(b)].hi:+.2f}]"
+         f"{cap_frac[str(b)].est:.2f} of their cap 2/η; during the continuation their sharpness changed by a factor "
+         f"{change[str(b)].est:.2f}, the stable runs' by {change_small[str(b)].est:.2f} (relative "
+         f"{change_rel[str(b)].est:.2f} [{change_rel[str(b)].lo:.2f}, {change_rel[str(b)].hi:.2f}]); test accuracy "
+         f"difference ({eta_large:g} − {eta_small:g}) {acc_gain[str(b)].est:+.4f} [{acc_gain[str(b)].lo:+.4f}, "
+         f"{acc_gain[str(b)].hi:+.4f}]; seeds whose S after the continuation falls strictly with η over the "
+         f"{n_distinct[str(b)]} distinct learning rates: {monotone[str(b)].est:.0%}"
          for b in bss]
 display(Markdown("\n".join(lines) + f"\n\nThe largest sharpness after any continuation is "
                  f"{df['S_lasting'].max():.0f}, {df['S_lasting'].max() * experiments.SGD_LASTING_LR / 2:.2f} of the "
@@ -155,6 +174,7 @@ for e in etas:
     sub = df[df["lr"] == e]
     xs = np.array([bss.index(b) for b in sub["batch_size"]]) + offsets[e]
     a1.scatter(xs, sub["S_lasting"], color=eta_color(e), edgecolor="k", s=26, zorder=3,
+               marker="o" if e in (eta_small, eta_large) else "D",
                label=f"η = {e:g}" + (" (author's η(bs))" if e not in (eta_small, eta_large) else ""))
     med = sub.groupby("batch_size")["S_lasting"].median()
     a1.scatter([bss.index(b) + offsets[e] for b in med.index], med.to_numpy(), marker="_", s=300, color="k", zorder=4)
@@ -178,7 +198,8 @@ plt.show()
 
 # %% [markdown]
 # **Figure 1.** Left: the sharpness each run keeps after the continuation with full-batch GD at the common η = 0.01,
-# per batch size of its SGD phase and learning rate (dots: seeds; black bars: medians; colours by η as on every page).
+# per batch size of its SGD phase and learning rate (dots: seeds, diamonds for the author's η(bs); black bars: medians;
+# colours by η as on every page).
 # If the flatness of the unstable runs were only the edge-of-stability cap 2/η of their own learning rate, the
 # continuation (cap 200 for all) would let them sharpen back toward the stable runs; look instead for the gap between
 # the green (η = 0.1) and dark purple (η = 0.0075) dots staying open at every batch size. Right: the sharpness along
