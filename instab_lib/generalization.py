@@ -441,11 +441,13 @@ def stability_of_runs(df: pd.DataFrame) -> Any:
 
 
 def describe_runs(df: pd.DataFrame) -> str:
-    """One Markdown line for a summary table: the data copies used, the number of runs
-    and how many of them trained (outcome ``target`` or ``capped``)."""
+    """One Markdown line for a summary table: the data copies used, the number of runs, how
+    many did not blow up (outcome ``target`` or ``capped``) and how many reached the target."""
     sources = "; ".join(sorted(set(df["data_source"])))
     n_ok = int(df["outcome"].isin(TRAINED).sum())
-    return f"Data: **{sources}**; {len(df)} runs, of which {n_ok} trained."
+    n_target = int((df["outcome"] == "target").sum())
+    return (f"Data: **{sources}**; {len(df)} runs, of which {n_ok} did not diverge or collapse and {n_target} "
+            "reached the train-accuracy target.")
 
 
 def as_mapping(df: pd.DataFrame, key: str, value: str) -> Mapping[str, float]:

@@ -154,7 +154,8 @@ def test_best_setting_skips_settings_with_casualties():
 # --------------------------------------------------------------------------- the Goldilocks grid
 def test_describe_runs_counts_trained():
     df = pd.DataFrame({"data_source": ["copy B", "copy A", "copy A"], "outcome": ["target", "diverged", "capped"]})
-    assert gen.describe_runs(df) == "Data: **copy A; copy B**; 3 runs, of which 2 trained."
+    assert gen.describe_runs(df) == ("Data: **copy A; copy B**; 3 runs, of which 2 did not diverge or collapse and 1 "
+                                     "reached the train-accuracy target.")
 
 
 # --------------------------------------------------------------------------- same parity, controls, Goldilocks
