@@ -224,6 +224,8 @@ blown = df["outcome"].isin(["diverged", "collapsed"])
 top = df[df["lr"] == grid[-1]]
 top_blown = stats.fraction(blown[top.index].to_numpy())
 rec.record("frac_blown_top", top_blown)
+# a run that is capped far from the target at the largest η (train accuracy 0.2) has not trained either
+rec.record("frac_failed_top", stats.fraction((top["outcome"] != "target").to_numpy()))
 rec.record("frac_blown_by_lr", {f"{e:g}": float(blown[df["lr"] == e].mean()) for e in grid})
 not_blown = df[~blown]
 rec.record("frac_target", float((not_blown["outcome"] == "target").mean()))
