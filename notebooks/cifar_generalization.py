@@ -207,6 +207,8 @@ plt.show()
 
 # %%
 def _verdict(g):
+    if not np.isfinite(g.est):
+        return "not defined: fewer than half of the seeds reached the target at the learning rates below the limit"
     if g.lo > 0:
         return "above beats below: the interval excludes 0, the paper's claim holds at this scale"
     if g.hi < 0:
