@@ -231,12 +231,22 @@ not_blown = df[~blown]
 rec.record("frac_target", float((not_blown["outcome"] == "target").mean()))
 rec.record("n_not_at_target", {o: int((df["outcome"] == o).sum()) for o in ("capped", "diverged", "collapsed")})
 rec.record("below_all_target", float((below_runs["outcome"] == "target").mean()))
+# the runs the comparison spans: every η up to the best one above the limit (the runs that fail
+# beyond it, at η of two and more times the best, are what too_large_fails counts)
+through_best = df[df["lr"] <= best_above] if best_above is not None else df.iloc[:0]
+rec.record("frac_target_through_best", float((through_best["outcome"] == "target").mean()) if len(through_best) else 0.0)
+not_at_target = df[df["outcome"] != "target"]
+first_fail_lr = float(not_at_target["lr"].min()) if len(not_at_target) else None
+rec.record("first_lr_not_at_target", first_fail_lr)
 display(Markdown(
     f"Best below the limit: η = {best_below} (mean {means.get(best_below, np.nan):.4f}); best above: η = "
     f"{best_above} (mean {means.get(best_above, np.nan):.4f}). Gain **{gain.est:+.4f}**, 90 % seed-bootstrap interval "
     f"[{gain.lo:+.4f}, {gain.hi:+.4f}]; the binomial error of one accuracy is {binom:.4f}. At the largest η, "
     f"{grid[-1]:g}, {blown[top.index].sum()} of {len(top)} runs diverged or collapsed. "
-    f"{(not_blown['outcome'] == 'target').sum()} of {len(not_blown)} runs that did not blow up reached the target."))
+    f"{(not_blown['outcome'] == 'target').sum()} of {len(not_blown)} runs that did not blow up reached the target; "
+    f"{(through_best['outcome'] == 'target').sum()} of the {len(through_best)} runs at η ≤ {best_above} (the range the "
+    f"comparison spans) did"
+    + (f", and the smallest η with a run that did not is {first_fail_lr:g}." if first_fail_lr is not None else ".")))
 
 # %% [markdown]
 # *A phase transition?* Least-squares fits of accuracy against x = log η over the runs at the target, with one
