@@ -60,11 +60,13 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from .stats import mean_spread
+
 __all__ = [
     "OUTCOMES", "rankdata", "spearman", "spearman_by_group", "bootstrap_spearman", "correlation_spread",
     "rho_rotation", "rho_subspace", "outcome", "run_summary", "summarize_runs", "by_setting",
     "best_setting", "stability_of_runs", "as_mapping", "describe_runs", "rho_parity", "partial_spearman", "spearman_within", "comparable", "best_gain",
-    "phase_transition_fit", "seed_slope",
+    "phase_transition_fit", "seed_slope", "best_below_above",
 ]
 
 OUTCOMES = ("target", "capped", "diverged", "collapsed")
@@ -453,3 +455,28 @@ def describe_runs(df: pd.DataFrame) -> str:
 def as_mapping(df: pd.DataFrame, key: str, value: str) -> Mapping[str, float]:
     """``{f"{key value:g}": value}``, for recording per-setting numbers."""
     return {f"{k:g}": float(v) for k, v in zip(df[key], df[value])}
+
+
+def best_below_above(etas: Sequence[float], scores: Sequence[float], limit: float) -> dict[str, float]:
+    """Best mean score among learning rates below ``limit`` and among those at or above it.
+
+    ``etas``/``scores``: one entry per run (repeated η over seeds are averaged first;
+    NaN scores, e.g. diverged runs, are skipped in the mean, and an η whose runs are all
+    NaN is left out). Returns ``{"best_below", "eta_below", "best_above", "eta_above",
+    "margin" = best_above − best_below}`` (NaN where one side has no η)."""
+    if len(etas) != len(scores):
+        raise ValueError("need one score per learning rate")
+    by: dict[float, list[float]] = {}
+    for e, s in zip(etas, scores):
+        by.setdefault(float(e), []).append(float(s))
+    means = {e: mean_spread(v)["mean"] for e, v in by.items()}
+    means = {e: m for e, m in means.items() if math.isfinite(m)}
+    below = {e: m for e, m in means.items() if e < limit}
+    above = {e: m for e, m in means.items() if e >= limit}
+    nan = float("nan")
+    eb = max(below, key=below.__getitem__) if below else None
+    ea = max(above, key=above.__getitem__) if above else None
+    bb = below[eb] if eb is not None else nan
+    ba = above[ea] if ea is not None else nan
+    return {"best_below": bb, "eta_below": eb if eb is not None else nan,
+            "best_above": ba, "eta_above": ea if ea is not None else nan, "margin": ba - bb}

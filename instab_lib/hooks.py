@@ -37,11 +37,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
 __all__ = ["RowContext", "Norms", "Spectra", "Rotation", "Hutchinson", "Preconditioned", "Snapshots",
-           "default_hooks", "period2_oscillation"]
+           "default_hooks", "period2_oscillation", "preconditioned_summary"]
 
 
 @dataclass
@@ -241,7 +242,7 @@ class Preconditioned(Hook):
     the preconditioned sharpness ``p_sharpness`` = :math:`\lambda_{\max}(D^{-1/2} H D^{-1/2})`
     with :math:`D` the denominator of the last step read from the optimiser's state
     (:meth:`instab_lib.optim.Optimizer.preconditioner`), its threshold ``p_threshold``
-    (:func:`instab_lib.adaptive.stability_threshold` for the optimiser's β₁), the
+    (:func:`instab_lib.thresholds.stability_threshold` for the optimiser's β₁), the
     ``clip_fraction`` of that step, the quantiles 0.5, 0.9, 0.99 over the coordinates of the
     unclipped root :math:`\sqrt{\hat v + \varepsilon_\mathrm{root}}` of that step (``root_q50``,
     ``root_q90``, ``root_q99``: where a Clipped-Ada clip ``c`` would sit in the distribution)
@@ -261,7 +262,7 @@ class Preconditioned(Hook):
             self.epoch_max = m if not math.isfinite(self.epoch_max) else max(self.epoch_max, m)
 
     def on_measure(self, ctx: RowContext) -> None:
-        from . import adaptive, curvature
+        from . import curvature, preconditioned, thresholds
 
         ctx.row["root_max"] = self.epoch_max
         self.epoch_max = float("nan")
@@ -270,10 +271,10 @@ class Preconditioned(Hook):
         run, opt = ctx.run, ctx.run.optimizer
         d = opt.preconditioner(ctx.state.opt_state)
         op = curvature.HessianOperator(run.model, run.loss_fn, run.hessian, chunk_size=self.chunk)
-        r = adaptive.preconditioned_sharpness(op, d, tol=self.tol, seed=self.seed, v0=self.v0)
+        r = preconditioned.preconditioned_sharpness(op, d, tol=self.tol, seed=self.seed, v0=self.v0)
         self.v0 = r.eigenvectors[:, 0]
         ctx.row["p_sharpness"] = float(r.eigenvalues[0])
-        ctx.row["p_threshold"] = adaptive.stability_threshold(opt.lr_at(ctx.state.step - 1), opt.momentum[1])
+        ctx.row["p_threshold"] = thresholds.stability_threshold(opt.lr_at(ctx.state.step - 1), opt.momentum[1])
         ctx.row["clip_fraction"] = opt.clip_fraction(ctx.state.opt_state)
         root = opt.unclipped_root(ctx.state.opt_state)
         if root is not None:
@@ -324,3 +325,22 @@ def default_hooks(config: Any, write: Callable[[Path, Callable[[Any], None]], No
         hooks["preconditioned"] = Preconditioned(config)
     hooks["snapshots"] = Snapshots(config, write)
     return hooks
+
+
+def preconditioned_summary(table: Any) -> dict[str, float]:
+    r"""What a run's :class:`instab_lib.hooks.Preconditioned` columns say: ``max_ratio`` =
+    max over evaluations of ``p_sharpness / p_threshold`` (≥ 1: at the adaptive edge of
+    stability), ``max_clip_fraction`` (0: the clip never bound at an evaluation), ``max_root``
+    = the largest unclipped :math:`\sqrt{\hat v + \varepsilon_\mathrm{root}}` over every step
+    (a Clipped-Ada "UB" run with any ``c`` ≥ that of the Adam run takes exactly Adam's steps),
+    and ``n_evals``. NaN (0 evaluations) for a run without those columns."""
+    nan = float("nan")
+    if "p_sharpness" not in table:
+        return {"max_ratio": nan, "max_clip_fraction": nan, "max_root": nan, "n_evals": 0}
+    ev = table[table["p_sharpness"].notna()]
+    ratio = (ev["p_sharpness"] / ev["p_threshold"]).to_numpy(dtype=float)
+    roots = table["root_max"].to_numpy(dtype=float) if "root_max" in table else np.array([])
+    roots = roots[np.isfinite(roots)]
+    return {"max_ratio": float(ratio.max()) if ratio.size else nan,
+            "max_clip_fraction": float(ev["clip_fraction"].max()) if len(ev) else nan,
+            "max_root": float(roots.max()) if roots.size else nan, "n_evals": int(len(ev))}

@@ -6,7 +6,7 @@ value per seed and decides its claim on the ensemble (:mod:`instab_lib.stats`).
 
 * :func:`phases` — the first epoch with :math:`\eta_t S_t \ge 2` and the stable / unstable
   epoch masks (the stable phase ends ``onset_margin`` epochs before it).
-* :func:`spikes` — the loss spikes ("valley jumps", :func:`instab_lib.landscape.find_spikes`)
+* :func:`spikes` — the loss spikes ("valley jumps", :func:`instab_lib.episodes.find_spikes`)
   of at least ``min_length`` epochs that resolve before the run ends.
 * :func:`spike_mask` — the epochs inside any spike (a margin around each).
 * :func:`grassmann_distance` — :math:`d = \tfrac{2}{\pi}\arccos(\mathrm{sim})` from the
@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .landscape import Episode, find_spikes
+from .episodes import Episode, find_spikes
 
 __all__ = ["Phases", "phases", "spikes", "spike_mask", "grassmann_distance", "rotation_rate",
            "rotation_per_spike", "matched_window", "eta_s_over_2"]

@@ -25,7 +25,7 @@
 #   the 2-step linear warm-up, the early stop at 99.9 % train accuracy, the 5 seeds. These are the `paper` preset.
 # - **Our reconstruction**: the η grids; the stability limit, measured per seed as 2/max S of the run at the
 #   smallest η, with S the top Hessian eigenvalue of the training loss **with BatchNorm in train mode** (batch
-#   statistics of the full training set: the function full-batch GD descends; `adaptive.snapshot_sharpness`) at
+#   statistics of the full training set: the function full-batch GD descends; `snapshots.snapshot_sharpness`) at
 #   initialisation and at the end of the run; the seed-bootstrap statistics; the plots.
 # - **How much of the paper's setting the CI scale matches**: the architectures, the loss, full-batch GD with the
 #   warm-up and the normalisation are the author's. The data are not: CI trains on **2 classes (airplane,
@@ -49,7 +49,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from instab_lib import adaptive, claims, stats
+from instab_lib import claims, snapshots, stats
 from instab_lib import generalization as gen
 from instab_lib.plotting import apply_style, eta_color, lr_axis
 from instab_lib.sweep import run_many
@@ -137,7 +137,7 @@ for arch, rs in runs.items():
         if spectra_all or r.config.lr == smallest:
             if gen.run_summary(r)["outcome"] != "target":
                 continue  # the limit comes from runs trained like the compared ones, to the target
-            sharp[arch, r.config.lr, r.config.seed] = adaptive.snapshot_sharpness(
+            sharp[arch, r.config.lr, r.config.seed] = snapshots.snapshot_sharpness(
                 r, [0, r.epochs_run], hessian_n=n_train, chunk=n_train, tol=eig_tol)
     per_seed = [2 / max(sharp[arch, smallest, s].values()) for s in seeds if (arch, smallest, s) in sharp]
     rec.record(f"{arch}_limit_runs_left_out", len(seeds) - len(per_seed))

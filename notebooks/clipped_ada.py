@@ -213,16 +213,16 @@ plt.show()
 # **What is measured per run.** (i) The clip fraction (coordinates where √v̂ > c) at every evaluation. (ii) The
 # preconditioned sharpness $\lambda_{\max}(P^{-1}H)$, $P = \mathrm{diag}(\min(\sqrt{\hat v_t}, c) + \varepsilon)$, by
 # Lanczos on the full-batch Hessian, against the threshold $(2+2\beta_1)/((1-\beta_1)\eta)$ of that optimiser (38/η
-# with momentum, 2/η without; `instab_lib.adaptive`), recorded during training by the same hook. (iii) Loss spikes:
+# with momentum, 2/η without; `instab_lib.thresholds`), recorded during training by the same hook. (iii) Loss spikes:
 # the full-batch training loss rising above twice its running minimum *and* by at least 0.5 nats
-# (`adaptive.loss_spikes`), so the epoch-to-epoch jitter of minibatch training at a tiny loss does not count; a run is
+# (`episodes.loss_spikes`), so the epoch-to-epoch jitter of minibatch training at a tiny loss does not count; a run is
 # **unstable** when it has such a spike or when it diverges or collapses; and, as a number, the largest rise of the
 # loss above its running minimum (compared with Adam's of the same seed on a log scale). (iv) Test accuracy; every run
 # keeps its final accuracy in the comparison, also one that collapsed or stopped at the epoch cap (leaving it out
 # would hide the failure).
 
 # %% tags=["remove-input"]
-from instab_lib import adaptive, experiments, stats  # noqa: E402
+from instab_lib import episodes, experiments, stats  # noqa: E402
 from instab_lib import generalization as gen  # noqa: E402
 from instab_lib.plotting import eta_color  # noqa: E402,F401
 from instab_lib.sweep import run_many  # noqa: E402
@@ -250,7 +250,7 @@ def describe(run, label, bs):
     ev = t[t["p_sharpness"].notna() & (t["epoch"] >= net_skip_epochs)]
     alive = ev[ev["train_acc"] >= chance_ceiling(10)]  # the clip fraction of a dead network says nothing
     early = ev[ev["epoch"] <= net_early_epochs]  # where c sits while every network still learns
-    spikes = adaptive.loss_spikes(t["train_loss"].to_numpy(), factor=2.0, min_rise=net_spike_rise)
+    spikes = episodes.loss_spikes(t["train_loss"].to_numpy(), factor=2.0, min_rise=net_spike_rise)
     s = gen.run_summary(run)
     return {"optimiser": label, "batch size": bs, "seed": run.config.seed, "outcome": s["outcome"],
             "epochs": run.epochs_run, "test_acc": s["test_acc"], "train_acc": s["train_acc"],

@@ -91,7 +91,7 @@ display(Markdown(
 # The **unstable phase** starts at the first epoch with $\eta S_t \ge 2$; the **stable phase** is everything before it
 # (less `onset_margin` epochs). Within the unstable phase a **loss spike** (a valley jump, one instability) is a run of
 # epochs whose loss exceeds its minimum over the previous `spike_window` epochs by more than `spike_rel`
-# (`instab_lib.landscape.find_spikes`).
+# (`instab_lib.episodes.find_spikes`).
 
 # %%
 rows = []

@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from instab_lib import claims, curvature, experiments, landscape, mechanism, stats
+from instab_lib import claims, curvature, experiments, mechanism, slices, stats
 from instab_lib.plotting import apply_style, eta_color, progress
 
 apply_style()
@@ -111,8 +111,8 @@ snap.round(3)
 
 # %%
 def slq(run, epoch, seed):
-    f = landscape.run_loss(run)
-    op = landscape.PointHessian(f, run.snapshot(int(epoch))["theta"])
+    f = slices.run_loss(run)
+    op = slices.PointHessian(f, run.snapshot(int(epoch))["theta"])
     return curvature.slq_density(op, slq_probes, slq_order, seed=seed)
 
 

@@ -24,7 +24,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from instab_lib import adaptive, landscape
+from instab_lib import slices
 from instab_lib.curvature import (
     DiagonalOperator,
     EigTracker,
@@ -43,6 +43,7 @@ from instab_lib.curvature import (
     power_iteration,
     slq_density,
 )
+from instab_lib.preconditioned import PreconditionedOperator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
@@ -100,7 +101,7 @@ def _point() -> tuple[LinearOperator, Tensor]:
         return 0.5 * t @ A @ t + torch.sin(t).pow(2).sum() * t[0] + 0.25 * (t @ t) ** 2
 
     theta = torch.linspace(-1.0, 1.0, 9, dtype=DT)
-    return landscape.PointHessian(f, theta), torch.autograd.functional.hessian(f, theta)
+    return slices.PointHessian(f, theta), torch.autograd.functional.hessian(f, theta)
 
 
 def _diag(n: int) -> Tensor:
@@ -121,12 +122,12 @@ def _cases() -> dict[str, Callable[[], tuple[LinearOperator, Tensor, int]]]:
     def preconditioned() -> tuple[LinearOperator, Tensor, int]:
         op, H = _hessian()
         s = _diag(op.dim).rsqrt()
-        return adaptive.PreconditionedOperator(op, _diag(op.dim)), s[:, None] * H * s[None, :], 1
+        return PreconditionedOperator(op, _diag(op.dim)), s[:, None] * H * s[None, :], 1
 
     def preconditioned_matrix() -> tuple[LinearOperator, Tensor, int]:
         A = _symmetric(30, 2)
         s = _diag(30).rsqrt()
-        return adaptive.PreconditionedOperator(MatrixOperator(A), _diag(30)), s[:, None] * A * s[None, :], 1
+        return PreconditionedOperator(MatrixOperator(A), _diag(30)), s[:, None] * A * s[None, :], 1
 
     def sum_() -> tuple[LinearOperator, Tensor, int]:
         op, H = _hessian()
@@ -253,7 +254,7 @@ def test_mismatched_operators_raise_a_one_line_error() -> None:
     with pytest.raises(TypeError):
         a * torch.ones(5)  # a tensor is not a scalar
     with pytest.raises(ValueError, match="shape"):
-        adaptive.PreconditionedOperator(a, torch.ones(4, dtype=DT))
+        PreconditionedOperator(a, torch.ones(4, dtype=DT))
 
 
 def test_subclass_needs_only_matmat_and_duck_types_are_wrapped() -> None:
@@ -295,7 +296,7 @@ def _planted_operator() -> tuple[LinearOperator, Tensor]:
 def _preconditioned_hessian() -> tuple[LinearOperator, Tensor]:
     op, H = _hessian("mlp")
     s = _diag(op.dim).rsqrt()
-    return adaptive.PreconditionedOperator(op, _diag(op.dim)), s[:, None] * H * s[None, :]
+    return PreconditionedOperator(op, _diag(op.dim)), s[:, None] * H * s[None, :]
 
 
 SOLVER_OPERATORS: dict[str, Callable[[], tuple[LinearOperator, Tensor]]] = {

@@ -39,11 +39,11 @@ def test_a_change_that_can_alter_numbers_changes_the_run_fingerprint(lib_copy):
 
 
 def test_analysis_modules_do_not_invalidate_training_runs(lib_copy):
-    """landscape is not imported by a training run: editing it re-executes pages, not runs."""
-    assert "landscape" not in provenance.import_closure(["train", "sweep"])
+    """slices is not imported by a training run: editing it re-executes pages, not runs."""
+    assert "slices" not in provenance.import_closure(["train", "sweep"])
     assert {"curvature", "optim", "models", "data", "seeding"} <= set(provenance.import_closure(["train", "sweep"]))
     run_before, lib_before = provenance.run_fingerprint(), provenance.library_fingerprint()
-    _edit(lib_copy / "landscape.py", "def unit(v: Tensor)", "def unit(v: Tensor, _changed: int = 0)")
+    _edit(lib_copy / "slices.py", "def unit(v: Tensor)", "def unit(v: Tensor, _changed: int = 0)")
     assert provenance.run_fingerprint() == run_before
     assert provenance.library_fingerprint() != lib_before
 

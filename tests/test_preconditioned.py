@@ -1,4 +1,5 @@
-"""Preconditioned sharpness, the momentum-dependent threshold, loss spikes and summaries (float64)."""
+"""Preconditioned sharpness, the momentum-dependent threshold, the train-mode BatchNorm Hessian, loss spikes
+and summaries (float64)."""
 
 import math
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from instab_lib import adaptive, curvature, models, optim
+from instab_lib import curvature, episodes, generalization, models, optim, preconditioned, snapshots, stats, thresholds
 
 
 def _spd(n, seed=0):
@@ -20,13 +21,13 @@ def test_preconditioned_operator_matches_dense_inverse_P_times_H():
     H = _spd(12, 1)
     H[0, 1] = H[1, 0] = -0.3  # indefinite parts are fine too
     d = torch.linspace(0.2, 3.0, 12, dtype=torch.float64)
-    pop = adaptive.PreconditionedOperator(curvature.MatrixOperator(H), d)
+    pop = preconditioned.PreconditionedOperator(curvature.MatrixOperator(H), d)
     S = torch.diag(d.rsqrt()) @ H @ torch.diag(d.rsqrt())
     V = torch.randn(12, 3, dtype=torch.float64)
     assert torch.allclose(pop.matmat(V), S @ V, atol=1e-13)
     assert torch.allclose(pop.matvec(V[:, 0]), S @ V[:, 0], atol=1e-13)
     dense = torch.linalg.eigvals(torch.diag(1 / d) @ H).real.max().item()
-    r = adaptive.preconditioned_sharpness(curvature.MatrixOperator(H), d, tol=1e-12)
+    r = preconditioned.preconditioned_sharpness(curvature.MatrixOperator(H), d, tol=1e-12)
     assert r.eigenvalues[0].item() == pytest.approx(dense, rel=1e-10)
     # the back-mapped vector is an eigenvector of P⁻¹H
     w = pop.to_original(r.eigenvectors[:, 0])
@@ -38,15 +39,15 @@ def test_preconditioned_operator_matches_dense_inverse_P_times_H():
 def test_preconditioned_operator_rejects_bad_diagonal():
     op = curvature.MatrixOperator(_spd(4))
     with pytest.raises(ValueError):
-        adaptive.PreconditionedOperator(op, torch.ones(3, dtype=torch.float64))
+        preconditioned.PreconditionedOperator(op, torch.ones(3, dtype=torch.float64))
     with pytest.raises(ValueError):
-        adaptive.PreconditionedOperator(op, torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64))
+        preconditioned.PreconditionedOperator(op, torch.tensor([1.0, 0.0, 1.0, 1.0], dtype=torch.float64))
 
 
 @pytest.mark.parametrize("beta1", [0.0, 0.5, 0.9])
 def test_threshold_separates_stable_and_unstable_momentum_on_a_quadratic(beta1):
     eta = 0.1
-    thr = adaptive.stability_threshold(eta, beta1)
+    thr = thresholds.stability_threshold(eta, beta1)
     assert thr == pytest.approx((2 + 2 * beta1) / ((1 - beta1) * eta))
 
     def final(a):  # EMA momentum x_t = x_{t-1} - η m_t on L = a x²/2
@@ -58,11 +59,11 @@ def test_threshold_separates_stable_and_unstable_momentum_on_a_quadratic(beta1):
 
     assert final(0.99 * thr) < 1e-3
     assert final(1.01 * thr) > 1e3
-    assert adaptive.stability_threshold(0.005, 0.9) == pytest.approx(38 / 0.005)
+    assert thresholds.stability_threshold(0.005, 0.9) == pytest.approx(38 / 0.005)
     with pytest.raises(ValueError):
-        adaptive.stability_threshold(0.0)
+        thresholds.stability_threshold(0.0)
     with pytest.raises(ValueError):
-        adaptive.stability_threshold(0.1, 1.0)
+        thresholds.stability_threshold(0.1, 1.0)
 
 
 def _run_steps(opt, theta, grad_fn, n):
@@ -85,7 +86,7 @@ def test_denominator_is_the_step_the_optimizer_took(name, kw):
     th0 = torch.linspace(-1, 1, 6, dtype=torch.float64)
     th4, st4 = _run_steps(opt, th0, grad, 4)
     th5, st5 = _run_steps(opt, th0, grad, 5)
-    d = adaptive.denominator(opt, st5)
+    d = preconditioned.denominator(opt, st5)
     # m̂_5 from the state (β₁ = 0: the gradient at θ_4)
     b1 = opt.hyper["beta1"] if "beta1" in opt.hyper else 0.0
     if b1 == 0:
@@ -99,7 +100,7 @@ def test_denominator_is_the_step_the_optimizer_took(name, kw):
     # fraction of coordinates where the clip binds, against the unclipped root
     nu = st5[0].rms.nu[0]
     root = torch.sqrt(nu / (1 - opt.hyper["beta2"] ** 5))
-    frac = adaptive.clip_fraction(opt, st5)
+    frac = preconditioned.clip_fraction(opt, st5)
     if "c" not in kw:
         assert frac == 0.0
     elif opt.hyper["mode"] == "UB":
@@ -113,10 +114,10 @@ def test_denominator_is_the_step_the_optimizer_took(name, kw):
 def test_denominator_needs_a_second_moment():
     opt = optim.make_optimizer("gd", 0.1)
     with pytest.raises(ValueError):
-        adaptive.denominator(opt, opt.init([torch.zeros(3)]))
+        preconditioned.denominator(opt, opt.init([torch.zeros(3)]))
     opt = optim.make_optimizer("adam", 0.1)
     with pytest.raises(ValueError):
-        adaptive.denominator(opt, opt.init([torch.zeros(3)]))  # count 0
+        preconditioned.denominator(opt, opt.init([torch.zeros(3)]))  # count 0
 
 
 def test_preconditioned_sharpness_of_a_network_matches_dense():
@@ -127,40 +128,40 @@ def test_preconditioned_sharpness_of_a_network_matches_dense():
     H = curvature.dense_hessian(model, F.cross_entropy, (X, y))
     d = torch.rand(H.shape[0], dtype=torch.float64) + 0.05
     op = curvature.HessianOperator(model, F.cross_entropy, (X, y), chunk_size=7)
-    r = adaptive.preconditioned_sharpness(op, d, tol=1e-10)
+    r = preconditioned.preconditioned_sharpness(op, d, tol=1e-10)
     dense = torch.linalg.eigvalsh(torch.diag(d.rsqrt()) @ H @ torch.diag(d.rsqrt())).max().item()
     assert r.eigenvalues[0].item() == pytest.approx(dense, rel=1e-8)
 
 
 def test_loss_spikes_exact_cases():
-    assert adaptive.loss_spikes([5, 4, 3, 2, 1]) == []
-    s = adaptive.loss_spikes([4.0, 2.0, 1.0, 3.0, 5.0, 1.5, 0.5, 0.4, 1.0, 0.3])
+    assert episodes.loss_spikes([5, 4, 3, 2, 1]) == []
+    s = episodes.loss_spikes([4.0, 2.0, 1.0, 3.0, 5.0, 1.5, 0.5, 0.4, 1.0, 0.3])
     # run min 1.0 → line 2: indices 3, 4 above, back at 5; then min 0.4 → line 0.8: index 8
     assert [(x.start, x.peak, x.end) for x in s] == [(3, 4, 5), (8, 8, 9)]
     assert s[0].base == 1.0 and s[0].height == 5.0
     assert s[1].height == pytest.approx(2.5)
     # non-finite values count as above the line; an unfinished spike has end None
-    s = adaptive.loss_spikes([1.0, 0.5, float("nan"), float("inf")])
+    s = episodes.loss_spikes([1.0, 0.5, float("nan"), float("inf")])
     assert len(s) == 1 and s[0].start == 2 and s[0].end is None
     # min_rise filters tiny relative rises near zero loss
-    assert adaptive.loss_spikes([1.0, 1e-4, 3e-4, 1e-5], min_rise=1e-3) == []
-    assert len(adaptive.loss_spikes([1.0, 1e-4, 3e-4, 1e-5])) == 1
+    assert episodes.loss_spikes([1.0, 1e-4, 3e-4, 1e-5], min_rise=1e-3) == []
+    assert len(episodes.loss_spikes([1.0, 1e-4, 3e-4, 1e-5])) == 1
     with pytest.raises(ValueError):
-        adaptive.loss_spikes([1.0], factor=1.0)
+        episodes.loss_spikes([1.0], factor=1.0)
 
 
 def test_summaries():
-    s = adaptive.mean_spread([1.0, 2.0, 3.0, float("nan")])
+    s = stats.mean_spread([1.0, 2.0, 3.0, float("nan")])
     assert s == {"mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0, "n": 3}
-    assert adaptive.mean_spread([5.0])["std"] == 0.0
-    assert math.isnan(adaptive.mean_spread([])["mean"])
-    c = adaptive.compare_means([3.0, 5.0], [1.0, 1.0])
+    assert stats.mean_spread([5.0])["std"] == 0.0
+    assert math.isnan(stats.mean_spread([])["mean"])
+    c = stats.compare_means([3.0, 5.0], [1.0, 1.0])
     assert c["diff"] == 3.0 and c["se"] == pytest.approx(math.sqrt(2 / 2)) and c["z"] == pytest.approx(3.0)
-    b = adaptive.best_below_above([0.1, 0.1, 0.2, 0.4, 0.8, 1.6], [0.5, 0.7, 0.65, 0.7, 0.72, float("nan")], 0.3)
+    b = generalization.best_below_above([0.1, 0.1, 0.2, 0.4, 0.8, 1.6], [0.5, 0.7, 0.65, 0.7, 0.72, float("nan")], 0.3)
     assert b["best_below"] == pytest.approx(0.65) and b["eta_below"] == 0.2
     assert b["best_above"] == pytest.approx(0.72) and b["eta_above"] == 0.8
     assert b["margin"] == pytest.approx(0.07)
-    b = adaptive.best_below_above([0.1], [0.5], 0.05)
+    b = generalization.best_below_above([0.1], [0.5], 0.05)
     assert math.isnan(b["best_below"]) and math.isnan(b["margin"])
 
 
@@ -237,7 +238,7 @@ def test_train_mode_view_gives_the_batch_statistics_hessian():
         return 0.5 * loss_of(theta, X[:6], y[:6]) + 0.5 * loss_of(theta, X[6:], y[6:])
 
     H = torch.autograd.functional.hessian(chunked, theta0)
-    op = curvature.HessianOperator(adaptive.TrainModeView(model), F.cross_entropy, (X, y), chunk_size=6)
+    op = curvature.HessianOperator(snapshots.TrainModeView(model), F.cross_entropy, (X, y), chunk_size=6)
     HV = op.matmat(torch.eye(op.dim, dtype=torch.float64))
     assert torch.allclose(HV, H, atol=1e-10)
     # eval mode (running statistics) is a different function

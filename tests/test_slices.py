@@ -1,4 +1,4 @@
-"""landscape: slices, directional derivatives, N_eff and episodes against closed forms (float64)."""
+"""slices, directional derivatives, N_eff (neff) and episodes against closed forms (float64)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from instab_lib import curvature, landscape
+from instab_lib import curvature, episodes, neff, slices
 from instab_lib.models import build_model
 
 A = torch.tensor([[3.0, 1.0, 0.0], [1.0, 2.0, 0.5], [0.0, 0.5, -1.0]], dtype=torch.float64)
@@ -44,7 +44,7 @@ def test_directional_derivatives_polynomial_exact():
     theta = torch.tensor([0.3, -0.8, 1.1])
     d = torch.tensor([1.0, 2.0, -0.5])
     u = d / d.norm()
-    out = landscape.directional_derivatives(poly, theta, d, h=0.1)  # c(s) is quadratic: FD exact for any h
+    out = slices.directional_derivatives(poly, theta, d, h=0.1)  # c(s) is quadratic: FD exact for any h
     for name, ref in zip(("D1", "D2", "D3", "D4"), poly_derivs(theta, u)):
         assert out[name] == pytest.approx(ref, rel=1e-9, abs=1e-9), name
 
@@ -54,7 +54,7 @@ def test_directional_derivatives_dln():
     f = lambda t: t[0] ** 2 * t[1] ** 2  # noqa: E731
     theta = torch.tensor([-0.1, 10.0])
     u = torch.tensor([0.6, 0.8])
-    out = landscape.directional_derivatives(f, theta, u)
+    out = slices.directional_derivatives(f, theta, u)
     t1, t2, u1, u2 = -0.1, 10.0, 0.6, 0.8
     # H = [[2θ₂², 4θ₁θ₂], [4θ₁θ₂, 2θ₁²]]
     assert out["D2"] == pytest.approx(2 * t2 ** 2 * u1 ** 2 + 8 * t1 * t2 * u1 * u2 + 2 * t1 ** 2 * u2 ** 2, rel=1e-12)
@@ -66,7 +66,7 @@ def test_directional_derivatives_dln():
 
 def test_point_hessian_matches_dense_and_solvers_accept_it():
     theta = torch.tensor([0.3, -0.8, 1.1])
-    op = landscape.PointHessian(poly, theta)
+    op = slices.PointHessian(poly, theta)
     H = torch.autograd.functional.hessian(poly, theta)
     Hc = A + torch.diag(B * theta + 0.5 * C * theta ** 2)
     assert torch.allclose(H, Hc, atol=1e-12)
@@ -86,7 +86,7 @@ def test_slice_quadratic_closed_form():
     d = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0])
     u = d / d.norm()
     offs = np.linspace(-1, 2, 7)
-    sl = landscape.slice_along(f, theta, d, offs, lanczos=True, hutchinson_samples=4, tol=1e-10)
+    sl = slices.slice_along(f, theta, d, offs, lanczos=True, hutchinson_samples=4, tol=1e-10)
     ref_loss = [float(f(theta + s * u)) for s in offs]
     assert np.allclose(sl.loss, ref_loss, atol=1e-12)
     assert np.allclose(sl.curvature, float(u @ D @ u), atol=1e-12)
@@ -102,7 +102,7 @@ def test_slice_hutchinson_power_bounds_lambda_max():
     Q, _ = torch.linalg.qr(torch.randn(4, 4, generator=torch.Generator().manual_seed(0)))
     H = Q @ torch.diag(lam) @ Q.T
     f = lambda t: 0.5 * t @ H @ t  # noqa: E731
-    sl = landscape.slice_along(f, torch.zeros(4), torch.ones(4), [0.0], lanczos=False,
+    sl = slices.slice_along(f, torch.zeros(4), torch.ones(4), [0.0], lanczos=False,
                                hutchinson_samples=4000, hutchinson_power=8, seed=1)
     exact = float((lam ** 8).sum() ** (1 / 8))
     assert exact >= 4.0
@@ -113,18 +113,18 @@ def test_slice_hutchinson_power_bounds_lambda_max():
 def test_n_eff_closed_form_and_slq():
     lam = np.array([10.0, 1.0, 1.0, 0.1, 0.0, -0.5])
     alpha = 1.0
-    assert landscape.n_eff(lam, alpha) == pytest.approx(10 / 11 + 0.5 + 0.5 + 0.1 / 1.1)
-    assert landscape.n_eff(lam, alpha, absolute=True) == pytest.approx(10 / 11 + 1.0 + 0.1 / 1.1 + 0.5 / 1.5)
+    assert neff.n_eff(lam, alpha) == pytest.approx(10 / 11 + 0.5 + 0.5 + 0.1 / 1.1)
+    assert neff.n_eff(lam, alpha, absolute=True) == pytest.approx(10 / 11 + 1.0 + 0.1 / 1.1 + 0.5 / 1.5)
     # SLQ is exact when the Hessian has ≤ order distinct eigenvalues
     ev = torch.tensor([10.0] * 2 + [1.0] * 5 + [0.0] * 13)
     Q, _ = torch.linalg.qr(torch.randn(20, 20, generator=torch.Generator().manual_seed(3)))
     op = curvature.MatrixOperator(Q @ torch.diag(ev) @ Q.T)
     nodes, weights = curvature.slq_density(op, n_probes=64, order=6, seed=0)
-    est, se = landscape.n_eff_from_slq(nodes, weights, 20, alpha)
-    exact = landscape.n_eff(ev, alpha)
+    est, se = neff.n_eff_from_slq(nodes, weights, 20, alpha)
+    exact = neff.n_eff(ev, alpha)
     assert est == pytest.approx(exact, abs=4 * se + 1e-9)
     with pytest.raises(ValueError):
-        landscape.n_eff(lam, 0.0)
+        neff.n_eff(lam, 0.0)
 
 
 def _table(S, lr=0.1):
@@ -134,15 +134,15 @@ def _table(S, lr=0.1):
 
 def test_find_episodes():
     S = [5, 10, 19, 21, 25, 22, 18, 15, 21, 19, 21, 23, 12, np.nan, 10]
-    eps = landscape.find_episodes(_table(S))  # 2/η = 20
+    eps = episodes.find_episodes(_table(S))  # 2/η = 20
     assert [(e.start, e.end, e.peak) for e in eps] == [(3, 5, 4), (8, 8, 8), (10, 11, 11)]
     assert eps[0].last_stable == 2 and eps[0].resolved == 6 and eps[0].peak_value == 25
     assert eps[2].resolved == 12 and eps[2].length == 2
-    merged = landscape.find_episodes(_table(S), merge_gap=1)
+    merged = episodes.find_episodes(_table(S), merge_gap=1)
     assert [(e.start, e.end) for e in merged] == [(3, 5), (8, 11)]
-    assert [(e.start, e.end) for e in landscape.find_episodes(_table(S), min_length=2)] == [(3, 5), (10, 11)]
-    assert landscape.find_episodes(_table([1, 2, 3])) == []
-    last = landscape.find_episodes(_table([1, 30, 30]))[0]
+    assert [(e.start, e.end) for e in episodes.find_episodes(_table(S), min_length=2)] == [(3, 5), (10, 11)]
+    assert episodes.find_episodes(_table([1, 2, 3])) == []
+    last = episodes.find_episodes(_table([1, 30, 30]))[0]
     assert last.last_stable == 0 and last.resolved is None
 
 
@@ -150,30 +150,30 @@ def test_network_loss_matches_model_and_dense_hessian():
     model = build_model("mlp", seed=0, input_dim=6, n_classes=3, depth=2, width=4).double()
     X = torch.randn(20, 6, generator=torch.Generator().manual_seed(0))
     y = torch.arange(20) % 3
-    f = landscape.network_loss(model, F.cross_entropy, X, y, chunk=7)
+    f = slices.network_loss(model, F.cross_entropy, X, y, chunk=7)
     theta = curvature.flatten([p.detach() for p in model.parameters()])
     assert float(f(theta).detach()) == pytest.approx(float(F.cross_entropy(model(X), y).detach()), rel=1e-12)
     Hd = curvature.dense_hessian(model, F.cross_entropy, (X, y))
-    op = landscape.PointHessian(f, theta)
+    op = slices.PointHessian(f, theta)
     assert torch.allclose(op.matmat(torch.eye(op.dim)), Hd, atol=1e-10)
 
 
 def test_round_sig_and_unit():
-    assert landscape.round_sig(0.10606) == 0.11
-    assert landscape.round_sig(0.035355, 3) == 0.0354
+    assert slices.round_sig(0.10606) == 0.11
+    assert slices.round_sig(0.035355, 3) == 0.0354
     with pytest.raises(ValueError):
-        landscape.round_sig(0.0)
+        slices.round_sig(0.0)
     with pytest.raises(ValueError):
-        landscape.unit(torch.zeros(3))
+        slices.unit(torch.zeros(3))
 
 
 def test_find_spikes():
     loss = [2.0, 1.8, 1.6, 1.5, 1.6, 1.9, 1.4, 1.3, 1.29, 1.35, 1.2, 1.1]
     t = pd.DataFrame({"epoch": np.arange(len(loss)), "train_loss": loss})
-    sp = landscape.find_spikes(t, rel=0.02, window=3)
+    sp = episodes.find_spikes(t, rel=0.02, window=3)
     assert [(e.start, e.end, e.peak, e.last_stable, e.resolved) for e in sp] == [(4, 5, 5, 3, 6), (9, 9, 9, 8, 10)]
     assert sp[0].peak_value == 1.9
-    assert landscape.find_spikes(t, rel=0.3, window=3) == []
+    assert episodes.find_spikes(t, rel=0.3, window=3) == []
 
 
 def test_resolved_spikes_drops_short_and_unresolved():
@@ -181,9 +181,9 @@ def test_resolved_spikes_drops_short_and_unresolved():
     loss = [2.0, 1.8, 1.6, 1.5, 1.6, 1.9, 1.4, 1.3, 1.29, 1.35, 1.2, 1.1, 1.3, 1.4]
     t = pd.DataFrame({"epoch": np.arange(len(loss)), "train_loss": loss})
     spans = lambda sp: [(e.start, e.end) for e in sp]  # noqa: E731
-    assert spans(landscape.find_spikes(t, rel=0.02, window=3)) == [(4, 5), (9, 9), (12, 13)]
-    assert spans(landscape.resolved_spikes(t, rel=0.02, window=3)) == [(4, 5), (9, 9)]
-    assert spans(landscape.resolved_spikes(t, rel=0.02, window=3, min_length=2)) == [(4, 5)]
+    assert spans(episodes.find_spikes(t, rel=0.02, window=3)) == [(4, 5), (9, 9), (12, 13)]
+    assert spans(episodes.resolved_spikes(t, rel=0.02, window=3)) == [(4, 5), (9, 9)]
+    assert spans(episodes.resolved_spikes(t, rel=0.02, window=3, min_length=2)) == [(4, 5)]
 
 
 def _fake_run(S0=2.5, acc=0.9):
@@ -199,14 +199,14 @@ def test_run_loss_is_the_training_loss_of_the_run(fake_fmnist):
 
     cfg = TrainConfig(data_dir=fake_fmnist, n_train=50, n_test=10, model_kwargs={"depth": 1, "width": 4}, seed=2)
     torch.set_default_dtype(torch.float32)  # the dtype training uses
-    f = landscape.run_loss(cfg)
+    f = slices.run_loss(cfg)
     model = build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs())
     ds = data_mod.load_dataset(cfg.dataset, n_train=50, n_test=10, data_dir=fake_fmnist)
     theta = curvature.flatten([p.detach() for p in model.parameters()])
     assert f.dim == theta.numel()
     assert float(f(theta).detach()) == pytest.approx(float(F.cross_entropy(model(ds.X_train), ds.y_train).detach()), rel=1e-6)
     from types import SimpleNamespace
-    assert float(landscape.run_loss(SimpleNamespace(config=cfg))(theta)) == pytest.approx(float(f(theta)), rel=1e-12)
+    assert float(slices.run_loss(SimpleNamespace(config=cfg))(theta)) == pytest.approx(float(f(theta)), rel=1e-12)
 
 
 def test_mechanism_spikes_by_height():

@@ -1,8 +1,7 @@
-r"""The loss landscape around a training run: slices, directional derivatives, N_eff, episodes.
+r"""The loss landscape around a training run: slices and directional derivatives.
 
-Used by the mechanism pages on Fashion-MNIST (``phases_of_training``,
-``eigenvector_rotation``, ``instability_slices``, ``progressive_flattening``,
-``curvature_moments``, ``spectral_density``, ``effective_parameters``).
+Used by the mechanism pages on Fashion-MNIST (``instability_slices``, ``curvature_moments``,
+``spectral_density``, ``effective_parameters``).
 
 Everything works on a **loss as a function of one flat parameter vector**
 ``f(θ) -> scalar`` (shape ``(dim,)``), so closed forms (quadratics, the DLN) and
@@ -21,16 +20,11 @@ Contents
   companion's reading of B's *higher-order curvature moments*, REFERENCE §10).
 * :func:`slice_along` — loss, directional curvature, Lanczos ``λ_max`` and
   Hutchinson estimates on ``θ + s·d`` for a grid of offsets ``s`` (A Fig 3, B Fig 2).
-* :func:`n_eff` and :func:`n_eff_from_slq` — MacKay's effective number of
-  parameters ``N_eff(α) = Σ_i λ_i/(λ_i + α)`` (SANE, arXiv:2305.18490).
-* :func:`unstable_mask`, :func:`find_episodes` — the edge-of-stability episodes of a
-  run's table: maximal runs of evaluated epochs with ``η_t·S_t ≥ 2``;
-  :func:`find_spikes` — the loss spikes (the separate instabilities within them).
-* :func:`resolved_spikes` — the loss spikes of at least some length that resolve;
-  :func:`run_loss` — ``θ ↦ L(θ)`` on a run's own model, loss and training data.
+* :func:`run_loss` — ``θ ↦ L(θ)`` on a run's own model, loss and training data.
+* :func:`unit`, :func:`round_sig` — a unit vector; a number to a few significant digits.
 
-The shared fMNIST runs the mechanism pages read are defined once in
-:mod:`instab_lib.experiments`; the per-run measurements in :mod:`instab_lib.mechanism`.
+N_eff is :mod:`instab_lib.neff`, the instability episodes and loss spikes
+:mod:`instab_lib.episodes`.
 """
 
 from __future__ import annotations
@@ -48,14 +42,12 @@ from .curvature.operators import LinearOperator
 
 __all__ = [
     "network_loss", "PointHessian", "directional_curvature", "directional_derivatives",
-    "SliceResult", "slice_along", "n_eff", "n_eff_from_slq", "Episode", "unstable_mask",
-    "find_episodes", "find_spikes", "resolved_spikes", "run_loss", "round_sig", "unit",
+    "SliceResult", "slice_along", "run_loss", "round_sig", "unit",
 ]
 
 LossOfTheta = Callable[[Tensor], Tensor]
 
 
-# --------------------------------------------------------------------------- basics
 def unit(v: Tensor) -> Tensor:
     """``v/‖v‖₂``; raises ``ValueError`` for a zero or non-finite vector."""
     n = float(torch.linalg.vector_norm(v))
@@ -159,7 +151,6 @@ def directional_derivatives(f: LossOfTheta, theta: Tensor, d: Tensor, h: float |
             "h": float(h)}
 
 
-# --------------------------------------------------------------------------- slices
 @dataclass
 class SliceResult:
     """A 1-D slice ``θ + s·u`` (``u`` a unit vector): ``offsets`` s, ``loss``,
@@ -223,148 +214,6 @@ def slice_along(
                 hut[i] = est ** (1 / p)
                 hse[i] = se * est ** (1 / p - 1) / p  # delta method
     return SliceResult(offs, loss, curv, lam, hut, hse)
-
-
-# --------------------------------------------------------------------------- N_eff
-def n_eff(eigenvalues: Sequence[float] | np.ndarray | Tensor, alpha: float, absolute: bool = False) -> float:
-    r"""MacKay's effective number of parameters ``N_eff(α) = Σ_i λ_i / (λ_i + α)``.
-
-    Each term lies in [0, 1) for ``λ_i ≥ 0``: well-determined directions (``λ ≫ α``)
-    count 1, flat ones 0. Negative eigenvalues are dropped (``absolute=False``, the
-    formula is only meaningful for ``λ ≥ 0``) or replaced by ``|λ_i|``
-    (``absolute=True``, the author's ``compute_neff``). ``α > 0`` is required.
-    """
-    if not alpha > 0:
-        raise ValueError(f"alpha must be positive, got {alpha}")
-    lam = np.asarray(eigenvalues.detach().cpu() if isinstance(eigenvalues, Tensor) else eigenvalues, dtype=float)
-    lam = np.abs(lam) if absolute else np.clip(lam, 0.0, None)
-    return float(np.sum(lam / (lam + alpha)))
-
-
-def n_eff_from_slq(nodes: Tensor | np.ndarray, weights: Tensor | np.ndarray, dim: int, alpha: float,
-                   absolute: bool = False) -> tuple[float, float]:
-    r"""``N_eff(α)`` of a ``dim``-parameter Hessian from stochastic Lanczos quadrature
-    (:func:`instab_lib.curvature.slq_density`): ``dim · mean_p Σ_j w_pj g(θ_pj)`` with
-    ``g(λ) = λ/(λ+α)`` on ``λ ≥ 0`` (0 below, or ``|λ|`` with ``absolute``).
-
-    Returns ``(estimate, standard error over probes)``. Exact for any Hessian with at
-    most ``order`` distinct eigenvalues (Gauss quadrature is exact there); otherwise an
-    unbiased-in-expectation quadrature estimate of ``tr g(H)``.
-    """
-    if not alpha > 0:
-        raise ValueError(f"alpha must be positive, got {alpha}")
-    nd = np.asarray(nodes, dtype=float)
-    w = np.asarray(weights, dtype=float)
-    if nd.shape != w.shape or nd.ndim != 2:
-        raise ValueError("nodes and weights must both have shape (n_probes, order)")
-    lam = np.abs(nd) if absolute else np.clip(nd, 0.0, None)
-    per = dim * np.sum(w * lam / (lam + alpha), axis=1)
-    se = float(per.std(ddof=1) / math.sqrt(len(per))) if len(per) > 1 else float("nan")
-    return float(per.mean()), se
-
-
-# --------------------------------------------------------------------------- episodes
-@dataclass(frozen=True)
-class Episode:
-    """An instability episode: evaluated epochs ``start … end`` (inclusive) with
-    ``η_t S_t ≥ threshold``; ``peak`` is the epoch of the largest ``S`` within it,
-    ``peak_value`` that ``S`` (for :func:`find_spikes`: the largest loss), ``last_stable`` the last evaluated epoch before
-    ``start`` (None at the start of the run), ``resolved`` the first evaluated epoch
-    after ``end`` (None when the run ends unstable)."""
-
-    start: int
-    end: int
-    peak: int
-    peak_value: float
-    last_stable: int | None
-    resolved: int | None
-
-    @property
-    def length(self) -> int:
-        return self.end - self.start + 1
-
-
-def unstable_mask(table: pd.DataFrame, threshold: float = 2.0) -> pd.Series:
-    """Per evaluated row of a run table (rows with a finite ``sharpness``): True where
-    ``lr · sharpness ≥ threshold`` (the learning rate of the step leaving that point)."""
-    sp = table[table["sharpness"].notna()]
-    return pd.Series((sp["lr"].to_numpy() * sp["sharpness"].to_numpy()) >= threshold, index=sp["epoch"].to_numpy())
-
-
-def find_spikes(table: pd.DataFrame, column: str = "train_loss", rel: float = 0.02, window: int = 10,
-                min_length: int = 1) -> list[Episode]:
-    """Loss-spike episodes (B Fig 1's "valley jumping"): maximal runs of epochs where
-    ``table[column]`` exceeds ``(1 + rel)`` × its minimum over the previous ``window``
-    epochs (the spike's own epochs excluded from that minimum once it has started).
-
-    ``peak`` is the epoch of the largest value inside the episode and ``peak_value`` that
-    value; ``last_stable``/``resolved`` the epochs just before/after it. At the edge of
-    stability a network's sharpness stays near 2/η for long stretches (one long
-    :func:`find_episodes` episode); the spikes are the separate instabilities within it.
-    """
-    if not rel > 0 or window < 1 or min_length < 1:
-        raise ValueError("rel must be > 0, window ≥ 1 and min_length ≥ 1")
-    ep = table["epoch"].to_numpy().astype(int)
-    v = table[column].to_numpy(dtype=float)
-    out, i, n = [], 1, len(v)
-    while i < n:
-        ref = np.nanmin(v[max(0, i - window):i])
-        if v[i] > (1 + rel) * ref:
-            j = i
-            while j + 1 < n and v[j + 1] > (1 + rel) * ref:
-                j += 1
-            if j - i + 1 >= min_length:
-                k = i + int(np.nanargmax(v[i:j + 1]))
-                out.append(Episode(start=int(ep[i]), end=int(ep[j]), peak=int(ep[k]), peak_value=float(v[k]),
-                                   last_stable=int(ep[i - 1]), resolved=int(ep[j + 1]) if j + 1 < n else None))
-            i = j + 1
-        else:
-            i += 1
-    return out
-
-
-def resolved_spikes(table: pd.DataFrame, column: str = "train_loss", rel: float = 0.02, window: int = 10,
-                    min_length: int = 1) -> list[Episode]:
-    """The :func:`find_spikes` episodes of at least ``min_length`` epochs that resolve
-    before the run ends (``resolved`` not None): the instabilities a page can follow
-    from the epoch before to the epoch after."""
-    return [s for s in find_spikes(table, column, rel=rel, window=window, min_length=min_length)
-            if s.resolved is not None]
-
-
-def find_episodes(table: pd.DataFrame, threshold: float = 2.0, merge_gap: int = 0,
-                  min_length: int = 1) -> list[Episode]:
-    """Instability episodes of a run table (see :class:`Episode`).
-
-    Episodes separated by at most ``merge_gap`` stable evaluations are merged (a
-    single stable epoch inside an oscillating phase does not end it); episodes with
-    fewer than ``min_length`` evaluated epochs are dropped.
-    """
-    if merge_gap < 0 or min_length < 1:
-        raise ValueError("merge_gap must be ≥ 0 and min_length ≥ 1")
-    mask = unstable_mask(table, threshold)
-    sp = table[table["sharpness"].notna()]
-    epochs = sp["epoch"].to_numpy().astype(int)
-    S = sp["sharpness"].to_numpy(dtype=float)
-    flags = mask.to_numpy()
-    runs: list[list[int]] = []  # [i_start, i_end] in evaluation index
-    for i, u in enumerate(flags):
-        if not u:
-            continue
-        if runs and i - runs[-1][1] - 1 <= merge_gap:
-            runs[-1][1] = i
-        else:
-            runs.append([i, i])
-    out = []
-    for i0, i1 in runs:
-        if i1 - i0 + 1 < min_length:
-            continue
-        j = i0 + int(np.argmax(S[i0:i1 + 1]))
-        out.append(Episode(start=int(epochs[i0]), end=int(epochs[i1]), peak=int(epochs[j]),
-                           peak_value=float(S[j]),
-                           last_stable=int(epochs[i0 - 1]) if i0 > 0 else None,
-                           resolved=int(epochs[i1 + 1]) if i1 + 1 < len(epochs) else None))
-    return out
 
 
 def run_loss(run_or_config: Any) -> LossOfTheta:
