@@ -1,7 +1,8 @@
 """Recorded numbers and claim checks.
 
 A notebook records the numbers its claims depend on with :class:`Recorder`; the
-claims themselves live in the notebook's card (``notebooks/<id>.yaml``).
+claims themselves live in the notebook's card (``notebooks/<id>.yaml``; its loader and the claims'
+schema are :mod:`instab_lib.cards`).
 :func:`evaluate_claims` evaluates them; ``instab verify``, the claims page and the
 tests call it on the numbers of the executed notebook, so a claim is decided by what
 the figure computed, never by the notebook grading itself.
@@ -57,12 +58,13 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from . import cards
+from .cards import claim_form
+
 #: Environment variable through which the runner tells a notebook where to
 #: write its numbers (``_build/executed/<label>/<id>.numbers.json``).
 NUMBERS_ENV = "INSTAB_NUMBERS"
 
-#: The statuses a card claim may declare, in the order the tables show them.
-STATUSES = ("reproduced", "beyond", "precondition", "identity", "not_reproduced")
 #: Statuses whose failure fails CI.
 GATING = frozenset({"reproduced", "beyond", "precondition", "identity"})
 #: A margin (in standard errors) below this is marked as thin.
@@ -157,50 +159,15 @@ class Recorder:
 
     def report(self) -> "ClaimTable":
         """The claim table of this run (HTML in a notebook, text in a terminal)."""
-        from .notebooks import load_card
-
         # evaluate on the numbers exactly as `instab verify` reads them back (NaN/inf restored)
         numbers = from_jsonable(self.numbers)
-        results = evaluate_claims(load_card(self.notebook_id).get("claims", []), numbers, self.notebook_id)
+        results = evaluate_claims(cards.load_card(self.notebook_id).get("claims", []), numbers, self.notebook_id)
         return ClaimTable(results)
 
 
 def load_numbers(path: str | os.PathLike) -> dict[str, Any]:
     """Read a numbers file written by :class:`Recorder`."""
     return from_jsonable(json.loads(Path(path).read_text()))
-
-
-# --------------------------------------------------------------------------- the card's claims
-def claim_form(claim: Mapping[str, Any]) -> str:
-    """``"interval"`` (``above``/``below``) or ``"expression"`` (``check``); raises on a claim
-    that declares neither or both."""
-    has_side = ("above" in claim) + ("below" in claim)
-    if has_side > 1 or (has_side and "check" in claim):
-        raise ValueError(f"claim {claim.get('id')!r}: give one of above, below or check")
-    if has_side:
-        return "interval"
-    if "check" not in claim:
-        raise ValueError(f"claim {claim.get('id')!r}: needs above, below or check")
-    return "expression"
-
-
-def validate_claim(claim: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` with a one-line reason for a malformed card claim."""
-    cid = claim.get("id")
-    for key in ("id", "text", "status", "value", "null"):
-        if key not in claim:
-            raise ValueError(f"claim {cid!r} lacks {key!r}")
-    if claim["status"] not in STATUSES:
-        raise ValueError(f"claim {cid!r}: status {claim['status']!r} not one of {', '.join(STATUSES)}")
-    form = claim_form(claim)
-    exprs = [claim["value"]] + ([claim["check"]] if form == "expression" else []) \
-        + ([claim["margin"]] if "margin" in claim else [])
-    for e in exprs:
-        compile(str(e), f"<claim {cid}>", "eval")
-    if form == "interval":
-        t = claim.get("above", claim.get("below"))
-        if isinstance(t, bool) or not isinstance(t, (int, float)):
-            raise ValueError(f"claim {cid!r}: the threshold of above/below must be a number, got {t!r}")
 
 
 def _eval(expr: str, names: Mapping[str, Any]) -> Any:

@@ -1,7 +1,7 @@
 """The notebook catalogue, presets and the papermill runner behind ``instab``.
 
 Each notebook is ``notebooks/<id>.py`` (a jupytext pair) with a card
-``notebooks/<id>.yaml`` (title, figure, presets, claims). :func:`execute` runs a
+``notebooks/<id>.yaml`` (title, figure, presets, claims; read by :mod:`instab_lib.cards`). :func:`execute` runs a
 notebook with papermill into ``_build/executed/<label>/<id>.ipynb`` and skips the
 run when a content hash of the notebook, its card, its parameters and the
 library's source is unchanged. :func:`verify` checks the card's claims on the
@@ -12,7 +12,6 @@ executed notebooks (that machinery is never imported by a kernel, see
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import os
@@ -28,76 +27,14 @@ import yaml
 
 from . import claims as claims_mod
 from . import repo_root
+from .cards import (NotebookError, check_constraints, check_parameters, declared_parameters, load_card,
+                    notebook_ids, notebooks_dir, read_notebook)
 
 NOTEBOOK_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class NotebookError(RuntimeError):
-    """A user-facing failure with a one-line reason (unknown notebook, bad preset, failed cell)."""
-
-
-def notebooks_dir() -> Path:
-    return repo_root() / "notebooks"
-
-
 def build_dir() -> Path:
     return repo_root() / "_build"
-
-
-def notebook_ids() -> list[str]:
-    """Every notebook with both a ``.py`` source and a ``.yaml`` card, sorted."""
-    d = notebooks_dir()
-    return sorted(p.stem for p in d.glob("*.yaml") if (d / f"{p.stem}.py").exists())
-
-
-def _check_id(notebook_id: str) -> None:
-    known = notebook_ids()
-    if notebook_id not in known:
-        raise NotebookError(f"unknown notebook {notebook_id!r}; known: {', '.join(known)}")
-
-
-def load_card(notebook_id: str) -> dict[str, Any]:
-    """The notebook's card (``notebooks/<id>.yaml``) as a dict."""
-    _check_id(notebook_id)
-    card = yaml.safe_load((notebooks_dir() / f"{notebook_id}.yaml").read_text()) or {}
-    card.setdefault("presets", {}).setdefault("default", {})
-    card.setdefault("claims", [])
-    for claim in card["claims"]:
-        if None in claim:  # an unquoted `null:` key is YAML's null; cards quote it, but accept both
-            claim["null"] = claim.pop(None)
-        try:
-            claims_mod.validate_claim(claim)
-        except (ValueError, SyntaxError) as exc:
-            raise NotebookError(f"{notebook_id}.yaml: {exc}") from None
-    return card
-
-
-def read_notebook(notebook_id: str):
-    """The notebook as an ``nbformat`` node, read from its percent-format source."""
-    import jupytext
-
-    _check_id(notebook_id)
-    nb = jupytext.read(notebooks_dir() / f"{notebook_id}.py")
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata.setdefault("language_info", {"name": "python"})
-    return nb
-
-
-def declared_parameters(notebook_id: str) -> dict[str, Any]:
-    """Names and default values of the cell tagged ``parameters`` (plain literal assignments)."""
-    nb = read_notebook(notebook_id)
-    cells = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(cells) != 1:
-        raise NotebookError(f"{notebook_id}: expected exactly one cell tagged 'parameters', found {len(cells)}")
-    params: dict[str, Any] = {}
-    for node in ast.parse(cells[0].source).body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            params[node.targets[0].id] = ast.literal_eval(node.value)
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-            params[node.target.id] = ast.literal_eval(node.value)
-        else:
-            raise NotebookError(f"{notebook_id}: the parameters cell may only hold literal assignments")
-    return params
 
 
 def parse_value(text: str) -> Any:
@@ -110,10 +47,8 @@ def resolve_parameters(
 ) -> dict[str, Any]:
     """Parameters for a run: the preset's values updated by ``overrides``, all of them declared
     and, together with the notebook's defaults, valid by the card's ``parameters:`` specs and
-    ``constraints:`` (:mod:`instab_lib.validation`). Raises :class:`NotebookError` with a
+    ``constraints:`` (:mod:`instab_lib.cards`). Raises :class:`NotebookError` with a
     one-line reason before any kernel starts."""
-    from . import validation
-
     card = load_card(notebook_id)
     presets = card["presets"]
     if preset not in presets:
@@ -128,8 +63,8 @@ def resolve_parameters(
         )
     full = {**declared, **params}
     try:
-        validation.check_parameters(card.get("parameters") or {}, full, notebook_id)
-        validation.check_constraints(card.get("constraints") or [], full, notebook_id)
+        check_parameters(card.get("parameters") or {}, full, notebook_id)
+        check_constraints(card.get("constraints") or [], full, notebook_id)
     except ValueError as exc:
         raise NotebookError(str(exc)) from None
     return params

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from instab_lib import claims, stats
+from instab_lib import cards, claims, stats
 
 CARD = [
     {"id": "flatter", "status": "reproduced", "text": "ends flatter", "value": "S_final / S0", "check": "x < 0.9",
@@ -78,7 +78,7 @@ def test_malformed_claims_are_rejected():
                    {k: v for k, v in CARD[0].items() if k != "check"},
                    dict(CARD[0], check="x >")):
         with pytest.raises((ValueError, SyntaxError)):
-            claims.validate_claim(broken)
+            cards.validate_claim(broken)
 
 
 def test_expressions_see_only_the_numbers_and_safe_helpers():
@@ -126,13 +126,11 @@ def test_claim_table_sorts_failures_and_thin_margins_first_and_renders_html():
 
 def test_notebook_table_and_verify_agree_on_nan(tmp_path, monkeypatch):
     """The notebook's own table sees a recorded NaN as a float NaN, exactly as `instab verify` does."""
-    from instab_lib import notebooks
-
     card = {"claims": [{"id": "nan", "status": "beyond", "text": "is NaN", "value": "v", "check": "math.isnan(x)",
                         "null": 0.0},
                        {"id": "pos", "status": "beyond", "text": "positive", "value": "v", "check": "x > 0",
                         "null": 0.0}]}
-    monkeypatch.setattr(notebooks, "load_card", lambda nid: card)
+    monkeypatch.setattr(cards, "load_card", lambda nid: card)
     rec = claims.Recorder("demo", path=tmp_path / "n.json")
     rec.record("v", float("nan"))
     in_notebook = [r.passed for r in rec.report().results]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from instab_lib import claims, notebooks as nbs, pages
+from instab_lib import cards, claims, notebooks as nbs, pages
 
 IDS = nbs.notebook_ids()
 
@@ -28,7 +28,7 @@ def test_notebook_is_well_formed(nid):
     assert card["claims"], "a notebook reproduces a claim and says which"
     for claim in card["claims"]:
         assert {"id", "text", "status", "value", "null"} <= set(claim), claim
-        assert claim["status"] in claims.STATUSES, claim
+        assert claim["status"] in cards.STATUSES, claim
         if claim.get("paper") is not None:
             assert claim["paper"] in pages.paper_claims(), f"{nid}/{claim['id']}: unknown paper claim {claim['paper']!r}"
     nb = nbs.read_notebook(nid)
@@ -45,7 +45,7 @@ CLAIMS = [(nid, c) for nid in IDS for c in nbs.load_card(nid)["claims"]]
 def test_check_rejects_the_declared_null(nid, claim):
     """Every claim can fail: its expressions compile, and its check is False on the value its
     measurement would take if the effect were absent (the card's `null`)."""
-    claims.validate_claim(claim)
+    cards.validate_claim(claim)
     assert not claims.check_on_null(claim), f"{nid}/{claim['id']}: the check passes on its own null {claim['null']!r}"
 
 
