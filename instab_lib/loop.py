@@ -1,4 +1,4 @@
-"""The training loop as data and pure steps: ``init_run(config)`` and ``step``.
+"""The training loop as data and pure steps: ``init_run(config, theta0=None)`` and ``step``.
 
 A run is a :class:`Run` (what does not change: the model, its trainable parameters, the
 data on the run's device, the loss, the optimiser and the Hessian subset) and a
@@ -62,9 +62,16 @@ class TrainState(NamedTuple):
     generator: torch.Generator
 
 
-def init_run(config: Any) -> tuple[Run, TrainState]:
+def init_run(config: Any, theta0: Tensor | None = None) -> tuple[Run, TrainState]:
     """Load the data subset, build the model (seeded) and the optimiser of ``config`` (a
-    :class:`instab_lib.config.TrainConfig`): the run at epoch 0."""
+    :class:`instab_lib.config.TrainConfig`): the run at epoch 0.
+
+    ``theta0``: the flat parameters to start from, shape ``(dim,)`` (moved to the run's device
+    and dtype), instead of the seeded initialisation. A continuation (``config.init_from``)
+    starts from the final parameters of the run it continues: the caller passes them
+    (:func:`instab_lib.train.train` passes :func:`instab_lib.train.final_parameters`
+    ``(config.init_from)``); ``init_run`` itself never trains or reads another run, so with
+    ``theta0=None`` the model holds its seeded initialisation whatever ``init_from`` says."""
     device, dtype = torch.device(config.device), getattr(torch, config.dtype)
     ds = data_mod.load_dataset(config.dataset, n_train=config.n_train, n_test=config.n_test,
                                balanced=config.balanced, classes=config.classes, data_dir=config.data_dir)
@@ -78,12 +85,10 @@ def init_run(config: Any) -> tuple[Run, TrainState]:
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = config.optimizer_for(spe)
-    if config.init_from is not None:  # continue another run: start from its final parameters
-        from .train import final_parameters
-
-        theta = final_parameters(config.init_from).to(device, dtype)
+    if theta0 is not None:  # e.g. continue another run: start from its final parameters
+        theta = theta0.to(device, dtype)
         if theta.numel() != sum(p.numel() for p in params):
-            raise ValueError(f"init_from: the run's {theta.numel()} parameters do not fit this model's "
+            raise ValueError(f"theta0 has {theta.numel()} parameters; this model has "
                              f"{sum(p.numel() for p in params)}")
         with torch.no_grad():
             offset = 0

@@ -325,7 +325,9 @@ class _Driver:
         self.cfg, self.key, self.run_dir = cfg, key, run_dir
         self.t_start = time.perf_counter()
         self.last_checkpoint = self.t_start
-        self.run_, self.state = loop.init_run(cfg)
+        # a continuation starts from the final θ of the run it continues (trained first if need be)
+        theta0 = final_parameters(cfg.init_from) if cfg.init_from is not None else None
+        self.run_, self.state = loop.init_run(cfg, theta0)
         self.hooks = hooks_mod.default_hooks(cfg, _atomic_write_bytes)
         self.hooks.update(extra)
         self.st: dict[str, Any] = {"rows": [], "ref_loss": None, "spectra_time": 0.0, "status": None,

@@ -237,6 +237,19 @@ def test_continuing_a_run_equals_training_on(cfg, tmp_path, monkeypatch):
         c.replace(init_from=first.replace(model_kwargs={"depth": 1, "width": 8}).to_dict())
 
 
+def test_init_run_starts_from_the_parameters_it_is_given(cfg):
+    """The caller, not init_run, produces a continuation's start: init_run copies theta0 in
+    (and refuses one of the wrong size); without it the model is the seeded initialisation."""
+    from instab_lib import loop
+
+    fresh, _ = loop.init_run(cfg)
+    theta = loop.flat_parameters(fresh)
+    run, _ = loop.init_run(cfg, 2 * theta.double())
+    torch.testing.assert_close(loop.flat_parameters(run), 2 * theta, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="theta0 has 3 parameters"):
+        loop.init_run(cfg, torch.zeros(3))
+
+
 def test_a_dead_network_stalls_instead_of_running_to_the_cap(cfg):
     """A run at chance-level accuracy whose loss does not move ends as 'stalled' after
     stall_epochs epochs (here: a learning rate too small to move anything)."""
