@@ -41,6 +41,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .seeding import shifted
+
 __all__ = ["RowContext", "Norms", "Spectra", "Rotation", "Hutchinson", "Preconditioned", "Snapshots",
            "default_hooks", "period2_oscillation", "preconditioned_summary"]
 
@@ -140,10 +142,11 @@ class Spectra(Hook):
 
         self.trackers: dict[str, Any] = {}
         if config.eval_every and config.k_top:
-            self.trackers["top"] = curvature.EigTracker(config.k_top, "LA", tol=config.eig_tol, seed=config.seed)
+            self.trackers["top"] = curvature.EigTracker(config.k_top, "LA", tol=config.eig_tol,
+                                                        seed=shifted(config.seed))
         if config.eval_every and config.k_bottom:
             self.trackers["bot"] = curvature.EigTracker(config.k_bottom, "SA", tol=config.eig_tol,
-                                                        seed=config.seed + 7919)
+                                                        seed=shifted(config.seed + 7919))
 
     def on_eval(self, ctx: RowContext) -> None:
         for name, tr in self.trackers.items():
@@ -228,7 +231,7 @@ class Hutchinson(Hook):
     def on_eval(self, ctx: RowContext) -> None:
         from . import curvature
 
-        est, se = curvature.hutchinson_trace(ctx.op, self.samples, seed=self.seed * 1_000_003 + ctx.epoch,
+        est, se = curvature.hutchinson_trace(ctx.op, self.samples, seed=shifted(self.seed * 1_000_003 + ctx.epoch),
                                              power=self.power)
         ctx.n_matvec += self.samples * ((self.power + 1) // 2)
         ctx.row["hutch_trace"], ctx.row["hutch_trace_se"] = est, se
@@ -271,7 +274,7 @@ class Preconditioned(Hook):
         run, opt = ctx.run, ctx.run.optimizer
         d = opt.preconditioner(ctx.state.opt_state)
         op = curvature.HessianOperator(run.model, run.loss_fn, run.hessian, chunk_size=self.chunk)
-        r = preconditioned.preconditioned_sharpness(op, d, tol=self.tol, seed=self.seed, v0=self.v0)
+        r = preconditioned.preconditioned_sharpness(op, d, tol=self.tol, seed=shifted(self.seed), v0=self.v0)
         self.v0 = r.eigenvectors[:, 0]
         ctx.row["p_sharpness"] = float(r.eigenvalues[0])
         ctx.row["p_threshold"] = thresholds.stability_threshold(opt.lr_at(ctx.state.step - 1), opt.momentum[1])

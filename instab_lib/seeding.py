@@ -1,8 +1,10 @@
-"""Random generators for the whole library, with one switch that shifts every seed.
+"""Random generators for the experiments, with one switch that shifts every seed.
 
-Every random draw of ``instab_lib`` (initialisations, minibatch orders, eigen-solver
-starting vectors, Hutchinson and SLQ probes, the B §5 simulation, bootstrap resamples)
-comes from a generator made here from a nominal seed ``s``. The generator is seeded with
+Every random draw the experiments choose a seed for (initialisations, minibatch orders,
+the eigen-solver starts and Hutchinson probes of the training hooks, slices and snapshots,
+the B §5 simulation, bootstrap resamples) is seeded from a nominal seed ``s`` through this
+module: a generator made here, or, for the library's solvers (which take a plain ``seed``
+and read no environment variable), the seed :func:`shifted` ``(s)``. That seed is
 
 .. math::  s' = s + \\text{offset},\\qquad \\text{offset} = \\$INSTAB\\_SEED\\_OFFSET \\ (default 0),
 

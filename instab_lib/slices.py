@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from .curvature.operators import LinearOperator
+from .seeding import shifted
 
 __all__ = [
     "network_loss", "PointHessian", "directional_curvature", "directional_derivatives",
@@ -189,7 +190,8 @@ def slice_along(
     ``tol``; warm-started from the previous offset's eigenvector) and Hutchinson's
     ``tr(H^p)^{1/p}`` (``p = hutchinson_power``, ``hutchinson_samples`` Rademacher
     probes, the same probes at every offset). ``tr(H^p)^{1/p}`` is ``≥ λ_max`` for even
-    ``p`` and tends to it as ``p`` grows (REFERENCE §10).
+    ``p`` and tends to it as ``p`` grows (REFERENCE §10). The solvers' start and probes are
+    seeded with ``seed`` shifted by the seed offset (:func:`instab_lib.seeding.shifted`).
     """
     from . import curvature
 
@@ -204,11 +206,11 @@ def slice_along(
         loss[i] = op.loss
         curv[i] = float(u @ op.matvec(u))
         if lanczos:
-            r = curvature.lanczos(op, 1, which="LA", tol=tol, seed=seed, v0=v0)
+            r = curvature.lanczos(op, 1, which="LA", tol=tol, seed=shifted(int(seed)), v0=v0)
             lam[i] = float(r.eigenvalues[0])
             v0 = r.eigenvectors[:, 0]
         if hutchinson_samples:
-            est, se = curvature.hutchinson_trace(op, hutchinson_samples, seed=seed, power=hutchinson_power)
+            est, se = curvature.hutchinson_trace(op, hutchinson_samples, seed=shifted(int(seed)), power=hutchinson_power)
             p = hutchinson_power
             if est > 0:
                 hut[i] = est ** (1 / p)

@@ -13,6 +13,8 @@ from typing import Any, Iterable
 
 import torch
 
+from .seeding import shifted
+
 __all__ = ["TrainModeView", "snapshot_sharpness"]
 
 
@@ -80,7 +82,7 @@ def snapshot_sharpness(run: Any, epochs: Iterable[int], *, hessian_n: int | None
             for p, q in zip(params, curvature.unflatten_like(snap["theta"].to(device, dtype), params)):
                 p.copy_(q)
         op = curvature.HessianOperator(net, LOSSES[cfg.loss], (X, y), chunk_size=size)
-        r = curvature.lanczos(op, 1, "LA", tol=tol, seed=cfg.seed, v0=v0)
+        r = curvature.lanczos(op, 1, "LA", tol=tol, seed=shifted(cfg.seed), v0=v0)
         v0 = r.eigenvectors[:, 0]
         out[e] = float(r.eigenvalues[0])
         op.release()

@@ -129,11 +129,11 @@ def _orthonormalize(Q: Tensor, V: Tensor | None, gen: torch.Generator) -> Tensor
 
 
 def _generator(seed: int) -> torch.Generator:
-    """A CPU generator for the solvers' random starts and probes (shifted by the library's seed
-    offset, :mod:`instab_lib.seeding`)."""
-    from ..seeding import torch_generator
-
-    return torch_generator(int(seed))
+    """A CPU generator for the solvers' random starts and probes, seeded with ``seed`` as given
+    (no environment variable shifts it: a caller that wants shifted seeds passes them)."""
+    g = torch.Generator(device="cpu")
+    g.manual_seed(int(seed))
+    return g
 
 
 def _finish(
