@@ -2,8 +2,8 @@
 
 What it measures (issue on the curvature engine, item 5). The fMNIST MLP
 (784-32-32-32-10 ReLU, first 1,000 training images standardised as
-``instab_lib.data`` does, cross-entropy, full-batch GD η = 0.1, 200 epochs) is
-trained in PyTorch with ``instab_lib.train`` for each seed; its weights are copied
+``instab_lib.experiments.data`` does, cross-entropy, full-batch GD η = 0.1, 200 epochs) is
+trained in PyTorch with ``instab_lib.experiments.train`` for each seed; its weights are copied
 into the author's flax model (``modules.MLPNet``) and loss
 (``optax.softmax_cross_entropy_with_integer_labels`` through ``spectral.get_loss_wrap``)
 and the two losses are compared. Then, on those weights:
@@ -15,7 +15,7 @@ and the two losses are compared. Then, on those weights:
   deleted from the source at run time ("no-norm");
 * ``instab_lib.curvature.lanczos(k=10)``: float64 with tol 1e-6 (the tight reference)
   and float32 with tol 1e-4 (HVPs and time);
-* a cross-check of ``instab_lib.author_lanczos`` (the page's NumPy transcription)
+* a cross-check of ``instab_lib.experiments.author_lanczos`` (the page's NumPy transcription)
   against the author's function from the author's own start vector, on the MLP and on
   the diagonal example of the page.
 
@@ -86,10 +86,10 @@ def torch_side(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from torch import nn
 
     sys.path.insert(0, str(ROOT))
-    from instab_lib import data as data_mod
-    from instab_lib import train as train_mod
     from instab_lib.curvature import HessianOperator, lanczos
-    from instab_lib.models import build_model
+    from instab_lib.experiments import data as data_mod
+    from instab_lib.experiments import train as train_mod
+    from instab_lib.experiments.models import build_model
 
     torch.set_num_threads(1)
     ds = data_mod.load_dataset("fashion-mnist", n_train=args.n_train, n_test=0)
@@ -173,7 +173,7 @@ def jax_worker(args: argparse.Namespace) -> None:
     import spectral  # the author's
 
     # the page's transcription, loaded from its file (numpy only; instab_lib is not installed here)
-    spec = importlib.util.spec_from_file_location("author_lanczos", ROOT / "instab_lib" / "author_lanczos.py")
+    spec = importlib.util.spec_from_file_location("author_lanczos", ROOT / "instab_lib" / "experiments" / "author_lanczos.py")
     al = importlib.util.module_from_spec(spec)
     sys.modules["author_lanczos"] = al
     spec.loader.exec_module(al)
@@ -340,7 +340,7 @@ def report(tor: dict[str, Any], jx: dict[str, Any], orders: tuple[int, ...]) -> 
                  f"{med('ref_time_s', tor):.2f} | — |")
     lines.append("")
     cross = [jx["seeds"][s]["transcription_check"] for s in seeds]
-    lines.append("Transcription check (`instab_lib.author_lanczos` from the author's start vector, author's HVP, order "
+    lines.append("Transcription check (`instab_lib.experiments.author_lanczos` from the author's start vector, author's HVP, order "
                  f"{max(orders)}): max |T − T_author| = "
                  f"{max(c['author']['max_abs_T_diff'] for c in cross):.1e} (author step), "
                  f"{max(c['textbook']['max_abs_T_diff'] for c in cross):.1e} (textbook step vs no-norm); "

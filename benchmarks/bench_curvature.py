@@ -6,7 +6,7 @@ Run:  .venv/bin/python benchmarks/bench_curvature.py               (real data, a
 
 Problems (``--data real``, the default: the papers' data):
   mlp: fMNIST MLP 784-32-32-32-10 ReLU (``models.build_model("mlp", seed=0)``) on the first
-       1,000 Fashion-MNIST training images (standardised as ``instab_lib.data`` does), CE.
+       1,000 Fashion-MNIST training images (standardised as ``instab_lib.experiments.data`` does), CE.
   cnn: small CNN on 32×32×3 (three conv3×3 + pool stages 3→16→32→32, linear 512→10) on the
        first --cnn-n CIFAR-10 training images (default 512; 5,120 with --large; the JPEG copy
        ``../shared/data/cifar10-jpeg`` offline), chunks of 256.
@@ -410,8 +410,8 @@ def main() -> None:
                     torch.randn(n_cnn, 3, 32, 32, generator=g), torch.randint(0, 10, (n_cnn,), generator=g), 256),
         ]
     else:
-        from instab_lib.data import load_dataset
-        from instab_lib.models import build_model
+        from instab_lib.experiments.data import load_dataset
+        from instab_lib.experiments.models import build_model
 
         fm = load_dataset("fashion-mnist", n_train=1000, n_test=0)
         cf = load_dataset("cifar10", n_train=n_cnn, n_test=0)

@@ -43,8 +43,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from instab_lib import curvature  # noqa: E402
-from instab_lib.models import build_model  # noqa: E402
-from instab_lib.train import LOSSES, TrainConfig, train  # noqa: E402
+from instab_lib.experiments.models import build_model  # noqa: E402
+from instab_lib.experiments.train import LOSSES, TrainConfig, train  # noqa: E402
 
 STRATEGIES = [
     ("before: EigTracker(warm='residual', lag=1)", {"warm": "residual", "lag": 1}),
@@ -64,7 +64,7 @@ def trajectory(epochs: int) -> tuple[list[torch.Tensor], tuple[torch.Tensor, tor
     with tempfile.TemporaryDirectory() as d:
         r = train(cfg, cache_dir=d, progress=False, num_threads=1)
         thetas = [r.snapshot(e)["theta"] for e in range(epochs + 1)]
-    from instab_lib.data import load_dataset
+    from instab_lib.experiments.data import load_dataset
 
     ds = load_dataset("fashion-mnist", n_train=1000, n_test=0)
     return thetas, (ds.X_train, ds.y_train), cfg

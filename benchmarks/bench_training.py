@@ -40,7 +40,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from instab_lib import curvature  # noqa: E402
-from instab_lib.train import TrainConfig, train  # noqa: E402
+from instab_lib.experiments.train import TrainConfig, train  # noqa: E402
 
 VARIANTS = {
     "before": ({"warm": "residual", "lag": 1}, "double_backward"),
@@ -122,9 +122,9 @@ def main() -> None:
 
 def _probe(cfg: TrainConfig) -> tuple[Any, Any, Any]:
     """A model, loss and two samples of ``cfg``, to read which product method ``auto`` picks."""
-    from instab_lib import data as data_mod
-    from instab_lib import models as models_mod
-    from instab_lib.train import LOSSES
+    from instab_lib.experiments import data as data_mod
+    from instab_lib.experiments import models as models_mod
+    from instab_lib.experiments.train import LOSSES
 
     ds = data_mod.load_dataset(cfg.dataset, n_train=10, n_test=0, balanced=cfg.balanced)
     model = models_mod.build_model(cfg.model, seed=cfg.seed, **cfg.resolved_model_kwargs())

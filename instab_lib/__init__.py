@@ -1,21 +1,69 @@
-"""instab_lib: the shared library of the instability companion.
+"""instab_lib: curvature of a training loss, measured inside anyone's training loop.
 
-One module per idea: ``dln`` (closed-form diagonal linear network), ``curvature``
-(Hessian-vector products and eigen-solvers), ``rotation`` (eigenvector and
-subspace similarity), ``models``, ``data``, ``optim``, ``train``, ``sweep``,
-``plotting``, ``claims`` (recorded numbers and claim checks), ``author_lanczos`` (a
-transcription, for illustration, of the Lanczos step in the author's public code) and ``notebooks``
-(catalogue, presets, papermill runner, book build). Import the modules you need;
-nothing heavy is imported here.
+Three layers, dependencies one way (book → experiments → library):
+
+* **the library** (this package's own modules): ``curvature`` (Hessian-vector products, one
+  ``LinearOperator`` base, Lanczos, LOBPCG, warm-started tracking, Hutchinson, SLQ),
+  ``rotation`` (eigenvector and subspace similarity), ``preconditioned`` (the preconditioned
+  Hessian of an adaptive optimiser and its sharpness), ``thresholds`` (stability thresholds
+  of GD, momentum and adaptive methods), ``optim`` (GD/SGD/RMSProp/Adam/Clipped-Ada as pure
+  transforms), ``validation`` (one-line errors before compute). It imports only torch,
+  numpy, scipy and pandas, and reads no setting of the book;
+* **the experiments** (:mod:`instab_lib.experiments`): models, data, the training harness,
+  the shared runs and the page analyses;
+* **the book machinery** (:mod:`instab_lib.book`): the notebook runner, cards and claims,
+  pages, archive, CLI.
+
+The library's public API is available here by attribute, imported on first access (PEP 562),
+so ``import instab_lib`` itself imports nothing heavy::
+
+    import instab_lib
+    op = instab_lib.HessianOperator(model, loss_fn, (X, y))
+    top = instab_lib.lanczos(op, k=3)
 """
 
-import os
-from pathlib import Path
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
+#: public name -> the library module that defines it
+_API = {
+    "HessianOperator": "curvature",
+    "LinearOperator": "curvature",
+    "MatrixOperator": "curvature",
+    "lanczos": "curvature",
+    "lobpcg": "curvature",
+    "EigTracker": "curvature",
+    "EigResult": "curvature",
+    "hutchinson_trace": "curvature",
+    "slq_density": "curvature",
+    "abs_cosine": "rotation",
+    "principal_angles": "rotation",
+    "subspace_similarity": "rotation",
+    "eigenvector_similarity": "rotation",
+    "PreconditionedOperator": "preconditioned",
+    "preconditioned_sharpness": "preconditioned",
+    "stability_threshold": "thresholds",
+}
+#: the library's modules, also importable by attribute (``instab_lib.optim``)
+_MODULES = ("curvature", "rotation", "preconditioned", "thresholds", "optim", "validation")
 
-def repo_root() -> Path:
-    """The companion's root: ``$INSTAB_ROOT`` if set, else the folder holding ``instab_lib``."""
-    env = os.environ.get("INSTAB_ROOT")
-    return Path(env).resolve() if env else Path(__file__).resolve().parent.parent
+__all__ = [*_API, "optim"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API, *_MODULES])

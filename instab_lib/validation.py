@@ -2,7 +2,7 @@
 
 Every check returns the validated value (converted to ``float``/``int`` where that is
 what the caller needs), so ``lr = positive("learning rate", lr)`` reads naturally. The
-specs of a notebook card's parameters are checked by :mod:`instab_lib.cards`.
+specs of a notebook card's parameters are checked by :mod:`instab_lib.book.cards`.
 """
 
 from __future__ import annotations

@@ -24,9 +24,9 @@
 #   present since the file's first commit (`1b1c356`, 2025-02-05). That notebook's stored output for full-batch GD
 #   at η = 0.1 (1,000 images, 400 epochs) prints `sharp: 11.279600143432617`. The code is GPL-3; none of it is
 #   copied here.
-# - **Our reconstruction**: the NumPy transcription of both steps (`instab_lib.author_lanczos`, written for this
+# - **Our reconstruction**: the NumPy transcription of both steps (`instab_lib.experiments.author_lanczos`, written for this
 #   page and tested against `numpy.linalg.eigvalsh`), the diagonal example, the MLP runs (trained with
-#   `instab_lib.train`, Hessian-vector products by `instab_lib.curvature`, the reference eigenvalues by
+#   `instab_lib.experiments.train`, Hessian-vector products by `instab_lib.curvature`, the reference eigenvalues by
 #   `instab_lib.curvature.lanczos` in float64), and every number below. JAX is not in the book's environment: the
 #   author's own function was run on the same weights by `benchmarks/bench_author_solver.py` (results in
 #   `benchmarks/RESULTS.md`), which also checks that the transcription reproduces it.
@@ -44,18 +44,19 @@ import torch
 from IPython.display import Markdown, display
 from torch import nn
 
-from instab_lib import author_lanczos as al
-from instab_lib import claims, theory
-from instab_lib import data as data_mod
-from instab_lib import train as train_mod
+from instab_lib.book import claims
 from instab_lib.curvature import HessianOperator, lanczos
-from instab_lib.models import build_model
-from instab_lib.plotting import apply_style, progress
+from instab_lib.experiments import theory
+from instab_lib.experiments import author_lanczos as al
+from instab_lib.experiments import data as data_mod
+from instab_lib.experiments import train as train_mod
+from instab_lib.experiments.models import build_model
+from instab_lib.experiments.plotting import apply_style, progress
 
 apply_style()
 
 # %% tags=["parameters"]
-diag_seed = 0  # the known spectrum and its start vector (instab_lib.author_lanczos.diagonal_example)
+diag_seed = 0  # the known spectrum and its start vector (instab_lib.experiments.author_lanczos.diagonal_example)
 outliers = [20.0, 15.0, 10.0]  # eigenvalues standing out of the bulk
 n_bulk = 197  # further eigenvalues, uniform in [-half_width, half_width]
 half_width = 0.5
@@ -115,7 +116,7 @@ orders = list(range(1, max_order + 1))
 # and the second pass does not run. One pass kept the basis orthonormal to about $10^{-5}$ in float32 on the MLP — the
 # benchmark measures it — so this does not change the results below.)
 #
-# The transcription on this page (`instab_lib.author_lanczos.lanczos_tridiagonal`) implements both steps with the
+# The transcription on this page (`instab_lib.experiments.author_lanczos.lanczos_tridiagonal`) implements both steps with the
 # same start vector, the same re-orthogonalisation and the same subtraction of $\beta_{i-1}v_{i-1}$ (each with its own
 # $\beta$); they differ in the one line only.
 

@@ -49,11 +49,12 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from instab_lib import claims, snapshots, stats
-from instab_lib import generalization as gen
-from instab_lib.plotting import apply_style, eta_color, lr_axis
-from instab_lib.sweep import run_many
-from instab_lib.train import TrainConfig
+from instab_lib.book import claims
+from instab_lib.experiments import snapshots, stats
+from instab_lib.experiments import generalization as gen
+from instab_lib.experiments.plotting import apply_style, eta_color, lr_axis
+from instab_lib.experiments.sweep import run_many
+from instab_lib.experiments.train import TrainConfig
 
 apply_style()
 

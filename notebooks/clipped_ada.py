@@ -37,7 +37,7 @@
 #   code), the
 #   DLN cell's bias-correction setting (the printed numbers match runs *without* bias correction, $v_0 = 0$; see
 #   below), the plots. The update rules are `instab_lib.optim`'s, driven by
-#   `instab_lib.toys.run_optimizer`. No data set is used; CI scale = paper scale for these toy cells.
+#   `instab_lib.experiments.toys.run_optimizer`. No data set is used; CI scale = paper scale for these toy cells.
 # - **Section (c), the network**: the author's η = 5e-3, β₂ = 0.99, c ∈ {0.1, 1, 10} and minibatch sweeps (batch sizes
 #   4–5120 on CIFAR-5k) are from the code (REFERENCE §4.2, §5.2); the companion's reconstruction is the rest: the
 #   fMNIST MLP on 1,000 images with minibatches of 64 instead of CIFAR-5k, clips set at quantiles of Adam's measured
@@ -54,8 +54,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, dln, optim, toys
-from instab_lib.plotting import apply_style
+from instab_lib import optim
+from instab_lib.book import claims
+from instab_lib.experiments import dln, toys
+from instab_lib.experiments.plotting import apply_style
 
 apply_style()
 
@@ -203,7 +205,7 @@ plt.show()
 # 5 seeds, test accuracy on all 10,000 test images. Clipped-Ada (the optimiser `adam_ub` of `instab_lib.optim`) is
 # $\theta_t = \theta_{t-1} - \eta\,\hat m_t/(\min(\sqrt{\hat v_t}, c) + \varepsilon)$.
 #
-# **Where c sits.** The Adam runs are trained first; during training a measurement hook (`instab_lib.hooks`)
+# **Where c sits.** The Adam runs are trained first; during training a measurement hook (`instab_lib.experiments.hooks`)
 # records, every 2 epochs, the quantiles 0.5, 0.9 and 0.99 of √v̂ over the network's 27,562 coordinates. Each
 # Clipped-Ada clip is one of these quantiles (median over the Adam seeds and evaluations, two significant digits): a
 # clip at Adam's q-quantile would bind on a fraction 1 − q of Adam's coordinates, but a clipped run's own √v̂ shifts,
@@ -222,16 +224,16 @@ plt.show()
 # would hide the failure).
 
 # %% tags=["remove-input"]
-from instab_lib import episodes, experiments, stats  # noqa: E402
-from instab_lib import generalization as gen  # noqa: E402
-from instab_lib.plotting import eta_color  # noqa: E402,F401
-from instab_lib.sweep import run_many  # noqa: E402
-from instab_lib.train import chance_ceiling  # noqa: E402
+from instab_lib.experiments import episodes, shared_runs, stats  # noqa: E402
+from instab_lib.experiments import generalization as gen  # noqa: E402
+from instab_lib.experiments.plotting import eta_color  # noqa: E402,F401
+from instab_lib.experiments.sweep import run_many  # noqa: E402
+from instab_lib.experiments.train import chance_ceiling  # noqa: E402
 
 
 def net_config(bs, optimizer, seed, **kw):
     """One run of section (c): the fMNIST setting with minibatches of bs and an adaptive optimiser."""
-    return experiments.fmnist_base(optimizer=optimizer, optimizer_kwargs=kw, lr=net_eta, batch_size=bs, seed=seed,
+    return shared_runs.fmnist_base(optimizer=optimizer, optimizer_kwargs=kw, lr=net_eta, batch_size=bs, seed=seed,
                                    epochs=net_epochs, eval_every=0, target_train_acc=0.999, n_test=10000,
                                    test_every=net_epochs, precond_every=net_eval_every, stall_epochs=net_stall_epochs)
 

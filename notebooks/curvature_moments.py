@@ -24,8 +24,8 @@
 #   the spectrum, so $\lambda_{\min}$ is tracked every epoch; the fMNIST setting of REFERENCE §4.2.
 # - **Our reconstruction** (REFERENCE §10): "higher-order curvature" read as the third and fourth directional
 #   derivatives of the loss along the top eigenvector $v_1$, $D^3L[v_1^3]$ and $D^4L[v_1^4]$, by central finite
-#   differences of Hessian-vector products (`slices.directional_derivatives`, tested on closed forms);
-#   instabilities are loss spikes (`instab_lib.mechanism.spikes`, as on {doc}`phases_of_training`); the windows, the
+#   differences of Hessian-vector products (`landscape.directional_derivatives`, tested on closed forms);
+#   instabilities are loss spikes (`instab_lib.experiments.mechanism.spikes`, as on {doc}`phases_of_training`); the windows, the
 #   seed ensemble and every number. Data: the copy named below.
 # ```
 
@@ -35,8 +35,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, experiments, generalization, mechanism, slices, stats
-from instab_lib.plotting import apply_style, eta_color, progress
+from instab_lib.book import claims
+from instab_lib.experiments import generalization, landscape, mechanism, shared_runs, stats
+from instab_lib.experiments.plotting import apply_style, eta_color, progress
 
 apply_style()
 
@@ -55,7 +56,7 @@ executor = None  # None: local worker processes; or a Dask scheduler address
 rec = claims.Recorder("curvature_moments")
 
 # %%
-mech = experiments.get("fmnist_mechanism", scale)
+mech = shared_runs.get("fmnist_mechanism", scale)
 runs = mech.run(executor=executor)
 eta = float(mech.base.lr)
 rec.record("n_seeds", len(runs))
@@ -113,11 +114,11 @@ for r in progress(runs, desc="seeds"):
     t = r.table.set_index("epoch", drop=False)
     ph = mechanism.phases(r.table)
     lo, hi = max(1, ph.first_unstable - moment_before), min(r.epochs_run, ph.first_unstable + moment_after)
-    f = slices.run_loss(r)
+    f = landscape.run_loss(r)
     mrows = []
     for e in range(lo, hi + 1):
         snap = r.snapshot(e)
-        d = slices.directional_derivatives(f, snap["theta"], snap["eigenvectors"][:, 0], h=fd_step)
+        d = landscape.directional_derivatives(f, snap["theta"], snap["eigenvectors"][:, 0], h=fd_step)
         mrows.append({"epoch": e, "D2": d["D2"], "abs_D3": abs(d["D3"]), "abs_D4": abs(d["D4"])})
     mom = pd.DataFrame(mrows).set_index("epoch")
     mom["S"] = t["sharpness"].loc[mom.index]

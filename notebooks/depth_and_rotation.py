@@ -27,7 +27,7 @@
 # - **Our reconstruction** (networks): the depth-1 softmax control and the MLPs of depth 2–4 (0–3 hidden layers of
 #   32 units) on the author's fMNIST subset, each at $\eta = 1.5 \cdot 2/S_0$ of its own initialisation, the same
 #   same-parity rotation measure as {doc}`eigenvector_rotation` over the unstable epochs, five seeds.
-# - **Our reconstruction**: the depth-$D$ multipliers below (derived here and in `instab_lib.dln`, checked against
+# - **Our reconstruction**: the depth-$D$ multipliers below (derived here and in `instab_lib.experiments.dln`, checked against
 #   autograd in float64), the episodes (starting points, learning rates, the rotation measure), and the control's
 #   subset: the first 200 training images of classes 0 and 1 (T-shirt/top, Trouser) of the Debian copy of
 #   Fashion-MNIST, standardised; its $S_0$ differs from the author's 457.96 (the author's subset is not known).
@@ -41,10 +41,11 @@ import torch
 import torch.nn.functional as F
 from IPython.display import Markdown, display
 
-from instab_lib import (claims, curvature, data, dln, experiments, generalization, loop, mechanism, models, optim,
-                        rotation, seeding, stats)
-from instab_lib.plotting import apply_style, eta_color, lr_colors
-from instab_lib.sweep import run_many
+from instab_lib import curvature, optim, rotation
+from instab_lib.book import claims
+from instab_lib.experiments import data, dln, generalization, loop, mechanism, models, seeding, shared_runs, stats
+from instab_lib.experiments.plotting import apply_style, eta_color, lr_colors
+from instab_lib.experiments.sweep import run_many
 
 apply_style()
 
@@ -248,8 +249,8 @@ plt.show()
 # in the same band [1, 1.5]: the instability is matched, not the learning rate.
 
 # %%
-mech = experiments.get("fmnist_mechanism")  # depth 4 at η = 0.1: the shared ensemble (its first net_epochs epochs)
-base = experiments.fmnist_base(epochs=net_epochs, eval_every=1, k_top=3, n_test=0)
+mech = shared_runs.get("fmnist_mechanism")  # depth 4 at η = 0.1: the shared ensemble (its first net_epochs epochs)
+base = shared_runs.fmnist_base(epochs=net_epochs, eval_every=1, k_top=3, n_test=0)
 configs, S0s = [], {}
 for depth in net_depths:
     for sd in net_seeds:

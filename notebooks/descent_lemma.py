@@ -22,7 +22,7 @@
 # - **Talk** (S. Roberts, seeds/003, after Cohen et al. 2021 Fig 2): "Gradient descent on a quadratic with
 #   eigenvalues $a_1 = 20$ and $a_2 = 1$"; the stability condition $\eta < 2/\lambda_{\max}$.
 # - **Our reconstruction**: the starting point, the learning rates, the exact-slack formula and the growth-rate fit
-#   (`instab_lib.toys`). No author's code is involved and no data set is used. CI scale = paper scale.
+#   (`instab_lib.experiments.toys`). No author's code is involved and no data set is used. CI scale = paper scale.
 # ```
 
 # %%
@@ -30,8 +30,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from instab_lib import claims, toys
-from instab_lib.plotting import apply_style
+from instab_lib.book import claims
+from instab_lib.experiments import toys
+from instab_lib.experiments.plotting import apply_style
 
 apply_style()
 

@@ -24,7 +24,7 @@
 # - **Our reconstruction**: the sweep itself (REFERENCE §8.1 suggests it), the table of §8.1 (numbers derived
 #   by the companion's notes [D], reproduced here to 3 digits), the definition of divergence (loss above $10^{12}$
 #   or non-finite) and of the Goldilocks window of the toy. Everything is exact float64 arithmetic
-#   (`instab_lib.dln`); no data set is used. CI scale = paper scale.
+#   (`instab_lib.experiments.dln`); no data set is used. CI scale = paper scale.
 # ```
 
 # %%
@@ -33,8 +33,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, dln
-from instab_lib.plotting import DLN_RUN_COLORS, apply_style, progress
+from instab_lib.book import claims
+from instab_lib.experiments import dln
+from instab_lib.experiments.plotting import DLN_RUN_COLORS, apply_style, progress
 
 apply_style()
 

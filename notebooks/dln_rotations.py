@@ -28,10 +28,10 @@
 # - **Author's code for B Fig 3** (`jax_eigs` 8db90d3, `notebooks/shape_of_loss_v1_rmsv3.ipynb`, the only cell with
 #   this layout and four colours r/orange/green/blue): η ∈ {0.001, 0.009, 0.011, 0.2}, 1,000 iterations of an
 #   RMSProp-style step $\theta \leftarrow \theta - \frac{20\,\eta}{\sqrt{r+10^{-8}}}\,g$, $r \leftarrow 0.9\,r + 0.1\,g^2$
-#   ({doc}`../notes/reference` §4.0; `instab_lib.dln.run_author_rms`). Whether the published panel used it is not known.
+#   ({doc}`../notes/reference` §4.0; `instab_lib.experiments.dln.run_author_rms`). Whether the published panel used it is not known.
 # - **Our reconstruction**: the derivation of the regime boundary $x^* = 2/(r + 1/r)$, the 3-D rendering, the extra
 #   panels (sharpness, $\beta_t$, consecutive cosines), and every number below, computed exactly in float64 by
-#   `instab_lib.dln`. No data set is used: the model is closed-form.
+#   `instab_lib.experiments.dln`. No data set is used: the model is closed-form.
 # ```
 
 # %%
@@ -40,8 +40,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, dln
-from instab_lib.plotting import DLN_RUN_COLORS, apply_style, eta_color
+from instab_lib.book import claims
+from instab_lib.experiments import dln
+from instab_lib.experiments.plotting import DLN_RUN_COLORS, apply_style, eta_color
 
 apply_style()
 

@@ -29,7 +29,7 @@
 # - **Our reconstruction**: the runs compared (the unstable mechanism runs at η = 0.1 and the long stable runs at
 #   η = 0.01), the training-loss levels at which they are compared (each seed's final loss of the unstable run, and an
 #   intermediate level), a fixed $\alpha$ for the claim, negative eigenvalues dropped, $N_\mathrm{eff}$ from stochastic
-#   Lanczos quadrature (`neff.n_eff_from_slq`, exact for few distinct eigenvalues, tested), every number. Data:
+#   Lanczos quadrature (`effective_parameters.n_eff_from_slq`, exact for few distinct eigenvalues, tested), every number. Data:
 #   the copy named below.
 # ```
 
@@ -39,8 +39,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, curvature, experiments, mechanism, neff, slices, stats
-from instab_lib.plotting import apply_style, eta_color, progress
+from instab_lib import curvature
+from instab_lib.book import claims
+from instab_lib.experiments import effective_parameters, landscape, mechanism, shared_runs, stats
+from instab_lib.experiments.plotting import apply_style, eta_color, progress
 
 apply_style()
 
@@ -58,8 +60,8 @@ executor = None  # None: local worker processes; or a Dask scheduler address
 rec = claims.Recorder("effective_parameters")
 
 # %%
-mech = experiments.get("fmnist_mechanism", scale)
-stab = experiments.get("fmnist_stable", scale)
+mech = shared_runs.get("fmnist_mechanism", scale)
+stab = shared_runs.get("fmnist_stable", scale)
 runs = mech.run(executor=executor)
 sruns = {r.config.seed: r for r in stab.run(executor=executor)}
 eta, eta_s = float(mech.base.lr), float(stab.base.lr)
@@ -75,12 +77,12 @@ display(Markdown(f"Data: **{runs[0].data_source}**. Large η: {mech.description}
 
 # %%
 def neff_at(run, epoch, seed):
-    f = slices.run_loss(run)
-    op = slices.PointHessian(f, run.snapshot(int(epoch))["theta"])
+    f = landscape.run_loss(run)
+    op = landscape.PointHessian(f, run.snapshot(int(epoch))["theta"])
     nodes, weights = curvature.slq_density(op, slq_probes, slq_order, seed=seed)
     lam_max = float(run.table.set_index("epoch").loc[int(epoch), "sharpness"]) if "sharpness" in run.table else np.nan
-    ne, se = neff.n_eff_from_slq(nodes, weights, op.dim, alpha)
-    ns, _ = neff.n_eff_from_slq(nodes, weights, op.dim, sane_c * lam_max)
+    ne, se = effective_parameters.n_eff_from_slq(nodes, weights, op.dim, alpha)
+    ns, _ = effective_parameters.n_eff_from_slq(nodes, weights, op.dim, sane_c * lam_max)
     return ne, se, ns
 
 

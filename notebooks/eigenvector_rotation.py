@@ -26,7 +26,7 @@
 # - **Author's code** (`lawrencewang94/jax_eigs`, {doc}`../notes/reference` §2.4, §4.2): the similarities (absolute
 #   cosine of the $k$-th eigenvectors; `dk_cos` for subspaces: principal angles, normalised Grassmann distance $d$,
 #   similarity $\cos(d\pi/2)$, `instab_lib.rotation`) and the fMNIST setting, η = 0.1, 400 epochs.
-# - **Our reconstruction**: "an instability" is a loss spike (`instab_lib.mechanism.spikes`, as on
+# - **Our reconstruction**: "an instability" is a loss spike (`instab_lib.experiments.mechanism.spikes`, as on
 #   {doc}`phases_of_training`); similarities are read on epochs of the same parity (at the edge of stability the
 #   iterate flips sides of a valley every step, so consecutive epochs compare two different points and look rotated
 #   without any drift); the three kinds of window, the stable control at matched sharpness (η = 0.02), the ladder of
@@ -40,9 +40,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, experiments, mechanism, stats
-from instab_lib.plotting import apply_style, eta_color
-from instab_lib.sweep import run_many
+from instab_lib.book import claims
+from instab_lib.experiments import mechanism, shared_runs, stats
+from instab_lib.experiments.plotting import apply_style, eta_color
+from instab_lib.experiments.sweep import run_many
 
 apply_style()
 
@@ -63,8 +64,8 @@ executor = None  # None: local worker processes; or a Dask scheduler address
 rec = claims.Recorder("eigenvector_rotation")
 
 # %%
-mech = experiments.get("fmnist_mechanism", scale)
-ladder = experiments.get("fmnist_ladder", scale)
+mech = shared_runs.get("fmnist_mechanism", scale)
+ladder = shared_runs.get("fmnist_ladder", scale)
 runs = mech.run(executor=executor)
 lruns = ladder.run(executor=executor)
 eta = float(mech.base.lr)
@@ -131,7 +132,7 @@ per_spike.groupby("seed")[["steps", "largest rise", "min subspace sim", "min |co
 # ratio per comparison.
 
 # %%
-stable = {r.config.seed: r for r in ladder.by(lruns, lr=min(experiments.FMNIST_LADDER_ETAS))}
+stable = {r.config.seed: r for r in ladder.by(lruns, lr=min(shared_runs.FMNIST_LADDER_ETAS))}
 rows = []
 for r in runs:
     s_, t = r.config.seed, r.table
@@ -165,8 +166,8 @@ win.round(4)
 # %%
 horizon = ladder.base.epochs
 by_eta = {}
-for lr_ in sorted({*experiments.FMNIST_LADDER_ETAS, eta}):
-    if lr_ == min(experiments.FMNIST_LADDER_ETAS):
+for lr_ in sorted({*shared_runs.FMNIST_LADDER_ETAS, eta}):
+    if lr_ == min(shared_runs.FMNIST_LADDER_ETAS):
         continue  # the stable control has no unstable phase
     rs = runs if lr_ == eta else ladder.by(lruns, lr=lr_)
     for r in rs:

@@ -33,7 +33,7 @@
 # - **Author's code**: none for this section.
 # - **Our reconstruction**: the working definitions $U_t = \eta\lambda_{1,t} - 2$ and
 #   $\gamma_{U_t} = 1-\eta\lambda_{1,t}$ (REFERENCE §10), the model, its conditions, the statements as checked here, the
-#   Monte Carlo and the exact bootstrap bands (`instab_lib.theory`); the DLN identity below (`theory.dln_reduced_step`);
+#   Monte Carlo and the exact bootstrap bands (`instab_lib.experiments.theory`); the DLN identity below (`theory.dln_reduced_step`);
 #   the measured multiplier $|\hat\gamma_{U_t}| = a_{t+1}/a_t$ of the last section.
 # - **Data**: the simulation and the DLN use none; the last section trains the fMNIST MLP on the first 1,000
 #   Fashion-MNIST training images (the copy the resolver found is printed there).
@@ -45,8 +45,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, dln, experiments, stats, theory
-from instab_lib.plotting import apply_style, lr_colors
+from instab_lib.book import claims
+from instab_lib.experiments import dln, shared_runs, stats, theory
+from instab_lib.experiments.plotting import apply_style, lr_colors
 
 apply_style()
 
@@ -212,7 +213,7 @@ plt.show()
 # For $L = (\theta_1\theta_2)^2$ with $\Delta = \theta_2^2-\theta_1^2$ and $\Theta = \theta_1\theta_2$, one GD step is
 # exactly $\Delta' = \Delta(1-4\eta^2\Theta^2)$, $\Theta' = \Theta(1 + 4\eta^2\Theta^2 - 2\eta\sqrt{\Delta^2+4\Theta^2})$
 # (`theory.dln_reduced_step`), and $\lambda_1 = (\mathrm{tr} + \sqrt{\mathrm{tr}^2 + 48\Theta^2})/2$ with
-# $\mathrm{tr} = 2\sqrt{\Delta^2+4\Theta^2}$. We check this against the full GD run of `instab_lib.dln`.
+# $\mathrm{tr} = 2\sqrt{\Delta^2+4\Theta^2}$. We check this against the full GD run of `instab_lib.experiments.dln`.
 
 # %%
 tr = dln.run_gd([-0.1, 10.0], dln_eta, 200)
@@ -238,10 +239,10 @@ display(Markdown(f"max relative error of the reduced step: {err_step:.1e}; of λ
 # $|1-\eta\lambda_{1,t}|$ on a quadratic), and correlate it (Spearman) with the sharpness $\lambda_{1,t}$ over the
 # unstable phase, one seed at a time. Runs: the fMNIST MLP 784-32-32-32-10 on the first 1,000 training images,
 # full-batch GD at the author's η = 0.1, $\lambda_1$ by Lanczos every epoch: the shared mechanism ensemble
-# (`experiments.fmnist_mechanism`, the runs of {doc}`phases_of_training`).
+# (`shared_runs.fmnist_mechanism`, the runs of {doc}`phases_of_training`).
 
 # %%
-mech = experiments.get("fmnist_mechanism", scale)
+mech = shared_runs.get("fmnist_mechanism", scale)
 mlp_runs = mech.run(executor=executor)
 mlp_eta = float(mech.base.lr)
 corr = [theory.gamma_u_correlation(r.table["osc"].to_numpy(), r.table["sharpness"].to_numpy(), mlp_eta)

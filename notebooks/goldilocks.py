@@ -25,7 +25,7 @@
 # - **Author's code** (`lawrencewang94/jax_eigs`, REFERENCE §4.2): the model (MLP 784-32-32-32-10, ReLU), the data (the
 #   first 1,000 Fashion-MNIST training images, standardised with mean 0.2859 and std 0.3530), cross-entropy, full
 #   batch, and "until completion" read as its early stop at 99.9 % train accuracy.
-# - **Our reconstruction**: the learning-rate grid (`instab_lib.experiments.fmnist_goldilocks`); the 10,000 test images
+# - **Our reconstruction**: the learning-rate grid (`instab_lib.experiments.shared_runs.fmnist_goldilocks`); the 10,000 test images
 #   standing in for "validation"; PyTorch's default initialisation; the stability limit, measured from these runs as
 #   2/max S of the runs at the smallest η (the largest sharpness gradient descent reaches when it stays stable, with
 #   an interval over seeds), not 2/S₀ at initialisation; the spectra every 4/η epochs (the same stretch η·t of
@@ -42,9 +42,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, experiments, stats
-from instab_lib import generalization as gen
-from instab_lib.plotting import apply_style, eta_color, lr_axis
+from instab_lib.book import claims
+from instab_lib.experiments import shared_runs, stats
+from instab_lib.experiments import generalization as gen
+from instab_lib.experiments.plotting import apply_style, eta_color, lr_axis
 
 apply_style()
 
@@ -66,7 +67,7 @@ rec = claims.Recorder("goldilocks")
 # enter the accuracy statistics; the others are shown and counted.
 
 # %%
-exp = experiments.get("fmnist_goldilocks", scale)
+exp = shared_runs.get("fmnist_goldilocks", scale)
 runs = exp.run()
 df = gen.summarize_runs(runs)
 grid = sorted(set(df["lr"]))

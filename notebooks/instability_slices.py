@@ -34,8 +34,10 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from instab_lib import claims, curvature, experiments, mechanism, slices, stats
-from instab_lib.plotting import apply_style, eta_color, progress
+from instab_lib import curvature
+from instab_lib.book import claims
+from instab_lib.experiments import landscape, mechanism, shared_runs, stats
+from instab_lib.experiments.plotting import apply_style, eta_color, progress
 
 apply_style()
 
@@ -56,7 +58,7 @@ executor = None  # None: local worker processes; or a Dask scheduler address
 rec = claims.Recorder("instability_slices")
 
 # %%
-mech = experiments.get("fmnist_mechanism", scale)
+mech = shared_runs.get("fmnist_mechanism", scale)
 runs = mech.run(executor=executor)
 eta = float(mech.base.lr)
 rec.record("n_seeds", len(runs))
@@ -109,9 +111,9 @@ cyc_tab.groupby("seed")[["ηS/2 before", "ηS/2 peak", "ηS/2 at resolution"]].m
 # %%
 def snapshot_curvature(r, t, f, offs, seed):
     th = r.snapshot(int(t))["theta"].to(torch.float32)
-    g = slices.PointHessian(f, th).grad
+    g = landscape.PointHessian(f, th).grad
     step = eta * float(g.norm())
-    sl = slices.slice_along(f, th, -g, [s * step for s in offs], lanczos=True,
+    sl = landscape.slice_along(f, th, -g, [s * step for s in offs], lanczos=True,
                                hutchinson_samples=hutchinson_samples, hutchinson_power=hutchinson_power, seed=seed)
     return sl, step, th
 
@@ -119,7 +121,7 @@ def snapshot_curvature(r, t, f, offs, seed):
 slices, est = {}, []
 for i, r in enumerate(progress(runs, desc="seeds")):
     sp = mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length, min_spike_height)[0]
-    f = slices.run_loss(r)
+    f = landscape.run_loss(r)
     S_tab = r.table.set_index("epoch")["sharpness"]
     peak = int(S_tab.loc[sp.start:sp.end].idxmax())
     if i == 0:
@@ -127,7 +129,7 @@ for i, r in enumerate(progress(runs, desc="seeds")):
         for t in snap_epochs:
             sl, step, th = snapshot_curvature(r, t, f, offsets, seed=t)
             th_prev = r.snapshot(t - 1)["theta"].to(torch.float32)
-            g = slices.PointHessian(f, th).grad
+            g = landscape.PointHessian(f, th).grad
             slices[t] = (sl, float((th_prev - th) @ (-g / g.norm())) / step)
         cycle0 = sp
     for t in (sp.last_stable, peak, sp.resolved):

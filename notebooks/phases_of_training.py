@@ -26,9 +26,9 @@
 #   full-batch GD, Lanczos spectra every epoch on the same 1,000 images, η = 0.1 for 400 epochs. This page uses
 #   exactly that setting (CI scale = the author's scale; the `paper` preset doubles the seed ensemble).
 # - **Our reconstruction**: the choice of $\theta^*$ (the paper's definition was not read): we use the period-2
-#   centre $\theta^*_t = (\theta_{t-1} + 2\theta_t + \theta_{t+1})/4$ (column `osc` of `instab_lib.train`), and as a
+#   centre $\theta^*_t = (\theta_{t-1} + 2\theta_t + \theta_{t+1})/4$ (column `osc` of `instab_lib.experiments.train`), and as a
 #   check that the separation does not hinge on it, the step length $\|\theta_t - \theta_{t-1}\|$; the stability limit
-#   measured from runs (not $2/S_0$); the phase and spike definitions (`instab_lib.mechanism`); the seed ensemble and
+#   measured from runs (not $2/S_0$); the phase and spike definitions (`instab_lib.experiments.mechanism`); the seed ensemble and
 #   every number. Data: the copy named in the output below.
 # ```
 
@@ -38,8 +38,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, experiments, mechanism, stability, stats
-from instab_lib.plotting import apply_style, eta_color
+from instab_lib.book import claims
+from instab_lib.experiments import mechanism, shared_runs, stability, stats
+from instab_lib.experiments.plotting import apply_style, eta_color
 
 apply_style()
 
@@ -59,15 +60,15 @@ rec = claims.Recorder("phases_of_training")
 # The sharpness at initialisation $S_0$ gives $2/S_0$, but the sharpness grows during training, so $2/S_0$ is not the
 # limit ({doc}`../notes/measured`). The experiment `fmnist_limit` trains the same network for 300 epochs at a few
 # learning rates, five seeds each; the **stability limit** is the smallest η whose runs reach $\eta S_t \ge 2$
-# (`instab_lib.stability`), bracketed by the largest η that stayed below. This limit belongs to a training horizon:
+# (`instab_lib.experiments.stability`), bracketed by the largest η that stayed below. This limit belongs to a training horizon:
 # the sharpness keeps growing while a stable run trains on, so runs trained to 99.9 % train accuracy reach a larger
 # sharpness and give a lower limit. The Goldilocks page ({doc}`goldilocks`) measures it that way, from the runs at its
 # smallest learning rates, and finds a lower one; both put the author's η = 0.1 far above the limit,
 # which is all this page needs.
 
 # %%
-lim_exp = experiments.get("fmnist_limit", scale)
-mech_exp = experiments.get("fmnist_mechanism", scale)
+lim_exp = shared_runs.get("fmnist_limit", scale)
+mech_exp = shared_runs.get("fmnist_mechanism", scale)
 lim_runs = lim_exp.run(executor=executor)
 runs = mech_exp.run(executor=executor)
 eta = float(mech_exp.base.lr)
@@ -91,7 +92,7 @@ display(Markdown(
 # The **unstable phase** starts at the first epoch with $\eta S_t \ge 2$; the **stable phase** is everything before it
 # (less `onset_margin` epochs). Within the unstable phase a **loss spike** (a valley jump, one instability) is a run of
 # epochs whose loss exceeds its minimum over the previous `spike_window` epochs by more than `spike_rel`
-# (`instab_lib.episodes.find_spikes`).
+# (`instab_lib.experiments.episodes.find_spikes`).
 
 # %%
 rows = []

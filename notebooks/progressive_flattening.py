@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, experiments, stats
-from instab_lib.plotting import apply_style, eta_color
+from instab_lib.book import claims
+from instab_lib.experiments import shared_runs, stats
+from instab_lib.experiments.plotting import apply_style, eta_color
 
 apply_style()
 
@@ -47,8 +48,8 @@ executor = None  # None: local worker processes; or a Dask scheduler address
 rec = claims.Recorder("progressive_flattening")
 
 # %%
-spec = experiments.FMNIST_FLATTENING
-exps = experiments.fmnist_flattening(scale)
+spec = shared_runs.FMNIST_FLATTENING
+exps = shared_runs.fmnist_flattening(scale)
 rows = []
 for ex in exps:
     t_r = ex.base.lr_schedule["epochs"][0]
@@ -61,7 +62,7 @@ for ex in exps:
                      "epochs after": int(r.epochs_run - t_r), "final loss": float(r.table["train_loss"].iloc[-1])})
 df = pd.DataFrame(rows)
 rec.record("post_reduction_epochs", sorted(set(df["epochs after"])))
-rec.record("eta_small", experiments.FMNIST_ETA_SMALL)
+rec.record("eta_small", shared_runs.FMNIST_ETA_SMALL)
 rec.record("n_seeds", int(df["seed"].nunique()))
 rec.record("n_diverged", int((df["status"] == "diverged").sum()))
 stable0, mid0, big0 = spec["eta0"]
@@ -72,7 +73,7 @@ rec.record("max_eta_S_over_2_before", {f"{e:g}@{t}": float(g["max ηS/2 before"]
                                        for (e, t), g in df.groupby(["eta0", "reduce at"])})
 display(Markdown(f"Data: **{exps[0].run()[0].data_source}**. {len(df)} runs: η₀ ∈ {list(spec['eta0'])} × reduction at "
                  f"{list(spec['reduce_at'])} × {df['seed'].nunique()} seeds, each followed by {spec['budget']} epochs at "
-                 f"η = {experiments.FMNIST_ETA_SMALL}."))
+                 f"η = {shared_runs.FMNIST_ETA_SMALL}."))
 df.pivot_table(index=["eta0", "reduce at"], values=["S_max after", "max ηS/2 before", "final loss"],
                aggfunc="median").round(3)
 

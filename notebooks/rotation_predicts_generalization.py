@@ -25,7 +25,7 @@
 #   REFERENCE §7 lists "ρ predicts generalisation with a more consistent sign than sharpness" among its claims.
 # - **Author's code** (`lawrencewang94/jax_eigs`): the absolute cosine `cos_sim` between top eigenvectors that ρ is
 #   built from.
-# - **Our reconstruction**: ρ = ρ_par (`instab_lib.generalization.rho_parity`): the median, over the spectrum
+# - **Our reconstruction**: ρ = ρ_par (`instab_lib.experiments.generalization.rho_parity`): the median, over the spectrum
 #   evaluations in the second half of a run, of 1 − |cos(v₁(t − L), v₁(t))|, with L = 4/η epochs rounded to an even
 #   number: the same stretch of gradient-flow time at every η, and the same parity, so the period-2 flip of the
 #   edge of stability is not counted as rotation; a median over the late half does not grow with the number of
@@ -44,9 +44,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, experiments, stats
-from instab_lib import generalization as gen
-from instab_lib.plotting import apply_style, eta_color
+from instab_lib.book import claims
+from instab_lib.experiments import shared_runs, stats
+from instab_lib.experiments import generalization as gen
+from instab_lib.experiments.plotting import apply_style, eta_color
 
 apply_style()
 
@@ -63,7 +64,7 @@ rec = claims.Recorder("rotation_predicts_generalization")
 # The runs of `fmnist_goldilocks` (read back from the run cache), kept when they reached 99.9 % train accuracy.
 
 # %%
-exp = experiments.get("fmnist_goldilocks", scale)
+exp = shared_runs.get("fmnist_goldilocks", scale)
 runs = exp.run()
 df = gen.summarize_runs(runs)
 # the sharpness a run ends with, read as the median over its spectra in the second half of the run (as ρ is), not

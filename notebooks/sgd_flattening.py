@@ -31,7 +31,7 @@
 #   at η = 0.01
 #   from its final parameters for a fixed budget, top Hessian eigenvalue on all 1,000 training images every 50
 #   epochs; the sharpness a run "sharpens back to" is the median over the second half of the continuation. The
-#   full-batch runs are those of the Goldilocks grid (shared, `instab_lib.experiments`).
+#   full-batch runs are those of the Goldilocks grid (shared, `instab_lib.experiments.shared_runs`).
 # - **How much of the paper's setting this matches**: the network, data, loss and the author's η(bs) rule; the
 #   fixed pair, the continuation and the statistics are ours. CI: batch sizes {1000, 256, 64}, 5 seeds, a 500-epoch
 #   continuation; the `paper` preset (`scale: paper`) adds batch size 16, 10 seeds and a 3,000-epoch continuation.
@@ -43,9 +43,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from instab_lib import claims, experiments, stats
-from instab_lib import generalization as gen
-from instab_lib.plotting import apply_style, eta_color
+from instab_lib.book import claims
+from instab_lib.experiments import shared_runs, stats
+from instab_lib.experiments import generalization as gen
+from instab_lib.experiments.plotting import apply_style, eta_color
 
 apply_style()
 
@@ -62,10 +63,10 @@ rec = claims.Recorder("sgd_flattening")
 # The SGD phase (`fmnist_sgd`), then the continuation of each of its runs (`fmnist_sgd_lasting`, same order).
 
 # %%
-phase = experiments.get("fmnist_sgd", scale).run()
-lasting = experiments.get("fmnist_sgd_lasting", scale).run()
-eta_small, eta_large = experiments.SGD_FIXED_ETAS
-budget = experiments.SGD_LASTING_EPOCHS[scale]
+phase = shared_runs.get("fmnist_sgd", scale).run()
+lasting = shared_runs.get("fmnist_sgd_lasting", scale).run()
+eta_small, eta_large = shared_runs.SGD_FIXED_ETAS
+budget = shared_runs.SGD_LASTING_EPOCHS[scale]
 rows = []
 for p, c in zip(phase, lasting):
     s = gen.run_summary(p)
@@ -81,12 +82,12 @@ for p, c in zip(phase, lasting):
 df = pd.DataFrame(rows)
 bss = sorted(set(df["batch_size"]), reverse=True)
 rec.record("lasting_budget_epochs", budget)
-rec.record("lasting_lr", experiments.SGD_LASTING_LR)
+rec.record("lasting_lr", shared_runs.SGD_LASTING_LR)
 rec.record("batch_sizes", bss)
 rec.record("n_seeds", int(df["seed"].nunique()))
 rec.record("frac_target", float((df["outcome"] == "target").mean()))
 display(Markdown(f"{len(df)} SGD-phase runs ({df['seed'].nunique()} seeds), each continued for {budget} epochs of "
-                 f"full-batch GD at η = {experiments.SGD_LASTING_LR}; {(df['outcome'] == 'target').sum()} reached "
+                 f"full-batch GD at η = {shared_runs.SGD_LASTING_LR}; {(df['outcome'] == 'target').sum()} reached "
                  f"99.9 % train accuracy in the SGD phase. Data: {phase[0].data_source}."))
 table = df.groupby(["batch_size", "lr"]).agg(
     runs=("seed", "size"), at_target=("outcome", lambda o: int((o == "target").sum())),
@@ -138,7 +139,7 @@ rec.record("cap_fraction_large", cap_frac)
 rec.record("acc_gain_large_minus_small", acc_gain)
 rec.record("monotone_eta_S_lasting", monotone)
 rec.record("n_distinct_eta", n_distinct)
-rec.record("S_lasting_max_times_lasting_lr", float(df["S_lasting"].max() * experiments.SGD_LASTING_LR / 2))
+rec.record("S_lasting_max_times_lasting_lr", float(df["S_lasting"].max() * shared_runs.SGD_LASTING_LR / 2))
 small_runs = df[df["lr"] == eta_small]
 rec.record("small_eta_max_eta_S", float(small_runs["eta_max_s"].max()))
 rec.record("eta_max_s_large", {str(b): float(by_seed(b, eta_large, "eta_max_s").median()) for b in bss})
@@ -163,8 +164,8 @@ lines = [f"- batch size {b}: S({eta_large:g})/S({eta_small:g}) after the continu
          f"{n_distinct[str(b)]} distinct learning rates: {monotone[str(b)].est:.0%}"
          for b in bss]
 display(Markdown("\n".join(lines) + f"\n\nThe largest sharpness after any continuation is "
-                 f"{df['S_lasting'].max():.0f}, {df['S_lasting'].max() * experiments.SGD_LASTING_LR / 2:.2f} of the "
-                 f"continuation's cap 2/η = {2 / experiments.SGD_LASTING_LR:.0f}: no run is held by it."))
+                 f"{df['S_lasting'].max():.0f}, {df['S_lasting'].max() * shared_runs.SGD_LASTING_LR / 2:.2f} of the "
+                 f"continuation's cap 2/η = {2 / shared_runs.SGD_LASTING_LR:.0f}: no run is held by it."))
 
 # %% tags=["hide-input"]
 fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
@@ -180,7 +181,7 @@ for e in etas:
     a1.scatter([bss.index(b) + offsets[e] for b in med.index], med.to_numpy(), marker="_", s=300, color="k", zorder=4)
 a1.set_xticks(range(len(bss)), [f"{b}" + (" (full)" if b >= 1000 else "") for b in bss])
 a1.set(yscale="log", xlabel="batch size of the SGD phase", ylabel="S after the continuation (late-half median)",
-       title=f"Sharpness after {budget} epochs of GD at η = {experiments.SGD_LASTING_LR}")
+       title=f"Sharpness after {budget} epochs of GD at η = {shared_runs.SGD_LASTING_LR}")
 a1.legend(fontsize=7, loc="lower left")
 s0 = min(df["seed"])
 for p, c in zip(phase, lasting):

@@ -38,8 +38,10 @@ import pandas as pd
 import torch
 from IPython.display import Markdown, display
 
-from instab_lib import claims, curvature, experiments, mechanism, slices, stats
-from instab_lib.plotting import apply_style, eta_color, progress
+from instab_lib import curvature
+from instab_lib.book import claims
+from instab_lib.experiments import landscape, mechanism, shared_runs, stats
+from instab_lib.experiments.plotting import apply_style, eta_color, progress
 
 apply_style()
 
@@ -58,8 +60,8 @@ executor = None  # None: local worker processes; or a Dask scheduler address
 rec = claims.Recorder("spectral_density")
 
 # %%
-mech = experiments.get("fmnist_mechanism", scale)
-stab = experiments.get("fmnist_stable", scale)
+mech = shared_runs.get("fmnist_mechanism", scale)
+stab = shared_runs.get("fmnist_stable", scale)
 runs = mech.run(executor=executor)
 sruns = {r.config.seed: r for r in stab.run(executor=executor)}
 eta, eta_s = float(mech.base.lr), float(stab.base.lr)
@@ -111,8 +113,8 @@ snap.round(3)
 
 # %%
 def slq(run, epoch, seed):
-    f = slices.run_loss(run)
-    op = slices.PointHessian(f, run.snapshot(int(epoch))["theta"])
+    f = landscape.run_loss(run)
+    op = landscape.PointHessian(f, run.snapshot(int(epoch))["theta"])
     return curvature.slq_density(op, slq_probes, slq_order, seed=seed)
 
 

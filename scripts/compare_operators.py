@@ -12,7 +12,7 @@ method (double backward, forward-over-reverse, both batched, the closed-form MLP
 ``auto``, chunked) on a small MLP with Fashion-MNIST-shaped inputs in float32 and float64;
 ``lanczos`` top-10 / bottom-3, ``extreme_eigenpairs``, ``lobpcg``, ``power_iteration``,
 ``EigTracker`` (each warm start) over a few gradient-descent steps, ``hutchinson_trace``,
-``slq_density``, ``preconditioned.preconditioned_sharpness`` and ``slices.PointHessian``
+``slq_density``, ``preconditioned.preconditioned_sharpness`` and ``landscape.PointHessian``
 products and solves — with every ``n_matvec`` count. ``--compare`` asserts ``torch.equal``
 for every tensor and ``==`` for everything else, prints the differences and exits 1 on any.
 """
@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from instab_lib import curvature, preconditioned, slices
+from instab_lib import curvature, preconditioned
+from instab_lib.experiments import landscape
 
 
 def _mlp(dtype: torch.dtype, seed: int = 0) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
@@ -135,16 +136,16 @@ def _matrix(out: dict[str, Any]) -> None:
 
 def _point_hessian(out: dict[str, Any]) -> None:
     model, (X, y) = _mlp(torch.float64, seed=15)
-    f = slices.network_loss(model, nn.CrossEntropyLoss(), X, y, chunk=20)
+    f = landscape.network_loss(model, nn.CrossEntropyLoss(), X, y, chunk=20)
     theta = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
-    op = slices.PointHessian(f, theta)
+    op = landscape.PointHessian(f, theta)
     g = torch.Generator().manual_seed(16)
     V = torch.randn(op.dim, 3, generator=g, dtype=torch.float64)
     out["point/products"] = (op.matvec(V[:, 0]), op.matmat(V), op @ V[:, 1], op.loss, op.grad)
     out["point/lanczos"] = _eig(curvature.lanczos(op, 2, tol=1e-6))
     out["point/n_matvec"] = op.n_matvec
-    u = slices.unit(V[:, 2])
-    out["point/derivatives"] = slices.directional_derivatives(f, theta, u)
+    u = landscape.unit(V[:, 2])
+    out["point/derivatives"] = landscape.directional_derivatives(f, theta, u)
 
 
 def collect() -> dict[str, Any]:

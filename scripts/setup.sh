@@ -73,7 +73,7 @@ if [ ! -f "$mj" ]; then
   fi
 fi
 
-# 5. Chromium, for the test that opens every page of the built book (instab_lib.browser looks for
+# 5. Chromium, for the test that opens every page of the built book (instab_lib.book.browser looks for
 #    $INSTAB_CHROMIUM, then chromium, chromium-browser, google-chrome)
 if [ "$browser" = 1 ]; then
   found="${INSTAB_CHROMIUM:-}"

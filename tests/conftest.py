@@ -51,7 +51,7 @@ def fake_fmnist(tmp_path_factory) -> str:
 def chromium_exe() -> str:
     """Chromium (``$INSTAB_CHROMIUM`` or on PATH), or a skip; under CI (``CI`` set), where the
     set-up installs it, a missing browser is a failure."""
-    from instab_lib import browser
+    from instab_lib.book import browser
 
     exe = browser.find_chromium()
     if exe is None:

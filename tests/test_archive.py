@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from instab_lib import archive, pages, provenance
-from instab_lib import notebooks as nbs
+from instab_lib.book import archive, pages, provenance
+from instab_lib.book import notebooks as nbs
+from instab_lib.experiments import fingerprint
 
 ROOT = nbs.repo_root()
 
@@ -29,7 +30,7 @@ def _entry(root, nid, numbers, **stamp):
     d.mkdir()
     (d / "numbers.json").write_text(json.dumps(numbers))
     base = {"notebook": nid, "commit": "abcdef0123456789", "finished": "2026-11-30T10:00:00", "seconds": 42.0,
-            "library_fingerprint": provenance.library_fingerprint(), "source_digest": nbs.source_digest(nid),
+            "library_fingerprint": fingerprint.library_fingerprint(), "source_digest": provenance.source_digest(nid),
             "device": "cuda", "gpu": "Some GPU", "cpu_capability": "AVX2", "threads": 8, "parameters": {}}
     (d / "stamp.json").write_text(json.dumps({**base, **stamp}))
     (d / "fig-01.png").write_bytes(b"\x89PNG")
@@ -62,7 +63,7 @@ def test_verify_checks_archived_numbers_and_fails_on_missing_ones(tmp_archive):
 
 
 def test_claims_page_has_a_paper_column(tmp_archive):
-    from instab_lib import claims
+    from instab_lib.book import claims
 
     (tmp_archive.parent.parent / "book").mkdir()
     (tmp_archive.parent.parent / "book" / "paper_claims.yml").write_text((ROOT / "book" / "paper_claims.yml").read_text())
@@ -76,7 +77,7 @@ def test_claims_page_has_a_paper_column(tmp_archive):
 def test_instab_verify_label_paper_checks_the_committed_archive():
     """What CI checks: every committed entry passes on its archived numbers, and every missing
     entry is listed with its reason."""
-    out = subprocess.run([sys.executable, "-m", "instab_lib.cli", "verify", "--label", "paper"], cwd=ROOT,
+    out = subprocess.run([sys.executable, "-m", "instab_lib.book.cli", "verify", "--label", "paper"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300, env={**os.environ})
     assert out.returncode == 0, out.stdout + out.stderr
     for row in archive.status():
@@ -87,7 +88,7 @@ def test_instab_verify_label_paper_checks_the_committed_archive():
 
 
 def test_archive_refuses_a_dirty_tree(tmp_archive, monkeypatch):
-    monkeypatch.setattr(provenance, "git_state", lambda root=None: {"commit": "abc", "dirty": True})
+    monkeypatch.setattr(fingerprint, "git_state", lambda root=None: {"commit": "abc", "dirty": True})
     with pytest.raises(nbs.NotebookError, match="uncommitted changes"):
         archive.create("descent_lemma")
 
@@ -98,6 +99,6 @@ def test_archive_writes_numbers_stamp_and_figures(tmp_archive):
     entry, notes = archive.create("descent_lemma", device="cuda", allow_dirty=True)
     assert any("declares no `device` parameter" in n for n in notes)
     assert entry.path == tmp_archive / "descent_lemma" and entry.figures
-    assert entry.stamp["preset"] == "paper" and entry.stamp["cpu_capability"] == provenance.cpu_capability()
+    assert entry.stamp["preset"] == "paper" and entry.stamp["cpu_capability"] == fingerprint.cpu_capability()
     assert not entry.stale and all(r.ok for r in entry.results())
     assert json.dumps(archive.load("descent_lemma").numbers, sort_keys=True) == json.dumps(entry.numbers, sort_keys=True)

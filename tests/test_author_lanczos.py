@@ -1,4 +1,4 @@
-"""The page's NumPy transcription of the two Lanczos steps (instab_lib.author_lanczos).
+"""The page's NumPy transcription of the two Lanczos steps (instab_lib.experiments.author_lanczos).
 
 Fast (no notebook, no network): the textbook step against numpy.linalg.eigvalsh, the
 author's step reproducing the underestimate measured on the page's diagonal example.
@@ -7,7 +7,7 @@ author's step reproducing the underestimate measured on the page's diagonal exam
 import numpy as np
 import pytest
 
-from instab_lib import author_lanczos as al
+from instab_lib.experiments import author_lanczos as al
 
 
 def _sym(n: int, seed: int) -> np.ndarray:

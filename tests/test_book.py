@@ -11,13 +11,13 @@ import time
 import numpy as np
 import pytest
 
-from instab_lib import book, browser
-from instab_lib import notebooks as nbs
+from instab_lib.book import browser, build
+from instab_lib.book import notebooks as nbs
 
 
 @pytest.fixture(scope="module")
 def html():
-    return book.build(progress=False)  # -W --keep-going: any Sphinx warning fails here
+    return build.build(progress=False)  # -W --keep-going: any Sphinx warning fails here
 
 
 @pytest.fixture(scope="module")

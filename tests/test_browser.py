@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from instab_lib import browser
+from instab_lib.book import browser
 
 FIXTURES = Path(__file__).parent / "fixtures" / "browser"
 

@@ -6,7 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from instab_lib import cards, claims, stats
+from instab_lib.book import cards, claims
+from instab_lib.experiments import stats
 
 CARD = [
     {"id": "flatter", "status": "reproduced", "text": "ends flatter", "value": "S_final / S0", "check": "x < 0.9",

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from instab_lib import notebooks as nbs
+from instab_lib.book import notebooks as nbs
 
 ROOT = nbs.repo_root()
 
 
 def instab(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "instab_lib.cli", *args], cwd=ROOT, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "instab_lib.book.cli", *args], cwd=ROOT, capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=600)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from instab_lib import data
+from instab_lib.experiments import data
 
 CIFAR_CLASSES = data.DATASETS["cifar10"]["classes"]
 

@@ -1,4 +1,4 @@
-"""instab_lib.dln against PyTorch autograd (float64) and REFERENCE §8.1's numbers."""
+"""instab_lib.experiments.dln against PyTorch autograd (float64) and REFERENCE §8.1's numbers."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from instab_lib import dln
+from instab_lib.experiments import dln
 
 RNG = np.random.default_rng(0)
 

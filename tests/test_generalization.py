@@ -1,4 +1,4 @@
-"""Rank correlations, ρ measures and run summaries of instab_lib.generalization (exact small cases)."""
+"""Rank correlations, ρ measures and run summaries of instab_lib.experiments.generalization (exact small cases)."""
 
 import math
 
@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from instab_lib import generalization as gen
-from instab_lib.train import RunResult, TrainConfig
+from instab_lib.experiments import generalization as gen
+from instab_lib.experiments.train import RunResult, TrainConfig
 
 
 # --------------------------------------------------------------------------- ranks

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from instab_lib.models import build_model, count_parameters
+from instab_lib.experiments.models import build_model, count_parameters
 
 
 def test_fmnist_mlp_has_27562_parameters():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from instab_lib import cards, claims, notebooks as nbs, pages
+from instab_lib.book import cards, claims, notebooks as nbs, pages
 
 IDS = nbs.notebook_ids()
 
@@ -71,7 +71,7 @@ def test_notebook_outputs_show_no_warning_and_no_raw_tex(nid):
     in printed text, which no browser typesets (show it with display(Markdown(...)) instead)."""
     import nbformat
 
-    from instab_lib import staging
+    from instab_lib.book import staging
 
     record = nbs.execute(nid, progress=False)
     problems = staging.output_problems(nbformat.read(record.notebook_path, as_version=4))

@@ -24,7 +24,6 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from instab_lib import slices
 from instab_lib.curvature import (
     DiagonalOperator,
     EigTracker,
@@ -43,6 +42,7 @@ from instab_lib.curvature import (
     power_iteration,
     slq_density,
 )
+from instab_lib.experiments import landscape
 from instab_lib.preconditioned import PreconditionedOperator
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -101,7 +101,7 @@ def _point() -> tuple[LinearOperator, Tensor]:
         return 0.5 * t @ A @ t + torch.sin(t).pow(2).sum() * t[0] + 0.25 * (t @ t) ** 2
 
     theta = torch.linspace(-1.0, 1.0, 9, dtype=DT)
-    return slices.PointHessian(f, theta), torch.autograd.functional.hessian(f, theta)
+    return landscape.PointHessian(f, theta), torch.autograd.functional.hessian(f, theta)
 
 
 def _diag(n: int) -> Tensor:

@@ -39,3 +39,12 @@ def test_ci_runs_the_readme_test_command():
 def test_notebooks_are_paired_and_ipynb_not_committed():
     assert 'formats = "ipynb,py:percent"' in (ROOT / "notebooks" / "jupytext.toml").read_text()
     assert "notebooks/*.ipynb" in (ROOT / ".gitignore").read_text()
+
+
+def test_pyproject_installs_every_package_and_the_cli():
+    """Every folder of instab_lib with an ``__init__.py`` (the library, its layers, curvature) is installed,
+    and the ``instab`` entry point names the book's CLI."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "instab_lib").rglob("__init__.py")}
+    assert set(tool["tool"]["setuptools"]["packages"]) == found
+    assert tool["project"]["scripts"]["instab"] == "instab_lib.book.cli:main"

@@ -2,7 +2,8 @@
 
 import json
 
-from instab_lib import claims, pages, perturb, provenance, stats
+from instab_lib.book import claims, pages, perturb
+from instab_lib.experiments import fingerprint, stats
 
 CARD = [
     {"id": "up", "status": "reproduced", "paper": "eos", "text": "t", "value": "a", "above": 1.0, "null": 1.0},
@@ -27,7 +28,7 @@ def test_scoreboard_verdicts():
 def test_claims_page_is_html_with_failures_first(tmp_path, monkeypatch):
     monkeypatch.setattr(pages, "repo_root", lambda: tmp_path)
     (tmp_path / "book").mkdir()
-    (tmp_path / "book" / "paper_claims.yml").write_text((provenance._package_dir().parent / "book" /
+    (tmp_path / "book" / "paper_claims.yml").write_text((fingerprint._package_dir().parent / "book" /
                                                           "paper_claims.yml").read_text())
     bad = dict(NUMBERS, a=stats.Estimate(1.1, 0.9, 1.3, 0.1, 5).to_dict())
     text = pages.write_claims_page(claims.evaluate_claims(CARD, bad, "nb")).read_text()
@@ -53,7 +54,7 @@ def test_robustness_page_from_a_recorded_table(tmp_path, monkeypatch):
 def test_perturbations_cover_kernels_and_seeds():
     names = [p.name for p in perturb.perturbations()]
     assert names[0] == "native" and names[-1] == f"seeds+{perturb.SEED_SHIFT}"
-    if provenance.cpu_capability() != "DEFAULT":
+    if fingerprint.cpu_capability() != "DEFAULT":
         assert "kernels-default" in names
     for p in perturb.perturbations()[1:]:
         assert p.label.startswith("perturb-") and "perturb" in str(p.runs_dir())

@@ -8,7 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from instab_lib import curvature, episodes, generalization, models, optim, preconditioned, snapshots, stats, thresholds
+from instab_lib import curvature, optim, preconditioned, thresholds
+from instab_lib.experiments import episodes, generalization, models, snapshots, stats
 
 
 def _spd(n, seed=0):
@@ -169,8 +170,8 @@ def test_preconditioned_sharpness_recorded_in_training_matches_dense(fake_fmnist
     """The Preconditioned hook's λ_max(D^{-1/2} H D^{-1/2}) equals the dense value, with D recovered
     from the step the optimiser took (RMS-UB: β₁ = 0, so θ_t − θ_{t−1} = −η g_{t−1} / D_t), in
     full-batch and minibatch runs (the optimiser state is read during training, no replay)."""
-    from instab_lib import loop
-    from instab_lib.train import TrainConfig, train
+    from instab_lib.experiments import loop
+    from instab_lib.experiments.train import TrainConfig, train
 
     for bs in (None, 20):
         cfg = TrainConfig(dataset="fashion-mnist", data_dir=fake_fmnist, n_train=40, n_test=0, model="mlp",

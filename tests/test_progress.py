@@ -7,7 +7,7 @@ import warnings
 from tqdm.notebook import tqdm as notebook_tqdm
 from tqdm.std import tqdm as plain_tqdm
 
-from instab_lib import progress
+from instab_lib.experiments import progress
 
 
 def test_progress_is_the_plain_bar_even_in_a_kernel(monkeypatch):

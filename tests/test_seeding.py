@@ -3,8 +3,9 @@ they are given; the experiments shift the seeds they choose (training hooks, sli
 
 import torch
 
-from instab_lib import curvature, hooks, seeding, slices
-from instab_lib.config import TrainConfig
+from instab_lib import curvature
+from instab_lib.experiments import hooks, landscape, seeding
+from instab_lib.experiments.config import TrainConfig
 
 
 def _spd(n: int = 30) -> torch.Tensor:
@@ -33,11 +34,11 @@ def test_the_experiments_shift_the_solver_seeds_they_choose(monkeypatch):
     f = lambda t: 0.5 * t @ D @ t + (t ** 4).sum() / 12  # noqa: E731
     theta, d = torch.linspace(-1, 1, 12, dtype=torch.float64), torch.ones(12, dtype=torch.float64)
     kw = dict(lanczos=True, hutchinson_samples=3, hutchinson_power=2, tol=1e-2)
-    at_1003 = slices.slice_along(f, theta, d, [0.0, 0.5], seed=1003, **kw)
-    at_3 = slices.slice_along(f, theta, d, [0.0, 0.5], seed=3, **kw)
+    at_1003 = landscape.slice_along(f, theta, d, [0.0, 0.5], seed=1003, **kw)
+    at_3 = landscape.slice_along(f, theta, d, [0.0, 0.5], seed=3, **kw)
     cfg = TrainConfig(n_train=100, n_test=0, epochs=2, eval_every=1, k_top=2, k_bottom=1, seed=3)
     monkeypatch.setenv(seeding.SEED_OFFSET_ENV, "1000")
-    shifted = slices.slice_along(f, theta, d, [0.0, 0.5], seed=3, **kw)
+    shifted = landscape.slice_along(f, theta, d, [0.0, 0.5], seed=3, **kw)
     assert shifted.frame().equals(at_1003.frame()) and not shifted.frame().equals(at_3.frame())
     spectra = hooks.Spectra(cfg)
     assert spectra.trackers["top"].seed == 1003 and spectra.trackers["bot"].seed == 3 + 7919 + 1000

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from instab_lib import stability
+from instab_lib.experiments import stability
 
 
 def test_bracket_and_estimate():

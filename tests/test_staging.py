@@ -8,8 +8,8 @@ import json
 import nbformat
 import pytest
 
-from instab_lib import archive, claims, staging, stats
-from instab_lib import notebooks as nbs
+from instab_lib.book import archive, claims, provenance, staging
+from instab_lib.experiments import stats
 
 CARD = [
     {"id": "rep", "status": "reproduced", "text": "t", "value": "a", "above": 1.0, "null": 1.0},
@@ -97,6 +97,6 @@ def test_staged_page_opens_with_the_verdict_and_ends_with_the_box(tmp_path, monk
 
 def test_provenance_box_says_when_the_data_copy_is_not_recorded():
     stamp = {"data": "cifar10", "data_source": []}
-    assert "not recorded by the page" in nbs.provenance_markdown(stamp)
-    assert "the page uses no data set" in nbs.provenance_markdown({"data": "none"})
-    assert nbs.recorded_data_source({"data_source": ["a", "b"], "net_data_source": "a", "source": "x"}) == ["a", "b"]
+    assert "not recorded by the page" in provenance.provenance_markdown(stamp)
+    assert "the page uses no data set" in provenance.provenance_markdown({"data": "none"})
+    assert provenance.recorded_data_source({"data_source": ["a", "b"], "net_data_source": "a", "source": "x"}) == ["a", "b"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats as sps
 
-from instab_lib import models, seeding, stats
+from instab_lib.experiments import models, seeding, stats
 
 
 def test_mean_se_is_the_student_t_interval():
@@ -93,7 +93,7 @@ def test_binomial_se():
 
 
 def test_bootstrap_ratio_is_symmetric_on_the_log_scale_and_margins_follow():
-    from instab_lib import claims
+    from instab_lib.book import claims
 
     r = stats.bootstrap_ratio([0.5, 1.0, 2.0, 4.0, 8.0])
     assert r.est == pytest.approx(2.0) and r.log and r.lo < 2.0 < r.hi

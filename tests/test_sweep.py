@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from instab_lib import sweep as sweep_mod
-from instab_lib.sweep import grid_configs, summary, sweep
-from instab_lib.train import TrainConfig
+from instab_lib.experiments import sweep as sweep_mod
+from instab_lib.experiments.sweep import grid_configs, summary, sweep
+from instab_lib.experiments.train import TrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest, like fake_fmnist
 

@@ -1,11 +1,11 @@
-"""instab_lib.theory: definitions, the coupled model's closed-form pieces, exact bootstrap bands, the DLN identity."""
+"""instab_lib.experiments.theory: definitions, the coupled model's closed-form pieces, exact bootstrap bands, the DLN identity."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from instab_lib import dln, theory
+from instab_lib.experiments import dln, theory
 
 
 def test_surplus_and_gamma():

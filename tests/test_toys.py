@@ -1,4 +1,4 @@
-"""instab_lib.toys against closed forms (float64)."""
+"""instab_lib.experiments.toys against closed forms (float64)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from instab_lib import dln, optim, toys
+from instab_lib import optim
+from instab_lib.experiments import dln, toys
 
 
 def _rotation(a: float) -> np.ndarray:

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from instab_lib import curvature, train as train_mod
-from instab_lib.models import build_model
-from instab_lib.train import TrainConfig, load_run, period2_oscillation, train
+from instab_lib import curvature
+from instab_lib.experiments import train as train_mod
+from instab_lib.experiments.models import build_model
+from instab_lib.experiments.train import TrainConfig, load_run, period2_oscillation, train
 
 TIMING = ["eig_time_s"]
 
@@ -52,7 +53,7 @@ def test_run_table_and_spectra_match_lanczos(cfg, tmp_path):
     snap = r.snapshot(4)
     model = build_model("mlp", seed=0, **cfg.resolved_model_kwargs()).double()
     torch.nn.utils.vector_to_parameters(snap["theta"], model.parameters())
-    from instab_lib.data import load_dataset
+    from instab_lib.experiments.data import load_dataset
 
     ds = load_dataset("fashion-mnist", n_train=100, data_dir=cfg.data_dir)
     op = curvature.HessianOperator(model, torch.nn.functional.cross_entropy, (ds.X_train.double(), ds.y_train))
@@ -212,7 +213,7 @@ def test_sparse_test_metrics_and_late_spectra(cfg):
 def test_full_batch_rows_reuse_the_steps_forward_with_identical_numbers(cfg, monkeypatch):
     """A full-batch run of a model without BatchNorm/Dropout takes its row metrics from the
     forward pass the next step uses: the table equals the one with a separate evaluation."""
-    from instab_lib import loop
+    from instab_lib.experiments import loop
 
     c = cfg.replace(eval_every=4, k_bottom=0)
     fast = train(c, use_cache=False, progress=False)
@@ -240,7 +241,7 @@ def test_continuing_a_run_equals_training_on(cfg, tmp_path, monkeypatch):
 def test_init_run_starts_from_the_parameters_it_is_given(cfg):
     """The caller, not init_run, produces a continuation's start: init_run copies theta0 in
     (and refuses one of the wrong size); without it the model is the seeded initialisation."""
-    from instab_lib import loop
+    from instab_lib.experiments import loop
 
     fresh, _ = loop.init_run(cfg)
     theta = loop.flat_parameters(fresh)

@@ -1,0 +1,185 @@
+"""The paper-scale archive: the numbers, stamp and figures of each notebook's ``paper`` run,
+committed under ``results/paper/<id>/`` so the book can show the paper's scale without
+recomputing it.
+
+An entry holds ``numbers.json`` (what the run recorded), ``stamp.json`` (what produced it:
+commit, fingerprints, parameters, device, CPU capability, wall time, date; see
+:func:`instab_lib.book.notebooks.make_stamp`) and ``fig-01.png``, ``fig-02.png``, … (the PNG
+outputs of the executed notebook, in order). :func:`create` (``instab archive <id> --preset
+paper``) executes the notebook at the preset and writes the entry; :func:`verify` (``instab
+verify --label paper``) checks the card's claims on the archived numbers. An entry is *stale*
+when the library's fingerprint or the notebook's source or card differ from the code now
+(:meth:`Entry.stale_reasons`); the book shows it with the date and commit it came from.
+
+``results/paper/pending.yml`` says, for notebooks without an entry, why (e.g. the preset
+needs a GPU); the book lists every missing entry with that reason, or "not run yet".
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from ..experiments import repo_root
+from . import claims as claims_mod
+from . import notebooks as nbs
+from . import provenance
+
+__all__ = ["Entry", "archive_root", "load", "create", "verify", "pending_reasons", "status", "extract_figures"]
+
+NOT_RUN = "not run yet"
+
+
+def archive_root(preset: str = "paper") -> Path:
+    """``results/<preset>/`` (``results/paper/`` for the paper presets)."""
+    return repo_root() / "results" / preset
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One archived run: where it is, its stamp, its numbers and its figures."""
+
+    notebook_id: str
+    path: Path
+    stamp: dict[str, Any]
+    numbers: dict[str, Any]
+    figures: list[Path] = field(default_factory=list)
+
+    @property
+    def commit(self) -> str:
+        return str(self.stamp.get("commit") or "unknown")
+
+    @property
+    def created(self) -> str:
+        return str(self.stamp.get("finished", "?")).replace("T", " ")
+
+    def stale_reasons(self) -> list[str]:
+        """Why the entry no longer describes the code now (empty: current)."""
+        from ..experiments import fingerprint
+
+        out = []
+        then, now = self.stamp.get("library_fingerprint"), fingerprint.library_fingerprint()
+        if then != now:
+            out.append(f"the library has changed since (fingerprint {then} then, {now} now)")
+        digest = self.stamp.get("source_digest")
+        if digest != provenance.source_digest(self.notebook_id):
+            out.append("the notebook or its card has changed since")
+        return out
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.stale_reasons())
+
+    def results(self) -> list[claims_mod.ClaimResult]:
+        """The card's claims (as they are now) evaluated on the archived numbers."""
+        card = nbs.load_card(self.notebook_id)
+        return claims_mod.evaluate_claims(card["claims"], self.numbers, self.notebook_id)
+
+
+def load(notebook_id: str, preset: str = "paper") -> Entry | None:
+    """The archived entry of ``notebook_id``, or None when there is none."""
+    d = archive_root(preset) / notebook_id
+    if not (d / "stamp.json").is_file() or not (d / "numbers.json").is_file():
+        return None
+    stamp = json.loads((d / "stamp.json").read_text())
+    return Entry(notebook_id, d, stamp, claims_mod.load_numbers(d / "numbers.json"), sorted(d.glob("fig-*.png")))
+
+
+def pending_reasons(preset: str = "paper") -> dict[str, str]:
+    """``results/<preset>/pending.yml``: notebook id → why it has no entry yet."""
+    f = archive_root(preset) / "pending.yml"
+    return {str(k): str(v) for k, v in (yaml.safe_load(f.read_text()) or {}).items()} if f.is_file() else {}
+
+
+def extract_figures(nb_path: Path, dest: Path) -> list[Path]:
+    """Write every PNG output of the executed notebook to ``dest/fig-NN.png``, in order."""
+    import nbformat
+
+    nb = nbformat.read(nb_path, as_version=4)
+    out = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                f = dest / f"fig-{len(out) + 1:02d}.png"
+                f.write_bytes(base64.b64decode(png))
+                out.append(f)
+    return out
+
+
+def create(notebook_id: str, preset: str = "paper", device: str | None = None, force: bool = False,
+           allow_dirty: bool = False) -> tuple[Entry, list[str]]:
+    """Execute ``notebook_id`` at ``preset`` and write its entry. Returns the entry and notes
+    for the user (e.g. that the notebook declares no ``device`` parameter).
+
+    Refuses (:class:`~instab_lib.book.notebooks.NotebookError`) on a tree with uncommitted changes
+    unless ``allow_dirty``: an entry names the commit it came from.
+    """
+    from ..experiments import fingerprint
+
+    if fingerprint.git_state().get("dirty") and not allow_dirty:
+        raise nbs.NotebookError("the tree has uncommitted changes: commit first (an entry names the commit it "
+                                "came from), or pass --allow-dirty")
+    notes: list[str] = []
+    overrides: dict[str, Any] = {}
+    if device:
+        if "device" in nbs.declared_parameters(notebook_id):
+            overrides["device"] = device
+        else:
+            notes.append(f"{notebook_id} declares no `device` parameter: it runs where its code puts it (CPU)")
+    record = nbs.execute(notebook_id, preset=preset, overrides=overrides, force=force, label=preset)
+    _, _, stamp_path = nbs.output_paths(notebook_id, record.label)
+    root = archive_root(preset)
+    tmp = root / f".{notebook_id}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy2(record.numbers_path, tmp / "numbers.json")
+    shutil.copy2(stamp_path, tmp / "stamp.json")
+    extract_figures(record.notebook_path, tmp)
+    dest = root / notebook_id
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    entry = load(notebook_id, preset)
+    assert entry is not None
+    return entry, notes
+
+
+def verify(ids: Sequence[str] | None = None, preset: str = "paper") -> tuple[list[claims_mod.ClaimResult], list[str]]:
+    """The claims of the archived entries (default: every notebook of the table of contents)
+    on their numbers, and the ids without an entry. An id asked for by name that has no entry
+    fails (a missing number is never a pass); without names, missing entries are only listed."""
+    explicit = bool(ids)
+    results: list[claims_mod.ClaimResult] = []
+    missing: list[str] = []
+    for nid in (list(ids) if ids else nbs.toc_notebooks()):
+        entry = load(nid, preset)
+        if entry is None:
+            missing.append(nid)
+            if explicit:
+                results.append(claims_mod.ClaimResult(nid, "-", f"no archived {preset} run", None, False,
+                                                      f"not archived ({pending_reasons(preset).get(nid, NOT_RUN)})"))
+            continue
+        results.extend(entry.results())
+    return results, missing
+
+
+def status(preset: str = "paper") -> list[dict[str, Any]]:
+    """One row per notebook of the table of contents: its entry (or None), the reason it is
+    missing, whether it is stale and why, and the page verdict on the archived numbers."""
+    reasons = pending_reasons(preset)
+    rows = []
+    for nid in nbs.toc_notebooks():
+        entry = load(nid, preset)
+        row: dict[str, Any] = {"notebook": nid, "entry": entry, "reason": reasons.get(nid, NOT_RUN),
+                               "stale": [], "verdict": None}
+        if entry is not None:
+            row["stale"] = entry.stale_reasons()
+            row["verdict"] = claims_mod.page_verdict(entry.results())
+        rows.append(row)
+    return rows

@@ -1,0 +1,124 @@
+"""Build the HTML book: stage the executed notebooks as pages, write the generated pages, run
+Jupyter Book 1 with warnings as errors.
+
+:func:`build` executes every notebook of the table of contents at its defaults (skipping
+those that are up to date), stages each one through :func:`instab_lib.book.staging.stage_notebook`
+(verdict under the title, set-up cells hidden, the paper's scale, the provenance box), writes
+the claims, robustness and paper-scale pages and the intro's summary table
+(:mod:`instab_lib.book.pages`), stages MathJax for offline math, and runs ``jupyter-book build``.
+``execute=False`` (``instab book --no-execute``) builds from what ``_build/executed/default``
+already holds, for working on the pages without re-executing anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from ..experiments import repo_root
+from . import archive, pages, staging
+from . import claims as claims_mod
+from . import notebooks as nbs
+
+__all__ = ["build", "stage_pages", "run_jupyter_book", "stage_mathjax", "mathjax_tarball", "MATHJAX_VERSION"]
+
+MATHJAX_VERSION = "3.2.2"
+
+
+def mathjax_tarball() -> Path:
+    """Where the set-up script keeps the npm tarball of MathJax (``npm pack mathjax@3.2.2``)."""
+    return Path(os.environ.get("INSTAB_MATHJAX", repo_root() / ".venv" / "share" / f"mathjax-{MATHJAX_VERSION}.tgz"))
+
+
+def stage_mathjax() -> bool:
+    """Extract MathJax 3 (one script and its fonts) into ``book/_mathjax/mathjax/es5``.
+
+    The book copies that folder to ``_build/html/mathjax`` (``html_extra_path``) and loads it
+    through ``mathjax_path``, so math renders without internet. Returns False when the
+    tarball is missing (the set-up script downloads it from the npm registry).
+    """
+    target = repo_root() / "book" / "_mathjax" / "mathjax"
+    if (target / "es5" / "tex-mml-chtml.js").exists():
+        return True
+    tarball = mathjax_tarball()
+    if not tarball.exists():
+        return False
+    wanted = ("package/es5/tex-mml-chtml.js", "package/es5/output/chtml/fonts/woff-v2/")
+    with tarfile.open(tarball) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.startswith(wanted):
+                dest = target / member.name.removeprefix("package/")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                with tar.extractfile(member) as src:  # type: ignore[union-attr]
+                    dest.write_bytes(src.read())
+    return True
+
+
+def stage_pages(execute: bool = True, progress: bool | None = None, label: str = "default") -> Path:
+    """Execute (unless ``execute`` is False) and stage every notebook of the table of contents
+    into ``book/notebooks/``, then write the generated pages. Returns ``book/``."""
+    root = repo_root()
+    staged = root / "book" / "notebooks"
+    staged.mkdir(parents=True, exist_ok=True)
+    wanted = nbs.toc_notebooks()
+    for old in staged.glob("*.ipynb"):
+        if old.stem not in wanted:
+            old.unlink()
+    shutil.rmtree(root / "book" / "generated" / "paper", ignore_errors=True)
+    verdicts: dict[str, claims_mod.PageVerdict] = {}
+    seconds: dict[str, float] = {}
+    results: list[claims_mod.ClaimResult] = []
+    for nid in wanted:
+        if execute:
+            record = nbs.execute(nid, progress=progress)
+            print(f"{nid}: {'up to date' if record.skipped else f'executed in {record.seconds:.1f} s'}", flush=True)
+        nb_path, _, stamp_path = nbs.output_paths(nid, label)
+        if not (nb_path.exists() and stamp_path.exists()):
+            raise nbs.NotebookError(f"{nid}: no executed notebook at {nb_path}: run `instab book` (it executes "
+                                    "what is missing) or `instab run` first")
+        stamp = json.loads(stamp_path.read_text())
+        mine = nbs.verify([nid], label=label)
+        verdicts[nid] = staging.stage_notebook(nid, nb_path, stamp, mine, staged / f"{nid}.ipynb")
+        seconds[nid] = float(stamp.get("seconds", 0.0))
+        results += mine
+    rows = archive.status()
+    cards = {nid: nbs.load_card(nid) for nid in wanted}
+    pages.write_claims_page(results, rows)
+    pages.write_robustness_page()
+    pages.write_paper_page(rows)
+    pages.write_summary(verdicts, rows, {n: str(c.get("title", n)) for n, c in cards.items()},
+                        {n: str(c.get("figure", "")) for n, c in cards.items()}, seconds)
+    return root / "book"
+
+
+def run_jupyter_book(strict: bool = True) -> Path:
+    """``jupyter-book build`` of the staged book into ``_build/html`` (``strict``: ``-W
+    --keep-going``, every Sphinx warning fails). Raises with the warnings on failure."""
+    root = repo_root()
+    if not stage_mathjax():
+        raise nbs.NotebookError(f"MathJax not found at {mathjax_tarball()}: run `make setup` (it runs "
+                                f"`npm pack mathjax@{MATHJAX_VERSION}`) so math renders offline")
+    cmd = [str(Path(sys.executable).parent / "jupyter-book"), "build", str(root / "book"), "--config",
+           str(root / "_config.yml"), "--toc", str(nbs.toc_path()), "--path-output", str(root)]
+    if strict:
+        cmd += ["-W", "--keep-going"]
+    proc = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+    log = nbs.build_dir() / "book-build.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(proc.stdout + "\n" + proc.stderr)
+    if proc.returncode != 0:
+        warnings = [ln for ln in (proc.stdout + proc.stderr).splitlines() if "WARNING" in ln or "ERROR" in ln]
+        detail = "\n".join(warnings[:20]) or proc.stderr[-2000:]
+        raise nbs.NotebookError(f"jupyter-book build failed (log: {log}):\n{detail}")
+    return nbs.build_dir() / "html"
+
+
+def build(progress: bool | None = None, strict: bool = True, execute: bool = True) -> Path:
+    """Stage the pages (:func:`stage_pages`) and build ``_build/html`` (:func:`run_jupyter_book`)."""
+    stage_pages(execute=execute, progress=progress)
+    return run_jupyter_book(strict=strict)

@@ -1,0 +1,198 @@
+"""``instab``: list, run, verify and archive the companion's notebooks, and build the book.
+
+Every failure a user can cause (unknown notebook or preset, an undeclared
+parameter, a parameter the notebook rejects, a failing claim) exits non-zero
+with a one-line reason on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from . import notebooks as nbs
+from .claims import ClaimTable
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    rows = [("notebook", "reproduces", "data", "presets", "title")]
+    for nid in nbs.notebook_ids():
+        card = nbs.load_card(nid)
+        rows.append((nid, str(card.get("figure", "")), str(card.get("data", "")).split()[0],
+                     ", ".join(card["presets"]), str(card.get("title", ""))))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + "  " + r[4])
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    overrides = {name: nbs.parse_value(value) for name, value in args.param or []}
+    record = nbs.execute(args.notebook, preset=args.preset, overrides=overrides, force=args.force,
+                         log_output=args.log_output)
+    state = "up to date, not rerun" if record.skipped else f"executed in {record.seconds:.1f} s"
+    print(f"{record.notebook_id} [{record.label}]: {state}\n  notebook: {record.notebook_path}\n"
+          f"  numbers:  {record.numbers_path}")
+    table = ClaimTable(nbs.verify([args.notebook], label=record.label))
+    print(table)
+    return 0 if table.all_passed else 1
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    for nid in args.notebooks:
+        nbs.load_card(nid)  # unknown ids fail with a one-line reason
+    if args.perturb:
+        from . import perturb
+
+        try:
+            _, perts, n_failing = perturb.run(args.notebooks or None, force=args.force, only=args.only)
+        except ValueError as exc:
+            raise nbs.NotebookError(str(exc)) from None
+        if n_failing:
+            print(f"{n_failing} claim(s) fail under some perturbation", file=sys.stderr)
+            return 1
+        print(f"every checked claim passes under {', '.join(p.name for p in perts)}")
+        return 0
+    if args.label == "paper" and not args.executed:
+        return _verify_archive(args.notebooks)
+    table = ClaimTable(nbs.verify(args.notebooks or None, label=args.label))
+    print(table)
+    n_thin = sum(r.thin for r in table.results if r.ok)
+    n_find = sum(r.status == "not_reproduced" for r in table.results)
+    failed = table.failed
+    summary = (f"{len(table.results) - n_find - len(failed)} of {len(table.results) - n_find} checked claims pass "
+               f"({n_thin} with a thin margin < 2σ); {n_find} claims of the papers not reproduced at this scale")
+    if failed:
+        print(f"{len(failed)} claim(s) failed; {summary}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
+def _verify_archive(ids: Sequence[str]) -> int:
+    """``verify --label paper``: the claims on the archived paper-scale numbers, no recomputing."""
+    from . import archive
+
+    results, missing = archive.verify(ids or None)
+    table = ClaimTable(results)
+    if results:
+        print(table)
+    for nid in sorted({r.notebook for r in results}):
+        entry = archive.load(nid)
+        if entry is not None:
+            state = "STALE: " + "; ".join(entry.stale_reasons()) if entry.stale else "current"
+            print(f"{nid}: archived {entry.created} from commit {entry.commit[:12]} ({state})")
+    reasons = archive.pending_reasons()
+    for nid in missing:
+        print(f"{nid}: no archived paper run ({reasons.get(nid, archive.NOT_RUN)})")
+    failed = table.failed
+    n_entries = len({r.notebook for r in results}) - (len(missing) if ids else 0)
+    summary = f"{n_entries} archived paper-scale run(s) checked, {len(missing)} missing"
+    if failed:
+        print(f"{len(failed)} claim(s) failed; {summary}", file=sys.stderr)
+        return 1
+    print(summary)
+    return 0
+
+
+def _cmd_archive(args: argparse.Namespace) -> int:
+    from . import archive
+
+    ids = nbs.toc_notebooks() if args.all else args.notebooks
+    if not ids:
+        raise nbs.NotebookError("name the notebooks to archive, or pass --all")
+    for nid in ids:
+        nbs.load_card(nid)  # unknown ids fail before anything runs
+    status = 0
+    for nid in ids:
+        try:
+            entry, notes = archive.create(nid, preset=args.preset, device=args.device, force=args.force,
+                                          allow_dirty=args.allow_dirty)
+        except nbs.NotebookError as exc:
+            if not args.keep_going:
+                raise
+            print(f"instab: {str(exc).splitlines()[0]}", file=sys.stderr)
+            status = 1
+            continue
+        for note in notes:
+            print(f"note: {note}")
+        table = ClaimTable(entry.results())
+        print(f"{nid}: archived in {entry.path} ({len(entry.figures)} figures, "
+              f"{float(entry.stamp.get('seconds', 0)):.0f} s)\n{table}")
+        status = status or (0 if table.all_passed else 1)
+    return status
+
+
+def _cmd_book(args: argparse.Namespace) -> int:
+    from . import build
+
+    html = build.build(strict=not args.no_strict, execute=not args.no_execute)
+    print(f"book built: {html / 'index.html'}")
+    return 0
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    nbs.sync_pairs()
+    print(f"wrote {len(nbs.notebook_ids())} paired .ipynb files in {nbs.notebooks_dir()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="instab", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every notebook, the figure it reproduces and its presets").set_defaults(func=_cmd_list)
+    r = sub.add_parser("run", help="execute one notebook with papermill and check its claims")
+    r.add_argument("notebook")
+    r.add_argument("--preset", default="default", help="a preset of the notebook's card (default: default)")
+    r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="override one parameter (value parsed as YAML, like papermill -p)")
+    r.add_argument("--force", action="store_true", help="execute even if an identical run exists")
+    r.add_argument("--log-output", action="store_true", help="stream the notebook's output to the terminal")
+    r.set_defaults(func=_cmd_run)
+    v = sub.add_parser("verify", help="check the claims on the numbers of executed notebooks")
+    v.add_argument("notebooks", nargs="*")
+    v.add_argument("--label", default="default",
+                   help="which run: a preset name or custom-<hash>; `paper` checks the archived paper-scale "
+                        "numbers in results/paper/ (no recomputing)")
+    v.add_argument("--executed", action="store_true",
+                   help="with --label paper: check _build/executed/paper/ (your own runs) instead of the archive")
+    v.add_argument("--perturb", action="store_true",
+                   help="re-execute every notebook under other CPU kernels and shifted seeds and print "
+                        "claim × perturbation (writes results/robustness.json; hours, not part of CI)")
+    v.add_argument("--only", nargs="+", metavar="NAME", help="with --perturb: only these perturbations")
+    v.add_argument("--force", action="store_true", help="with --perturb: re-execute even if up to date")
+    v.set_defaults(func=_cmd_verify)
+    b = sub.add_parser("book", help="execute the notebooks of the table of contents and build _build/html")
+    b.add_argument("--no-strict", action="store_true", help="do not fail on Sphinx warnings")
+    b.add_argument("--no-execute", action="store_true",
+                   help="build from the notebooks already executed in _build/executed/default")
+    b.set_defaults(func=_cmd_book)
+    a = sub.add_parser("archive", help="run notebooks at a preset and archive numbers, stamp and figures "
+                                       "in results/<preset>/<id>/")
+    a.add_argument("notebooks", nargs="*")
+    a.add_argument("--all", action="store_true", help="every notebook of the table of contents")
+    a.add_argument("--preset", default="paper", help="the preset to run (default: paper)")
+    a.add_argument("--device", help="value of the `device` parameter, for notebooks that declare one (e.g. cuda)")
+    a.add_argument("--force", action="store_true", help="execute even if an identical run exists")
+    a.add_argument("--allow-dirty", action="store_true", help="archive from a tree with uncommitted changes")
+    a.add_argument("--keep-going", action="store_true", help="go on with the next notebook when one fails")
+    a.set_defaults(func=_cmd_archive)
+    sub.add_parser("sync", help="write the paired .ipynb of every notebook").set_defaults(func=_cmd_sync)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except nbs.NotebookError as exc:
+        print(f"instab: {str(exc).splitlines()[0]}", file=sys.stderr)
+        rest = str(exc).splitlines()[1:]
+        if rest:
+            print("\n".join(rest), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

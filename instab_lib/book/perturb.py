@@ -1,0 +1,173 @@
+"""The perturbation check: every notebook re-executed under other float rounding and other
+seeds, each in its own run cache and label, and one table of claim × perturbation.
+
+Perturbations (:func:`perturbations`):
+
+* ``native`` — the build's own run (label ``default``, the default run cache);
+* ``kernels-default`` — ``ATEN_CPU_CAPABILITY=default``: torch's portable CPU kernels;
+* ``kernels-avx2`` — ``ATEN_CPU_CAPABILITY=avx2`` (only where the processor has AVX2 and
+  torch's native choice is something else, e.g. AVX-512);
+* ``seeds+1000`` — ``INSTAB_SEED_OFFSET=1000``: every seed of the library shifted
+  (:mod:`instab_lib.experiments.seeding`), i.e. an independent ensemble.
+
+Each runs as a child process (the kernel variable must be set before torch is imported)
+with ``INSTAB_RUNS=_build/perturb/<name>/runs`` and executed notebooks under
+``_build/executed/perturb-<name>/``. :func:`run` writes ``results/robustness.json``, which
+the book renders as its Robustness page (:func:`instab_lib.book.pages.write_robustness_page`).
+It is a tool for developers and readers, not part of CI: it costs about three CI runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..experiments import repo_root
+from . import claims as claims_mod
+
+__all__ = ["Perturbation", "perturbations", "run", "SEED_SHIFT"]
+
+#: The seed offset of the ``seeds`` perturbation.
+SEED_SHIFT = 1000
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """A named change of the numerics environment, with the label its executions get."""
+
+    name: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return "default" if not self.env else f"perturb-{self.name}"
+
+    def runs_dir(self) -> Path:
+        return repo_root() / "_build" / "perturb" / self.name / "runs"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def perturbations() -> list[Perturbation]:
+    """``native``, ``kernels-default``, ``kernels-avx2`` (when it differs from the native
+    kernels and the processor has AVX2) and ``seeds+1000``."""
+    from ..experiments.fingerprint import cpu_capability
+
+    native = cpu_capability().upper()
+    out = [Perturbation("native")]
+    if native != "DEFAULT":
+        out.append(Perturbation("kernels-default", {"ATEN_CPU_CAPABILITY": "default"}))
+    if native not in ("AVX2", "DEFAULT") and "avx2" in _cpu_flags():
+        out.append(Perturbation("kernels-avx2", {"ATEN_CPU_CAPABILITY": "avx2"}))
+    out.append(Perturbation(f"seeds+{SEED_SHIFT}", {"INSTAB_SEED_OFFSET": str(SEED_SHIFT)}))
+    return out
+
+
+def _execute_all(p: Perturbation, ids: Sequence[str], force: bool) -> dict[str, Any]:
+    """Execute ``ids`` under ``p`` in a child process; returns its timings and capability."""
+    env = dict(os.environ)
+    env.update(p.env)
+    env.pop("INSTAB_NUMBERS", None)
+    if p.env:
+        env["INSTAB_RUNS"] = str(p.runs_dir())
+    script = ("import json, sys, time\n"
+              "from instab_lib.book import notebooks as nbs\n"
+              "from instab_lib.experiments import fingerprint\n"
+              "ids, label, force = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3] == '1'\n"
+              "out = {'cpu_capability': fingerprint.cpu_capability(), 'notebooks': {}}\n"
+              "for nid in ids:\n"
+              "    t = time.perf_counter()\n"
+              "    try:\n"
+              "        r = nbs.execute(nid, label=label, force=force, progress=False)\n"
+              "        out['notebooks'][nid] = {'seconds': r.seconds, 'skipped': r.skipped, 'error': None}\n"
+              "    except nbs.NotebookError as e:\n"
+              "        out['notebooks'][nid] = {'seconds': time.perf_counter() - t, 'skipped': False, 'error': str(e)}\n"
+              "    print(f\"  {label} {nid}: {out['notebooks'][nid]}\", file=sys.stderr, flush=True)\n"
+              "print(json.dumps(out))\n")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", script, json.dumps(list(ids)), p.label, "1" if force else "0"],
+                          env=env, cwd=repo_root(), stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"perturbation {p.name}: the runner exited with {proc.returncode}")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    info["seconds"] = time.perf_counter() - t0
+    return info
+
+
+def run(ids: Sequence[str] | None = None, force: bool = False, only: Sequence[str] | None = None,
+        write: bool = True) -> tuple[list[dict[str, Any]], list[Perturbation], int]:
+    """Execute every notebook (``ids``, default: the table of contents) under every
+    perturbation (``only``: a subset of their names), check the claims of each, print the
+    table and, with ``write``, save ``results/robustness.json``.
+
+    Returns ``(rows, perturbations, n_failing)`` where ``n_failing`` counts the claims
+    that are not *not reproduced* and fail in some column.
+    """
+    from . import notebooks as nbs
+    from ..experiments import fingerprint
+
+    ids = list(ids or nbs.toc_notebooks())
+    perts = [p for p in perturbations() if not only or p.name in only]
+    if not perts:
+        raise ValueError(f"no perturbation named {list(only or [])}; known: {[p.name for p in perturbations()]}")
+    t0 = time.perf_counter()
+    meta: dict[str, dict[str, Any]] = {}
+    results: dict[str, list[claims_mod.ClaimResult]] = {}
+    for p in perts:
+        print(f"[perturb] {p.name}: executing {len(ids)} notebooks ({p.env or 'native'})", file=sys.stderr, flush=True)
+        meta[p.name] = _execute_all(p, ids, force)
+        results[p.name] = nbs.verify(ids, label=p.label)
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for p in perts:
+        for r in results[p.name]:
+            row = rows.setdefault((r.notebook, r.claim_id), {"notebook": r.notebook, "claim": r.claim_id,
+                                                               "status": r.status, "results": {}})
+            row["results"][p.name] = {"verdict": r.verdict, "ok": r.ok, "value": r.error or r.value_str(),
+                                      "margin": r.margin if r.margin is not None and r.margin == r.margin else None}
+    table = list(rows.values())
+    n_failing = sum(1 for row in table if row["status"] != "not_reproduced"
+                    and not all(v["ok"] for v in row["results"].values()))
+    _print(table, perts)
+    if write:
+        out = {"created": time.strftime("%Y-%m-%d %H:%M"), **fingerprint.git_state(),
+               "library_fingerprint": fingerprint.library_fingerprint(),
+               "processor": fingerprint.stamp_fields()["processor"], "seconds": round(time.perf_counter() - t0, 1),
+               "n_failing": n_failing,
+               "perturbations": [{"name": p.name, "env": p.env, "label": p.label,
+                                  "cpu_capability": meta[p.name]["cpu_capability"],
+                                  "seconds": round(meta[p.name]["seconds"], 1),
+                                  "notebooks": meta[p.name]["notebooks"]} for p in perts],
+               "claims": table}
+        from .pages import robustness_path
+
+        path = robustness_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=1, default=str) + "\n")
+        print(f"[perturb] wrote {path}", file=sys.stderr)
+    return table, perts, n_failing
+
+
+def _print(table: Sequence[dict[str, Any]], perts: Sequence[Perturbation]) -> None:
+    names = [p.name for p in perts]
+    head = ["notebook", "claim", "status", *names]
+    body = [[row["notebook"], row["claim"], row["status"].replace("_", " "),
+             *[(row["results"].get(n, {}).get("verdict", "—")) for n in names]] for row in table]
+    widths = [max(len(str(r[i])) for r in [head, *body]) for i in range(len(head))]
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+    print("  ".join("-" * w for w in widths))
+    for r in body:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))

@@ -1,0 +1,349 @@
+"""Measurements during training, one hook per idea.
+
+:func:`instab_lib.experiments.train.train` builds the row of every recorded epoch ``e`` (θ_e after
+``e`` epochs) from the losses and accuracies, then asks each hook of
+:func:`default_hooks` to add its columns. A hook is an object with any of
+
+* ``on_step(run, state)`` — after every optimiser step (``run``: :class:`instab_lib.experiments.loop.Run`,
+  ``state``: :class:`instab_lib.experiments.loop.TrainState`, so the optimiser state is at hand);
+* ``on_row(ctx)`` — every recorded epoch, before the run's status is decided;
+* ``on_eval(ctx)`` — at the spectrum evaluations (every ``eval_every`` epochs and at the
+  last one): ``ctx.op`` is the Hessian operator of that evaluation, shared by the hooks;
+* ``on_measure(ctx)`` — every recorded epoch, after the status and the evaluation;
+* ``state_dict()`` / ``load_state_dict(d)`` — what a checkpoint must keep to resume.
+
+================  ====================================================================
+hook              columns (see :mod:`instab_lib.experiments.train` for their meaning)
+================  ====================================================================
+Norms             param_norm, step_norm, osc (the period-2 oscillation, filled in one row
+                  later)
+Spectra           eig_top_i, sharpness, eig_bot_i, lambda_min (warm-started trackers)
+Rotation          cos_prev_i, ccos_prev_i, subspace_prev, cos_par_i, subspace_par,
+                  par_lag (same parity), cos_ref_i, subspace_ref
+Hutchinson        hutch_trace, hutch_trace_se, hutch_root
+Preconditioned    root_max (every epoch), p_sharpness, p_threshold, clip_fraction,
+                  root_q50, root_q90, root_q99, p_n_matvec (every ``precond_every``
+                  epochs; adaptive optimisers)
+Snapshots         saves θ (and the eigenpairs of that evaluation) at ``snapshot_epochs``
+                  (and at the last epoch with ``snapshot_final``)
+================  ====================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .seeding import shifted
+
+__all__ = ["RowContext", "Norms", "Spectra", "Rotation", "Hutchinson", "Preconditioned", "Snapshots",
+           "default_hooks", "period2_oscillation", "preconditioned_summary"]
+
+
+@dataclass
+class RowContext:
+    """What a hook sees at a recorded epoch: the ``run`` and its ``state``, the ``epoch``, the
+    ``row`` being built, the previous ``rows``, the flat parameters ``theta``, the ``status``
+    (None while training goes on), the run's folder ``run_dir`` (None when not saved); at an
+    evaluation also ``op`` (the Hessian operator), ``results`` (eigen-results by name) and
+    the evaluation's bookkeeping ``n_matvec``, ``resid``, ``converged``."""
+
+    run: Any
+    state: Any
+    epoch: int
+    row: dict[str, Any]
+    rows: list[dict[str, Any]]
+    theta: Tensor
+    status: str | None = None
+    run_dir: Path | None = None
+    op: Any = None
+    results: dict[str, Any] = field(default_factory=dict)
+    n_matvec: int = 0
+    resid: float = 0.0
+    converged: bool = True
+
+    @property
+    def evaluated(self) -> bool:
+        return self.op is not None
+
+
+class Hook:
+    """A measurement: override what you need (module docstring)."""
+
+    def on_step(self, run: Any, state: Any) -> None:
+        pass
+
+    def on_row(self, ctx: RowContext) -> None:
+        pass
+
+    def on_eval(self, ctx: RowContext) -> None:
+        pass
+
+    def on_measure(self, ctx: RowContext) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        pass
+
+
+def period2_oscillation(prev: Tensor, cur: Tensor, nxt: Tensor) -> float:
+    """‖θ_t − θ*_t‖₂ with θ*_t = (θ_{t−1} + 2θ_t + θ_{t+1})/4 (REFERENCE §10), for flat
+    parameter vectors of shape (dim,): equals ‖θ_{t−1} − 2θ_t + θ_{t+1}‖₂ / 4."""
+    return float(torch.linalg.vector_norm((prev.double() - 2 * cur.double() + nxt.double()) / 4))
+
+
+class Norms(Hook):
+    """``param_norm`` ‖θ_e‖, ``step_norm`` ‖θ_e − θ_{e−1}‖ and, one row later, ``osc``
+    (:func:`period2_oscillation` of θ_{e−1}, θ_e, θ_{e+1}; NaN at the first and last row)."""
+
+    def __init__(self) -> None:
+        self.theta_prev: Tensor | None = None
+        self.theta_cur: Tensor | None = None
+
+    def on_row(self, ctx: RowContext) -> None:
+        theta = ctx.theta
+        ctx.row["param_norm"] = float(torch.linalg.vector_norm(theta.double()))
+        ctx.row["step_norm"] = (float(torch.linalg.vector_norm((theta - self.theta_cur).double()))
+                                if self.theta_cur is not None else float("nan"))
+        ctx.row["osc"] = float("nan")
+        if self.theta_prev is not None and ctx.rows:
+            ctx.rows[-1]["osc"] = period2_oscillation(self.theta_prev, self.theta_cur, theta)
+        self.theta_prev, self.theta_cur = self.theta_cur, theta
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"theta_prev": self.theta_prev, "theta_cur": self.theta_cur}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.theta_prev, self.theta_cur = d["theta_prev"], d["theta_cur"]
+
+
+def _light(r: Any) -> Any:
+    """An EigResult reduced to what later comparisons need (no ``extra``)."""
+    return dataclasses.replace(r, extra={})
+
+
+class Spectra(Hook):
+    """Top-``k_top`` (``"LA"``) and bottom-``k_bottom`` (``"SA"``) eigenpairs by warm-started
+    :class:`instab_lib.curvature.EigTracker` s; residuals and products go to the evaluation's
+    bookkeeping. Results are left in ``ctx.results["top"]`` / ``["bot"]`` for other hooks."""
+
+    def __init__(self, config: Any) -> None:
+        from .. import curvature
+
+        self.trackers: dict[str, Any] = {}
+        if config.eval_every and config.k_top:
+            self.trackers["top"] = curvature.EigTracker(config.k_top, "LA", tol=config.eig_tol,
+                                                        seed=shifted(config.seed))
+        if config.eval_every and config.k_bottom:
+            self.trackers["bot"] = curvature.EigTracker(config.k_bottom, "SA", tol=config.eig_tol,
+                                                        seed=shifted(config.seed + 7919))
+
+    def on_eval(self, ctx: RowContext) -> None:
+        for name, tr in self.trackers.items():
+            r = tr.update(ctx.op)
+            ctx.results[name] = r
+            ctx.n_matvec += r.n_matvec
+            scale = r.scale if math.isfinite(r.scale) and r.scale > 0 else 1.0
+            ctx.resid = max(ctx.resid, float(r.residuals.max()) / scale)
+            ctx.converged = ctx.converged and r.converged
+        for name, prefix, single in (("top", "eig_top", "sharpness"), ("bot", "eig_bot", "lambda_min")):
+            if name in ctx.results:
+                ev = ctx.results[name].eigenvalues.double().cpu()
+                for i, v in enumerate(ev.tolist(), 1):
+                    ctx.row[f"{prefix}_{i}"] = v
+                ctx.row[single] = ev[0].item()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"trackers": self.trackers}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.trackers = d["trackers"]
+
+
+class Rotation(Hook):
+    """Similarity of the top eigenvectors to those of the previous evaluation, of the latest
+    earlier evaluation of the **same parity** (an even number of epochs back: at the edge of
+    stability the iterate flips sides every step, so consecutive epochs compare two sides of
+    a valley; ``cos_par_i``, ``subspace_par``, ``par_lag``; near-degenerate pairs compared as
+    a subspace, :func:`instab_lib.rotation.eigenvector_similarity`) and of the
+    ``reference_epoch``."""
+
+    def __init__(self, config: Any) -> None:
+        self.k, self.reference_epoch = config.k_top, config.reference_epoch
+        self.prev: Any = None
+        self.ref: Any = None
+        self.history: list[tuple[int, Any]] = []  # the last two evaluations (epoch, result)
+
+    def on_eval(self, ctx: RowContext) -> None:
+        from .. import rotation
+
+        cur = ctx.results.get("top")
+        if cur is None:
+            return
+        if self.prev is not None:
+            rep = rotation.eigenvector_similarity(self.prev, cur)
+            for i in range(self.k):
+                ctx.row[f"cos_prev_{i + 1}"] = float(rep.raw_cosines[i])
+                ctx.row[f"ccos_prev_{i + 1}"] = float(rep.cosines[i])
+            ctx.row["subspace_prev"] = rep.subspace
+        same = [(e, r) for e, r in self.history if (ctx.epoch - e) % 2 == 0]
+        if same:
+            e_par, r_par = same[-1]
+            rep2 = rotation.eigenvector_similarity(r_par, cur)
+            for i in range(self.k):
+                ctx.row[f"cos_par_{i + 1}"] = float(rep2.cosines[i])
+            ctx.row["subspace_par"] = rep2.subspace
+            ctx.row["par_lag"] = ctx.epoch - e_par
+        if ctx.epoch == self.reference_epoch:
+            self.ref = _light(cur)
+        if self.ref is not None:
+            V, R = cur.eigenvectors, self.ref.eigenvectors
+            for i in range(self.k):
+                ctx.row[f"cos_ref_{i + 1}"] = rotation.abs_cosine(R[:, i], V[:, i])
+            ctx.row["subspace_ref"] = rotation.subspace_similarity(R, V)
+        self.prev = _light(cur)
+        self.history = (self.history + [(ctx.epoch, self.prev)])[-2:]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"prev": self.prev, "ref": self.ref, "history": self.history}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.prev, self.ref, self.history = d["prev"], d["ref"], d.get("history", [])
+
+
+class Hutchinson(Hook):
+    """Hutchinson's estimate of tr(H^p) with ``hutchinson_samples`` Rademacher probes (seeded by
+    seed and epoch), its standard error and the root tr(H^p)^{1/p}."""
+
+    def __init__(self, config: Any) -> None:
+        self.samples, self.power, self.seed = config.hutchinson_samples, config.hutchinson_power, config.seed
+
+    def on_eval(self, ctx: RowContext) -> None:
+        from .. import curvature
+
+        est, se = curvature.hutchinson_trace(ctx.op, self.samples, seed=shifted(self.seed * 1_000_003 + ctx.epoch),
+                                             power=self.power)
+        ctx.n_matvec += self.samples * ((self.power + 1) // 2)
+        ctx.row["hutch_trace"], ctx.row["hutch_trace_se"] = est, se
+        ctx.row["hutch_root"] = est ** (1 / self.power) if est > 0 else float("nan")
+
+
+class Preconditioned(Hook):
+    r"""For adaptive optimisers: ``root_max``, the largest unclipped
+    :math:`\sqrt{\hat v + \varepsilon_\mathrm{root}}` over the steps of each epoch and every
+    coordinate (every row), and every ``precond_every`` epochs (≥ 1, not after divergence)
+    the preconditioned sharpness ``p_sharpness`` = :math:`\lambda_{\max}(D^{-1/2} H D^{-1/2})`
+    with :math:`D` the denominator of the last step read from the optimiser's state
+    (:meth:`instab_lib.optim.Optimizer.preconditioner`), its threshold ``p_threshold``
+    (:func:`instab_lib.thresholds.stability_threshold` for the optimiser's β₁), the
+    ``clip_fraction`` of that step, the quantiles 0.5, 0.9, 0.99 over the coordinates of the
+    unclipped root :math:`\sqrt{\hat v + \varepsilon_\mathrm{root}}` of that step (``root_q50``,
+    ``root_q90``, ``root_q99``: where a Clipped-Ada clip ``c`` would sit in the distribution)
+    and the products spent, ``p_n_matvec``. Lanczos is warm started from the previous
+    evaluation's vector."""
+
+    def __init__(self, config: Any) -> None:
+        self.every, self.tol, self.seed, self.chunk = (config.precond_every, config.precond_tol, config.seed,
+                                                       config.hessian_chunk)
+        self.epoch_max = float("nan")
+        self.v0: Tensor | None = None
+
+    def on_step(self, run: Any, state: Any) -> None:
+        root = run.optimizer.unclipped_root(state.opt_state)
+        if root is not None:
+            m = float(root.max())
+            self.epoch_max = m if not math.isfinite(self.epoch_max) else max(self.epoch_max, m)
+
+    def on_measure(self, ctx: RowContext) -> None:
+        from .. import curvature, preconditioned, thresholds
+
+        ctx.row["root_max"] = self.epoch_max
+        self.epoch_max = float("nan")
+        if not (ctx.epoch >= 1 and ctx.epoch % self.every == 0 and ctx.status != "diverged"):
+            return
+        run, opt = ctx.run, ctx.run.optimizer
+        d = opt.preconditioner(ctx.state.opt_state)
+        op = curvature.HessianOperator(run.model, run.loss_fn, run.hessian, chunk_size=self.chunk)
+        r = preconditioned.preconditioned_sharpness(op, d, tol=self.tol, seed=shifted(self.seed), v0=self.v0)
+        self.v0 = r.eigenvectors[:, 0]
+        ctx.row["p_sharpness"] = float(r.eigenvalues[0])
+        ctx.row["p_threshold"] = thresholds.stability_threshold(opt.lr_at(ctx.state.step - 1), opt.momentum[1])
+        ctx.row["clip_fraction"] = opt.clip_fraction(ctx.state.opt_state)
+        root = opt.unclipped_root(ctx.state.opt_state)
+        if root is not None:
+            q = torch.quantile(root.detach().double().cpu(), torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64))
+            ctx.row["root_q50"], ctx.row["root_q90"], ctx.row["root_q99"] = (float(v) for v in q)
+        ctx.row["p_n_matvec"] = op.n_matvec
+        op.release()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch_max": self.epoch_max, "v0": self.v0}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.epoch_max, self.v0 = d["epoch_max"], d["v0"]
+
+
+class Snapshots(Hook):
+    """Saves ``{"epoch", "theta", "eigenvalues", "eigenvectors", "bottom_eigenvalues"}`` at each
+    of ``snapshot_epochs`` (the top eigenpairs and bottom eigenvalues when that epoch was
+    evaluated, else None; the bottom eigenvectors are not kept, to spare disk) into
+    ``run_dir/snapshots/epoch_<e>.pt``; nothing after divergence or for runs not saved."""
+
+    def __init__(self, config: Any, write: Callable[[Path, Callable[[Any], None]], None]) -> None:
+        self.epochs = frozenset(config.snapshot_epochs)
+        self.final = bool(config.snapshot_final)
+        self.write = write
+
+    def on_measure(self, ctx: RowContext) -> None:
+        wanted = ctx.epoch in self.epochs or (self.final and ctx.status is not None)
+        if not wanted or ctx.run_dir is None or ctx.status == "diverged":
+            return
+        if ctx.evaluated:
+            top, bot = ctx.results.get("top"), ctx.results.get("bot")
+            snap = {"epoch": ctx.epoch, "theta": ctx.theta.cpu(),
+                    "eigenvalues": top.eigenvalues.cpu() if top is not None else None,
+                    "eigenvectors": top.eigenvectors.cpu() if top is not None else None,
+                    "bottom_eigenvalues": bot.eigenvalues.cpu() if bot is not None else None}
+        else:
+            snap = {"epoch": ctx.epoch, "theta": ctx.theta.cpu(), "eigenvalues": None, "eigenvectors": None}
+        self.write(ctx.run_dir / "snapshots" / f"epoch_{ctx.epoch}.pt", lambda f: torch.save(snap, f))
+
+
+def default_hooks(config: Any, write: Callable[[Path, Callable[[Any], None]], None]) -> dict[str, Hook]:
+    """The hooks a :class:`instab_lib.experiments.config.TrainConfig` asks for, in the order they run."""
+    hooks: dict[str, Hook] = {"norms": Norms(), "spectra": Spectra(config), "rotation": Rotation(config)}
+    if config.hutchinson_samples:
+        hooks["hutchinson"] = Hutchinson(config)
+    if config.precond_every:
+        hooks["preconditioned"] = Preconditioned(config)
+    hooks["snapshots"] = Snapshots(config, write)
+    return hooks
+
+
+def preconditioned_summary(table: Any) -> dict[str, float]:
+    r"""What a run's :class:`instab_lib.experiments.hooks.Preconditioned` columns say: ``max_ratio`` =
+    max over evaluations of ``p_sharpness / p_threshold`` (≥ 1: at the adaptive edge of
+    stability), ``max_clip_fraction`` (0: the clip never bound at an evaluation), ``max_root``
+    = the largest unclipped :math:`\sqrt{\hat v + \varepsilon_\mathrm{root}}` over every step
+    (a Clipped-Ada "UB" run with any ``c`` ≥ that of the Adam run takes exactly Adam's steps),
+    and ``n_evals``. NaN (0 evaluations) for a run without those columns."""
+    nan = float("nan")
+    if "p_sharpness" not in table:
+        return {"max_ratio": nan, "max_clip_fraction": nan, "max_root": nan, "n_evals": 0}
+    ev = table[table["p_sharpness"].notna()]
+    ratio = (ev["p_sharpness"] / ev["p_threshold"]).to_numpy(dtype=float)
+    roots = table["root_max"].to_numpy(dtype=float) if "root_max" in table else np.array([])
+    roots = roots[np.isfinite(roots)]
+    return {"max_ratio": float(ratio.max()) if ratio.size else nan,
+            "max_clip_fraction": float(ev["clip_fraction"].max()) if len(ev) else nan,
+            "max_root": float(roots.max()) if roots.size else nan, "n_evals": int(len(ev))}

@@ -1,0 +1,286 @@
+"""The shared experiments of the book, each defined once and referred to by name.
+
+Several pages read the same runs: the fMNIST mechanism ensemble is the subject of six
+pages, the stability-limit grid and the Goldilocks grid of two or three. Each is an
+:class:`Experiment` built here from its name and a **scale** (``"ci"``: the CPU-sized
+default every page runs at; ``"paper"``: the full scale of the ``paper`` presets), so a
+page's parameter cell holds only what is specific to that page (``scale`` and its own
+analysis settings) and two pages can never ask for slightly different copies of one run.
+
+=================  =================================================================
+name               what
+=================  =================================================================
+fmnist_limit       the stability-limit grid: the fMNIST MLP at η ∈ {0.0125, 0.025,
+                   0.05, 0.1} for 300 epochs, top eigenvalue every 5 epochs (the limit
+                   of :mod:`instab_lib.experiments.stability`, measured over the seed ensemble)
+fmnist_mechanism   the mechanism ensemble: η = 0.1 (the author's), 400 epochs, top-3 and
+                   bottom-1 eigenpairs every epoch, θ and eigenvectors saved every epoch
+fmnist_ladder      the same network at η ∈ {0.02 (stable), 0.05, 0.2}, 200 epochs, top-3
+                   every epoch (rotation against η; a stable control at matched sharpness)
+fmnist_goldilocks  the Goldilocks grid (A Figs 5, 7–8): η on a log grid from a quarter of
+                   the measured limit (an eighth at paper scale) to past divergence, every
+                   run to 99.9 % train accuracy (epoch cap ∝ 1/η), top eigenpair every
+                   :data:`GF_EVAL`/η epochs, all 10,000 test images at the end, θ kept at
+                   the end (the SGD page continues the full-batch runs)
+fmnist_sgd         the SGD phase of B's SGD experiment: batch sizes 256, 64 (and 16 at
+                   paper scale) at η ∈ {0.005, the author's η(bs), 0.1}, to 99.9 % train
+                   accuracy; the full-batch (bs = 1000) runs are those of fmnist_goldilocks
+fmnist_sgd_lasting every run of fmnist_sgd (and the two full-batch ones) continued with
+                   full-batch GD at η = 0.01 for a fixed budget (A Fig 4's protocol): the
+                   sharpness the runs sharpen back to, under one common 2/η
+fmnist_stable      a long stable run: η = 0.01 for 4,000 epochs, spectra and θ every 25
+                   epochs (controls at matched *training loss*: spectra, N_eff)
+fmnist_flattening  A Fig 4: η₀ ∈ {0.02 (stable control), 0.1, 0.3} reduced to η = 0.01 at
+                   epoch 10, 50 or 150, then the same 300 epochs at 0.01 for every run
+=================  =================================================================
+
+The fMNIST setting is the author's (REFERENCE §4.2): MLP 784-32-32-32-10 ReLU, the first
+1,000 training images (standardised), cross-entropy, full-batch GD, Hessian on the same
+1,000 images. Every experiment runs over a seed ensemble (5 seeds at CI scale, 10 at
+paper scale): claims are decided on the ensemble, never on one trajectory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+__all__ = ["Experiment", "SCALES", "get", "EXPERIMENTS", "FMNIST_ETA", "FMNIST_ETA_SMALL", "FMNIST_LADDER_ETAS",
+           "FMNIST_LIMIT_ETAS", "FMNIST_FLATTENING", "fmnist_base", "fmnist_flattening", "gf_interval",
+           "GOLDILOCKS_ETAS", "GF_EVAL", "GF_CAP", "SGD_BATCH_SIZES", "SGD_FIXED_ETAS", "author_sgd_lr",
+           "SGD_LASTING_LR", "SGD_LASTING_EPOCHS"]
+
+#: The scales every experiment is defined at.
+SCALES = ("ci", "paper")
+#: The learning rate of the mechanism ensemble (the author's, REFERENCE §4.2).
+FMNIST_ETA = 0.1
+#: The grid that brackets the stability limit of the fMNIST MLP.
+FMNIST_LIMIT_ETAS = (0.0125, 0.025, 0.05, 0.1)
+#: The ladder of learning rates around the mechanism η: one stable control, two unstable.
+FMNIST_LADDER_ETAS = (0.02, 0.05, 0.2)
+#: The small learning rate of A Fig 4's caption (and of the long stable control).
+FMNIST_ETA_SMALL = 0.01
+#: A Fig 4: the large initial learning rates (the first a stable control), the reduction epochs and the budget at
+#: η_small that every run gets after its reduction.
+FMNIST_FLATTENING = {"eta0": (0.02, 0.1, 0.3), "reduce_at": (10, 50, 150), "budget": 300}
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named set of runs: ``base`` (a :class:`instab_lib.experiments.config.TrainConfig`) over the
+    Cartesian ``grid`` (field → values; ``seed`` among them), each configuration then passed
+    through ``adjust`` when given (settings that follow from others, e.g. an epoch cap and a
+    spectrum interval set by η), followed by the configurations ``extra`` as they are (runs
+    that are no grid: η set by the batch size, runs shared with another experiment).
+    :meth:`run` trains or reads back every configuration (:func:`instab_lib.experiments.sweep.run_many`:
+    cached, parallel, in this order)."""
+
+    name: str
+    scale: str
+    description: str
+    base: Any = None
+    grid: Mapping[str, tuple] = field(default_factory=dict)
+    adjust: Callable[[Any], Any] | None = None
+    extra: tuple = ()
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(sorted({c.seed for c in self.configs()}))
+
+    def configs(self) -> list[Any]:
+        from .sweep import grid_configs
+
+        configs = grid_configs(self.base, self.grid) if self.base is not None else []
+        if self.adjust is not None:
+            configs = [self.adjust(c) for c in configs]
+        return configs + list(self.extra)
+
+    def run(self, executor: Any = None, max_workers: int | None = None) -> list[Any]:
+        """Every run of the experiment (grid order: first grid key slowest). A run that raised
+        (a bug, not a divergence) is an error here, with its traceback."""
+        from .sweep import run_many
+
+        runs = run_many(self.configs(), executor=executor, max_workers=max_workers,
+                           threads_per_worker=1 if executor in (None, "processes") else None)
+        failed = [r for r in runs if r.status == "failed"]
+        if failed:
+            raise RuntimeError(f"{self.name}: {len(failed)} run(s) failed; first: {failed[0].error}")
+        return runs
+
+    def by(self, runs: Sequence[Any], **where: Any) -> list[Any]:
+        """The runs whose config matches every ``field=value`` of ``where``, in seed order."""
+        out = [r for r in runs if all(getattr(r.config, k) == v for k, v in where.items())]
+        return sorted(out, key=lambda r: r.config.seed)
+
+
+def _seeds(scale: str) -> tuple[int, ...]:
+    return tuple(range(5)) if scale == "ci" else tuple(range(10))
+
+
+def fmnist_base(**changes: Any) -> Any:
+    """The fMNIST configuration all three experiments share (REFERENCE §4.2): MLP 784-32-32-32-10
+    ReLU, first 1,000 training images, 2,000 test images, cross-entropy, full-batch GD, no early
+    stop, Hessian on the 1,000 training images, eigen-residual tolerance 1e-3."""
+    from .config import TrainConfig
+
+    base = TrainConfig(dataset="fashion-mnist", n_train=1000, n_test=2000, model="mlp",
+                       model_kwargs={"depth": 3, "width": 32}, loss="ce", optimizer="gd",
+                       target_train_acc=None, eig_tol=1e-3)
+    return base.replace(**changes) if changes else base
+
+
+def fmnist_limit(scale: str) -> Experiment:
+    base = fmnist_base(epochs=300, eval_every=5, k_top=1)
+    return Experiment("fmnist_limit", scale, "the stability-limit grid (300 epochs, λ_max every 5 epochs)", base,
+                      {"lr": FMNIST_LIMIT_ETAS, "seed": _seeds(scale)})
+
+
+def fmnist_mechanism(scale: str) -> Experiment:
+    epochs = 400
+    base = fmnist_base(lr=FMNIST_ETA, epochs=epochs, eval_every=1, k_top=3, k_bottom=1,
+                       snapshot_epochs=tuple(range(epochs + 1)))
+    return Experiment("fmnist_mechanism", scale,
+                      f"the mechanism ensemble (η = {FMNIST_ETA}, {epochs} epochs, top-3 and bottom-1 eigenpairs "
+                      "every epoch, θ saved every epoch)", base, {"seed": _seeds(scale)})
+
+
+def fmnist_ladder(scale: str) -> Experiment:
+    epochs = 200 if scale == "ci" else 400
+    base = fmnist_base(epochs=epochs, eval_every=1, k_top=3)
+    return Experiment("fmnist_ladder", scale,
+                      f"the learning-rate ladder (η ∈ {list(FMNIST_LADDER_ETAS)}, {epochs} epochs, top-3 every epoch)",
+                      base, {"lr": FMNIST_LADDER_ETAS, "seed": _seeds(scale)})
+
+
+#: The Goldilocks learning rates by scale: below the measured limit (≈ 0.010–0.013: 2/max S of
+#: the stable runs trained to 99.9 %), a quarter of it and up (an eighth at paper scale), and
+#: above it by factors of two to past divergence (≈ 0.8–1.6).
+GOLDILOCKS_ETAS = {
+    "ci": (0.003, 0.005, 0.0075, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6),
+    "paper": (0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.025, 0.035, 0.05, 0.07, 0.1, 0.14, 0.2, 0.28, 0.4,
+              0.57, 0.8, 1.13, 1.6, 2.26),
+}
+#: Gradient-flow time η·Δt between two spectrum evaluations of the Goldilocks runs.
+GF_EVAL = 4.0
+#: Epoch cap of the Goldilocks runs in gradient-flow time η·epochs (the stable runs reach 99.9 %
+#: at η·t ≈ 40–50), and at least :data:`CAP_MIN_EPOCHS` epochs (the unstable ones need more).
+GF_CAP = 150.0
+CAP_MIN_EPOCHS = 4000
+
+
+def gf_interval(lr: float, gf_time: float = GF_EVAL) -> int:
+    """The even number of epochs closest to ``gf_time/η`` (at least 2): spectra at the same
+    gradient-flow time η·t for every η, and always an even number of epochs apart, so
+    consecutive evaluations have the same parity (the period-2 flip of the edge of stability
+    is not mistaken for rotation)."""
+    return max(2, 2 * round(gf_time / (2 * lr)))
+
+
+def _goldilocks_adjust(c: Any) -> Any:
+    epochs = max(CAP_MIN_EPOCHS, int(round(GF_CAP / c.lr)))
+    return c.replace(epochs=epochs, eval_every=gf_interval(c.lr), test_every=epochs)
+
+
+def fmnist_goldilocks(scale: str) -> Experiment:
+    base = fmnist_base(n_test=10000, target_train_acc=0.999, k_top=1, stall_epochs=1000, snapshot_final=True)
+    return Experiment("fmnist_goldilocks", scale,
+                      "the Goldilocks grid (full-batch GD to 99.9 % train accuracy, η from a quarter of the limit to "
+                      "past divergence, λ_max every 4/η epochs, 10,000 test images)", base,
+                      {"lr": GOLDILOCKS_ETAS[scale], "seed": _seeds(scale)},
+                      adjust=_goldilocks_adjust)
+
+
+#: Batch sizes of the SGD experiment (the full batch, 1000, comes from fmnist_goldilocks).
+SGD_BATCH_SIZES = {"ci": (256, 64), "paper": (256, 64, 16)}
+#: The fixed pair of learning rates run at every batch size: stable and unstable at full batch.
+SGD_FIXED_ETAS = (0.0075, 0.1)
+#: The continuation: full-batch GD at this η (2/η = 200, above every sharpness GD reaches here) …
+SGD_LASTING_LR = 0.01
+#: … for this many epochs.
+SGD_LASTING_EPOCHS = {"ci": 500, "paper": 3000}
+
+
+def author_sgd_lr(batch_size: int) -> float:
+    """The author's η for a batch size (``fmnist-sgd-EOS``, REFERENCE §4.2): η ∝ bs below 500,
+    0.1·bs/512, and 0.1 from 500 on — (0.1, 1000), (0.1, 500), (0.05, 256), (0.025, 128), …, (0.1/512, 1)."""
+    return 0.1 if batch_size >= 500 else 0.1 * batch_size / 512
+
+
+def _sgd_adjust(c: Any) -> Any:
+    steps = 1000 / c.batch_size
+    return c.replace(epochs=max(2000, int(round(GF_CAP / (c.lr * steps)))),
+                     eval_every=max(2, 2 * round(GF_EVAL / (2 * c.lr * steps))), test_every=10 ** 6)
+
+
+def fmnist_sgd(scale: str) -> Experiment:
+    """The SGD phase: every batch size of :data:`SGD_BATCH_SIZES` at the fixed pair and at the
+    author's η(bs) (epoch cap and spectrum interval in gradient-flow time η·steps, as the
+    Goldilocks grid), seeds as the Goldilocks grid, then the two full-batch runs of that grid
+    at the fixed pair (shared, not rerun)."""
+    gold = fmnist_goldilocks(scale)
+    base = gold.base.replace(stall_epochs=None)
+    extra = []
+    for bs in SGD_BATCH_SIZES[scale]:
+        if author_sgd_lr(bs) not in SGD_FIXED_ETAS:
+            extra += [_sgd_adjust(base.replace(batch_size=bs, lr=author_sgd_lr(bs), seed=s)) for s in gold.seeds]
+    extra += [c for c in gold.configs() if c.lr in SGD_FIXED_ETAS]
+    return Experiment("fmnist_sgd", scale, "the SGD phase (batch sizes × {fixed pair, author's η(bs)}, to 99.9 % "
+                      "train accuracy)", base, {"batch_size": SGD_BATCH_SIZES[scale], "lr": SGD_FIXED_ETAS,
+                                               "seed": gold.seeds}, adjust=_sgd_adjust, extra=tuple(extra))
+
+
+def sgd_continuation(phase1: Any, scale: str) -> Any:
+    """The continuation of one SGD-phase run: full-batch GD at :data:`SGD_LASTING_LR` from its
+    final θ for :data:`SGD_LASTING_EPOCHS` epochs, λ_max every 50 epochs, test at the end."""
+    epochs = SGD_LASTING_EPOCHS[scale]
+    return fmnist_base(lr=SGD_LASTING_LR, seed=phase1.seed, epochs=epochs, eval_every=50, k_top=1, n_test=10000,
+                       test_every=epochs, target_train_acc=None, init_from=phase1.to_dict())
+
+
+def fmnist_sgd_lasting(scale: str) -> Experiment:
+    """Every run of :func:`fmnist_sgd` continued by :func:`sgd_continuation` (same order)."""
+    return Experiment("fmnist_sgd_lasting", scale,
+                      f"the continuation (full-batch GD at η = {SGD_LASTING_LR} for {SGD_LASTING_EPOCHS[scale]} "
+                      "epochs from the final θ of every SGD-phase run)",
+                      extra=tuple(sgd_continuation(c, scale) for c in fmnist_sgd(scale).configs()))
+def fmnist_stable(scale: str) -> Experiment:
+    epochs = 4000
+    base = fmnist_base(lr=FMNIST_ETA_SMALL, epochs=epochs, eval_every=25, k_top=3, k_bottom=1, test_every=25,
+                       snapshot_epochs=tuple(range(0, epochs + 1, 25)))
+    return Experiment("fmnist_stable", scale,
+                      f"the long stable control (η = {FMNIST_ETA_SMALL}, {epochs} epochs, top-3 and bottom-1 eigenpairs "
+                      "and θ every 25 epochs)", base, {"seed": _seeds(scale)})
+
+
+def fmnist_flattening(scale: str) -> list[Experiment]:
+    """A Fig 4 as one experiment per reduction epoch (the epoch count differs: reduction + budget)."""
+    spec = FMNIST_FLATTENING
+    out = []
+    for t_r in spec["reduce_at"]:
+        base = fmnist_base(epochs=t_r + spec["budget"], eval_every=5, k_top=1, n_test=0,
+                           lr_schedule={"kind": "step", "epochs": [t_r], "values": [FMNIST_ETA_SMALL]})
+        out.append(Experiment(f"fmnist_flattening@{t_r}", scale,
+                              f"η₀ reduced to {FMNIST_ETA_SMALL} at epoch {t_r}, then {spec['budget']} epochs", base,
+                              {"lr": spec["eta0"], "seed": _seeds(scale)}))
+    return out
+
+
+#: name → ``builder(scale) -> Experiment``.
+EXPERIMENTS: dict[str, Callable[[str], Experiment]] = {
+    "fmnist_limit": fmnist_limit,
+    "fmnist_mechanism": fmnist_mechanism,
+    "fmnist_ladder": fmnist_ladder,
+    "fmnist_goldilocks": fmnist_goldilocks,
+    "fmnist_sgd": fmnist_sgd,
+    "fmnist_sgd_lasting": fmnist_sgd_lasting,
+    "fmnist_stable": fmnist_stable,
+}
+
+
+def get(name: str, scale: str = "ci") -> Experiment:
+    """The experiment ``name`` at ``scale`` (``ValueError`` naming the known ones otherwise)."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    return EXPERIMENTS[name](scale)

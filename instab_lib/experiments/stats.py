@@ -1,0 +1,285 @@
+r"""Statistics over seed ensembles: the uncertainty every claim is decided with.
+
+A claim about trained networks is a statement about the method, not about one run,
+so the pages record an :class:`Estimate` — a point value with an interval over
+seeds — and the cards compare the *interval* with the null (``x['lo'] > 1``), never a
+point value with a threshold. The interval level is 90% unless stated.
+
+* :func:`bootstrap` — any statistic (default: the median) of per-seed values, with the
+  percentile bootstrap interval over seeds and the bootstrap standard error;
+* :func:`bootstrap_ratio` — the same for positive ratios, on the log scale (margins in log units);
+* :func:`mean_se` — the mean with its standard error :math:`s/\sqrt{n}` and the
+  Student-t interval :math:`\bar x \pm t_{n-1,\,1-a/2}\, s/\sqrt{n}`;
+* :func:`fraction` — a proportion :math:`k/n` with its Wilson score interval;
+* :func:`paired_difference` — the per-seed difference of two paired samples
+  (:func:`mean_se` of ``a − b``), :func:`ratio_of_medians` — ``median(a)/median(b)``
+  bootstrapped over seeds (unpaired);
+* :func:`bootstrap_groups` — any statistic of a data set made of groups (seeds, each with
+  several runs), with the percentile interval over resamples of whole groups (a cluster
+  bootstrap: runs of one seed share an initialisation, so they are resampled together);
+* :func:`binomial_se` — the sampling error :math:`\sqrt{p(1-p)/n}` of an accuracy measured on
+  ``n`` test images;
+* :func:`margin` — distance of an estimate from a threshold in units of its standard error;
+* :func:`mean_spread`, :func:`compare_means` — plain summaries (mean, spread, difference of
+  means with its standard error) over seeds.
+
+Resamples are drawn from :func:`instab_lib.experiments.seeding.numpy_rng`, so results are
+deterministic given ``seed`` (and shift with the library's seed offset).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .seeding import numpy_rng
+
+__all__ = ["Estimate", "bootstrap", "bootstrap_ratio", "mean_se", "fraction", "paired_difference", "ratio_of_medians",
+           "bootstrap_groups", "binomial_se", "margin", "window_median", "LEVEL", "mean_spread", "compare_means"]
+
+#: The default interval level of every estimate.
+LEVEL = 0.9
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic over an ensemble: ``est`` with the central ``level`` interval
+    ``[lo, hi]``, standard error ``se``, ``n`` values, the ``method`` that made it
+    (``"bootstrap-median"``, ``"mean-t"``, ``"wilson"``, …) and the per-seed ``values``.
+    Recorded as a dict (:meth:`to_dict`); cards read ``x['est']``, ``x['lo']``,
+    ``x['hi']``, ``x['se']``, ``x['n']``."""
+
+    est: float
+    lo: float
+    hi: float
+    se: float
+    n: int
+    level: float = LEVEL
+    method: str = ""
+    values: tuple[float, ...] = field(default_factory=tuple)
+    log: bool = False  #: ``se`` is on the log scale (a ratio): margins are measured in log units
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["values"] = [float(v) for v in self.values]
+        return d
+
+    @classmethod
+    def point(cls, value: float) -> "Estimate":
+        """A degenerate estimate at ``value`` (no spread): how a card's null is evaluated."""
+        v = float(value)
+        return cls(v, v, v, 0.0, 0, LEVEL, "null", ())
+
+    def __str__(self) -> str:
+        return f"{self.est:.4g} [{self.lo:.4g}, {self.hi:.4g}] (n={self.n})"
+
+
+def _clean(values: Sequence[float]) -> np.ndarray:
+    a = np.asarray([float(v) for v in values], dtype=float)
+    if a.ndim != 1:
+        raise ValueError(f"need a 1-D sequence of per-seed values, got shape {a.shape}")
+    return a
+
+
+def _check_level(level: float) -> None:
+    if not 0 < level < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+
+
+def bootstrap(values: Sequence[float], stat: Callable[[np.ndarray], float] = np.median, *,
+              level: float = LEVEL, n_boot: int = 4000, seed: int = 0, name: str | None = None) -> Estimate:
+    """``stat(values)`` with the percentile bootstrap interval over the values (one per seed).
+
+    NaN values (a run without the quantity) are an error, not silently dropped: pass only
+    the values that exist and say on the page how many were left out. With one value the
+    interval is that value and ``se`` is NaN (no spread can be estimated).
+    """
+    _check_level(level)
+    a = _clean(values)
+    if a.size == 0:
+        raise ValueError("bootstrap needs at least one value")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"bootstrap got non-finite values {a.tolist()}: drop (and report) missing runs first")
+    method = f"bootstrap-{name or getattr(stat, '__name__', 'stat')}"
+    est = float(stat(a))
+    if a.size == 1:
+        return Estimate(est, est, est, float("nan"), 1, level, method, tuple(a))
+    rng = numpy_rng(seed)
+    idx = rng.integers(0, a.size, size=(n_boot, a.size))
+    boots = np.array([stat(a[i]) for i in idx], dtype=float)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+    return Estimate(est, float(lo), float(hi), float(boots.std(ddof=1)), int(a.size), level, method, tuple(a))
+
+
+def bootstrap_ratio(values: Sequence[float], *, level: float = LEVEL, n_boot: int = 4000, seed: int = 0) -> Estimate:
+    """The median of positive per-seed **ratios** with its bootstrap interval, computed on the
+    log scale (ratios are skewed: 0.5 and 2 are equally far from 1). ``est``, ``lo``, ``hi`` are
+    ratios; ``se`` is the bootstrap standard error of ``log(median)``, and ``log=True`` tells
+    :func:`margin` callers (the claims) to measure the distance to a threshold in log units."""
+    a = _clean(values)
+    if a.size == 0 or not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ValueError(f"bootstrap_ratio needs finite positive ratios, got {a.tolist()}")
+    e = bootstrap(np.log(a), np.median, level=level, n_boot=n_boot, seed=seed, name="median-log")
+    return Estimate(float(np.exp(e.est)), float(np.exp(e.lo)), float(np.exp(e.hi)), e.se, e.n, level,
+                    "bootstrap-median-of-ratios (log scale)", tuple(a), True)
+
+
+def mean_se(values: Sequence[float], *, level: float = LEVEL) -> Estimate:
+    """The mean with its standard error ``s/√n`` and the Student-t ``level`` interval."""
+    from scipy import stats as sps
+
+    _check_level(level)
+    a = _clean(values)
+    if a.size < 2:
+        raise ValueError(f"mean_se needs at least two values for a standard error, got {a.size}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"mean_se got non-finite values {a.tolist()}")
+    m, se = float(a.mean()), float(a.std(ddof=1) / math.sqrt(a.size))
+    t = float(sps.t.ppf(1 - (1 - level) / 2, a.size - 1))
+    return Estimate(m, m - t * se, m + t * se, se, int(a.size), level, "mean-t", tuple(a))
+
+
+def fraction(successes: Sequence[bool] | int, n: int | None = None, *, level: float = LEVEL) -> Estimate:
+    """A proportion ``k/n`` with its Wilson score interval; ``successes`` is a sequence of
+    booleans, or a count with ``n`` given. ``se`` is the binomial ``√(p(1−p)/n)``."""
+    from scipy import stats as sps
+
+    _check_level(level)
+    if n is None:
+        flags = [bool(s) for s in successes]  # type: ignore[union-attr]
+        k, n = sum(flags), len(flags)
+        vals = tuple(float(f) for f in flags)
+    else:
+        k, vals = int(successes), ()  # type: ignore[arg-type]
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"need 0 ≤ successes ≤ n and n ≥ 1, got {k}/{n}")
+    p = k / n
+    z = float(sps.norm.ppf(1 - (1 - level) / 2))
+    den = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / den
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), math.sqrt(p * (1 - p) / n), int(n), level,
+                    "wilson", vals)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float], *, level: float = LEVEL) -> Estimate:
+    """:func:`mean_se` of the per-seed differences ``a_i − b_i`` (same seeds, same order)."""
+    aa, bb = _clean(a), _clean(b)
+    if aa.shape != bb.shape:
+        raise ValueError(f"paired samples need equal lengths, got {aa.size} and {bb.size}")
+    return mean_se(aa - bb, level=level)
+
+
+def ratio_of_medians(a: Sequence[float], b: Sequence[float], *, level: float = LEVEL, n_boot: int = 4000,
+                     seed: int = 0) -> Estimate:
+    """``median(a) / median(b)`` with a bootstrap interval resampling ``a`` and ``b``
+    independently (two unpaired ensembles); ``values`` holds ``a`` then ``b``."""
+    _check_level(level)
+    aa, bb = _clean(a), _clean(b)
+    if aa.size == 0 or bb.size == 0 or not (np.all(np.isfinite(aa)) and np.all(np.isfinite(bb))):
+        raise ValueError("ratio_of_medians needs finite values on both sides")
+    est = float(np.median(aa) / np.median(bb))
+    rng = numpy_rng(seed)
+    ra = np.median(aa[rng.integers(0, aa.size, (n_boot, aa.size))], axis=1)
+    rb = np.median(bb[rng.integers(0, bb.size, (n_boot, bb.size))], axis=1)
+    boots = ra / rb
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+    return Estimate(est, float(lo), float(hi), float(boots.std(ddof=1)), int(min(aa.size, bb.size)), level,
+                    "bootstrap-ratio-of-medians", tuple(aa) + tuple(bb))
+
+
+def bootstrap_groups(groups: Sequence[Any], stat: Callable[[list[Any]], float], *, level: float = LEVEL,
+                     n_boot: int = 2000, seed: int = 0, name: str = "groups") -> Estimate:
+    """``stat(groups)`` with the percentile bootstrap interval over resamples of the groups.
+
+    ``stat`` receives a list of group keys (a resample repeats some and drops others; a key
+    drawn twice counts twice) and returns the statistic computed from the data of those
+    groups. Resamples whose statistic is not finite are dropped (their count is not part of
+    the interval); ``values`` holds the statistic on the full set repeated once, ``n`` the
+    number of groups. A cluster bootstrap: use it when several values share a group (the
+    runs of one seed over a learning-rate grid)."""
+    _check_level(level)
+    keys = list(groups)
+    if len(keys) < 2:
+        raise ValueError(f"bootstrap_groups needs at least two groups, got {len(keys)}")
+    est = float(stat(keys))
+    rng = numpy_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        v = float(stat([keys[i] for i in rng.integers(0, len(keys), len(keys))]))
+        if math.isfinite(v):
+            boots.append(v)
+    if not boots or not math.isfinite(est):
+        nan = float("nan")
+        return Estimate(est, nan, nan, nan, len(keys), level, f"bootstrap-{name}", (est,))
+    b = np.asarray(boots)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(b, [alpha, 1 - alpha])
+    return Estimate(est, float(lo), float(hi), float(b.std(ddof=1)) if b.size > 1 else float("nan"), len(keys),
+                    level, f"bootstrap-{name}", (est,))
+
+
+def binomial_se(p: float, n: int) -> float:
+    r"""Standard error :math:`\sqrt{p(1-p)/n}` of an accuracy ``p`` measured on ``n`` independent
+    test images: the part of an accuracy's uncertainty that more seeds cannot remove (every
+    run is tested on the same images). Raises ``ValueError`` for ``p`` outside [0, 1] or ``n < 1``."""
+    if not (0.0 <= p <= 1.0) or n < 1:
+        raise ValueError(f"need 0 ≤ p ≤ 1 and n ≥ 1, got p={p!r}, n={n!r}")
+    return math.sqrt(p * (1 - p) / n)
+
+
+def margin(est: float, threshold: float, se: float, side: str = "above") -> float:
+    """``(est − threshold)/se`` for a claim ``est > threshold`` (``side="above"``), or
+    ``(threshold − est)/se`` for ``est < threshold``: how many standard errors the estimate
+    lies on the claimed side (negative: on the wrong side). ``inf`` when ``se = 0`` and the
+    estimate is on the claimed side, NaN when ``se`` is NaN."""
+    if side not in ("above", "below"):
+        raise ValueError(f"side must be 'above' or 'below', got {side!r}")
+    d = (est - threshold) if side == "above" else (threshold - est)
+    if not math.isfinite(se):
+        return float("nan")
+    if se == 0:
+        return math.copysign(float("inf"), d) if d != 0 else 0.0
+    return d / se
+
+
+def window_median(values: Sequence[float], epochs: Sequence[int], start: int, stop: int) -> float:
+    """Median of ``values`` over the epochs in ``[start, stop]`` (a snapshot claim made robust
+    by reading a window, not one epoch); NaN values are ignored, NaN if none is left."""
+    v, e = _clean(values), np.asarray(epochs)
+    sel = v[(e >= start) & (e <= stop)]
+    sel = sel[np.isfinite(sel)]
+    return float(np.median(sel)) if sel.size else float("nan")
+
+
+def mean_spread(values: Iterable[float]) -> dict[str, float]:
+    """``{"mean", "std" (ddof=1; 0 for one value), "min", "max", "n"}`` of the finite values
+    (NaN entries and an empty input give NaN statistics and ``n`` = count of finite ones)."""
+    v = np.asarray([float(x) for x in values], dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        nan = float("nan")
+        return {"mean": nan, "std": nan, "min": nan, "max": nan, "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+
+
+def compare_means(a: Iterable[float], b: Iterable[float]) -> dict[str, float]:
+    r"""Difference of means ``mean(a) − mean(b)`` with its standard error
+    :math:`\sqrt{s_a^2/n_a + s_b^2/n_b}` (sample standard deviations; 0 with one value each),
+    and ``z`` = difference / standard error (inf/NaN when the error is 0)."""
+    sa, sb = mean_spread(a), mean_spread(b)
+    diff = sa["mean"] - sb["mean"]
+    se = math.sqrt((sa["std"] ** 2 / sa["n"] if sa["n"] else math.nan)
+                   + (sb["std"] ** 2 / sb["n"] if sb["n"] else math.nan))
+    if se > 0:
+        z = diff / se
+    else:
+        z = math.copysign(math.inf, diff) if diff != 0 else float("nan")
+    return {"diff": float(diff), "se": float(se), "z": float(z), "mean_a": sa["mean"], "mean_b": sb["mean"],
+            "std_a": sa["std"], "std_b": sb["std"], "n_a": sa["n"], "n_b": sb["n"]}
