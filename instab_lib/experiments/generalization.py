@@ -44,7 +44,8 @@ Used by the generalisation pages (A Figs 5, 7–8; B's SGD results). Three piece
 
 * **Goldilocks statistics** — :func:`best_gain` (best mean accuracy above the limit minus the
   best below it), :func:`phase_transition_fit` (accuracy against log η: smooth, with a jump
-  at the limit, or flat below it and rising above; compared by BIC) and :func:`seed_slope`.
+  at the limit, or flat below it and rising above; compared by BIC), :func:`seed_slope` and
+  :func:`best_below_above` (the best mean score on either side of a limit).
 
 * **Rank correlations** — :func:`spearman` (average ranks for ties, NaN when one side
   is constant or fewer than 3 pairs), per-group correlations (:func:`spearman_by_group`,

@@ -27,6 +27,10 @@ Preconditioned    root_max (every epoch), p_sharpness, p_threshold, clip_fractio
 Snapshots         saves θ (and the eigenpairs of that evaluation) at ``snapshot_epochs``
                   (and at the last epoch with ``snapshot_final``)
 ================  ====================================================================
+
+:func:`preconditioned_summary` reads the Preconditioned columns of a finished run's table.
+The hooks seed the library's solvers with :func:`instab_lib.experiments.seeding.shifted`
+seeds, so the seed offset moves their starts and probes with the rest of the run.
 """
 
 from __future__ import annotations

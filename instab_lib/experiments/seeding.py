@@ -12,7 +12,8 @@ so ``INSTAB_SEED_OFFSET=1000 instab run …`` re-runs a page on an independent s
 seeds while tables and figures keep showing the nominal seeds 0, 1, 2, … (the
 perturbation check of :mod:`instab_lib.book.perturb` uses it). The offset is part of every
 run key (:func:`instab_lib.experiments.train.config_key`), so shifted runs never share a cache entry
-with unshifted ones.
+with unshifted ones. A page that calls a library solver itself passes the seed it chooses
+(``seed=seeding.shifted(s)`` to follow the offset).
 """
 
 from __future__ import annotations
