@@ -27,8 +27,12 @@ def test_notebook_is_well_formed(nid):
         nbs.resolve_parameters(nid, preset)  # presets only set declared parameters
     assert card["claims"], "a notebook reproduces a claim and says which"
     for claim in card["claims"]:
-        assert {"id", "text", "status", "value", "null"} <= set(claim), claim
+        assert {"id", "text", "status", "kind", "source", "value", "null"} <= set(claim), claim
         assert claim["status"] in claims.STATUSES, claim
+        assert claim["kind"] in claims.KINDS, claim
+        assert isinstance(claim["source"], str) and claim["source"].strip(), f"{nid}/{claim['id']}: says where it comes from"
+        if claim["kind"] in claims.HEADED_KINDS:
+            assert claim.get("paper"), f"{nid}/{claim['id']}: a {claim['kind']} claim names its heading"
         if claim.get("paper") is not None:
             assert claim["paper"] in pages.paper_claims(), f"{nid}/{claim['id']}: unknown paper claim {claim['paper']!r}"
     nb = nbs.read_notebook(nid)
@@ -38,7 +42,26 @@ def test_notebook_is_well_formed(nid):
     assert nbs.declared_parameters(nid)
 
 
+def test_every_heading_quotes_its_source():
+    """book/paper_claims.yml: one heading per paper statement, each with a title and the source it quotes."""
+    headings = pages.paper_claims()
+    for key, meta in headings.items():
+        assert meta.get("title", "").strip() and meta.get("source", "").strip(), key
+        assert meta["source"].startswith(("A ", "B ")), f"{key}: the source names the paper first"
+
+
 CLAIMS = [(nid, c) for nid in IDS for c in nbs.load_card(nid)["claims"]]
+TESTED_IF = [(nid, c) for nid, c in CLAIMS if "test_if" in c]
+
+
+@pytest.mark.parametrize("nid, claim", TESTED_IF, ids=[f"{n}/{c['id']}" for n, c in TESTED_IF])
+def test_test_if_reads_the_recorded_numbers(nid, claim):
+    """A claim's test_if is decided on names the page records: on the archived paper-scale numbers, where there
+    are any, it evaluates to a bool (a misspelt name would raise)."""
+    archived = nbs.repo_root() / "results" / "paper" / nid / "numbers.json"
+    if not archived.exists():
+        pytest.skip(f"{nid} has no archived paper-scale numbers")
+    assert isinstance(claims._eval(claim["test_if"], claims.load_numbers(archived)), bool)
 
 
 @pytest.mark.parametrize("nid, claim", CLAIMS, ids=[f"{n}/{c['id']}" for n, c in CLAIMS])
