@@ -10,13 +10,14 @@ from instab_lib.book import cards, claims
 from instab_lib.experiments import stats
 
 CARD = [
-    {"id": "flatter", "status": "reproduced", "text": "ends flatter", "value": "S_final / S0", "check": "x < 0.9",
-     "null": 1.0},
-    {"id": "rotates", "status": "reproduced", "text": "rotates", "value": "min(cos.values())", "check": "x < 0.99",
-     "null": 1.0},
+    {"id": "flatter", "status": "reproduced", "kind": "illustration", "text": "ends flatter", "value": "S_final / S0",
+     "check": "x < 0.9", "null": 1.0},
+    {"id": "rotates", "status": "reproduced", "kind": "illustration", "text": "rotates", "value": "min(cos.values())",
+     "check": "x < 0.99", "null": 1.0},
 ]
 
-INTERVAL = {"id": "ratio", "status": "reproduced", "text": "ratio above 1", "value": "r", "above": 1.0, "null": 1.0}
+INTERVAL = {"id": "ratio", "status": "reproduced", "kind": "paper", "paper": "eos", "source": "B Fig 1 caption",
+            "text": "ratio above 1", "value": "r", "above": 1.0, "null": 1.0}
 
 
 def test_claims_pass_and_fail_on_the_numbers():
@@ -78,6 +79,30 @@ def test_malformed_claims_are_rejected():
                    dict(INTERVAL, check="x > 1"),
                    {k: v for k, v in CARD[0].items() if k != "check"},
                    dict(CARD[0], check="x >")):
+        with pytest.raises((ValueError, SyntaxError)):
+            cards.validate_claim(broken)
+
+
+def test_every_claim_has_a_kind_and_the_papers_claims_a_source():
+    """Issue 19: a claim says what kind it is; a paper claim (and a reading, a claim beyond the papers, a
+    finding) says where its statement comes from; a paper claim or a reading names its heading; a setting that
+    cannot test a claim (test_if) says why (test_reason)."""
+    for good in (INTERVAL, *CARD, dict(CARD[0], kind="identity"),
+                 dict(INTERVAL, test_if="n_seeds >= 5", test_reason="3 seeds cannot resolve it"),
+                 dict(INTERVAL, kind="reading", source="reads B Fig 1 caption as ...")):
+        cards.validate_claim(good)
+    for kind in cards.KINDS:
+        extra = {"source": "s"} if kind in cards.SOURCED_KINDS else {}
+        cards.validate_claim(dict(CARD[0], kind=kind, paper="eos", **extra))
+    no_kind = {k: v for k, v in INTERVAL.items() if k != "kind"}
+    for broken in (no_kind, dict(INTERVAL, kind="reproduced"), dict(INTERVAL, kind="Paper"),
+                   {k: v for k, v in INTERVAL.items() if k != "source"}, dict(INTERVAL, source=""),
+                   dict(INTERVAL, source="   "), dict(INTERVAL, source=None),
+                   dict(INTERVAL, kind="finding", source=""), dict(CARD[0], kind="beyond"),
+                   {k: v for k, v in INTERVAL.items() if k != "paper"}, dict(INTERVAL, kind="reading", paper=None),
+                   dict(INTERVAL, test_if="n_seeds >= 5"), dict(INTERVAL, test_reason="too small"),
+                   dict(INTERVAL, test_if="n_seeds >= 5", test_reason=""),
+                   dict(INTERVAL, test_if="n_seeds >=", test_reason="too small")):
         with pytest.raises((ValueError, SyntaxError)):
             cards.validate_claim(broken)
 

@@ -27,8 +27,12 @@ def test_notebook_is_well_formed(nid):
         nbs.resolve_parameters(nid, preset)  # presets only set declared parameters
     assert card["claims"], "a notebook reproduces a claim and says which"
     for claim in card["claims"]:
-        assert {"id", "text", "status", "value", "null"} <= set(claim), claim
+        assert {"id", "text", "status", "kind", "source", "value", "null"} <= set(claim), claim
         assert claim["status"] in cards.STATUSES, claim
+        assert claim["kind"] in cards.KINDS, claim
+        assert isinstance(claim["source"], str) and claim["source"].strip(), f"{nid}/{claim['id']}: says where it comes from"
+        if claim["kind"] in cards.HEADED_KINDS:
+            assert claim.get("paper"), f"{nid}/{claim['id']}: a {claim['kind']} claim names its heading"
         if claim.get("paper") is not None:
             assert claim["paper"] in pages.paper_claims(), f"{nid}/{claim['id']}: unknown paper claim {claim['paper']!r}"
     nb = nbs.read_notebook(nid)

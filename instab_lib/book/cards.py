@@ -37,7 +37,7 @@ from ..experiments import repo_root
 from ..validation import _is_number
 
 __all__ = ["NotebookError", "notebooks_dir", "notebook_ids", "load_card", "read_notebook", "declared_parameters",
-           "STATUSES", "claim_form", "validate_claim", "PARAMETER_TYPES", "check_parameter", "check_parameters",
+           "STATUSES", "KINDS", "SOURCED_KINDS", "HEADED_KINDS", "claim_form", "validate_claim", "PARAMETER_TYPES", "check_parameter", "check_parameters",
            "check_constraints"]
 
 
@@ -108,6 +108,14 @@ def declared_parameters(notebook_id: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the card's claims
 #: The statuses a card claim may declare, in the order the tables show them.
 STATUSES = ("reproduced", "beyond", "precondition", "identity", "not_reproduced")
+#: The kinds of claim (issue 19): a statement of the papers, our reading of one, beyond the papers, an
+#: illustration true by construction, an identity of the code, a precondition of the experiment, a finding
+#: about third-party code.
+KINDS = ("paper", "reading", "beyond", "illustration", "identity", "precondition", "finding")
+#: Kinds that get a verdict and must say where they come from (``source``).
+SOURCED_KINDS = frozenset({"paper", "reading", "beyond", "finding"})
+#: Kinds that name the heading of the paper statement they test or read (``paper``).
+HEADED_KINDS = frozenset({"paper", "reading"})
 
 
 def claim_form(claim: Mapping[str, Any]) -> str:
@@ -126,11 +134,12 @@ def claim_form(claim: Mapping[str, Any]) -> str:
 def validate_claim(claim: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` with a one-line reason for a malformed card claim."""
     cid = claim.get("id")
-    for key in ("id", "text", "status", "value", "null"):
+    for key in ("id", "text", "status", "kind", "value", "null"):
         if key not in claim:
             raise ValueError(f"claim {cid!r} lacks {key!r}")
     if claim["status"] not in STATUSES:
         raise ValueError(f"claim {cid!r}: status {claim['status']!r} not one of {', '.join(STATUSES)}")
+    _validate_kind(claim)
     form = claim_form(claim)
     exprs = [claim["value"]] + ([claim["check"]] if form == "expression" else []) \
         + ([claim["margin"]] if "margin" in claim else [])
@@ -140,6 +149,25 @@ def validate_claim(claim: Mapping[str, Any]) -> None:
         t = claim.get("above", claim.get("below"))
         if isinstance(t, bool) or not isinstance(t, (int, float)):
             raise ValueError(f"claim {cid!r}: the threshold of above/below must be a number, got {t!r}")
+
+
+def _validate_kind(claim: Mapping[str, Any]) -> None:
+    """The kind, its source and heading, and ``test_if`` with its ``test_reason``."""
+    cid, kind = claim.get("id"), claim["kind"]
+    if kind not in KINDS:
+        raise ValueError(f"claim {cid!r}: kind {kind!r} not one of {', '.join(KINDS)}")
+    source = claim.get("source")
+    if kind in SOURCED_KINDS and not (isinstance(source, str) and source.strip()):
+        raise ValueError(f"claim {cid!r}: a {kind} claim needs a non-empty source (where the statement comes from)")
+    if kind in HEADED_KINDS and not claim.get("paper"):
+        raise ValueError(f"claim {cid!r}: a {kind} claim names its heading in book/paper_claims.yml (paper: <key>)")
+    if ("test_if" in claim) != ("test_reason" in claim):
+        raise ValueError(f"claim {cid!r}: test_if and test_reason come together")
+    if "test_if" in claim:
+        reason = claim["test_reason"]
+        if not (isinstance(reason, str) and reason.strip()):
+            raise ValueError(f"claim {cid!r}: test_reason must say in words why the setting cannot test the claim")
+        compile(str(claim["test_if"]), f"<claim {cid} test_if>", "eval")
 
 
 # --------------------------------------------------------------------------- card parameters
