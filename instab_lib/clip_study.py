@@ -45,7 +45,8 @@ from torch import Tensor
 from .hooks import Hook, RowContext
 
 __all__ = ["ClipTrace", "ValidationMetrics", "validation_split", "spike_mask", "clip_binding_fraction",
-           "base_threshold_ratio", "ClipChoice", "choose_clip", "bind_column", "predicted_critical_clip"]
+           "base_threshold_ratio", "ClipChoice", "choose_clip", "bind_column", "predicted_critical_clip",
+           "clips_that_bind"]
 
 
 def bind_column(c: float) -> str:
@@ -199,6 +200,20 @@ def predicted_critical_clip(lr: float, sharpness: float, beta1: float = 0.0) -> 
     if not (sharpness > 0 and math.isfinite(sharpness)):
         raise ValueError(f"sharpness must be positive and finite, got {sharpness!r}")
     return sharpness / stability_threshold(lr, beta1)
+
+
+def clips_that_bind(clips: Sequence[float], base_root_max: Sequence[float]) -> tuple[list[float], list[float]]:
+    r"""Split ``clips`` into those that bind in some base run and those that never do, from the largest
+    unclipped root of each base run (``root_max`` of :class:`instab_lib.hooks.Preconditioned`, max over the run;
+    one value per seed of the same setting). A "UB" clip with c ≥ every √v̂ of the base run takes
+    ``min(√v̂, c) = √v̂`` exactly at every step, so by induction the clipped run *is* the base run, bit for bit:
+    it need not be run. Returns ``(binding, identical)``, each in the order given; NaN roots raise."""
+    roots = np.asarray(base_root_max, dtype=float)
+    if roots.size == 0 or not np.all(np.isfinite(roots)):
+        raise ValueError(f"need one finite root maximum per base run, got {list(base_root_max)}")
+    top = float(roots.max())
+    binding = [float(c) for c in clips if top > float(c)]
+    return binding, [float(c) for c in clips if top <= float(c)]
 
 
 # --------------------------------------------------------------------------- the clip, chosen on validation

@@ -163,3 +163,24 @@ def test_choose_clip_follows_the_preregistered_rule():
     assert clip_study.choose_clip(val, base, outside_binding={}).c is None
     with pytest.raises(ValueError):
         clip_study.choose_clip({}, base)
+
+
+def test_clips_that_bind_and_the_identity_of_a_clip_that_never_binds():
+    assert clip_study.clips_that_bind([0.05, 1.0, 10.0], [0.8, 1.2, 0.9]) == ([0.05, 1.0], [10.0])
+    assert clip_study.clips_that_bind([1.0], [1.0]) == ([], [1.0])  # √v̂ ≤ c: min(√v̂, c) = √v̂ exactly
+    with pytest.raises(ValueError):
+        clip_study.clips_that_bind([1.0], [np.nan])
+    # the identity itself: RMS-UB with c above every root of the RMSProp run reproduces it bit for bit
+    g = torch.Generator().manual_seed(0)
+    grads = [torch.randn(5, generator=g) * 0.1 for _ in range(20)]
+    runs = {}
+    for name, opt in (("base", optim.rmsprop(1e-2)), ("ub", optim.clipped_ada(1e-2, 10.0, beta1=0.0))):
+        p = [torch.zeros(5)]
+        st = opt.init(p)
+        roots = []
+        for gr in grads:
+            p, st = opt.update([gr], st, p)
+            roots.append(float(opt.unclipped_root(st).max()))
+        runs[name] = (p[0], max(roots))
+    assert torch.equal(runs["base"][0], runs["ub"][0])
+    assert clip_study.clips_that_bind([10.0], [runs["base"][1]]) == ([], [10.0])
