@@ -27,6 +27,9 @@ Analyses (pure functions on a run's table or on per-seed numbers):
 * :func:`clip_binding_fraction` — the mean of a per-epoch fraction inside and outside spikes;
 * :func:`base_threshold_ratio` — the median of :math:`\lambda_{\max}(P^{-1}H)/\text{threshold}`
   over a run's evaluations (after the first epochs, while the network is alive);
+* :func:`predicted_critical_clip` — c* = ηS(1−β₁)/(2+2β₁): a clip that binds on the top eigenvector's
+  coordinates makes the run linearly unstable only below it;
+* :func:`clips_that_bind` — which clips bind in some base run (the others reproduce the base bit for bit);
 * :func:`choose_clip` — the pre-registered rule that picks one clip per setting from validation
   accuracy on a selection ensemble of seeds (its test accuracy is then compared with the base on a
   disjoint confirmation ensemble).
