@@ -1,6 +1,6 @@
 """Benchmark: the author's CIFAR-5k networks on this CPU (issue 21, item 4).
 
-Networks: ``instab_lib.cnn_models`` VGG10_base8_BN (32,782 parameters) and ResNet20_base8_Identity_BN
+Networks: ``instab_lib.experiments.cnn_models`` VGG10_base8_BN (32,782 parameters) and ResNet20_base8_Identity_BN
 (68,050), the author's initialisation. Data: CIFAR-5k, the first 512 training images of each class
 of the JPEG copy (5,120), standardised as the author does; the first 2,000 test images.
 
@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from instab_lib.cnn_models import build_cnn, count_parameters  # noqa: E402
+from instab_lib.experiments.cnn_models import build_cnn, count_parameters  # noqa: E402
 from instab_lib.curvature import HessianOperator  # noqa: E402
 
 FORMATS = {"contiguous": False, "channels_last": True}
@@ -57,7 +57,7 @@ NAMES = {"vgg": "VGG10_base8_BN", "resnet": "ResNet20_base8"}
 
 
 def load(n_train: int, n_test: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from instab_lib.data import load_dataset
+    from instab_lib.experiments.data import load_dataset
 
     ds = load_dataset("cifar10", n_train=n_train, n_test=n_test, balanced=True, download=False)
     return ds.X_train, ds.y_train, ds.X_test, ds.y_test

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from instab_lib import adaptive, clip_study, experiments, optim, train
-from instab_lib.hooks import RowContext
+from instab_lib import optim, thresholds
+from instab_lib.experiments import clip_study, shared_runs as experiments, train
+from instab_lib.experiments.hooks import RowContext
 
 
 def _row(ctx_hook, epoch):
@@ -86,7 +87,7 @@ def test_trace_and_validation_hooks_in_a_real_run(tmp_path):
 
 def test_validation_split_is_disjoint_from_the_training_images():
     Xv, yv, _ = clip_study.validation_split(100, n_train=1000)
-    from instab_lib import data
+    from instab_lib.experiments import data
     ds = data.load_dataset("fashion-mnist", n_train=1000, n_test=0)
     # the last 100 training images, none of them among the first 1,000
     flat_tr = ds.X_train.reshape(1000, -1)
@@ -142,7 +143,7 @@ def test_predicted_critical_clip_matches_the_linear_threshold():
         for _ in range(3000):
             w, st = opt.update([S * w[0]], st, w)
         assert (abs(float(w[0])) > 1.0) == grows
-    assert adaptive.stability_threshold(eta) == pytest.approx(S / c_star)
+    assert thresholds.stability_threshold(eta) == pytest.approx(S / c_star)
     with pytest.raises(ValueError):
         clip_study.predicted_critical_clip(5e-3, 0.0)
 

@@ -1,4 +1,4 @@
-"""The author's CIFAR networks (``instab_lib.cnn_models``): against the author's Flax modules on
+"""The author's CIFAR networks (``instab_lib.experiments.cnn_models``): against the author's Flax modules on
 fixed weights (``fixtures/cnn_flax``), parameter counts, Flax's padding and shortcut, BatchNorm's
 running statistics, both initialisations' statistics, ``channels_last`` ≡ contiguous."""
 
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from instab_lib.cnn_models import (
+from instab_lib.experiments.cnn_models import (
     LECUN_TRUNC_CORRECTION,
     FlaxBatchNorm1d,
     FlaxBatchNorm2d,

@@ -8,13 +8,13 @@ bind **in bursts**: on few coordinates while training is smooth, on many during 
 (otherwise the clipped run is GD at :math:`\eta/c` on the clipped coordinates all the time).
 This module measures both and holds the pre-registered choice of the clip on a validation split.
 
-Measurements (hooks for :func:`instab_lib.train.train`'s ``hooks=``, see :mod:`instab_lib.hooks`):
+Measurements (hooks for :func:`instab_lib.experiments.train.train`'s ``hooks=``, see :mod:`instab_lib.experiments.hooks`):
 
 * :class:`ClipTrace` — per epoch, over its optimiser steps, the mean and the largest fraction of
   coordinates where the run's own clip binds (``clip_mean``, ``clip_max``: UB
   :math:`\sqrt{\hat v_i} > c`), and for each candidate clip :math:`c_k` the mean fraction where it
   *would* bind (``bind_<c_k>``; an unclipped base run tells where a clip would act).
-  The library's :class:`~instab_lib.hooks.Preconditioned` records the clip fraction only at the
+  The library's :class:`~instab_lib.experiments.hooks.Preconditioned` records the clip fraction only at the
   last step of every ``precond_every``-th epoch, too sparse to condition on spikes.
 * :class:`ValidationMetrics` — loss and accuracy on a held-out split (``val_loss``, ``val_acc``)
   every ``every`` epochs and at the last row.
@@ -23,7 +23,7 @@ Analyses (pure functions on a run's table or on per-seed numbers):
 
 * :func:`validation_split` — the validation images: fMNIST *training* images disjoint from the
   first ``n_train`` the networks train on (default the last 10,000 of the 60,000), never the test set;
-* :func:`spike_mask` — the epochs inside a loss spike of :func:`instab_lib.adaptive.loss_spikes`;
+* :func:`spike_mask` — the epochs inside a loss spike of :func:`instab_lib.experiments.episodes.loss_spikes`;
 * :func:`clip_binding_fraction` — the mean of a per-epoch fraction inside and outside spikes;
 * :func:`base_threshold_ratio` — the median of :math:`\lambda_{\max}(P^{-1}H)/\text{threshold}`
   over a run's evaluations (after the first epochs, while the network is alive);
@@ -131,7 +131,7 @@ class ValidationMetrics(Hook):
 def validation_split(n_val: int = 10_000, *, n_train: int = 1000, dataset: str = "fashion-mnist",
                      data_dir: str | None = None) -> tuple[Tensor, Tensor, str]:
     """The last ``n_val`` images of the data set's *training* split, standardised as the training
-    images (:func:`instab_lib.data.standardise`): ``(X (n_val, C, H, W) float32, y (n_val,) int64,
+    images (:func:`instab_lib.experiments.data.standardise`): ``(X (n_val, C, H, W) float32, y (n_val,) int64,
     source)``. Disjoint from the first ``n_train`` training images the runs use (an error if they
     would overlap) and from the test split."""
     from . import data as data_mod
@@ -151,10 +151,10 @@ def validation_split(n_val: int = 10_000, *, n_train: int = 1000, dataset: str =
 # --------------------------------------------------------------------------- spikes and binding
 def spike_mask(loss: Sequence[float], *, factor: float = 2.0, min_rise: float = 0.1, skip: int = 0) -> np.ndarray:
     """Boolean per entry of ``loss`` (one per epoch): True inside a spike of
-    :func:`instab_lib.adaptive.loss_spikes` (``factor``, ``min_rise``), from its start to the
+    :func:`instab_lib.experiments.episodes.loss_spikes` (``factor``, ``min_rise``), from its start to the
     entry before its end (to the last entry for a spike that never ends). Spikes that start
     before index ``skip`` (the first epochs, where the loss falls from ln 10) are ignored."""
-    from .adaptive import loss_spikes
+    from .episodes import loss_spikes
 
     L = np.asarray(loss, dtype=float)
     mask = np.zeros(len(L), dtype=bool)
@@ -182,7 +182,7 @@ def clip_binding_fraction(fraction: Sequence[float], mask: Sequence[bool], *, sk
 
 def base_threshold_ratio(table: Any, *, skip: int = 4, alive_acc: float = 0.2) -> float:
     r"""Median over a run's evaluations of :math:`\lambda_{\max}(P^{-1}H)/\text{threshold}`
-    (``p_sharpness / p_threshold`` of :class:`instab_lib.hooks.Preconditioned`), over the epochs
+    (``p_sharpness / p_threshold`` of :class:`instab_lib.experiments.hooks.Preconditioned`), over the epochs
     ``≥ skip`` at which the train accuracy is at least ``alive_acc`` (a dead network says nothing);
     NaN without such an evaluation. ≥ 1: the run trains at its adaptive edge of stability."""
     if "p_sharpness" not in table:
@@ -198,7 +198,7 @@ def predicted_critical_clip(lr: float, sharpness: float, beta1: float = 0.0) -> 
     linearly unstable: :math:`P \approx c` there, so :math:`\lambda_{\max}(P^{-1}H) \approx S/c`
     exceeds the threshold :math:`(2+2\beta_1)/((1-\beta_1)\eta)` when
     :math:`c < \eta S (1-\beta_1)/(2+2\beta_1)` (ηS/2 for RMS-UB, ηS/38 for Adam-UB)."""
-    from .adaptive import stability_threshold
+    from ..thresholds import stability_threshold
 
     if not (sharpness > 0 and math.isfinite(sharpness)):
         raise ValueError(f"sharpness must be positive and finite, got {sharpness!r}")
@@ -207,7 +207,7 @@ def predicted_critical_clip(lr: float, sharpness: float, beta1: float = 0.0) -> 
 
 def clips_that_bind(clips: Sequence[float], base_root_max: Sequence[float]) -> tuple[list[float], list[float]]:
     r"""Split ``clips`` into those that bind in some base run and those that never do, from the largest
-    unclipped root of each base run (``root_max`` of :class:`instab_lib.hooks.Preconditioned`, max over the run;
+    unclipped root of each base run (``root_max`` of :class:`instab_lib.experiments.hooks.Preconditioned`, max over the run;
     one value per seed of the same setting). A "UB" clip with c ≥ every √v̂ of the base run takes
     ``min(√v̂, c) = √v̂`` exactly at every step, so by induction the clipped run *is* the base run, bit for bit:
     it need not be run. Returns ``(binding, identical)``, each in the order given; NaN roots raise."""
