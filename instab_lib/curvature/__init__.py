@@ -55,7 +55,7 @@ from __future__ import annotations
 
 from .data import default_batch_fn
 from .hessian import HessianOperator
-from .krylov import MIN_EXTRA_BASIS, extreme_eigenpairs, lanczos
+from .krylov import DEFAULT_TOL, MIN_EXTRA_BASIS, extreme_eigenpairs, lanczos
 from .loss import weighted_loss
 from .operators import (
     DiagonalOperator,
@@ -91,6 +91,7 @@ __all__ = [
     "EigResult",
     "UnattainableToleranceWarning",
     "lanczos",
+    "DEFAULT_TOL",
     "lobpcg",
     "extreme_eigenpairs",
     "EigTracker",
