@@ -312,3 +312,19 @@ def test_default_tolerance_is_reached_in_float32() -> None:
     assert DEFAULT_TOL == 1e-3
     for r in results:
         assert r.converged and r.tol == DEFAULT_TOL and float(r.residuals.max()) <= 1e-3 * r.scale
+
+
+def test_closed_form_refuses_what_it_cannot_see() -> None:
+    """A forward hook, a ``forward`` set on a layer, an in-place activation: ``mlp`` refused, ``auto`` exact."""
+    X, y = _data()
+    ref = lambda m: _hessian_of(m, lambda f: F.cross_entropy(f(X), y))  # noqa: E731
+    hooked = _model(8)
+    hooked[0].register_forward_hook(lambda mod, i, out: 2 * out)
+    patched = _model(9)
+    patched[1].forward = torch.sin  # type: ignore[method-assign]
+    inplace = nn.Sequential(nn.Linear(6, 4), nn.ReLU(inplace=True), nn.Linear(4, 3)).to(DT)
+    for model in (hooked, patched, inplace):
+        with pytest.raises(ValueError, match="method='mlp'"):
+            HessianOperator(model, F.cross_entropy, (X, y), method="mlp")
+        op = HessianOperator(model, F.cross_entropy, (X, y))
+        assert op.method_used == "double_backward" and _rel(op.to_dense(), ref(model)) <= 1e-12

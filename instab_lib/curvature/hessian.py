@@ -19,6 +19,8 @@ _METHODS = ("double_backward", "forward_over_reverse", "mlp", "auto")
 #: samples of the first batch on which the loss's reduction is measured (repeated twice)
 _PROBE_SAMPLES = 8
 _Graph = tuple[Tensor, tuple[Tensor, ...], list[Tensor]]  # (weighted loss, its gradient, the leaves θ)
+_NO_MLP = ("method='mlp' needs exactly an nn.Sequential (not a subclass) of [Flatten,] Linear, activation, …, "
+           "Linear without hooks, all of whose parameters are trainable, cross-entropy and integer labels ≥ 0")
 
 
 class HessianOperator(LinearOperator):
@@ -139,18 +141,17 @@ class HessianOperator(LinearOperator):
         self.mode = ModelMode(model, bn_mode)
         self.bn_mode = bn_mode
         layers = mlp_layers(model, self.params, loss_fn) if method in ("mlp", "auto") else None
+        if method == "mlp" and layers is None:
+            raise ValueError(_NO_MLP)
         inspect = (lambda b: mlp_batch_ok(model, b)) if layers is not None else None
         self.source = BatchSource(data, self.device, self.dtype, batch_fn, chunk_size, materialize, inspect)
+        if method == "mlp" and not self.source.inspected:
+            raise ValueError(_NO_MLP)
         self.chunks = self.source.chunks
         self.n_samples: int = self.source.n_samples
         self.loss_reduction = self._resolve_reduction(loss_reduction)
         self.weights: list[float] = [self._weight(n) for n in self.source.sizes]
         self._mlp_layers = layers if layers is not None and self.source.inspected else None
-        if method == "mlp" and self._mlp_layers is None:
-            raise ValueError(
-                "method='mlp' needs exactly an nn.Sequential (not a subclass) of [Flatten,] Linear, activation, …, "
-                "Linear without hooks, all of whose parameters are trainable, cross-entropy and integer labels ≥ 0"
-            )
         self.method = method
         self.graph_budget_bytes = graph_budget_bytes
         self.batched = batched

@@ -40,7 +40,8 @@ MAX_TANGENT_ELEMENTS = 2**24
 
 
 def _has_hooks(model: nn.Module) -> bool:
-    """Any forward/backward hook or parametrisation (global or on a submodule): the closed form would miss it."""
+    """Any forward/backward hook, parametrisation or ``forward`` set on an instance (global or on a
+    submodule): the closed form would miss it."""
     from torch.nn.modules import module as M
     from torch.nn.utils import parametrize
 
@@ -48,7 +49,8 @@ def _has_hooks(model: nn.Module) -> bool:
     if any(getattr(M, g, None) for g in glob):
         return True
     own = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-    return any(any(getattr(m, h, None) for h in own) or parametrize.is_parametrized(m) for m in model.modules())
+    return any(any(getattr(m, h, None) for h in own) or parametrize.is_parametrized(m) or "forward" in vars(m)
+               for m in model.modules())
 
 
 def mlp_layers(model: Any, params: Sequence[Tensor],
