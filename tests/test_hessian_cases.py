@@ -12,7 +12,7 @@ modes are unchanged afterwards.
 Cases: MLPs with cross-entropy, BCE-with-logits (one and two outputs) and MSE, each with mean
 and sum reductions and unequal batches; dict inputs (an extra key, so the weighting by samples
 is tested, not by keys); inputs with a sequence dimension (an ``nn.Sequential`` subclass that
-folds it into the samples, and a plain one that keeps it); weight sharing (tied embedding and
+folds it into the samples, a plain one that keeps it, a one-layer ``nn.TransformerEncoder``); weight sharing (tied embedding and
 output weights); frozen and reordered parameters; a small CNN; BatchNorm in eval mode and in
 train mode (against the Hessian of the batch-statistics loss; running statistics and modes
 unchanged); Dropout (off: the Hessian of the network without it); a ``DataLoader`` with
@@ -224,6 +224,38 @@ def _sequence_case(loss: str, reduction: str) -> Case:
                         (torch.rand(6, 5, 8, generator=g, dtype=DT), _regression((6, 5, 3), g))])
 
 
+class TinyTransformer(nn.Module):
+    """A one-layer ``nn.TransformerEncoder`` classifier (attention, LayerNorm, Dropout inside the layer)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(12)
+        layer = nn.TransformerEncoderLayer(4, 2, dim_feedforward=6, dropout=0.1, batch_first=True)
+        self.enc = nn.TransformerEncoder(layer, 1, enable_nested_tensor=False)
+        self.head = nn.Linear(4, 3)
+        self.to(DT).train()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.enc(x).mean(dim=1))
+
+
+def _transformer_case() -> Case:
+    """Attention has no second derivative on PyTorch's fused kernels: the operator (and the
+    reference, here) use the math kernel."""
+    g = _gen(12)
+    case = _pairs_case(TinyTransformer(), nn.CrossEntropyLoss(),
+                       [(torch.randn(3, 3, 4, generator=g, dtype=DT), _classes((3,), 3, g)),
+                        (torch.randn(4, 3, 4, generator=g, dtype=DT), _classes((4,), 3, g))])
+    inner = case.reference
+
+    def reference(th: dict[str, Tensor]) -> Tensor:
+        with torch.nn.attention.sdpa_kernel([torch.nn.attention.SDPBackend.MATH]):
+            return inner(th)
+
+    case.reference = reference
+    return case
+
+
 def _tied_case() -> Case:
     g = _gen(4)
     model = TiedLM()
@@ -325,6 +357,7 @@ CASES: dict[str, Callable[[], Case]] = {
     **{f"dict_{loss}": (lambda loss=loss: _dict_case(loss)) for loss in ("ce", "bce", "mse")},
     **{f"sequence_{loss}_{red}": (lambda loss=loss, red=red: _sequence_case(loss, red))
        for loss in ("ce", "bce", "mse") for red in ("mean", "sum")},
+    "transformer_encoder": _transformer_case,
     "tied_weights": _tied_case,
     "frozen_reordered": _frozen_reordered_case,
     "cnn": _cnn_case,

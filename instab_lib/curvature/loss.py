@@ -7,7 +7,8 @@
 * :class:`ModelMode` — the model's mode while the curvature is measured: ``"eval"``
   (``model.eval()``: BatchNorm with its running statistics, Dropout off) or ``"train"``
   (normalisation layers with batch statistics, their running statistics passed as ``None``
-  so nothing of the model is updated; Dropout still off). Modes are restored on exit.
+  so nothing of the model is updated; Dropout still off), attention on its twice-differentiable
+  math kernel. Modes are restored on exit.
 * :func:`resolve_reduction` — whether ``loss_fn`` averages or sums over the samples of a
   batch: read from ``loss_fn.reduction`` where it has one (PyTorch's functional losses: a mean),
   else measured by evaluating the loss on a batch and on that batch repeated twice (a mean keeps
@@ -17,6 +18,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.nn.modules.batchnorm import _NormBase
 
 from .data import cat_twice, tree_leaves
@@ -80,7 +83,9 @@ class ModelMode:
     forward passes update nothing. Dropout stays off in both modes (a Hessian of a random
     function is not measured). Every module's ``training`` flag is restored on exit. A model
     that overrides ``train()`` (e.g. ``adaptive.TrainModeView``) keeps its own behaviour.
-    A functional model has no modes (only ``"eval"`` is accepted, and nothing is done).
+    A functional model has no modes (only ``"eval"`` is accepted). For every model,
+    ``scaled_dot_product_attention`` runs on its math kernel inside the context (the fused
+    flash and memory-efficient kernels have no second derivative; the function is the same).
     """
 
     def __init__(self, model: Any, bn_mode: str = "eval") -> None:
@@ -91,6 +96,7 @@ class ModelMode:
         self.model, self.bn_mode = model, bn_mode
         self.modes: list[tuple[nn.Module, bool]] = []
         self.depth = 0  # re-entrant: only the outermost ``with`` saves and restores
+        self.stack = contextlib.ExitStack()
         self.buffers: dict[str, None] | None = None
         if bn_mode == "train":
             self.buffers = {
@@ -101,6 +107,8 @@ class ModelMode:
 
     def __enter__(self) -> "ModelMode":
         self.depth += 1
+        if self.depth == 1:
+            self.stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
         if self.depth == 1 and isinstance(self.model, nn.Module):
             self.modes = [(m, m.training) for m in self.model.modules()]
             self.model.eval()
@@ -116,6 +124,7 @@ class ModelMode:
             for m, mode in self.modes:
                 m.training = mode
             self.modes = []
+            self.stack.close()
 
 
 def resolve_params(model: Any, params: Any) -> tuple[list[str], list[Tensor]]:
