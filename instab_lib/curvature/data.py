@@ -112,7 +112,8 @@ def default_batch_fn(batch: Any) -> Batch:
 
 def _checked(out: Any) -> Batch:
     if not (isinstance(out, tuple) and len(out) == 3):
-        raise ValueError(f"batch_fn must return (inputs, targets, n), got {type(out).__name__}")
+        what = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list)) else f"a {type(out).__name__}"
+        raise ValueError(f"batch_fn must return (inputs, targets, n), got {what}")
     inputs, targets, n = out
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"batch_fn: n must be a positive integer (the samples of the batch), got {n!r}")
