@@ -36,7 +36,8 @@ Contents (one module per part; every name is re-exported here)
 * ``mlp`` — the closed-form R-operator of MLPs that are exactly ``nn.Sequential`` with
   cross-entropy (``HessianOperator(method="mlp")``, chosen by ``"auto"`` only where it provably
   applies): all columns of a block in one pass of folded matrix products.
-* ``results`` — :class:`EigResult`, :func:`fix_signs` and the solvers' shared helpers.
+* ``results`` — :class:`EigResult`, :func:`fix_signs`, :func:`relative_residual` and the solvers'
+  shared helpers.
 * ``krylov`` — :func:`lanczos`: thick-restart (block) Lanczos with full
   re-orthogonalisation, stopping on the *explicit* residual ``‖H x − θ x‖₂ ≤ tol · max|θ|``;
   :func:`extreme_eigenpairs`: both ends of the spectrum from one Krylov space.
@@ -69,7 +70,7 @@ from .operators import (
     flatten,
     unflatten_like,
 )
-from .results import EigResult, UnattainableToleranceWarning, fix_signs
+from .results import EigResult, UnattainableToleranceWarning, fix_signs, relative_residual
 from .stochastic import density_on_grid, hutchinson_trace, slq_density
 from .subspace import lobpcg, power_iteration
 from .tracking import EigTracker
@@ -100,4 +101,5 @@ __all__ = [
     "slq_density",
     "density_on_grid",
     "fix_signs",
+    "relative_residual",
 ]
