@@ -2,8 +2,9 @@
 
 * The library (``instab_lib`` without its ``experiments`` and ``book`` layers) declares, in
   ``[project].dependencies``, a range with a floor for every third-party package it imports, and
-  nothing else: read from the sources (imports inside functions count), and checked by importing
-  it in an interpreter that can see only those packages and what they require.
+  nothing else: read from the sources, and checked by importing it in an interpreter that can see
+  only those packages and what they require. A package it imports only inside a function, for one
+  optional feature, may instead be in a library extra (a range too: ``plot``).
 * The book's environment is pinned: the ``book`` and ``dev`` extras pin every direct dependency
   exactly (the library's own included, inside the library's ranges); ``scripts/setup.sh`` (what
   ``make book`` and ``make test`` run) installs ``.[book,dev]``, and ``environment.yml`` lists the
@@ -34,11 +35,16 @@ LIBRARY = [Requirement(s) for s in PROJECT["dependencies"]]
 EXTRAS = {name: [Requirement(s) for s in reqs] for name, reqs in PROJECT["optional-dependencies"].items()}
 #: the extras that pin the book's environment (scripts/setup.sh installs exactly these)
 PINNED_EXTRAS = ("book", "dev")
-#: Declared before the library's first import of it, with the reason. The Monitor (issue 22 item 2,
-#: being written on branch ``monitor``) returns ``Monitor.history`` as a pandas DataFrame, so that
-#: ``import instab_lib; instab_lib.Monitor`` works where only the library's dependencies are
-#: installed. Once a library module imports it, the test below asks for the entry to go.
-DECLARED_AHEAD = {"pandas": "instab_lib.Monitor.history is a pandas DataFrame (issue 22 item 2)"}
+#: the library's own extras: ranges, for packages it imports only inside a function (one feature each)
+LIBRARY_EXTRAS = {name: reqs for name, reqs in EXTRAS.items() if name not in PINNED_EXTRAS}
+#: Declared before the library's first import of them, with the reason: the Monitor (issue 22 item 2,
+#: being written on branch ``monitor``), so that ``import instab_lib; instab_lib.Monitor`` works where
+#: only the library's dependencies are installed. Once a library module imports one, the test below
+#: asks for its entry to go.
+DECLARED_AHEAD = {
+    "pandas": "Monitor.history is a pandas DataFrame (a dependency)",
+    "matplotlib": "Monitor.plot draws with matplotlib, imported inside the method (the `plot` extra)",
+}
 
 
 def canonical(name: str) -> str:
@@ -51,30 +57,49 @@ def _distributions_of_modules() -> dict[str, set[str]]:
     return {mod: {canonical(d) for d in dists} for mod, dists in md.packages_distributions().items()}
 
 
-def third_party_imports(source: str) -> set[str]:
+def third_party_imports(source: str) -> dict[str, bool]:
     """Top-level names of the packages a module imports that are neither the standard library,
-    ``instab_lib`` nor relative, wherever the import stands (not under ``if TYPE_CHECKING:``)."""
-    out = set()
-    for s in _imports(ast.parse(source)):
-        names = [a.name for a in s.names] if isinstance(s, ast.Import) else ([] if s.level else [s.module or ""])
-        for n in names:
-            top = n.split(".")[0]
-            if top and top not in sys.stdlib_module_names and top != "instab_lib":
-                out.add(top)
-    return out
+    ``instab_lib`` nor relative, wherever the import stands (not under ``if TYPE_CHECKING:``), each
+    with whether it is *deferred*: imported only inside functions, so importing the module does not
+    need it."""
+    deferred_of: dict[str, bool] = {}
+
+    def visit(node: ast.AST, in_function: bool) -> None:
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            for child in node.orelse:
+                visit(child, in_function)
+            return
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [] if node.level else [node.module or ""])
+            for n in names:
+                top = n.split(".")[0]
+                if top and top not in sys.stdlib_module_names and top != "instab_lib":
+                    deferred_of[top] = deferred_of.get(top, True) and in_function
+        inner = in_function or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        for child in ast.iter_child_nodes(node):
+            visit(child, inner)
+
+    visit(ast.parse(source), False)
+    return deferred_of
 
 
-def library_imported_distributions() -> dict[str, set[str]]:
-    """Distribution -> the library modules importing it (an import nothing provides keeps its own name)."""
+def library_imports() -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """``(eager, deferred)``: distribution -> the library modules importing it, at import time
+    (anywhere outside a function) or only inside functions. An import nothing installed provides
+    keeps its own name."""
     provides = _distributions_of_modules()
-    out: dict[str, set[str]] = {}
+    eager: dict[str, set[str]] = {}
+    deferred: dict[str, set[str]] = {}
     for name, path in MODULES.items():
         if layer(name) != "library":
             continue
-        for top in third_party_imports(path.read_text()):
+        for top, late in third_party_imports(path.read_text()).items():
             for dist in provides.get(top, {canonical(top)}):
-                out.setdefault(dist, set()).add(name)
-    return out
+                (deferred if late else eager).setdefault(dist, set()).add(name)
+    for dist in eager:
+        deferred.pop(dist, None)
+    return eager, deferred
 
 
 def _pin(req: Requirement) -> str:
@@ -85,7 +110,7 @@ def _pin(req: Requirement) -> str:
 
 # --------------------------------------------------------------------------- ranges and pins
 def test_the_library_declares_ranges_with_a_floor_not_pins() -> None:
-    for req in LIBRARY:
+    for req in LIBRARY + [r for reqs in LIBRARY_EXTRAS.values() for r in reqs]:
         ops = sorted(s.operator for s in req.specifier)
         assert ops == [">="], f"{req}: the library declares a floor (>=), no pin and no cap"
         assert not req.extras and req.marker is None, f"{req}: plain requirements only"
@@ -95,7 +120,7 @@ def test_the_library_declares_ranges_with_a_floor_not_pins() -> None:
 def test_the_book_and_dev_extras_pin_every_package_and_the_library_inside_its_ranges() -> None:
     assert set(PINNED_EXTRAS) <= set(EXTRAS)
     pins = {canonical(r.name): _pin(r) for extra in PINNED_EXTRAS for r in EXTRAS[extra]}
-    for req in LIBRARY:
+    for req in LIBRARY + [r for reqs in LIBRARY_EXTRAS.values() for r in reqs]:
         name = canonical(req.name)
         assert name in pins, f"the book's environment leaves {name} unpinned"
         assert req.specifier.contains(pins[name]), f"the book pins {name}=={pins[name]}, outside {req}"
@@ -122,21 +147,28 @@ def test_pyproject_and_environment_yml_list_the_same_pins() -> None:
 
 
 # --------------------------------------------------------------------------- what the library imports
-def test_the_import_reader_finds_imports_inside_functions() -> None:
-    src = "import os\nimport numpy as np\ndef f():\n    import matplotlib.pyplot as plt\n    from . import x\n"
-    assert third_party_imports(src) == {"numpy", "matplotlib"}
+def test_the_import_reader_tells_deferred_imports() -> None:
+    src = ("import os\nimport numpy as np\ntry:\n    import scipy\nexcept ImportError:\n    pass\n"
+           "def f():\n    import matplotlib.pyplot as plt\n    import numpy\n    from . import x\n"
+           "if TYPE_CHECKING:\n    import pandas\n")
+    assert third_party_imports(src) == {"numpy": False, "scipy": False, "matplotlib": True}
 
 
 def test_the_library_dependencies_cover_its_imports_and_nothing_of_the_books() -> None:
-    imported = library_imported_distributions()
-    declared = {canonical(r.name) for r in LIBRARY}
-    assert {"torch", "numpy", "scipy"} <= set(imported)
-    undeclared = {d: sorted(m) for d, m in imported.items() if d not in declared}
-    assert undeclared == {}, "the library imports packages it does not declare in [project].dependencies"
-    landed = sorted(set(DECLARED_AHEAD) & set(imported))
+    eager, deferred = library_imports()
+    core = {canonical(r.name) for r in LIBRARY}
+    optional = {canonical(r.name) for reqs in LIBRARY_EXTRAS.values() for r in reqs}
+    assert {"torch", "numpy"} <= set(eager)
+    undeclared = {d: sorted(m) for d, m in eager.items() if d not in core}
+    assert undeclared == {}, "imported when the library is imported: declare it in [project].dependencies"
+    undeclared = {d: sorted(m) for d, m in deferred.items() if d not in core | optional}
+    assert undeclared == {}, "imported inside a function: declare it in [project].dependencies or a library extra"
+    imported = set(eager) | set(deferred)
+    landed = sorted(set(DECLARED_AHEAD) & imported)
     assert not landed, f"{landed} imported by the library now: remove from DECLARED_AHEAD"
-    # nothing else: no package of the experiments or the book (matplotlib, torchvision, jupyter-book, …)
-    assert declared - set(imported) == set(DECLARED_AHEAD)
+    # nothing else: no package of the experiments or the book (torchvision, jupyter-book, papermill, …)
+    assert (core | optional) - imported == set(DECLARED_AHEAD)
+    assert {canonical(r.name) for r in LIBRARY_EXTRAS.get("plot", [])} == {"matplotlib"}
 
 
 def _allowed_modules() -> list[str]:
