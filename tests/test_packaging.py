@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import yaml
 from packaging.requirements import Requirement
-from test_structure import MODULES, _imports, layer
+from test_structure import MODULES, layer
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
