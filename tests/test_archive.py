@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -25,6 +26,16 @@ def tmp_archive(tmp_path, monkeypatch):
     return tmp_path / "results" / "paper"
 
 
+def tiny_png() -> bytes:
+    """A whole 1×1 grey PNG (signature, IHDR, IDAT, IEND, each chunk with its CRC)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = (1).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x80"))
+            + chunk(b"IEND", b""))
+
+
 def _entry(root, nid, numbers, **stamp):
     d = root / nid
     d.mkdir()
@@ -33,7 +44,7 @@ def _entry(root, nid, numbers, **stamp):
             "library_fingerprint": fingerprint.library_fingerprint(), "source_digest": provenance.source_digest(nid),
             "device": "cuda", "gpu": "Some GPU", "cpu_capability": "AVX2", "threads": 8, "parameters": {}}
     (d / "stamp.json").write_text(json.dumps({**base, **stamp}))
-    (d / "fig-01.png").write_bytes(b"\x89PNG")
+    (d / "fig-01.png").write_bytes(tiny_png())
 
 
 def test_entries_current_stale_and_missing(tmp_archive):

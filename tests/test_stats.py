@@ -48,9 +48,7 @@ def test_margin_sign_and_units():
     assert math.isinf(stats.margin(2.0, 1.0, 0.0)) and math.isnan(stats.margin(2.0, 1.0, float("nan")))
 
 
-def test_ratio_and_paired_difference():
-    r = stats.ratio_of_medians([2.0, 2.2, 1.8], [1.0, 1.1, 0.9])
-    assert r.est == pytest.approx(2.0) and r.lo < 2.0 < r.hi
+def test_paired_difference():
     d = stats.paired_difference([1.0, 2.0, 3.0], [0.5, 1.0, 2.0])
     assert d.est == pytest.approx((0.5 + 1.0 + 1.0) / 3)
 

@@ -13,13 +13,20 @@ when the library's fingerprint or the notebook's source or card differ from the 
 
 ``results/paper/pending.yml`` says, for notebooks without an entry, why (e.g. the preset
 needs a GPU); the book lists every missing entry with that reason, or "not run yet".
+
+An entry that cannot be read (``stamp.json`` or ``numbers.json`` missing, truncated, emptied
+or garbled: invalid JSON, or numbers that differ from the digest the stamp recorded; a figure
+that is not a whole PNG) is treated as missing: :func:`load` says so in one warning line,
+:func:`status` gives it as the reason, and :func:`verify` (``instab verify --label paper``)
+fails on it. The archive is not recomputed by itself: ``instab archive <id> --preset paper``
+writes the entry again.
 """
 
 from __future__ import annotations
 
 import base64
-import json
 import shutil
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -27,11 +34,13 @@ from typing import Any, Sequence
 import yaml
 
 from ..experiments import repo_root
+from ..experiments.cache_files import Damaged, check_digest, read_json, warn_damaged
 from . import claims as claims_mod
 from . import notebooks as nbs
 from . import provenance
 
-__all__ = ["Entry", "archive_root", "load", "create", "verify", "pending_reasons", "status", "extract_figures"]
+__all__ = ["Entry", "archive_root", "load", "inspect", "create", "verify", "pending_reasons", "status",
+           "extract_figures"]
 
 NOT_RUN = "not run yet"
 
@@ -83,12 +92,64 @@ class Entry:
 
 
 def load(notebook_id: str, preset: str = "paper") -> Entry | None:
-    """The archived entry of ``notebook_id``, or None when there is none."""
+    """The archived entry of ``notebook_id``, or None when there is none or it cannot be read
+    (then one warning line names the damaged file)."""
+    entry, damage = inspect(notebook_id, preset)
+    if damage is not None:
+        _warn(notebook_id, preset, damage)
+    return entry
+
+
+def inspect(notebook_id: str, preset: str = "paper") -> tuple[Entry | None, Damaged | None]:
+    """``(entry, None)`` for a readable entry, ``(None, None)`` when there is none, ``(None,
+    damage)`` when it cannot be read (:class:`~instab_lib.experiments.cache_files.Damaged`: which
+    file and why). Warns about nothing."""
     d = archive_root(preset) / notebook_id
-    if not (d / "stamp.json").is_file() or not (d / "numbers.json").is_file():
-        return None
-    stamp = json.loads((d / "stamp.json").read_text())
-    return Entry(notebook_id, d, stamp, claims_mod.load_numbers(d / "numbers.json"), sorted(d.glob("fig-*.png")))
+    if not (d / "stamp.json").exists() and not (d / "numbers.json").exists():
+        return None, None
+    try:
+        stamp = read_json(d / "stamp.json")
+        digests = stamp.get("files") if isinstance(stamp.get("files"), dict) else {}
+        check_digest(d / "numbers.json", digests.get("numbers"))
+        numbers = claims_mod.from_jsonable(read_json(d / "numbers.json"))
+        figures = sorted(d.glob("fig-*.png"))
+        for f in figures:
+            _check_png(f)
+    except Damaged as damage:
+        return None, damage
+    return Entry(notebook_id, d, stamp, numbers, figures), None
+
+
+def _warn(notebook_id: str, preset: str, damage: Damaged) -> None:
+    # one call site, so Python shows a given entry's warning once per process
+    warn_damaged(damage, f"the archived entry is treated as missing (re-create it: instab archive {notebook_id} "
+                         f"--preset {preset})", stacklevel=1)
+
+
+def _damage_text(notebook_id: str, preset: str, damage: Damaged) -> str:
+    return (f"damaged archive entry: {damage.path.name}: {damage.reason} (re-create it: instab archive "
+            f"{notebook_id} --preset {preset})")
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png(path: Path) -> None:
+    """Raise :class:`Damaged` unless ``path`` is a whole PNG: the signature, then chunks whose
+    CRC-32 match, up to ``IEND``."""
+    data = path.read_bytes()
+    if not data.startswith(_PNG_SIGNATURE):
+        raise Damaged(path, "not a PNG (no signature)")
+    pos = len(_PNG_SIGNATURE)
+    while True:
+        end = pos + 12 + int.from_bytes(data[pos:pos + 4], "big")
+        if pos + 12 > len(data) or end > len(data):
+            raise Damaged(path, "truncated PNG")
+        if zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            raise Damaged(path, f"PNG chunk {data[pos + 4:pos + 8]!r} fails its CRC")
+        if data[pos + 4:pos + 8] == b"IEND":
+            return
+        pos = end
 
 
 def pending_reasons(preset: str = "paper") -> dict[str, str]:
@@ -153,12 +214,17 @@ def create(notebook_id: str, preset: str = "paper", device: str | None = None, f
 def verify(ids: Sequence[str] | None = None, preset: str = "paper") -> tuple[list[claims_mod.ClaimResult], list[str]]:
     """The claims of the archived entries (default: every notebook of the table of contents)
     on their numbers, and the ids without an entry. An id asked for by name that has no entry
-    fails (a missing number is never a pass); without names, missing entries are only listed."""
+    fails (a missing number is never a pass); without names, missing entries are only listed.
+    A damaged entry always fails, with one row naming the damaged file."""
     explicit = bool(ids)
     results: list[claims_mod.ClaimResult] = []
     missing: list[str] = []
     for nid in (list(ids) if ids else nbs.toc_notebooks()):
-        entry = load(nid, preset)
+        entry, damage = inspect(nid, preset)
+        if damage is not None:  # damaged: a failing row, whether asked for by name or not
+            results.append(claims_mod.ClaimResult(nid, "-", "archived entry", None, False,
+                                                  _damage_text(nid, preset, damage)))
+            continue
         if entry is None:
             missing.append(nid)
             if explicit:
@@ -175,9 +241,12 @@ def status(preset: str = "paper") -> list[dict[str, Any]]:
     reasons = pending_reasons(preset)
     rows = []
     for nid in nbs.toc_notebooks():
-        entry = load(nid, preset)
-        row: dict[str, Any] = {"notebook": nid, "entry": entry, "reason": reasons.get(nid, NOT_RUN),
-                               "stale": [], "verdict": None}
+        entry, damage = inspect(nid, preset)
+        reason = reasons.get(nid, NOT_RUN)
+        if damage is not None:
+            _warn(nid, preset, damage)
+            reason = _damage_text(nid, preset, damage)
+        row: dict[str, Any] = {"notebook": nid, "entry": entry, "reason": reason, "stale": [], "verdict": None}
         if entry is not None:
             row["stale"] = entry.stale_reasons()
             row["verdict"] = claims_mod.page_verdict(entry.results())

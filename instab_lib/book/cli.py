@@ -79,8 +79,11 @@ def _verify_archive(ids: Sequence[str]) -> int:
     if results:
         print(table)
     for nid in sorted({r.notebook for r in results}):
-        entry = archive.load(nid)
-        if entry is not None:
+        entry, damage = archive.inspect(nid)
+        if damage is not None:
+            print(f"instab: {nid}: damaged archive entry {damage.path} ({damage.reason}): re-create it with "
+                  f"`instab archive {nid} --preset paper`", file=sys.stderr)
+        elif entry is not None:
             state = "STALE: " + "; ".join(entry.stale_reasons()) if entry.stale else "current"
             print(f"{nid}: archived {entry.created} from commit {entry.commit[:12]} ({state})")
     reasons = archive.pending_reasons()

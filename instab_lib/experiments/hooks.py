@@ -28,7 +28,6 @@ Snapshots         saves θ (and the eigenpairs of that evaluation) at ``snapshot
                   (and at the last epoch with ``snapshot_final``)
 ================  ====================================================================
 
-:func:`preconditioned_summary` reads the Preconditioned columns of a finished run's table.
 The hooks seed the library's solvers with :func:`instab_lib.experiments.seeding.shifted`
 seeds, so the seed offset moves their starts and probes with the rest of the run.
 """
@@ -49,7 +48,7 @@ from ..preconditioned import PreconditionedState
 from .seeding import shifted
 
 __all__ = ["RowContext", "Norms", "Spectra", "Rotation", "Hutchinson", "Preconditioned", "Snapshots",
-           "default_hooks", "period2_oscillation", "preconditioned_summary"]
+           "default_hooks", "period2_oscillation"]
 
 
 @dataclass
@@ -334,22 +333,3 @@ def default_hooks(config: Any, write: Callable[[Path, Callable[[Any], None]], No
         hooks["preconditioned"] = Preconditioned(config)
     hooks["snapshots"] = Snapshots(config, write)
     return hooks
-
-
-def preconditioned_summary(table: Any) -> dict[str, float]:
-    r"""What a run's :class:`instab_lib.experiments.hooks.Preconditioned` columns say: ``max_ratio`` =
-    max over evaluations of ``p_sharpness / p_threshold`` (≥ 1: at the adaptive edge of
-    stability), ``max_clip_fraction`` (0: the clip never bound at an evaluation), ``max_root``
-    = the largest unclipped :math:`\sqrt{\hat v + \varepsilon_\mathrm{root}}` over every step
-    (a Clipped-Ada "UB" run with any ``c`` ≥ that of the Adam run takes exactly Adam's steps),
-    and ``n_evals``. NaN (0 evaluations) for a run without those columns."""
-    nan = float("nan")
-    if "p_sharpness" not in table:
-        return {"max_ratio": nan, "max_clip_fraction": nan, "max_root": nan, "n_evals": 0}
-    ev = table[table["p_sharpness"].notna()]
-    ratio = (ev["p_sharpness"] / ev["p_threshold"]).to_numpy(dtype=float)
-    roots = table["root_max"].to_numpy(dtype=float) if "root_max" in table else np.array([])
-    roots = roots[np.isfinite(roots)]
-    return {"max_ratio": float(ratio.max()) if ratio.size else nan,
-            "max_clip_fraction": float(ev["clip_fraction"].max()) if len(ev) else nan,
-            "max_root": float(roots.max()) if roots.size else nan, "n_evals": int(len(ev))}
