@@ -235,7 +235,8 @@ def short_source(source: str) -> str:
     """Where a statement comes from, without its quote: ``B Fig 1 caption: “…”`` → ``B Fig 1 caption``."""
     cut = min((i for i in (source.find(":"), source.find("“"), source.find(";")) if i > 0), default=len(source))
     text = source[:cut].strip().rstrip(",(")
-    return text if len(text) <= 80 else text[:77] + "…"
+    text = text if len(text) <= 44 else text[:text.rfind(" ", 0, 42)].rstrip(",(") + " …"
+    return text + ")" * max(0, text.count("(") - text.count(")"))
 
 
 def measured_cell(r: ClaimResult) -> str:

@@ -81,10 +81,15 @@ _SAFE_BUILTINS: dict[str, Any] = {
 }
 
 
-def verdict_span(word: str, claim: str | None = None) -> str:
-    """A verdict word as coloured HTML; with ``claim`` (``"<notebook>/<id>"``) it carries
-    ``data-claim``/``data-verdict`` so tests can read every place a claim's verdict is shown."""
-    attrs = f' data-claim="{html.escape(claim)}" data-verdict="{html.escape(word)}"' if claim else ""
+def verdict_span(word: str, claim: str | None = None, column: str | None = None) -> str:
+    """A verdict word as coloured HTML; with ``claim`` (``"<notebook>/<id>"``) and ``column`` (the
+    numbers it was decided on: ``default``, ``paper``, a perturbation, ``combined``) it carries
+    ``data-claim``/``data-column``/``data-verdict`` so tests can read every place a claim's verdict
+    is shown."""
+    attrs = ""
+    if claim:
+        attrs = (f' data-claim="{html.escape(claim)}" data-column="{html.escape(column or "default")}"'
+                 f' data-verdict="{html.escape(word)}"')
     return f'<span class="{VERDICT_CLASS.get(word, "")}"{attrs}>{html.escape(word)}</span>'
 
 
@@ -211,6 +216,7 @@ class ClaimResult:
     tested: bool = True
     why_not_a_test: str | None = None
     source: str = ""
+    column: str = "default"
 
     @property
     def scored(self) -> bool:
@@ -247,7 +253,7 @@ class ClaimResult:
     @property
     def verdict_html(self) -> str:
         """The verdict as a coloured word that names its claim (``data-claim``, ``data-verdict``)."""
-        return verdict_span(self.verdict, self.key)
+        return verdict_span(self.verdict, self.key, self.column)
 
     @property
     def thin(self) -> bool:
