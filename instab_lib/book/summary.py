@@ -32,7 +32,8 @@ def _first_sentence(text: str) -> str:
 
 
 def _shorts(rows: Sequence[Mapping[str, Any]]) -> str:
-    return "; ".join(html.escape(r["short"]) + f" ({len(r['paper'])})" for r in rows)
+    return "; ".join(html.escape(r["short"]) + f" ({len(r['paper'])} claim{'s' if len(r['paper']) != 1 else ''})"
+                     for r in rows)
 
 
 def paper_bottom_line(record: Record, paper: str) -> str:
@@ -52,8 +53,11 @@ def paper_bottom_line(record: Record, paper: str) -> str:
     parts.append(f"<em>What holds</em> ({n_hold}): {_shorts(by['reproduced'])}." if by.get("reproduced")
                  else "<em>What holds</em>: no statement has all its paper claims reproduced in every column.")
     bad = by.get("not reproduced", []) + by.get("contradicted", [])
+    failing_somewhere = [c for c in claims if {"not reproduced", "contradicted"} & set(c.verdicts.values())]
     parts.append(f"<em>What does not</em>: {_shorts(bad)}." if bad else
-                 "<em>What does not</em>: no paper claim is not reproduced or contradicted in every column.")
+                 "<em>What does not</em>: " + ("none of its paper claims is not reproduced or contradicted in any "
+                                                "column." if not failing_somewhere else
+                                                "no statement fails in every column (see mixed)."))
     if by.get("mixed"):
         detail = "; ".join(f"{html.escape(c.id)}: {html.escape(c.combined_detail)}" for r in by["mixed"]
                            for c in r["paper"] if c.combined == "mixed")
