@@ -209,7 +209,7 @@ class ClaimTable:
         out = []
         for r in sort_results(self.results):
             out.append((r.notebook, r.claim_id, r.kind, r.error or r.value_str(), r.threshold,
-                        r.margin_str() + (" (thin)" if r.thin else ""), r.verdict))
+                        r.margin_str() + (" (thin)" if r.thin and r.outcome in ("holds", "pass") else ""), r.verdict))
         return out
 
     def __str__(self) -> str:
@@ -242,7 +242,7 @@ def short_source(source: str) -> str:
 def measured_cell(r: ClaimResult) -> str:
     """The measured value (estimate [90% interval]) with the threshold in a tooltip and the margin."""
     tip = f"threshold: {r.threshold}" + (f"; margin {r.margin_str()}" if r.margin is not None else "")
-    thin = ' <span class="claim-thin">thin</span>' if r.thin and r.ok else ""
+    thin = ' <span class="claim-thin">thin</span>' if r.thin and r.outcome in ("holds", "pass") else ""
     margin = f" <small>({html.escape(r.margin_str())})</small>" if r.margin is not None else ""
     return (f'<span title="{html.escape(tip)}">{html.escape(r.error or r.value_str())}</span>{margin}{thin}')
 
