@@ -168,3 +168,26 @@ def test_the_committed_perturbation_table_has_outcomes_for_every_claim():
                                                     "FAIL", "error") for v in row["results"].values()), row
     assert {p["name"] for p in data["perturbations"]} >= {"native", f"seeds+{perturb.SEED_SHIFT}"}
     assert all(p.get("commit") and p.get("processor") for p in data["perturbations"])
+
+
+def test_perturb_run_writes_outcomes_flips_and_failing_checks(tmp_path, monkeypatch):
+    """perturb.run (executions stubbed): the table it writes has each claim's kind, outcome and verdict per
+    column with the commit and processor, counts a failing check as failing and a flip only as a flip."""
+    from instab_lib.book import notebooks as nbs
+
+    perts = [perturb.Perturbation("native"), perturb.Perturbation("seeds+1000", {"INSTAB_SEED_OFFSET": "1000"})]
+    numbers = {"default": NUMBERS, "perturb-seeds+1000": dict(NUMBERS, a=stats.Estimate(1.1, 0.9, 1.3, 0.1, 5).to_dict())}
+    monkeypatch.setattr(perturb, "perturbations", lambda: perts)
+    monkeypatch.setattr(perturb, "_execute_all", lambda p, ids, force: {"cpu_capability": "AVX512", "notebooks": {},
+                                                                        "seconds": 1.0})
+    monkeypatch.setattr(nbs, "verify", lambda ids, label: claims.evaluate_claims(CARD, numbers[label], "nb"))
+    monkeypatch.setattr(robustness, "robustness_path", lambda: tmp_path / "robustness.json")
+    table, _, n_failing = perturb.run(["nb"])
+    data = json.loads((tmp_path / "robustness.json").read_text())
+    assert n_failing == 0 and data["n_failing"] == 0 and data["n_flips"] == 2
+    assert all(p["commit"] and p["processor"] for p in data["perturbations"])
+    up = next(r for r in data["claims"] if r["claim"] == "up")
+    assert up["kind"] == "paper" and up["results"]["seeds+1000"]["outcome"] == "not resolved"
+    assert up["results"]["native"]["verdict"] == "reproduced"
+    numbers["perturb-seeds+1000"] = dict(NUMBERS, d=1.0)
+    assert perturb.run(["nb"], write=False)[2] == 1  # the failing identity

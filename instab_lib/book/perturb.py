@@ -13,7 +13,7 @@ Perturbations (:func:`perturbations`):
 Each runs as a child process (the kernel variable must be set before torch is imported)
 with ``INSTAB_RUNS=_build/perturb/<name>/runs`` and executed notebooks under
 ``_build/executed/perturb-<name>/``. :func:`run` writes ``results/robustness.json``, which
-the book renders as its Robustness page (:func:`instab_lib.book.pages.write_robustness_page`).
+the book renders as its Robustness page (:func:`instab_lib.book.robustness.write_page`).
 It is a tool for developers and readers, not part of CI: it costs about three CI runs.
 """
 
@@ -149,7 +149,7 @@ def run(ids: Sequence[str] | None = None, force: bool = False, only: Sequence[st
                                   "seconds": round(meta[p.name]["seconds"], 1),
                                   "notebooks": meta[p.name]["notebooks"]} for p in perts],
                "claims": table}
-        from .pages import robustness_path
+        from .robustness import robustness_path
 
         path = robustness_path()
         path.parent.mkdir(parents=True, exist_ok=True)
