@@ -151,12 +151,14 @@ plt.show()
 # %%
 n = rec.numbers
 rr = n["neff_ratio_final_loss"]
+v_neff = rec.verdict("neff_lower_after_large_eta")
 display(Markdown(
     f"At the unstable run's final training loss, the small-η run needs {n['epochs_ratio_small_over_large']['est']:.1f}× "
     f"more epochs to get there; the ratio $N_\\mathrm{{eff}}$(large η)/$N_\\mathrm{{eff}}$(small η) is {rr['est']:.3f} "
     f"[{rr['lo']:.3f}, {rr['hi']:.3f}] over {n['n_seeds_matched']} seeds: "
     + ("the unstable run has fewer effective parameters at equal fit." if rr["hi"] < 1 else
-       "**no** reduction of the effective number of parameters at equal fit (the expectation is not reproduced)."
+       "**no** reduction of the effective number of parameters at equal fit (the expectation, beyond the papers: "
+       f"{v_neff.verdict_html})."
        if rr["lo"] <= 1 else "the unstable run has *more* effective parameters at equal fit.")))
 
 # %% [markdown]

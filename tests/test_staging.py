@@ -12,10 +12,11 @@ from instab_lib.book import archive, claims, provenance, staging
 from instab_lib.experiments import stats
 
 CARD = [
-    {"id": "rep", "status": "reproduced", "text": "t", "value": "a", "above": 1.0, "null": 1.0},
-    {"id": "find", "status": "not_reproduced", "text": "t", "value": "b", "below": 0.9, "null": 1.0},
-    {"id": "ident", "status": "identity", "text": "t", "value": "c", "check": "x < 1e-9", "null": 1.0},
-    {"id": "pre", "status": "precondition", "text": "t", "value": "d", "check": "x > 0", "null": 0},
+    {"id": "rep", "kind": "paper", "paper": "eos", "source": "s", "text": "t", "value": "a", "above": 1.0, "null": 1.0},
+    {"id": "find", "kind": "paper", "paper": "eos", "source": "s", "text": "t", "value": "b", "below": 0.9,
+     "null": 1.0},
+    {"id": "ident", "kind": "identity", "text": "t", "value": "c", "check": "x < 1e-9", "null": 1.0},
+    {"id": "pre", "kind": "precondition", "text": "t", "value": "d", "check": "x > 0", "null": 0},
 ]
 GOOD = {"a": stats.Estimate(1.5, 1.2, 1.8, 0.1, 5).to_dict(), "b": stats.Estimate(1.0, 0.95, 1.05, 0.03, 5).to_dict(),
         "c": 1e-12, "d": 3}
@@ -29,13 +30,24 @@ def test_page_verdicts():
     assert _verdict(CARD, GOOD) == "partly reproduced"
     assert _verdict(CARD[:1] + CARD[2:], GOOD) == "reproduced"
     assert _verdict(CARD[1:], GOOD) == "not reproduced"
-    assert _verdict(CARD[2:3], GOOD) == "reproduced"  # identities only
-    assert _verdict(CARD, {**GOOD, "d": 0}) == "not testable at this scale"  # only a precondition fails
+    assert _verdict(CARD[2:3], GOOD) == "checks only"  # identities only: no verdict, only a check
+    assert _verdict(CARD, {**GOOD, "d": 0}) == "failing"  # a precondition not met is a failing check
     assert _verdict(CARD, {**GOOD, "c": 1.0}) == "failing"
     assert _verdict(CARD, {}) == "failing"  # missing numbers never pass
-    assert _verdict(CARD[3:], GOOD) == "not testable at this scale"  # nothing but a precondition
+    assert _verdict(CARD[3:], GOOD) == "checks only"  # nothing but a precondition
     held = {**GOOD, "b": stats.Estimate(0.5, 0.4, 0.6, 0.03, 5).to_dict()}
-    assert _verdict(CARD, held) == "reproduced"  # the not-reproduced claim holds here after all
+    assert _verdict(CARD, held) == "reproduced"
+
+
+def test_the_claim_table_is_rendered_from_the_build_evaluation():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("rec.report()", outputs=[nbformat.v4.new_output(
+        "execute_result", data={"text/html": "<table>stale</table>", "text/plain": "stale"}, execution_count=1)])]
+    results = claims.evaluate_claims(CARD, GOOD, "nb")
+    assert staging.replace_claim_tables(nb, results) == 1
+    out = nb.cells[0].outputs[0]["data"]["text/html"]
+    assert "stale" not in out and 'data-claim="nb/find"' in out and 'data-verdict="not reproduced"' in out
+    assert "<details" in out and "2 of 2 pass" in out  # the checks, folded
 
 
 @pytest.mark.parametrize("source, setup", [
@@ -78,6 +90,8 @@ def test_staged_page_opens_with_the_verdict_and_ends_with_the_box(tmp_path, monk
     cells = nbformat.read(dest, as_version=4).cells
     assert cells[0].source == "# A title"
     assert "page-verdict" in cells[1].metadata["tags"] and "partly reproduced" in cells[1].source
+    assert "paper claims: 1 reproduced, 1 not reproduced" in cells[1].source and "checks: 2 of 2 pass" in cells[1].source
+    assert "Findings" not in cells[1].source  # dln_rotations discusses no network sharpness
     assert cells[2].source == "The claim, in a sentence."
     assert cells[3].metadata["tags"] == ["remove-cell"]  # imports only, no output
     assert cells[4].metadata["tags"] == []  # a warning printed: not a set-up cell to hide

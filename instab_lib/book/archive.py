@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import shutil
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -86,9 +86,12 @@ class Entry:
         return bool(self.stale_reasons())
 
     def results(self) -> list[claims_mod.ClaimResult]:
-        """The card's claims (as they are now) evaluated on the archived numbers."""
+        """The card's claims (as they are now) evaluated on the archived numbers (their column is the
+        preset's name, ``paper``)."""
         card = nbs.load_card(self.notebook_id)
-        return claims_mod.evaluate_claims(card["claims"], self.numbers, self.notebook_id)
+        column = self.path.parent.name
+        return [replace(r, column=column) for r in
+                claims_mod.evaluate_claims(card["claims"], self.numbers, self.notebook_id)]
 
 
 def load(notebook_id: str, preset: str = "paper") -> Entry | None:

@@ -4,8 +4,12 @@
 ``book/notebooks/<id>.ipynb`` with
 
 * a one-line **verdict** right under the title (:func:`verdict_html`), drawn from the card's
-  claims evaluated on the run's numbers (:func:`instab_lib.book.claims.page_verdict`), with the
-  verdict at the paper's scale beside it;
+  claims evaluated on the run's numbers (:func:`instab_lib.book.verdicts.page_verdict`: the paper
+  claims, with the readings, our own claims and the checks counted apart), with the verdict at the
+  paper's scale beside it, and on pages that discuss sharpness values a line pointing to the
+  intro's Findings box (:mod:`instab_lib.book.findings`);
+* the **claim table** (the output of ``rec.report()``) re-rendered from the same evaluation
+  (:func:`replace_claim_tables`), so the table and the verdict line read one field;
 * the **set-up cells** (imports, the ``Recorder``, style calls) hidden: tagged
   ``remove-cell`` (or ``remove-input`` when they printed something), which myst-nb honours
   (:func:`hide_setup_cells`);
@@ -30,12 +34,12 @@ from typing import Any, Mapping, Sequence
 import nbformat
 
 from ..experiments import repo_root
-from . import archive
+from . import archive, findings
 from . import claims as claims_mod
 from . import notebooks as nbs
 from . import provenance
 
-__all__ = ["stage_notebook", "verdict_html", "hide_setup_cells", "paper_cells", "is_setup_cell"]
+__all__ = ["stage_notebook", "verdict_html", "hide_setup_cells", "paper_cells", "is_setup_cell", "replace_claim_tables"]
 
 HIDE_TAGS = frozenset({"remove-cell", "remove-input", "hide-input", "hide-cell", "parameters", "injected-parameters"})
 
@@ -48,21 +52,51 @@ def _verdict_span(v: claims_mod.PageVerdict) -> str:
     return f'<span class="{v.css_class}">{html.escape(v.word)}</span>'
 
 
+def _verdict_words(v: claims_mod.PageVerdict) -> str:
+    if v.word == "checks only":
+        return f"checks only: {html.escape(v.reason)} (no claim of the papers is scored on this page)"
+    return f"{_verdict_span(v)} ({html.escape(v.reason)})"
+
+
 def verdict_html(ci: claims_mod.PageVerdict, paper: archive.Entry | None, paper_reason: str,
-                 same_scale: bool) -> str:
-    """The verdict line: the verdict at this build's scale with its reason, then the paper's."""
-    line = (f'<p class="page-verdict"><strong>Verdict</strong> at this build\'s scale: {_verdict_span(ci)} '
-            f"({html.escape(ci.reason)}). ")
+                 same_scale: bool, note: str = "") -> str:
+    """The verdict line: the page's verdict at this build's scale (its paper claims, with the
+    readings, our own claims and the checks counted apart), then at the paper preset; ``note``
+    (HTML) follows it, e.g. the pointer to the Findings box on pages that discuss sharpness values."""
+    line = f'<p class="page-verdict"><strong>Verdict</strong> at this build\'s scale: {_verdict_words(ci)}. '
     if paper is not None:
         pv = claims_mod.page_verdict(paper.results())
         stale = " <strong>stale</strong>," if paper.stale else ""
-        line += (f"<strong>At the paper's scale</strong>: {_verdict_span(pv)} (archived{stale} "
+        line += (f"<strong>At the paper's scale</strong>: {_verdict_words(pv)} (archived{stale} "
                  f"{html.escape(paper.created[:10])}, commit <code>{html.escape(paper.commit[:12])}</code>).")
     elif same_scale:
         line += "This is also the paper's scale (the <code>paper</code> preset changes nothing)."
     else:
         line += f"<strong>At the paper's scale</strong>: no archived run ({html.escape(paper_reason)})."
-    return line + "</p>"
+    return line + "</p>" + note
+
+
+def replace_claim_tables(nb: Any, results: Sequence[claims_mod.ClaimResult]) -> int:
+    """Give every cell that shows ``rec.report()`` the claim table of ``results`` (the build's
+    evaluation, the field the verdict line and the claims page read) in place of the table the
+    kernel printed; returns how many cells."""
+    n = 0
+    table = claims_mod.ClaimTable(results)
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code" or not cell.get("source", "").strip().endswith("rec.report()"):
+            continue
+        cell["outputs"] = [nbformat.v4.new_output("display_data", data={"text/html": table._repr_html_(),
+                                                                          "text/plain": str(table)})]
+        n += 1
+    return n
+
+
+def _sharpness_note(notebook_id: str, executed: Path) -> str:
+    if notebook_id not in findings.SHARPNESS_PAGES:
+        return ""
+    src = executed.with_name(f"{findings.FINDING_PAGE}.numbers.json")
+    numbers = claims_mod.load_numbers(src) if src.exists() else None
+    return findings.crosslink_html(findings.lanczos_magnitudes(numbers))
 
 
 def is_setup_cell(cell: Mapping[str, Any]) -> bool:
@@ -176,7 +210,9 @@ def stage_notebook(notebook_id: str, executed: Path, stamp: Mapping[str, Any],
     hide_setup_cells(nb)
     nb.cells = [c for c in nb.cells if not {"provenance", "page-verdict", "paper-scale"}
                 & set(c.get("metadata", {}).get("tags", []))]
-    verdict = nbformat.v4.new_markdown_cell(_raw_html(verdict_html(ci, entry, reason, same_scale)))
+    replace_claim_tables(nb, results)
+    note = _sharpness_note(notebook_id, executed)
+    verdict = nbformat.v4.new_markdown_cell(_raw_html(verdict_html(ci, entry, reason, same_scale, note)))
     verdict.metadata["tags"] = ["page-verdict"]
     _insert_after_title(nb, verdict)
     for cell in paper_cells(notebook_id, entry, reason, same_scale):
