@@ -30,7 +30,7 @@ from ..experiments import repo_root
 from . import claims as claims_mod
 from .cards import (NotebookError, check_constraints, check_parameters, declared_parameters, load_card,
                     notebook_ids, notebooks_dir, read_notebook)
-from .provenance import add_provenance_cell, make_stamp, recorded_data_source
+from .provenance import add_provenance_cell, make_stamp, recorded_data_source, recorded_seeds
 
 NOTEBOOK_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -213,7 +213,8 @@ def execute(
     seconds = time.perf_counter() - start
     numbers = claims_mod.load_numbers(numbers_path) if numbers_path.exists() else {}
     stamp = make_stamp(notebook_id, key=key, status=status, error=error, preset=preset, label=label,
-                       params=params, seconds=seconds, data_source=recorded_data_source(numbers))
+                       params=params, seconds=seconds, data_source=recorded_data_source(numbers),
+                       recorded_seeds=recorded_seeds(numbers))
     stamp_path.write_text(json.dumps(stamp, indent=1, default=str))
     if nb_path.exists():
         add_provenance_cell(nb_path, stamp)
