@@ -93,7 +93,7 @@ def test_staged_page_opens_with_the_verdict_and_ends_with_the_box(tmp_path, monk
     assert cells[-1].metadata["tags"] == ["provenance"]
     assert box.startswith("```{raw} html\n<details class=\"provenance\">") and "<details open" not in box
     for text in ("<code>0123456789ab</code>", "(clean tree)", "<code>AVX512</code>", "get_cpu_capability",
-                 "Fashion-MNIST, Debian package", "0, 1, 2, 3, 4 (5 seeds, recorded by the page)", "torch 2.14.1",
+                 "Fashion-MNIST, Debian package", "0, 1, 2, 3, 4 (5 seeds, recorded by the page); parameters seed=0", "torch 2.14.1",
                  "Python 3.11.7", "2 torch threads", "2026-12-01T12:00:00", "1 min 15 s", "<code>x=1</code>",
                  "<code>ffffffffffffffff</code>", 'data-field="seeds"', 'data-field="data"'):
         assert text in box, text
@@ -159,3 +159,7 @@ def test_provenance_box_says_when_the_data_copy_or_seeds_are_not_recorded():
     assert "the page uses no data set" in provenance.provenance_html({"data": "none"})
     assert provenance.recorded_data_source({"data_source": ["a", "b"], "net_data_source": "a", "source": "x"}) == ["a", "b"]
     assert provenance.recorded_seeds({"seeds": [3, 1], "n_seeds": 2, "net_seeds": [1, 7], "seed": 9}) == [1, 3, 7]
+    assert provenance.recorded_seeds({"n_seeds": 5}) is None and provenance.recorded_seeds({"seeds": []}) == []
+    assert "none (the page draws no random numbers)" in provenance.provenance_html({"recorded_seeds": []})
+    both = provenance.seeds_text({"recorded_seeds": [0, 1], "seeds": {"seed": 0}})
+    assert both == "0, 1 (2 seeds, recorded by the page); parameters seed=0; seed offset 0"

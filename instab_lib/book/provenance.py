@@ -57,7 +57,7 @@ def source_digest(notebook_id: str) -> str:
 
 def make_stamp(notebook_id: str, *, key: str, status: str, error: str | None, preset: str, label: str,
                params: Mapping[str, Any], seconds: float, data_source: Sequence[str] = (),
-               recorded_seeds: Sequence[int] = ()) -> dict[str, Any]:
+               recorded_seeds: Sequence[int] | None = None) -> dict[str, Any]:
     """What an execution records beside its numbers: the run key and outcome, preset, label,
     the parameters given and every parameter's value, the seeds (every parameter whose name
     mentions a seed, the seeds the page recorded, :func:`recorded_seeds`, and the seed offset),
@@ -76,25 +76,29 @@ def make_stamp(notebook_id: str, *, key: str, status: str, error: str | None, pr
              "status": status, "error": error, "preset": preset, "label": label,
              "parameters": dict(params), "resolved_parameters": resolved,
              "seeds": {k: v for k, v in resolved.items() if "seed" in k.lower()},
-             "recorded_seeds": [int(s) for s in recorded_seeds],
+             "recorded_seeds": None if recorded_seeds is None else [int(s) for s in recorded_seeds],
              "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
              "source_digest": source_digest(notebook_id)}
     stamp.update(fingerprint.stamp_fields(device))
     return stamp
 
 
-def recorded_seeds(numbers: Mapping[str, Any]) -> list[int]:
+def recorded_seeds(numbers: Mapping[str, Any]) -> list[int] | None:
     """The seeds a run recorded (:data:`SEEDS_NUMBER`: an int or a list of ints; or a list of ints
-    named ``<something>_seeds``, not a count such as ``n_seeds``), sorted, without repeats."""
+    named ``<something>_seeds``, not a count such as ``n_seeds``), sorted, without repeats; an
+    empty list when the page recorded that it draws no random numbers (``seeds = []``); None when
+    it recorded nothing about seeds."""
     out: set[int] = set()
+    found = False
     for name in numbers:
         value = numbers[name]
         if name == SEEDS_NUMBER or (name.endswith("_" + SEEDS_NUMBER) and not name.startswith("n_")
                                     and isinstance(value, list)):
+            found = True
             for v in value if isinstance(value, list) else [value]:
                 if isinstance(v, int) and not isinstance(v, bool):
                     out.add(int(v))
-    return sorted(out)
+    return sorted(out) if found else None
 
 
 def _code(text: Any) -> str:
@@ -117,15 +121,18 @@ def data_text(stamp: Mapping[str, Any]) -> str:
 
 
 def seeds_text(stamp: Mapping[str, Any]) -> str:
-    """The seeds line of the box (plain text): the seeds the page recorded, else the seed
-    parameters, else that the page did not record them."""
-    recorded = stamp.get("recorded_seeds") or []
-    params = stamp.get("seeds") or {}
+    """The seeds line of the box (plain text): the seeds the page recorded (or that it draws no
+    random numbers), and the seed parameters; or that the page did not record them."""
+    recorded = stamp.get("recorded_seeds")
+    params = ", ".join(f"{k}={v!r}" for k, v in (stamp.get("seeds") or {}).items())
     if recorded:
         n = len(recorded)
         text = f"{', '.join(str(s) for s in recorded)} ({n} seed{'s' if n != 1 else ''}, recorded by the page)"
+        text += f"; parameters {params}" if params else ""
+    elif recorded is not None and not params:
+        text = "none (the page draws no random numbers)"
     elif params:
-        text = ", ".join(f"{k}={v!r}" for k, v in params.items()) + " (parameters)"
+        text = f"{params} (parameters)"
     else:
         text = f"{NOT_RECORDED} (a page records them as the number {SEEDS_NUMBER})"
     return f"{text}; seed offset {stamp.get('seed_offset', 0)}"

@@ -236,7 +236,8 @@ def stage_notebook(notebook_id: str, executed: Path, stamp: Mapping[str, Any],
     card = nbs.load_card(notebook_id)
     stamp = dict(stamp)  # a stamp written by an older runner lacks the newer fields: fill them in
     stamp["data_source"] = stamp.get("data_source") or provenance.recorded_data_source(numbers)
-    stamp["recorded_seeds"] = stamp.get("recorded_seeds") or provenance.recorded_seeds(numbers)
+    if stamp.get("recorded_seeds") is None:
+        stamp["recorded_seeds"] = provenance.recorded_seeds(numbers)
     stamp.setdefault("data", str(card.get("data", "")))
     entry = archive.load(notebook_id)
     reason = archive.pending_reasons().get(notebook_id, archive.NOT_RUN)

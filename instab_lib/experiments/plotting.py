@@ -81,13 +81,14 @@ def eta_style(eta: float) -> EtaStyle:
                        "instab_lib.experiments.plotting.ETA_STYLES") from None
 
 
-def eta_legend(ax: Any, etas: Sequence[float], title: str | None = "η", **kw: Any) -> Any:
-    """A legend with one entry (marker and colour of :func:`eta_style`) per learning rate."""
+def eta_legend(where: Any, etas: Sequence[float], title: str | None = "η", **kw: Any) -> Any:
+    """A legend with one entry (marker and colour of :func:`eta_style`) per learning rate, on an
+    axes or a figure (``loc="outside lower center"`` puts it under a figure's panels)."""
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], ls="", marker=eta_style(e).marker, color=eta_style(e).color, mec="k", mew=0.5, ms=7,
                       label=f"{e:g}") for e in etas]
-    return ax.legend(handles=handles, title=title, **kw)
+    return where.legend(handles=handles, title=title, **kw)
 
 
 def apply_style() -> None:
