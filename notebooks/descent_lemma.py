@@ -120,7 +120,6 @@ for eta in show:
     axes[0].plot(w[:, 1], w[:, 0], marker=st.marker, ms=4, lw=0.9, color=st.color)
 axes[0].set_yscale("symlog", linthresh=1.0)
 axes[0].set(xlabel="flat coordinate w₂ (λ = 1)", ylabel="sharp coordinate w₁ (symlog)", title="First 15 steps")
-eta_legend(axes[0], show, loc="lower right", ncol=2)
 for eta in list(etas_stable) + list(etas_unstable):
     st = eta_style(eta)
     axes[1].plot(runs[eta]["loss"], color=st.color, lw=1.2, marker=st.marker, ms=4, markevery=6)

@@ -288,16 +288,18 @@ for ax, step_name in zip(axes, ("author's RMS step", "plain GD")):
     ax.scatter([theta0[0]], [theta0[1]], marker="*", s=120, color="k", zorder=5, label="start (−0.1, 10)")
     ax.axvline(0, color="0.6", lw=0.8)
     ax.axhline(0, color="0.6", lw=0.8)
-    ax.set(xlabel="θ₁ (sharp direction)", ylabel="θ₂ (flat direction)", title=step_name.capitalize())
-axes[1].set(xlim=(-0.5, 0.5))
-axes[0].legend(loc="lower left", fontsize=8.5)
+    ax.set(xlabel="θ₁ (sharp direction)", ylabel="θ₂ (flat direction)",
+           title={"author's RMS step": "The author's RMS-style step", "plain GD": "Plain GD"}[step_name])
+axes[1].set(xlim=(-0.5, 0.5), ylim=(-1, 11))
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3)
 plt.show()
 n = rec.numbers
 gd_green = b3["plain GD", 0.011] if 0.011 in b3_etas else None
 display(Markdown(
     "**Figure 4** (B Fig 3's trajectories). Left: the author's RMSProp-style step; right: plain GD, at the learning "
     f"rates of the author's cell ({', '.join(f'{e:g}' for e in b3_etas)}; markers at the end points). The axes "
-    "$\\theta_1 = 0$ and $\\theta_2 = 0$ are the two valleys of minima. Look for where each run ends: with plain GD the "
+    "$\\theta_1 = 0$ and $\\theta_2 = 0$ are the two valleys of minima (right: zoomed on the start; the diverging run "
+    "leaves the frame). Look for where each run ends: with plain GD the "
     "stable runs stay on the sharp minimum next to the start (S/S₀ = "
     + ", ".join(f"{v:.3f}" for v in n["b_fig3_gd_stable_S_ratio"])
     + f") and η = {b3_unstable:g} "

@@ -23,6 +23,27 @@ PAGES_BEING_REWRITTEN = ("goldilocks", "progressive_flattening", "rotation_predi
                          "depth_and_rotation", "clipped_ada", "cifar_generalization")
 
 
+def test_pages_draw_with_the_book_helpers():
+    """Every page not being rewritten makes its figures with plotting.figure (two panels a row at
+    most, sized for the column), colours learning rates with plotting.eta_style, and follows each
+    figure with its caption "**Figure n.**" in the same or the next cell (a fast, static check;
+    the browser test measures the result)."""
+    problems = []
+    for nid in nbs.toc_notebooks():
+        if nid in PAGES_BEING_REWRITTEN:
+            continue
+        cells = re.split(r"^# %%.*$", (nbs.notebooks_dir() / f"{nid}.py").read_text(), flags=re.M)
+        for i, cell in enumerate(cells):
+            for bad in ("plt.subplots(", "eta_color(", "lr_colors(", "tight_layout(", "DLN_RUN_COLORS"):
+                if bad in cell:
+                    problems.append(f"{nid}: {bad} (use plotting.figure / plotting.eta_style)")
+            if "plt.show()" in cell:
+                after = cell.split("plt.show()", 1)[1] + (cells[i + 1] if i + 1 < len(cells) else "")
+                if "**Figure" not in after:
+                    problems.append(f"{nid}: a figure without its '**Figure n.**' caption right after it")
+    assert not problems, "\n".join(problems)
+
+
 @pytest.fixture(scope="module")
 def html():
     return build.build(progress=False)  # -W --keep-going: any Sphinx warning fails here
