@@ -112,7 +112,7 @@ def test_figures_fit_the_column():
     plotting.apply_style()
     fig, axes = plotting.figure(2, 2)
     try:
-        assert fig.get_size_inches()[0] * fig.dpi == pytest.approx(720)
+        assert fig.get_size_inches()[0] * fig.dpi == pytest.approx(650)
         assert axes.shape == (2, 2)
     finally:
         plt.close(fig)

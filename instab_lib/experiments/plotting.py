@@ -1,9 +1,10 @@
 """Figures made for the book's column, and one colour (and marker) per learning rate.
 
-**The column.** At a 1280-pixel window the book's text column is about 740 px wide. A figure is
-made for it: :func:`figure` gives a :data:`FIG_WIDTH`-inch figure at :data:`FIG_DPI` dots per
-inch (about 720 px, so it is shown at its natural size, never shrunk), with at most two panels a
-row, and :func:`apply_style` sets fonts that read at that size (ticks and legends 9–10 pt, i.e.
+**The column.** At a 1280-pixel window the book's article is 752 px wide and a cell's output,
+where a figure goes, 688 px. A figure is made for it: :func:`figure` gives a :data:`FIG_WIDTH`-inch
+figure at :data:`FIG_DPI` dots per inch (650 px, and about 675 px once the notebook's tight
+bounding box has added its padding, so it is shown at its natural size, never shrunk), with at
+most two panels a row, and :func:`apply_style` sets fonts that read at that size (ticks and legends 9–10 pt, i.e.
 12–14 px on screen). ``tests/test_book.py`` measures every figure in the browser.
 
 **One colour per η.** :data:`ETA_STYLES` is a fixed categorical table, η → (colour, marker), for
@@ -29,12 +30,12 @@ import numpy as np
 
 from .progress import progress, quiet  # noqa: F401  (re-exported for notebooks)
 
-#: Width of a figure in inches: with :data:`FIG_DPI` about 720 px, the book's column at a 1280 px window.
-FIG_WIDTH = 7.2
+#: Width of a figure in inches: with :data:`FIG_DPI` 650 px, within the 688 px a cell's output has at a 1280 px window.
+FIG_WIDTH = 6.5
 #: Dots per inch of the figures a page shows (its natural width is ``FIG_WIDTH * FIG_DPI`` pixels).
 FIG_DPI = 100
 #: Height of one row of panels, in inches.
-ROW_HEIGHT = 3.1
+ROW_HEIGHT = 2.9
 #: At most this many panels side by side.
 MAX_COLUMNS = 2
 
