@@ -185,7 +185,7 @@ axes[1].semilogy(k, a_run.beta, color="tab:red", lw=1.2, label="author's step $\
 axes[1].semilogy(k, beta_pred, "o", color="tab:red", ms=2.5, label="closed form")
 axes[1].axhline(1.0, color="k", lw=0.6, ls=":")
 axes[1].set(xlabel="i", ylabel="off-diagonal of T", title="Off-diagonals")
-axes[1].legend(loc="lower left")
+axes[1].legend(loc="upper right")
 plt.show()
 dn = rec.numbers
 display(Markdown(

@@ -261,8 +261,7 @@ for j, ax in enumerate([axes[0, 1], axes[1, 0], axes[1, 1]]):
     ax.axvspan(sp.start - 0.5, sp.end + 0.5, color="tab:red", alpha=0.15, lw=0)
     ax.set(ylim=(0, 1.02), title=f"Instability {j + 1} (epochs {sp.start}–{sp.end})", xlabel="epoch",
            ylabel="similarity to before")
-    if j == 0:
-        ax.legend(loc="lower left", ncol=2)
+fig.legend(*axes[0, 1].get_legend_handles_labels(), loc="outside lower center", ncol=4)
 plt.show()
 first = curves[s0, 0][1] if (s0, 0) in curves else None
 ps0 = per_spike[per_spike.seed == s0]

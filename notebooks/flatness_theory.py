@@ -198,8 +198,8 @@ plt.show()
 display(Markdown(
     "**Figure 3.** Four sample paths. Left: the oscillation $Y_t$ along $v_1$. Right: the curvature $X_t$ (thin) "
     "around the valley floor $\\bar X_t$ (thick), with $2/\\eta$ dotted (right axis: the surplus $U_t$). Look for the "
-    "oscillation growing while $U_t > 0$, the floor falling while the oscillation is large, and the oscillation dying "
-    f"out once $U_t < 0$, at a flatter curvature; the floor never rises on any path (largest step "
+    "oscillation growing while $U_t > 0$, the floor falling while the oscillation is large, and the oscillation "
+    f"shrinking back to the noise level once $U_t < 0$, at a flatter curvature; the floor never rises on any path (largest step "
     f"{nb_['max_floor_increment']:+.1e})."))
 
 # %% [markdown]

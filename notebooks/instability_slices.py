@@ -211,7 +211,7 @@ nn = rec.numbers
 display(Markdown(
     f"**Figure 2** (A Fig 3 and B Fig 2, curvature). The same snapshots: the sharpness along the same line, by Lanczos "
     f"(black line) and by Hutchinson's estimate (orange, with standard errors), and $2/\\eta$ (dashed). Look for the "
-    f"sharpness at $s = 0$ rising above $2/\\eta$ into the spike and falling back as it resolves: over "
+    f"sharpness at $s = 0$ rising into the spike and falling back as it resolves: over "
     f"{nn['n_spikes_pooled']} spikes of {nn['n_seeds']} seeds it rises {nn['sharpness_rise']['est']:.2f}× from the "
     f"epoch before a spike to its peak and ends at {nn['resolution_over_peak']['est']:.2f} of that peak (medians over "
     f"seeds); Hutchinson's estimate runs {nn['hutch_over_lanczos']['est']:.2f}× Lanczos'."))
