@@ -5,7 +5,8 @@ recomputing it.
 An entry holds ``numbers.json`` (what the run recorded), ``stamp.json`` (what produced it:
 commit, fingerprints, parameters, device, CPU capability, wall time, date; see
 :func:`instab_lib.book.notebooks.make_stamp`) and ``fig-01.png``, ``fig-02.png``, … (the PNG
-outputs of the executed notebook, in order). :func:`create` (``instab archive <id> --preset
+outputs of the executed notebook, in order), with ``captions.json``: the caption under each
+figure (:func:`figure_captions`), so the page can show the archived figures captioned. :func:`create` (``instab archive <id> --preset
 paper``) executes the notebook at the preset and writes the entry; :func:`verify` (``instab
 verify --label paper``) checks the card's claims on the archived numbers. An entry is *stale*
 when the library's fingerprint or the notebook's source or card differ from the code now
@@ -25,6 +26,8 @@ writes the entry again.
 from __future__ import annotations
 
 import base64
+import json
+import re
 import shutil
 import zlib
 from dataclasses import dataclass, field, replace
@@ -40,7 +43,7 @@ from . import notebooks as nbs
 from . import provenance
 
 __all__ = ["Entry", "archive_root", "load", "inspect", "create", "verify", "pending_reasons", "status",
-           "extract_figures"]
+           "extract_figures", "figure_captions"]
 
 NOT_RUN = "not run yet"
 
@@ -59,6 +62,14 @@ class Entry:
     stamp: dict[str, Any]
     numbers: dict[str, Any]
     figures: list[Path] = field(default_factory=list)
+
+    @property
+    def captions(self) -> list[str | None]:
+        """The caption under each archived figure (``captions.json``; None for each figure of an
+        entry archived before captions were kept)."""
+        f = self.path / "captions.json"
+        kept = json.loads(f.read_text()) if f.is_file() else []
+        return [kept[i] if i < len(kept) else None for i in range(len(self.figures))]
 
     @property
     def commit(self) -> str:
@@ -177,6 +188,31 @@ def extract_figures(nb_path: Path, dest: Path) -> list[Path]:
     return out
 
 
+_CAPTION = re.compile(r"^\s*\*\*Figure\s+\d+")
+
+
+def figure_captions(nb: Any) -> list[str | None]:
+    """One entry per PNG output of a notebook, in order: the caption right after it (the next
+    text the page shows, a Markdown cell or a Markdown output, when it starts with
+    ``**Figure n``), or None."""
+    shown: list[str | None] = []  # None: a figure; a string: a text
+    for cell in nb.cells:
+        if cell.get("cell_type") == "markdown":
+            shown.append(cell.get("source", ""))
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "image/png" in data:
+                shown.append(None)
+            elif "text/markdown" in data:
+                shown.append("".join(data["text/markdown"]))
+    captions: list[str | None] = []
+    for i, item in enumerate(shown):
+        if item is None:
+            nxt = shown[i + 1] if i + 1 < len(shown) else None
+            captions.append(nxt.strip() if nxt is not None and _CAPTION.match(nxt) else None)
+    return captions
+
+
 def create(notebook_id: str, preset: str = "paper", device: str | None = None, force: bool = False,
            allow_dirty: bool = False) -> tuple[Entry, list[str]]:
     """Execute ``notebook_id`` at ``preset`` and write its entry. Returns the entry and notes
@@ -206,6 +242,10 @@ def create(notebook_id: str, preset: str = "paper", device: str | None = None, f
     shutil.copy2(record.numbers_path, tmp / "numbers.json")
     shutil.copy2(stamp_path, tmp / "stamp.json")
     extract_figures(record.notebook_path, tmp)
+    import nbformat
+
+    captions = figure_captions(nbformat.read(record.notebook_path, as_version=4))
+    (tmp / "captions.json").write_text(json.dumps(captions, indent=1, ensure_ascii=False))
     dest = root / notebook_id
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)

@@ -129,14 +129,13 @@ class Recorder:
         self.path = Path(path or env or default_numbers_path(notebook_id))
         self.numbers: dict[str, Any] = {}
 
-    def record(self, name: str, value: Any) -> Any:
-        """Record ``value`` under ``name`` (an identifier); the file is rewritten at once.
-        Returns ``value`` (so ``x = rec.record("x", estimate)`` reads naturally)."""
+    def record(self, name: str, value: Any) -> None:
+        """Record ``value`` under ``name`` (an identifier); the file is rewritten at once. Returns
+        nothing, so that a cell ending in a ``record`` call shows no Python repr on the page."""
         if not name.isidentifier():
             raise ValueError(f"recorded names must be identifiers, got {name!r}")
         self.numbers[name] = to_jsonable(value)
         self.save()
-        return value
 
     def save(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)

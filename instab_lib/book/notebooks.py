@@ -37,7 +37,7 @@ from ..experiments.cache_files import (CACHE_LOG_ENV, Damaged, atomic_write_byte
 from . import claims as claims_mod
 from .cards import (NotebookError, check_constraints, check_parameters, declared_parameters, load_card,
                     notebook_ids, notebooks_dir, read_notebook)
-from .provenance import add_provenance_cell, make_stamp, recorded_data_source
+from .provenance import add_provenance_cell, make_stamp, recorded_data_source, recorded_seeds
 
 NOTEBOOK_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -221,7 +221,8 @@ def execute(
     _report_kernel_cache_damage(notebook_id, cache_log)
     numbers = claims_mod.load_numbers(numbers_path) if numbers_path.exists() else {}
     stamp = make_stamp(notebook_id, key=key, status=status, error=error, preset=preset, label=label,
-                       params=params, seconds=seconds, data_source=recorded_data_source(numbers))
+                       params=params, seconds=seconds, data_source=recorded_data_source(numbers),
+                       recorded_seeds=recorded_seeds(numbers))
     if nb_path.exists():
         add_provenance_cell(nb_path, stamp)
     stamp["files"] = {role: file_digest(f) for role, f in (("notebook", nb_path), ("numbers", numbers_path))
