@@ -37,14 +37,10 @@ EXTRAS = {name: [Requirement(s) for s in reqs] for name, reqs in PROJECT["option
 PINNED_EXTRAS = ("book", "dev")
 #: the library's own extras: ranges, for packages it imports only inside a function (one feature each)
 LIBRARY_EXTRAS = {name: reqs for name, reqs in EXTRAS.items() if name not in PINNED_EXTRAS}
-#: Declared before the library's first import of them, with the reason: the Monitor (issue 22 item 2,
-#: being written on branch ``monitor``), so that ``import instab_lib; instab_lib.Monitor`` works where
-#: only the library's dependencies are installed. Once a library module imports one, the test below
-#: asks for its entry to go.
-DECLARED_AHEAD = {
-    "pandas": "Monitor.history is a pandas DataFrame (a dependency)",
-    "matplotlib": "Monitor.plot draws with matplotlib, imported inside the method (the `plot` extra)",
-}
+#: Dependencies declared before the library's first import of them, with the reason (empty now that
+#: the Monitor imports pandas and matplotlib). Once a library module imports one, the test below asks
+#: for its entry to go.
+DECLARED_AHEAD: dict[str, str] = {}
 
 
 def canonical(name: str) -> str:
