@@ -200,9 +200,16 @@ plt.show()
 display(Markdown(
     "**Figure 2** (A Fig 1, right). The orientation of the top Hessian eigenvector $v_1$ along the first 120 steps of "
     f"each run, drawn as a short segment at the iterate, its $\\theta_2$ component amplified ×{amplify:g} (then "
-    "renormalised) so that the rotation is visible. Look for the stable runs keeping $v_1$ along the sharp axis "
-    f"(minimum consecutive |cos| {min(n['min_consecutive_cos'][k] for k in stable_runs):.4f}) while the unstable ones "
-    f"turn it as they cross the valley (down to {min(n['min_consecutive_cos'][k] for k in unstable_runs):.3f})."))
+    "renormalised) so that the rotation is visible. "
+    + " ".join(part for part in (
+        f"Look for the stable runs keeping $v_1$ along the sharp axis (minimum consecutive |cos| "
+        f"{min(n['min_consecutive_cos'][k] for k in stable_runs):.4f})." if stable_runs else
+        "There is no stable run at these learning rates.",
+        f"The unstable ones turn it as they cross the valley (minimum consecutive |cos| down to "
+        f"{min(n['min_consecutive_cos'][k] for k in unstable_runs):.3f})." if unstable_runs else
+        "There is no unstable run at these learning rates, so nothing turns $v_1$: the figure cannot show A Fig 1's "
+        "rotation.",
+    ))))
 
 # %% [markdown]
 # ## Along the runs: sharpness, orientation and rotation
