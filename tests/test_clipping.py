@@ -275,6 +275,18 @@ def test_paired_gain_and_the_choice_on_a_table_of_runs():
     # c = 0.01 has the best validation accuracy but binds on 30 % of the coordinates outside spikes: not eligible
     ch = clipping.choose_clips(df, {"rms_ub/64/0.99": [0.01, 0.05]}, [0, 1, 2])["rms_ub/64/0.99"]
     assert ch.c == 0.05 and ch.eligible == (0.05,) and ch.base_val_mean == pytest.approx(0.80)
+    # per setting, over seeds
+    med = clipping.per_setting(df, "test_acc")
+    assert med["rms_ub/64/0.99/0.05"]["est"] == pytest.approx(0.812) and med["rmsprop/64/0.99"]["n"] == 3
+    b = clipping.binding_by_setting(df)
+    assert b["rms_ub/64/0.99/0.05"]["inside"]["est"] == pytest.approx(0.2)
+    assert b["rms_ub/64/0.99/0.01"]["inside"] is None  # no spike, no epoch inside one
+    burst = clipping.burst_by_setting(df)
+    assert burst["rms_ub/64/0.99/0.05"]["est"] == pytest.approx(0.2 - 0.09 / 8) and burst["rmsprop/64/0.99"] is None
+    sp = clipping.spikes_by_setting(df)
+    assert sp["rms_ub/64/0.99/0.05"]["runs_with_spike"]["est"] == 1.0 and sp["rmsprop/64/0.99"]["mean_count"] == 0
+    assert clipping.outcomes_by_setting(df)["rmsprop/64/0.99"] == {"target": 3, "capped": 0, "collapsed": 0,
+                                                                   "diverged": 0}
 
 
 def test_the_adaptive_setting_and_its_grid():

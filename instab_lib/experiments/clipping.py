@@ -26,7 +26,9 @@ Per setting (``<optimiser>/<batch size>/<β₂>[/<c>]``, see :func:`setting_key`
 * :func:`choose_clip` — the pre-registered rule that picks one clip per setting from validation
   accuracy on a selection ensemble of seeds (its test accuracy is then compared with the base on a
   disjoint confirmation ensemble): :func:`choose_clips` applies it to a table of runs;
-* :func:`paired_gain` — a clipped run minus its base, paired by seed, with a t-interval.
+* :func:`paired_gain` — a clipped run minus its base, paired by seed, with a t-interval;
+* :func:`per_setting`, :func:`binding_by_setting`, :func:`burst_by_setting`, :func:`spikes_by_setting`,
+  :func:`outcomes_by_setting` — a :func:`summarize` table's medians, fractions and counts per setting.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ from .hooks import bind_column
 __all__ = ["SPIKE_FACTOR", "SPIKE_MIN_RISE", "SPIKE_SKIP", "SPIKE_SENSITIVITY_RISE", "BASES", "spike_mask",
            "count_spikes", "clip_binding_fraction", "threshold_ratio", "predicted_critical_clip", "clips_that_bind",
            "ClipChoice", "choose_clip", "run_row", "summarize", "setting_key", "paired_gain", "choose_clips",
-           "median_sharpness"]
+           "median_sharpness", "per_setting", "binding_by_setting", "burst_by_setting", "spikes_by_setting",
+           "outcomes_by_setting"]
 
 #: The pre-registered spike rule (/work/plan/clipped-prereg.md §1): the per-epoch full-batch training loss
 #: above max(factor × running minimum, running minimum + min_rise), spikes starting before epoch skip ignored.
@@ -305,3 +308,55 @@ def choose_clips(df: pd.DataFrame, clips: Mapping[str, Sequence[float]], seeds: 
                                    min_trained={c: float((g["outcome"] == "target").mean()) for c, g in runs.items()},
                                    min_trained_frac=min_trained_frac)
     return out
+
+
+# --------------------------------------------------------------------------- per setting, over seeds
+def _estimate(values: Sequence[float], kind: str = "median") -> dict[str, Any] | None:
+    """A bootstrap median (``kind="median"``) or a mean with its t-interval (``"mean"``) of the finite
+    ``values`` as a dict (:meth:`instab_lib.experiments.stats.Estimate.to_dict`); None with fewer than two."""
+    from .stats import bootstrap, mean_se
+
+    a = np.asarray(values, dtype=float)
+    a = a[np.isfinite(a)]
+    if a.size < 2:
+        return None
+    return (bootstrap(a) if kind == "median" else mean_se(a)).to_dict()
+
+
+def per_setting(df: pd.DataFrame, column: str, kind: str = "median") -> dict[str, dict[str, Any] | None]:
+    """Per ``setting`` of a :func:`summarize` table: the median over its runs (seeds) of ``column`` with a
+    bootstrap 90 % interval (``kind="mean"``: the mean with a t-interval), as a dict; None where fewer
+    than two runs have a finite value."""
+    return {k: _estimate(g[column], kind) for k, g in df.groupby("setting", sort=False)}
+
+
+def binding_by_setting(df: pd.DataFrame, prefix: str = "bind") -> dict[str, dict[str, Any]]:
+    """Per setting: ``{"inside": …, "outside": …}`` medians over seeds (:func:`per_setting`) of a run's
+    binding fraction inside and outside its spikes (``prefix="bind"``: the run's own clip; ``"would_{c}"``
+    style prefixes, e.g. ``"would_0.05"``, read the fraction where clip c would bind)."""
+    inside, outside = per_setting(df, f"{prefix}_in"), per_setting(df, f"{prefix}_out")
+    return {k: {"inside": inside[k], "outside": outside[k]} for k in inside}
+
+
+def burst_by_setting(df: pd.DataFrame) -> dict[str, dict[str, Any] | None]:
+    """Per setting: the mean over seeds of (own binding inside spikes − outside) with a t-interval, over
+    the runs that have epochs on both sides; None with fewer than two such runs. Above 0: the clip binds
+    in bursts, as REFERENCE §5.2's mechanism asks."""
+    d = df.assign(_burst=df["bind_in"] - df["bind_out"])
+    return per_setting(d, "_burst", kind="mean")
+
+
+def spikes_by_setting(df: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Per setting: the fraction of runs with at least one spike (Wilson interval, as a dict), the mean
+    spike count per run (``mean_count``; ``mean_count_sens`` with the sensitivity rule) and ``n`` runs."""
+    from .stats import fraction
+
+    return {k: {"runs_with_spike": fraction((g["spikes"] > 0).to_numpy()).to_dict(),
+                "mean_count": float(g["spikes"].mean()), "mean_count_sens": float(g["spikes_sens"].mean()),
+                "n": int(len(g))} for k, g in df.groupby("setting", sort=False)}
+
+
+def outcomes_by_setting(df: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per setting: how many runs reached the target, stopped at the cap, collapsed or diverged."""
+    return {k: {o: int((g["outcome"] == o).sum()) for o in ("target", "capped", "collapsed", "diverged")}
+            for k, g in df.groupby("setting", sort=False)}
