@@ -174,7 +174,8 @@ def run_row(result: Any, *, factor: float = SPIKE_FACTOR, min_rise: float = SPIK
     (``optimizer``, ``batch_size``, ``beta2``, ``c`` (NaN for a base), ``seed``, ``key``, ``setting``), its
     ``outcome`` (:func:`instab_lib.experiments.generalization.outcome`: target, capped, collapsed, diverged),
     ``epochs``, the spike counts (``spikes``; ``spikes_sens`` with ``sensitivity_rise``), ``spike_epochs``,
-    ``ratio`` (:func:`threshold_ratio`), ``sharpness`` (:func:`median_sharpness`), ``root_max``, the own
+    ``ratio`` (:func:`threshold_ratio`), ``sharpness`` (:func:`median_sharpness`), ``root_max``, the medians
+    over evaluations (from epoch ``skip``) of the √v̂ quantiles ``root_q50``/``root_q90``/``root_q99``, the own
     clip's binding fraction ``bind_in``/``bind_out`` (inside/outside spikes, epochs ≥ 1) and its largest
     per-step value ``bind_peak``, for every traced candidate c ``would_in_<c>``/``would_out_<c>``, and the
     final ``train_acc``, ``val_acc``, ``test_acc`` and ``wall_time_s``."""
@@ -201,6 +202,10 @@ def run_row(result: Any, *, factor: float = SPIKE_FACTOR, min_rise: float = SPIK
         "spike_epochs": int(mask.sum()), "ratio": threshold_ratio(t, skip=skip), "sharpness": median_sharpness(t, skip=skip),
         "root_max": _finite_max(t["root_max"]) if "root_max" in t else float("nan"),
     }
+    for q in ("root_q50", "root_q90", "root_q99"):  # where a clip sits in the run's √v̂ distribution
+        if q in t:
+            ev = t.loc[t[q].notna() & (t["epoch"] >= skip), q]
+            row[q] = _finite_median(ev)
     if "clip_mean" in t:
         own = clip_binding_fraction(t["clip_mean"].to_numpy(dtype=float), mask, skip=1)
         row.update(bind_in=own["inside"], bind_out=own["outside"], bind_peak=_finite_max(t["clip_max"]))

@@ -344,14 +344,17 @@ def adaptive_config(optimizer: str, batch_size: int, seed: int, *, beta2: float 
 def adaptive_grid(scale: str, **overrides: Any) -> dict[str, Any]:
     """:data:`ADAPTIVE_GRID` at ``scale`` with ``overrides`` (``batch_sizes``, ``beta2``, ``clips`` as
     family → clips, ``below_critical``, ``quantiles``, ``selection_seeds``, ``confirmation_seeds``; None
-    keeps the scale's value), checked: one-line ``ValueError`` for a batch size outside 1 … 1000, β₂
+    keeps the scale's value; a family → clips mapping replaces the clips of the families it names), checked: one-line ``ValueError`` for a batch size outside 1 … 1000, β₂
     outside [0, 1), a clip ≤ 0, an unknown family, a quantile outside (0, 1) or overlapping seed ensembles."""
     if scale not in ADAPTIVE_GRID:
         raise ValueError(f"unknown scale {scale!r}; known: {', '.join(ADAPTIVE_GRID)}")
     unknown = sorted(set(overrides) - set(ADAPTIVE_GRID[scale]))
     if unknown:
         raise ValueError(f"adaptive_grid has no setting(s) {unknown}; known: {sorted(ADAPTIVE_GRID[scale])}")
-    g = {**ADAPTIVE_GRID[scale], **{k: v for k, v in overrides.items() if v is not None}}
+    g = dict(ADAPTIVE_GRID[scale])
+    for k, v in overrides.items():
+        if v is not None:  # a family → clips mapping updates the scale's, for the families it names
+            g[k] = {**g[k], **v} if isinstance(g[k], dict) else v
     for bs in g["batch_sizes"]:
         if isinstance(bs, bool) or not isinstance(bs, int) or not 1 <= bs <= 1000:
             raise ValueError(f"batch size {bs!r} must be an integer in 1 … 1000 (the fMNIST subset has 1,000 images)")
