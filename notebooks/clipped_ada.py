@@ -131,17 +131,24 @@ display(Markdown("Final iterates $w_{100}$ (REFERENCE §5.2(a) prints: S = 2.3: 
                  "RMS-LB 4.8, RMS-UB ≈ 1e4–2e4; S = 1.9: GD 2.7e-6, RMSProp ≈ 0.49–0.60, RMS-LB 1.5e-15, RMS-UB ≈ 0.5)"))
 table
 
-# %%
-fig, axes = plt.subplots(1, len(sharpness_values), figsize=(13, 3.8), sharey=True)
+# %% tags=["hide-input"]
+fig, axes = plt.subplots(1, len(sharpness_values), figsize=(6.5, 2.9), sharey=True, layout="constrained", squeeze=False)
 cols = {"GD": "k", "RMSProp": "tab:blue", "RMS-LB": "tab:green", "RMS-UB": "tab:red"}
-for ax, S in zip(np.atleast_1d(axes), sharpness_values):
+for ax, S in zip(axes[0], sharpness_values):
     for name, col in cols.items():
         ax.plot(np.abs(paths_1d[f"{name}@{S:g}"]) + 1e-300, color=col, lw=1.2, label=name)
     ax.set(yscale="log", ylim=(1e-16, 1e12), xlabel="step", title=f"S = {S:g}: ηS/c = {eta * S / c_ub:.2f}")
-np.atleast_1d(axes)[0].set_ylabel("|w_t|")
-np.atleast_1d(axes)[0].legend(fontsize=8)
-fig.tight_layout()
+axes[0, 0].set_ylabel("|w_t|")
+axes[0, 0].legend(fontsize=8)
 plt.show()
+
+# %% tags=["remove-input"]
+display(Markdown(
+    "**Figure 1.** $|w_t|$ on the 1-D quadratic for the four optimisers of the author's cell (log scale), at "
+    + " and ".join(f"S = {S:g} (ηS/c = {eta * S / c_ub:.2f})" for S in sharpness_values)
+    + f". Look for RMS-UB following GD: it grows to {abs(final_1d[f'RMS-UB@{sharpness_values[0]:g}']):.3g} where "
+    f"ηS/c > 2 while RMSProp stays bounded near {abs(final_1d[f'RMSProp@{sharpness_values[0]:g}']):.2f}, and it stays "
+    "bounded where ηS/c < 2."))
 
 # %% [markdown]
 # ## (b) The DLN
@@ -150,12 +157,10 @@ plt.show()
 # 10 steps, $v_0 = 0$. The author's printed outputs (REFERENCE §5.2(b)): GD's $\theta_1$ oscillates with growing
 # amplitude ($-0.1 \to -0.54$), $\theta_2$ drifts $10 \to 9.83$ and the loss rises $1 \to 28.4$; RMSProp and RMS-LB
 # send $\theta_1 \to 0$ and keep $\theta_2 \approx 9.98$–$9.997$; RMS-UB oscillates like GD with $\theta_2 \to 9.74$.
-# Without bias correction we obtain 9.74 (UB) and 9.996 (LB); with it, 9.80 and 9.991. REFERENCE §5.2(b) calls the
-# printed UB run "bias-corrected", yet it is matched by `dln_bias_correction = False`; we follow the numbers and say
-# so. (The printed UB run started at $(0.1, 10)$; the loss is even in $\theta_1$, so the run from $(-0.1, 10)$ is its
-# mirror image with the same $|\theta_1|$ and $\theta_2$.) Our RMSProp ends at $\theta_2 = 9.94$: its $\theta_1$ also goes to 0
-# without oscillating, but it travels further along $\theta_2$ than the printed range (the author's RMSProp cell
-# settings were not recovered).
+# REFERENCE §5.2(b) calls the printed UB run "bias-corrected", yet it is matched by `dln_bias_correction = False`
+# (the numbers under the table compare both settings); we follow the numbers and say so. (The printed UB run started at
+# $(0.1, 10)$; the loss is even in $\theta_1$, so the run from $(-0.1, 10)$ is its mirror image with the same
+# $|\theta_1|$ and $\theta_2$.)
 
 # %%
 dln_opts = {"GD": optim.gd(dln_eta),
@@ -178,19 +183,43 @@ rec.record("dln_final", dln_final)
 rec.record("dln_sign_changes", dln_sign_changes)
 rec.record("dln_loss_final", dln_loss_final)
 rec.record("dln_two_over_S0", 2 / dln.spectrum(dln_theta0).sharpness)
-pd.DataFrame(rows).set_index("optimiser").round(4)
+display(pd.DataFrame(rows).set_index("optimiser").round(4))
 
-# %%
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+
+def dln_theta2(name, bias_correction):
+    """Final θ₂ of an RMS-type DLN run with or without bias correction (the setting the printed numbers decide)."""
+    kw = dict(beta1=0.0, beta2=beta2, bias_correction=bias_correction)
+    opt = {"RMS-UB": optim.clipped_ada(dln_eta, dln_c, mode="UB", **kw),
+           "RMS-LB": optim.clipped_ada(dln_eta, dln_c, mode="LB", **kw)}[name]
+    return float(toys.run_optimizer(opt, dln_theta0, toys.dln_grad, dln_steps)[-1, 1])
+
+
+display(Markdown(
+    f"Without bias correction RMS-UB ends at θ₂ = {dln_theta2('RMS-UB', False):.2f} and RMS-LB at "
+    f"{dln_theta2('RMS-LB', False):.3f}; with it, at {dln_theta2('RMS-UB', True):.2f} and {dln_theta2('RMS-LB', True):.3f} "
+    f"(printed: 9.74 and 9.98–9.997). Our RMSProp ends at θ₂ = {dln_final['RMSProp'][1]:.2f}: its θ₁ also goes to 0 "
+    "without oscillating, but it travels "
+    + ("further along θ₂ than" if dln_final["RMSProp"][1] < 9.98 else "within")
+    + " the printed range (the author's RMSProp cell settings were not recovered)."))
+
+# %% tags=["hide-input"]
+fig, axes = plt.subplots(1, 2, figsize=(6.5, 2.9), layout="constrained")
 for name, col in cols.items():
     th = dln_paths[name]
     axes[0].plot(th[:, 0], "o-", ms=3, color=col, label=name)
     axes[1].plot(th[:, 1], "o-", ms=3, color=col, label=name)
-axes[0].set(xlabel="step", ylabel="θ₁ (sharp direction)", title="θ₁: GD and RMS-UB oscillate and grow")
-axes[1].set(xlabel="step", ylabel="θ₂ (flat direction)", title="θ₂: GD and RMS-UB drift to flatter minima")
+axes[0].set(xlabel="step", ylabel="θ₁ (sharp direction)")
+axes[1].set(xlabel="step", ylabel="θ₂ (flat direction)")
 axes[0].legend(fontsize=8)
-fig.tight_layout()
 plt.show()
+
+# %% tags=["remove-input"]
+display(Markdown(
+    f"**Figure 2.** The DLN from $({dln_theta0[0]:g}, {dln_theta0[1]:g})$ at η = {dln_eta:g}, {dln_steps} steps: "
+    "θ₁ (left, the sharp direction) and θ₂ (right, the flat one). Look for GD and RMS-UB oscillating in θ₁ "
+    f"(θ₁ changes sign {dln_sign_changes['GD']} and {dln_sign_changes['RMS-UB']} times) and drifting in θ₂ to "
+    f"{dln_final['GD'][1]:.2f} and {dln_final['RMS-UB'][1]:.2f}, while RMSProp and RMS-LB send θ₁ to 0 without a sign "
+    f"change and stay near θ₂ = {dln_final['RMS-LB'][1]:.3f}."))
 
 # %% [markdown]
 # ## (c) A network: is there an instability for a clip to restore? (Fashion-MNIST MLP)
@@ -325,7 +354,7 @@ adam_mb = [base_ratio[key("adam", bs, b2)] for bs in BS if bs < 1000 for b2 in B
 adam_fb = [base_ratio[key("adam", bs, b2)] for bs in BS if bs >= 1000 for b2 in B2]
 rms_spiky = min(base_spikes[key("rmsprop", bs, b2)]["runs_with_spike"]["est"] for bs in BS for b2 in B2)
 display(Markdown(
-    f"**Figure 1.** Left: each base's preconditioned sharpness over its threshold (2/η for RMSProp, 38/η for Adam), "
+    f"**Figure 3.** Left: each base's preconditioned sharpness over its threshold (2/η for RMSProp, 38/η for Adam), "
     f"median over a run's evaluations and then over {len(SEL) + len(CONF)} seeds, with 90 % bootstrap intervals; the "
     f"dashed line is the threshold, the dotted one the {near_threshold:g} a base must reach to have an instability to "
     f"restore. Right: the ratio along one run (seed {s0}, β₂ {B2[0]:g}; thin: bs {BS[0]}, thick: bs {BS[-1]}). Look "
@@ -489,7 +518,7 @@ n_below0 = sum(1 for k in grid_keys if burst[k] is not None and burst[k]["hi"] <
 n_above0 = sum(1 for k in grid_keys if burst[k] is not None and burst[k]["lo"] > 0)
 outside_max = max(binding[k]["outside"]["hi"] for k in grid_keys if binding[k]["outside"] is not None)
 display(Markdown(
-    f"**Figure 2.** Left: the full-batch training loss of RMSProp and RMS-UB with c = {c_show:g} (batch size {bs_fb}, "
+    f"**Figure 4.** Left: the full-batch training loss of RMSProp and RMS-UB with c = {c_show:g} (batch size {bs_fb}, "
     f"seed {s0}; same initialisation and order), and the share of coordinates where the clip binds (dotted, right "
     "axis). Look for when the clip binds: if it restored the instabilities RMSProp escapes, the dotted curve would rise "
     "*during* the spikes; it binds most in the first epochs and, because $\\hat v$ averages $g^2$ over about "
@@ -603,7 +632,7 @@ plt.show()
 
 # %% tags=["remove-input"]
 display(Markdown(
-    f"**Figure 3.** Left: the clip chosen on validation against its base, on the {len(CONF)} confirmation seeds: each "
+    f"**Figure 5.** Left: the clip chosen on validation against its base, on the {len(CONF)} confirmation seeds: each "
     "dot is one seed's test accuracy minus that of the base run with the same seed, the bar the mean with its 90 % "
     "t-interval. Look for whether any interval lies above 0 (it would be an accuracy gain of the clipped optimiser, "
     "whatever its mechanism). Right (beyond the papers): clips below the critical clip (circles) and at a quantile of "
