@@ -2,7 +2,10 @@
 
 Three layers, dependencies one way (book → experiments → library):
 
-* **the library** (this package's own modules): ``curvature`` (Hessian-vector products, one
+* **the library** (this package's own modules): ``monitor`` (:class:`Monitor`: sharpness,
+  stability threshold, preconditioned sharpness and eigenspace rotation measured inside any
+  training loop), ``adapters`` (what it reads from ``torch.optim`` and the library's
+  optimisers), ``curvature`` (Hessian-vector products, one
   ``LinearOperator`` base, Lanczos, LOBPCG, warm-started tracking, Hutchinson, SLQ),
   ``rotation`` (eigenvector and subspace similarity), ``preconditioned`` (the preconditioned
   Hessian of an adaptive optimiser and its sharpness), ``thresholds`` (stability thresholds
@@ -16,6 +19,9 @@ Three layers, dependencies one way (book → experiments → library):
 
 The library's public API is available here by attribute, imported on first access (PEP 562),
 so ``import instab_lib`` itself imports nothing heavy::
+
+    from instab_lib import Monitor
+    mon = Monitor(model, loss_fn, (X, y), optimizer=opt, k=3, every=10)   # then mon.step() after opt.step()
 
     import instab_lib
     op = instab_lib.HessianOperator(model, loss_fn, (X, y))
@@ -47,11 +53,15 @@ _API = {
     "PreconditionedOperator": "preconditioned",
     "preconditioned_sharpness": "preconditioned",
     "stability_threshold": "thresholds",
+    "heavy_ball_threshold": "thresholds",
+    "rotation_update": "rotation",
+    "track_preconditioned_sharpness": "preconditioned",
+    "Monitor": "monitor",
 }
 #: the library's modules, also importable by attribute (``instab_lib.optim``)
-_MODULES = ("curvature", "rotation", "preconditioned", "thresholds", "optim", "validation")
+_MODULES = ("curvature", "rotation", "preconditioned", "thresholds", "optim", "validation", "adapters", "monitor")
 
-__all__ = [*_API, "optim"]
+__all__ = [*_API, "optim", "adapters"]
 
 
 def __getattr__(name: str) -> Any:

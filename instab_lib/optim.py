@@ -10,7 +10,9 @@ same code drives the toy problems (1-D quadratic, diagonal linear network) and t
 networks of the training loop. The optimisers are built from *transforms*, one idea each
 (``scale_by_momentum``, ``scale_by_adaptive``, ``clip_denominator`` …) with a typed
 state each (a ``NamedTuple``: :class:`RmsState`, :class:`AdaptiveState`, …); a transform maps gradients to *updates*
-(``u``) and the optimiser applies ``θ ← θ + u``.
+(``u``) and the optimiser applies ``θ ← θ + u``. A transform named like one of optax's does what
+optax's does (:func:`scale_by_learning_rate` multiplies by ``−η_t``); the second-moment average,
+which divides nothing by itself, is :func:`track_second_moment`.
 
 Formulas (element-wise, ``t`` = 1, 2, … counts updates, ``g_t`` = gradient at θ_{t−1},
 ``η_t`` = learning-rate schedule evaluated at step ``t − 1``):
@@ -62,11 +64,11 @@ __all__ = [
     "ScheduleState",
     "AdaptiveState",
     "scale_by_momentum",
-    "scale_by_rms",
+    "track_second_moment",
     "scale_by_first_moment",
     "scale_by_adaptive",
     "clip_denominator",
-    "scale_by_schedule",
+    "scale_by_learning_rate",
     "gd",
     "sgd",
     "rmsprop",
@@ -188,13 +190,14 @@ def scale_by_momentum(momentum: float) -> Transform:
     return Transform(init, update)
 
 
-def scale_by_rms(
+def track_second_moment(
     beta2: float = 0.99,
     *,
     nu_init: float = 0.0,
 ) -> Transform:
-    """Second-moment EMA ``v_t = β₂ v_{t−1} + (1−β₂) g_t²`` with ``v₀ = nu_init``; returns
-    ``g_t`` unchanged (the division is done by :func:`scale_by_adaptive`)."""
+    """Second-moment EMA ``v_t = β₂ v_{t−1} + (1−β₂) g_t²`` with ``v₀ = nu_init`` (state
+    :class:`RmsState`); returns ``g_t`` unchanged: the division by the root is
+    :func:`scale_by_adaptive`'s, which also clips it (optax's ``scale_by_rms`` divides)."""
     b2 = _check_unit("beta2", beta2)
     nu_init = _check_nonneg("nu_init", nu_init)
 
@@ -242,8 +245,9 @@ def clip_denominator(c: float, mode: str = "UB") -> Callable[[Params], Params]:
     return lambda roots: [op(r, c) for r in roots]
 
 
-def scale_by_schedule(schedule: Schedule | float) -> Transform:
-    """Multiply the updates by ``−η_t`` where ``η_t = schedule(t)``, t = 0, 1, … (steps done)."""
+def scale_by_learning_rate(schedule: Schedule | float) -> Transform:
+    """Multiply the updates by ``−η_t`` where ``η_t = schedule(t)``, t = 0, 1, … (steps done), or
+    ``η_t = η`` for a number: optax's ``scale_by_learning_rate`` (with its default ``flip_sign=True``)."""
     sched = constant(schedule) if not callable(schedule) else schedule
 
     def init(params: Params) -> State:
@@ -278,7 +282,7 @@ def scale_by_adaptive(
     eps_root = _check_nonneg("eps_root", eps_root)
     b2 = _check_unit("beta2", beta2)
     first = scale_by_first_moment(beta1, bias_correction=bias_correction)
-    rms = scale_by_rms(b2, nu_init=nu_init)
+    rms = track_second_moment(b2, nu_init=nu_init)
 
     def init(params: Params) -> State:
         return AdaptiveState(first.init(params), rms.init(params), (), ())
@@ -368,7 +372,7 @@ def gd(lr: float | Schedule, *, momentum: float = 0.0) -> Optimizer:
     """(Stochastic) gradient descent: ``θ_t = θ_{t−1} − η_t b_t``, ``b_t = μ b_{t−1} + g_t``
     (μ = 0: plain GD). Full-batch vs. minibatch is decided by the caller's gradients."""
     sched = _schedule_of(lr)
-    t = chain(scale_by_momentum(momentum), scale_by_schedule(sched))
+    t = chain(scale_by_momentum(momentum), scale_by_learning_rate(sched))
     return Optimizer("gd", t, {"lr": _lr_repr(lr), "momentum": float(momentum)}, sched)
 
 
@@ -387,7 +391,7 @@ def rmsprop(
     """RMSProp with bias correction: ``θ_t = θ_{t−1} − η_t g_t / (√(v̂_t + ε_root) + ε)``."""
     sched = _schedule_of(lr)
     t = chain(scale_by_adaptive(0.0, beta2, eps, eps_root, bias_correction, nu_init, None),
-              scale_by_schedule(sched))
+              scale_by_learning_rate(sched))
     hyper = {"lr": _lr_repr(lr), "beta2": beta2, "eps": eps, "eps_root": eps_root,
              "bias_correction": bias_correction, "nu_init": nu_init}
     return Optimizer("rmsprop", t, hyper, sched)
@@ -406,7 +410,7 @@ def adam(
     """Adam: ``θ_t = θ_{t−1} − η_t m̂_t / (√(v̂_t + ε_root) + ε)`` (β₂ = 0.99 as in §5.2)."""
     sched = _schedule_of(lr)
     t = chain(scale_by_adaptive(beta1, beta2, eps, eps_root, bias_correction, nu_init, None),
-              scale_by_schedule(sched))
+              scale_by_learning_rate(sched))
     hyper = {"lr": _lr_repr(lr), "beta1": beta1, "beta2": beta2, "eps": eps,
              "eps_root": eps_root, "bias_correction": bias_correction, "nu_init": nu_init}
     return Optimizer("adam", t, hyper, sched)
@@ -450,7 +454,7 @@ def clipped_ada(
     sched = _schedule_of(lr)
     t = chain(scale_by_adaptive(beta1, beta2, eps, eps_root, bias_correction, nu_init,
                                 clip_denominator(c, mode)),
-              scale_by_schedule(sched))
+              scale_by_learning_rate(sched))
     hyper = {"lr": _lr_repr(lr), "c": float(c), "mode": mode.upper(), "beta1": beta1,
              "beta2": beta2, "eps": eps, "eps_root": eps_root,
              "bias_correction": bias_correction, "nu_init": nu_init}

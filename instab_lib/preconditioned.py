@@ -19,18 +19,21 @@ Contents
 * :class:`PreconditionedOperator` — :math:`v \mapsto D^{-1/2} H D^{-1/2} v` around any
   symmetric operator (e.g. :class:`instab_lib.curvature.HessianOperator`).
 * :func:`preconditioned_sharpness` — its top eigenvalue by Lanczos.
+* :func:`track_preconditioned_sharpness` — the same across training steps, each solve
+  warm-started from the last one's eigenvector (typed state :class:`PreconditionedState`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from .curvature.operators import DiagonalOperator, ProductOperator, as_operator
 
-__all__ = ["denominator", "clip_fraction", "PreconditionedOperator", "preconditioned_sharpness"]
+__all__ = ["denominator", "clip_fraction", "PreconditionedOperator", "preconditioned_sharpness",
+           "PreconditionedState", "track_preconditioned_sharpness"]
 
 
 def denominator(opt: Any, state: Any) -> Tensor:
@@ -106,3 +109,19 @@ def preconditioned_sharpness(op: Any, d: Tensor, *, tol: float = 1e-3, seed: int
 
     pop = PreconditionedOperator(op, d)
     return curvature.lanczos(pop, 1, "LA", tol=tol, seed=seed, v0=v0, max_iter=max_iter)
+
+
+class PreconditionedState(NamedTuple):
+    """The state of :func:`track_preconditioned_sharpness`: the last solve's top eigenvector of
+    the symmetric form :math:`D^{-1/2} H D^{-1/2}` (shape ``(dim,)``; ``None`` before the first)."""
+
+    v0: Tensor | None = None
+
+
+def track_preconditioned_sharpness(state: PreconditionedState, op: Any, d: Tensor, *, tol: float = 1e-3,
+                                   seed: int = 0) -> tuple[Any, PreconditionedState]:
+    r""":func:`preconditioned_sharpness` of ``op`` with the diagonal ``d`` (shape ``(dim,)``),
+    started from the previous solve's vector ``state.v0`` (a random start seeded by ``seed``
+    for the first). Pure: returns the :class:`~instab_lib.curvature.EigResult` and the new state."""
+    r = preconditioned_sharpness(op, d, tol=tol, seed=seed, v0=state.v0)
+    return r, PreconditionedState(r.eigenvectors[:, 0])

@@ -11,12 +11,20 @@ cluster only the cluster's *subspace* is defined. So:
 * :func:`eigenvector_similarity` — per-vector abs cosines between two
   :class:`~instab_lib.curvature.EigResult` s, with near-degenerate clusters
   compared as subspaces, plus the subspace similarity and the spectral gaps.
+* :func:`rotation_update` — the rotation of a *sequence* of measurements (typed state
+  :class:`RotationState`, optax-style: ``reading, state = rotation_update(state, step, result)``):
+  each new measurement against the previous one and against the latest earlier one of the
+  **same parity** (an even number of steps back). At the edge of stability the iterate
+  flips between the two sides of a valley every step, so consecutive measurements compare
+  two sides; the same-parity comparison does not count that flip.
 """
 
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -29,6 +37,9 @@ __all__ = [
     "subspace_similarity",
     "eigenvector_similarity",
     "SimilarityReport",
+    "RotationState",
+    "RotationReading",
+    "rotation_update",
 ]
 
 
@@ -190,3 +201,45 @@ def eigenvector_similarity(prev: EigResult, cur: EigResult, gap_tol: float = 1e-
         matched_cosines=matched,
         matching=matching,
     )
+
+
+class RotationState(NamedTuple):
+    """The state of :func:`rotation_update`: the last two measurements ``((step, result), …)``,
+    oldest first (each result without its solver details ``extra``)."""
+
+    history: tuple[tuple[int, EigResult], ...] = ()
+
+
+class RotationReading(NamedTuple):
+    """What :func:`rotation_update` finds for a new measurement at step ``t``.
+
+    Attributes:
+        previous: :func:`eigenvector_similarity` against the last measurement (``None`` for the first).
+        same_parity: the same against the latest earlier measurement ``t'`` with ``t − t'``
+            even, among the last two (``None`` if there is none).
+        lag: ``t − t'`` of that one (``None`` with it).
+    """
+
+    previous: SimilarityReport | None
+    same_parity: SimilarityReport | None
+    lag: int | None
+
+
+def rotation_update(state: RotationState, step: int, result: EigResult) -> tuple[RotationReading, RotationState]:
+    """Compare the eigenpairs ``result`` measured at ``step`` with the earlier measurements of ``state``.
+
+    Pure: returns the :class:`RotationReading` and the new state (``result`` appended, the last
+    two kept). With measurements every ``e`` steps the same-parity partner is ``e`` steps back
+    for even ``e`` and ``2e`` for odd ``e`` (hence two kept). Degenerate-safe as
+    :func:`eigenvector_similarity`; its ``subspace`` is the similarity of the whole top-``k``
+    eigenspace (1: unchanged, 0: orthogonal).
+    """
+    hist = state.history
+    previous = eigenvector_similarity(hist[-1][1], result) if hist else None
+    same = [(e, r) for e, r in hist if (step - e) % 2 == 0]
+    parity, lag = None, None
+    if same:
+        e_par, r_par = same[-1]
+        parity, lag = eigenvector_similarity(r_par, result), step - e_par
+    light = dataclasses.replace(result, extra={})
+    return RotationReading(previous, parity, lag), RotationState((*hist, (step, light))[-2:])

@@ -51,7 +51,7 @@ from instab_lib.experiments import author_lanczos as al
 from instab_lib.experiments import data as data_mod
 from instab_lib.experiments import train as train_mod
 from instab_lib.experiments.models import build_model
-from instab_lib.experiments.plotting import apply_style, progress
+from instab_lib.experiments.plotting import apply_style, figure, progress
 
 apply_style()
 
@@ -127,12 +127,14 @@ orders = list(range(1, max_order + 1))
 # from one fixed seed. Both recurrences run for all orders up to the maximum (the order-$m$ result is the leading
 # $m \times m$ block of $T$, since each step only looks back).
 
-# %%
+# %% tags=["show-input"]
 eig, v0 = al.diagonal_example(diag_seed, outliers=tuple(outliers), n_bulk=n_bulk, half_width=half_width)
-mv_diag = lambda v: eig * v  # noqa: E731
+mv_diag = lambda v: eig * v  # noqa: E731  (H = diag(eig))
+diag_runs = {step: al.lanczos_tridiagonal(mv_diag, v0, max_order, step) for step in al.STEPS}  # "textbook", "author"
+
+# %%
 true_top = np.sort(eig)[::-1]
 n_top = len(outliers)
-diag_runs = {step: al.lanczos_tridiagonal(mv_diag, v0, max_order, step) for step in al.STEPS}
 diag_ritz = {step: np.array([np.pad(al.ritz_values(r, m)[:n_top], (0, max(0, n_top - m)), constant_values=np.nan)
                              for m in orders]) for step, r in diag_runs.items()}
 t_run, a_run = diag_runs["textbook"], diag_runs["author"]
@@ -165,37 +167,37 @@ pd.DataFrame({"true": true_top[:n_top], "numpy.linalg.eigvalsh": dense,
               f"author's step, order {max_order}": diag_ritz["author"][-1]},
              index=pd.Index([f"λ{i + 1}" for i in range(n_top)], name="")).round(4)
 
-# %% [markdown]
-# Left: the top three Ritz values against the order. The textbook step finds 20, 15 and 10 within a few steps; the
-# author's step settles at lower values and stays there. Middle: the off-diagonals, $\beta_i$ (textbook) and
-# $\tilde\beta_i \le 1$; the dots are the closed form above. Right: the author's step at order 20 from further random
-# start vectors: the shortfall depends on the start, and is always there.
-
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-cols = ["tab:blue", "tab:orange", "tab:green"]
+fig, axes = figure(1, 2, height=3.4)
+cols = ["#3b0f70", "#b5367a", "#fb8861"]  # the top three eigenvalues (not learning rates)
 for j in range(n_top):
-    axes[0].plot(orders, diag_ritz["textbook"][:, j], color=cols[j], lw=1.2, label=f"textbook θ{j + 1}")
-    axes[0].plot(orders, diag_ritz["author"][:, j], color=cols[j], lw=1.6, ls="--", label=f"author's step θ{j + 1}")
+    axes[0].plot(orders, diag_ritz["textbook"][:, j], color=cols[j], lw=1.2)
+    axes[0].plot(orders, diag_ritz["author"][:, j], color=cols[j], lw=1.8, ls="--")
     axes[0].axhline(true_top[j], color=cols[j], lw=0.6, ls=":")
+axes[0].plot([], [], color="0.3", lw=1.2, label="textbook")
+axes[0].plot([], [], color="0.3", lw=1.8, ls="--", label="author's step")
 axes[0].axvline(author_order, color="0.5", lw=0.6)
-axes[0].set(xlabel="order (Hessian-vector products)", ylabel="Ritz value",
-            title="Known spectrum: top three Ritz values", ylim=(0, 22))
-axes[0].legend(fontsize=7, ncol=2)
+axes[0].set(xlabel="order (Hessian-vector products)", ylabel="Ritz value", title="Top three Ritz values", ylim=(0, 22))
+axes[0].legend(loc="lower right")
 k = np.arange(1, max_order)
-axes[1].semilogy(k, t_run.beta, color="tab:blue", lw=1.2, label="textbook β_i")
-axes[1].semilogy(k, a_run.beta, color="tab:red", lw=1.2, label="author's step β̃_i")
-axes[1].semilogy(k, beta_pred, "o", color="tab:red", ms=2.5, label="β_i / √(β_i² + (β_{i−1} − β̃_{i−1})²)")
+axes[1].semilogy(k, t_run.beta, color="tab:blue", lw=1.2, label="textbook $\\beta_i$")
+axes[1].semilogy(k, a_run.beta, color="tab:red", lw=1.2, label="author's step $\\tilde\\beta_i$")
+axes[1].semilogy(k, beta_pred, "o", color="tab:red", ms=2.5, label="closed form")
 axes[1].axhline(1.0, color="k", lw=0.6, ls=":")
-axes[1].set(xlabel="i", ylabel="off-diagonal of T", title="Off-diagonals: β̃ ≤ 1")
-axes[1].legend(fontsize=7)
-axes[2].hist(start_top1, bins=20, color="tab:red", alpha=0.7)
-axes[2].axvline(true_top[0], color="k", lw=1, ls=":", label=f"λ₁ = {true_top[0]:g}")
-axes[2].set(xlabel=f"author's step, top Ritz value at order {author_order}", ylabel="start vectors",
-            title=f"{n_starts_diag} random start vectors")
-axes[2].legend(fontsize=8)
-fig.tight_layout()
+axes[1].set(xlabel="i", ylabel="off-diagonal of T", title="Off-diagonals")
+axes[1].legend(loc="upper right")
 plt.show()
+dn = rec.numbers
+display(Markdown(
+    f"**Figure 1.** The known spectrum (eigenvalues {', '.join(f'{v:g}' for v in outliers)} and {n_bulk} in "
+    f"[−{half_width:g}, {half_width:g}]). Left: the top three Ritz values against the order, textbook step (solid) and "
+    "author's step (dashed), with the true values dotted. Look for the dashed lines settling below the dotted ones and "
+    f"staying there: at order {author_order} the author's step gives "
+    f"{', '.join(f'{v:.2f}' for v in dn['diag_author_at_order'])}, at order {max_order} "
+    f"{', '.join(f'{v:.2f}' for v in dn['diag_author_at_max_order'])}, where the textbook step has "
+    f"{', '.join(f'{v:.2f}' for v in dn['diag_textbook_at_order'])} by order {author_order}. Right: the off-diagonals, "
+    f"$\\beta_i$ (textbook) and $\\tilde\\beta_i$ (author's step, at most {dn['diag_max_beta']['author']:.2f}); the "
+    f"dots are the closed form above (largest difference {dn['diag_beta_formula_err']:.1e})."))
 
 # %% [markdown]
 # ## The fMNIST MLP at the benchmark's weights
@@ -250,6 +252,7 @@ for seed in progress(seeds, desc="seeds"):
                  f"textbook λ₁ rel. error (order {author_order})": err(ritz["textbook"][author_order])[0],
                  "|cos(top Ritz vector, v₁)|, author's step": cos_author,
                  "max αᵢ + 2": per_seed[seed]["max_alpha"] + 2, "HVPs of the reference": ref.n_matvec})
+rec.record("data_source", ds.source)
 display(Markdown(f"Data: {ds.source}. Reference: `lanczos(k=10, tol={ref_tol:g})` in float64, largest relative "
                  f"residual {max(p['ref_resid'] for p in per_seed.values()):.1e}."))
 pd.DataFrame(rows).set_index("seed").round(4)
@@ -284,15 +287,9 @@ display(Markdown(
     f"`theory.median_band`), range {ratios.min():.3f}–{ratios.max():.3f}; over all {len(all_starts)} (seed, start) "
     f"pairs {all_starts.min():.3f}–{all_starts.max():.3f}."))
 
-# %% [markdown]
-# Left: per seed, the top ten eigenvalues of the author's step at order 20 divided by the true ones: the largest are
-# too low and the lower ones of the ten too high, a spectrum squeezed towards the middle. Middle: relative error of the top eigenvalue against
-# the order, both steps (each line a seed): the textbook error falls to rounding level by order 20, the author's step
-# does not move. Right: the ratio for every (seed, start vector), with the median over seeds and its band.
-
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
-colors = plt.cm.viridis(np.linspace(0.1, 0.9, len(seeds)))
+fig, axes = figure(1, 2, height=3.4)
+colors = plt.cm.viridis(np.linspace(0.1, 0.85, len(seeds)))  # seeds (not learning rates)
 j = np.arange(1, 11)
 for s, c in zip(seeds, colors):
     p = per_seed[s]
@@ -303,20 +300,44 @@ for s, c in zip(seeds, colors):
 axes[0].axhline(1.0, color="k", lw=0.6, ls=":")
 top_ratio = max(float(np.max(per_seed[s]["author_top10"] / per_seed[s]["lam"])) for s in seeds)
 axes[0].set(xlabel="eigenvalue index j", ylabel="θ̃_j / λ_j", ylim=(0, max(1.1, 1.05 * top_ratio)),
-            title=f"fMNIST MLP: author's step at order {author_order}")
-axes[0].legend(fontsize=7)
-axes[1].set(xlabel="order", ylabel="|θ₁ − λ₁| / λ₁", title="Top eigenvalue: textbook (solid) vs author's step (dashed)")
+            title=f"Author's step, order {author_order}")
+axes[0].legend(loc="lower right", ncol=2)
+axes[1].plot([], [], color="0.3", lw=1, label="textbook")
+axes[1].plot([], [], color="0.3", lw=1.6, ls="--", label="author's step")
+axes[1].set(xlabel="order", ylabel="|θ₁ − λ₁| / λ₁", title="Error of the top eigenvalue")
+axes[1].legend(loc="center right")
+plt.show()
+display(Markdown(
+    f"**Figure 2.** The fMNIST MLP after {epochs} epochs of full-batch GD at η = {lr:g}, {len(seeds)} seeds. Left: the "
+    f"top ten eigenvalues of the author's step at order {author_order} divided by the true ones. Look for the largest "
+    f"falling short (top one at {ratios.min():.2f}–{ratios.max():.2f} of the truth) while the lower ones of the ten "
+    f"come out too high: a spectrum squeezed towards the middle (largest relative error of the ten "
+    f"{max(rec.numbers['mlp_author_top10_maxerr']):.0%}). Right: the relative error of the top eigenvalue against the "
+    f"order (one colour per seed): the textbook step (solid) falls to rounding level, the author's step (dashed) stays "
+    "where it is."))
+
+# %% tags=["hide-input"]
+fig, axes = figure(1, 2, height=3.2)
+axes[0].hist(start_top1, bins=20, color="tab:red", alpha=0.7)
+axes[0].axvline(true_top[0], color="k", lw=1, ls=":", label=f"λ₁ = {true_top[0]:g}")
+axes[0].set(xlabel=f"top Ritz value, order {author_order}", ylabel="start vectors", title="Known spectrum")
+axes[0].legend(loc="upper left")
 for i, s in enumerate(seeds):
     r = per_seed[s]["ratio_starts"]
-    axes[2].plot(np.full(len(r), i), r, "o", color=colors[i], ms=4, alpha=0.8)
-axes[2].axhspan(lo, hi, color="tab:red", alpha=0.15, label="80 % band of the median")
-axes[2].axhline(med, color="tab:red", lw=1, label=f"median over seeds {med:.2f}")
-axes[2].axhline(1.0, color="k", lw=0.6, ls=":")
-axes[2].set(xticks=range(len(seeds)), xticklabels=[str(s) for s in seeds], xlabel="seed", ylim=(0, 1.1),
-            ylabel="θ̃₁ / λ₁", title="Every start vector (first: the seed's own)")
-axes[2].legend(fontsize=7, loc="lower right")
-fig.tight_layout()
+    axes[1].plot(np.full(len(r), i), r, "o", color=colors[i], ms=5, alpha=0.8)
+axes[1].axhspan(lo, hi, color="tab:red", alpha=0.15, label="80 % band of the median")
+axes[1].axhline(med, color="tab:red", lw=1, label=f"median {med:.2f}")
+axes[1].axhline(1.0, color="k", lw=0.6, ls=":")
+axes[1].set(xticks=range(len(seeds)), xticklabels=[str(s) for s in seeds], xlabel="seed", ylim=(0, 1.1),
+            ylabel="θ̃₁ / λ₁", title="fMNIST MLP")
+axes[1].legend(loc="lower right")
 plt.show()
+display(Markdown(
+    f"**Figure 3.** The author's step at order {author_order} from other start vectors. Left: {n_starts_diag} random "
+    f"start vectors on the known spectrum: the top value ranges from {start_top1.min():.2f} to {start_top1.max():.2f}, "
+    f"always below λ₁ = {true_top[0]:g}. Right: on the MLP, every (seed, start vector) pair (the first of each seed is "
+    f"its own start): ratios {all_starts.min():.2f}–{all_starts.max():.2f}, median over seeds {med:.2f} with its "
+    "80 % band. Look for the shortfall moving with the start vector but never vanishing."))
 
 # %% [markdown]
 # The author's own function, run by `benchmarks/bench_author_solver.py` in a separate JAX environment on these same

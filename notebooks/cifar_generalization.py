@@ -207,18 +207,17 @@ plt.show()
 # ✕ by more than the spread of the seeds.
 
 # %%
-def _verdict(g):
+def _verdict(a, g):
+    v = rec.verdict({"vgg": "vgg_above_beats_below", "resnet20": "resnet_above_beats_below"}[a])
     if not np.isfinite(g.est):
         return "not defined: fewer than half of the seeds reached the target at the learning rates below the limit"
-    if g.lo > 0:
-        return "above beats below: the interval excludes 0, the paper's claim holds at this scale"
-    if g.hi < 0:
-        return "below beats above: the interval excludes 0 the other way, the claim is contradicted at this scale"
-    return "the interval contains 0: no difference is resolved at this scale"
+    side = "above beats below" if g.lo > 0 else "below beats above" if g.hi < 0 else "the interval contains 0"
+    return f"{side}; our reading of A Fig 5 here: {v.verdict_html}" + (
+        f" ({v.why_not_a_test})" if v.why_not_a_test else "")
 
 
 display(Markdown("**What this shows** (our reading of the numbers above): " + "; ".join(
-    f"{ARCHS[a]['label']}: {g.est:+.3f} [{g.lo:+.3f}, {g.hi:+.3f}], {_verdict(g)}" for a, g in gains.items())
+    f"{ARCHS[a]['label']}: {g.est:+.3f} [{g.lo:+.3f}, {g.hi:+.3f}], {_verdict(a, g)}" for a, g in gains.items())
     + f". Only {len(seeds)} seeds and {min(len(a['etas']) for a in ARCHS.values())}–"
       f"{max(len(a['etas']) for a in ARCHS.values())} learning rates per architecture, on 2 classes: these are "
       "statements about this small problem, not about CIFAR5k; the `paper` preset is the test of the caption."))

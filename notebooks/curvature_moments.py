@@ -37,7 +37,7 @@ from IPython.display import Markdown, display
 
 from instab_lib.book import claims
 from instab_lib.experiments import generalization, landscape, mechanism, shared_runs, stats
-from instab_lib.experiments.plotting import apply_style, eta_color, progress
+from instab_lib.experiments.plotting import apply_style, eta_style, figure, progress
 
 apply_style()
 
@@ -60,6 +60,8 @@ mech = shared_runs.get("fmnist_mechanism", scale)
 runs = mech.run(executor=executor)
 eta = float(mech.base.lr)
 rec.record("n_seeds", len(runs))
+rec.record("seeds", sorted({r.config.seed for r in runs}))
+rec.record("data_source", sorted({r.data_source for r in runs}))
 display(Markdown(f"Data: **{runs[0].data_source}**. {mech.description}; {len(runs)} seeds."))
 
 # %% [markdown]
@@ -141,40 +143,43 @@ rat.round(3)
 # %% tags=["hide-input"]
 r0 = runs[0]
 mom0, in0 = moments[r0.config.seed]
-fig, axes = plt.subplots(2, 1, figsize=(10, 6.5))
+col = eta_style(eta).color
+fig, axes = figure(2, 1, height=5.8)
 e = r0.table["epoch"]
 ax = axes[0]
-ax.plot(e, r0.table["sharpness"], color=eta_color(eta), label=r"$\lambda_{\max}$")
-ax.axhline(2 / eta, color=eta_color(eta), ls="--", lw=1, label="2/η")
+ax.plot(e, r0.table["sharpness"], color=col, lw=1, label=r"$\lambda_{\max}$")
+ax.axhline(2 / eta, color=col, ls="--", lw=1, label="2/η")
 ax.set_ylabel(r"$\lambda_{\max}$")
 ax2 = ax.twinx()
-ax2.plot(e, r0.table["lambda_min"].abs(), color="tab:red", label=r"$|\lambda_{\min}|$")
+ax2.plot(e, r0.table["lambda_min"].abs(), color="tab:red", lw=1, label=r"$|\lambda_{\min}|$ (right axis)")
 ax2.set_ylabel(r"$|\lambda_{\min}|$", color="tab:red")
 ax2.grid(False)
 ax2.spines["right"].set_visible(True)
-for s in mechanism.spikes(r0.table, spike_rel, spike_window):
+for sp_ in mechanism.spikes(r0.table, spike_rel, spike_window):
     for a in axes:
-        a.axvspan(s.start - 0.5, s.end + 0.5, color="tab:red", alpha=0.12, lw=0)
+        a.axvspan(sp_.start - 0.5, sp_.end + 0.5, color="tab:red", alpha=0.12, lw=0)
 h1, l1 = ax.get_legend_handles_labels()
 h2, l2 = ax2.get_legend_handles_labels()
-ax.legend(h1 + h2, l1 + l2, fontsize=9, loc="upper right")
-ax.set(title=f"Top and bottom of the Hessian spectrum (seed {r0.config.seed}; spikes shaded)", xlim=(0, r0.epochs_run))
+ax.legend(h1 + h2, l1 + l2, loc="upper right", ncol=3)
+ax.set(title=f"Top and bottom of the spectrum, seed {r0.config.seed}", xlim=(0, r0.epochs_run), xlabel="epoch")
 axes[1].semilogy(mom0.index, mom0["abs_D3"], color="tab:purple", label=r"$|D^3L[v_1,v_1,v_1]|$")
 axes[1].semilogy(mom0.index, mom0["abs_D4"], color="tab:green", label=r"$|D^4L[v_1,v_1,v_1,v_1]|$")
 axes[1].set(xlabel="epoch", ylabel="directional derivative", xlim=(mom0.index[0] - 1, mom0.index[-1] + 1),
-            title="Higher-order derivatives along $v_1$ around the edge of stability")
-axes[1].legend(fontsize=9)
-fig.tight_layout()
+            title="Third and fourth derivatives along $v_1$")
+axes[1].legend(loc="lower right", ncol=2)
 plt.show()
-
-# %% [markdown]
-# **Figure 1.** Top: sharpness (with $2/\eta$) and $|\lambda_{\min}|$ (right axis) of one seed: $|\lambda_{\min}|$ is small
-# in the stable phase and jumps inside each loss spike (shaded). Bottom: $|D^3|$ and $|D^4|$ along $v_1$ over that
-# seed's window; they alternate with the period-2 oscillation.
-
-# %%
 n = rec.numbers
 d3, d4 = n["abs_D3_spike_over_stable"], n["abs_D4_spike_over_stable"]
+display(Markdown(
+    f"**Figure 1.** Top: the sharpness of seed {r0.config.seed} (black, with $2/\\eta$ dashed) and "
+    "$|\\lambda_{\\min}|$ (red, right axis); loss spikes shaded. Look for $|\\lambda_{\\min}|$ jumping inside each "
+    f"spike: over all seeds its peak in a spike is {n['peak_over_stable']['est']:.1f}× its stable-phase median, and "
+    f"by the spike's resolution it is back to {n['resolution_over_peak']['est']:.2f} of that peak (medians over "
+    "seeds). Bottom: $|D^3|$ and $|D^4|$ along $v_1$ over this seed's window around its first $\\eta S \\ge 2$; they "
+    f"alternate with the period-2 oscillation. Inside spikes they are {d3['est']:.1f}× and {d4['est']:.1f}× their "
+    "stable-phase values (medians over seeds)."))
+
+# %%
 display(Markdown(
     f"Inside spikes $|\\lambda_{{\\min}}|$ peaks at {n['peak_over_stable']['est']:.1f}× its stable median "
     f"[{n['peak_over_stable']['lo']:.1f}, {n['peak_over_stable']['hi']:.1f}] and has fallen to "

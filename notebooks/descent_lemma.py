@@ -32,7 +32,9 @@ import pandas as pd
 
 from instab_lib.book import claims
 from instab_lib.experiments import toys
-from instab_lib.experiments.plotting import apply_style
+from IPython.display import Markdown, display
+
+from instab_lib.experiments.plotting import apply_style, eta_legend, eta_style, figure
 
 apply_style()
 
@@ -90,6 +92,7 @@ for eta, r in runs.items():
 stable_keys = [f"{e:g}" for e in etas_stable]
 unstable_keys = [f"{e:g}" for e in etas_unstable]
 rec.record("two_over_l", 2 / l)
+rec.record("seeds", [])  # closed form and deterministic: no random numbers
 rec.record("stable_keys", stable_keys)
 rec.record("unstable_keys", unstable_keys)
 rec.record("etas", {f"{e:g}": float(e) for e in runs})
@@ -103,39 +106,57 @@ rec.record("rate_formula", rate_formula)
 pd.DataFrame(rows).set_index("η")
 
 # %% [markdown]
-# ## The figure
+# ## The figures
 #
-# Left: the trajectories in the plane of the two eigenvectors (the talk's picture; sharp axis on a symmetric-log
-# scale): below $2/l$ GD slides into the minimum (blue), above $2/\lambda_1$ it zig-zags outward along the sharp axis
-# (red) while still converging along the flat one. Middle: the loss (log scale); the stable runs
-# decrease monotonically, the unstable ones rise. Right: $|w_{1,t}|$ along the sharp eigenvector against the prediction
-# $|1-\eta\lambda_1|^t|w_{1,0}|$ (dashed).
+# Each learning rate keeps its colour and marker on every page of the book (`plotting.eta_style`); here the stable ones
+# ($\eta < 2/l$) are cool colours, the unstable ones warm.
 
-# %%
-fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+# %% tags=["hide-input"]
+fig, axes = figure(1, 2, height=3.6)
 show = [etas_stable[1], etas_stable[-1], etas_unstable[0], etas_unstable[-1]]
-show_cols = ["tab:blue", "tab:cyan", "tab:orange", "tab:red"]
-for eta, col in zip(show, show_cols):
+for eta in show:
     w = runs[eta]["w"][:16]
-    axes[0].plot(w[:, 1], w[:, 0], "o-", ms=2.5, lw=0.9, color=col, label=f"η = {eta:g}")
+    st = eta_style(eta)
+    axes[0].plot(w[:, 1], w[:, 0], marker=st.marker, ms=4, lw=0.9, color=st.color)
 axes[0].set_yscale("symlog", linthresh=1.0)
-axes[0].set(xlabel="flat coordinate w₂ (λ = 1)", ylabel="sharp coordinate w₁ (λ = 20), symlog",
-            title="GD on the quadratic (first 15 steps)")
-axes[0].legend(fontsize=8)
-all_cols = list(plt.cm.Blues(np.linspace(0.45, 0.95, len(etas_stable)))) + list(
-    plt.cm.Reds(np.linspace(0.45, 0.95, len(etas_unstable))))
-for eta, col in zip(list(etas_stable) + list(etas_unstable), all_cols):
-    axes[1].plot(runs[eta]["loss"], color=col, lw=1.2, label=f"{eta:g}")
-    if eta in etas_unstable:
-        t = np.arange(steps + 1)
-        axes[2].plot(t, np.abs(q.coords(runs[eta]["w"])[:, 0]), color=col, lw=1.5, label=f"η = {eta:g}")
-        axes[2].plot(t, abs(1 - eta * lam1) ** t * abs(q.coords(np.asarray(w0))[0]), "--", color="k", lw=0.7)
-axes[1].set(yscale="log", xlabel="step", ylabel="L", title="Loss: monotone iff η < 2/l")
-axes[1].legend(fontsize=7, ncol=2, title="η", title_fontsize=7)
-axes[2].set(yscale="log", xlabel="step", ylabel="|w₁|", title=r"Sharp coordinate vs $|1-\eta\lambda_1|^t$ (dashed)")
-axes[2].legend(fontsize=8)
-fig.tight_layout()
+axes[0].set(xlabel="flat coordinate w₂ (λ = 1)", ylabel="sharp coordinate w₁ (symlog)", title="First 15 steps")
+for eta in list(etas_stable) + list(etas_unstable):
+    st = eta_style(eta)
+    axes[1].plot(runs[eta]["loss"], color=st.color, lw=1.2, marker=st.marker, ms=4, markevery=6)
+axes[1].set(yscale="log", xlabel="step", ylabel="L", title="Loss")
+eta_legend(fig, list(etas_stable) + list(etas_unstable), loc="outside lower center", ncol=5)
 plt.show()
+n = rec.numbers
+display(Markdown(
+    f"**Figure 1.** GD on the talk's quadratic (eigenvalues {', '.join(f'{v:g}' for v in eigenvalues)}; $2/l$ = "
+    f"{2 / l:g}). Left: the first 15 steps in the plane of the two eigenvectors (sharp axis on a symmetric-log scale) "
+    "for two stable and two unstable learning rates: below $2/l$ GD slides into the minimum, above $2/\\lambda_1$ it "
+    "zig-zags outward along the sharp axis while still converging along the flat one. Right: the loss of every run "
+    "(log scale). Look for the split at $2/l$: the loss falls at every step for "
+    + ", ".join(f"{k}" for k in stable_keys if n["loss_monotone"][k])
+    + " and ends at "
+    + ", ".join(f"{n['loss_ratio'][k]:.1e}" for k in stable_keys)
+    + " of its start; for η = " + ", ".join(unstable_keys) + " it ends "
+    + ", ".join(f"{n['loss_ratio'][k]:.3g}" for k in unstable_keys)
+    + f" times its start after {steps} steps."))
+
+# %% tags=["hide-input"]
+fig, ax = figure(1, 1, height=3.0)
+t = np.arange(steps + 1)
+for eta in etas_unstable:
+    st = eta_style(eta)
+    ax.plot(t, np.abs(q.coords(runs[eta]["w"])[:, 0]), color=st.color, lw=1.5, marker=st.marker, ms=4, markevery=6)
+    ax.plot(t, abs(1 - eta * lam1) ** t * abs(q.coords(np.asarray(w0))[0]), "--", color="k", lw=0.7)
+ax.set(yscale="log", xlabel="step", ylabel="|w₁|", title=r"Sharp coordinate against $|1-\eta\lambda_1|^t$ (dashed)")
+eta_legend(ax, etas_unstable, loc="upper left", ncol=2)
+plt.show()
+display(Markdown(
+    "**Figure 2.** The sharp coordinate $|w_{1,t}|$ of the unstable runs against the prediction "
+    "$|1-\\eta\\lambda_1|^t|w_{1,0}|$ (dashed). Look for each line lying on its dashed line: the growth rate per step "
+    "measured by a fit is "
+    + ", ".join(f"{n['rate_measured'][k]:.5f}" for k in unstable_keys)
+    + " against " + ", ".join(f"{n['rate_formula'][k]:.5f}" for k in unstable_keys)
+    + " from the formula (η = " + ", ".join(unstable_keys) + ")."))
 
 # %% [markdown]
 # ## Claims checked on these numbers

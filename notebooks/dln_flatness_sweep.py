@@ -26,6 +26,9 @@
 #   or non-finite) and of the Goldilocks window of the toy. Everything is exact float64 arithmetic
 #   (`instab_lib.experiments.dln`); no data set is used. CI scale = paper scale.
 # ```
+#
+# **Colours.** The three traced runs keep the colours of the author's figures and of every page of the book
+# (`instab_lib.experiments.plotting.eta_style`): η = 0.009 orange-yellow, 0.011 green, 0.015 light blue.
 
 # %%
 import matplotlib.pyplot as plt
@@ -35,7 +38,7 @@ from IPython.display import Markdown, display
 
 from instab_lib.book import claims
 from instab_lib.experiments import dln
-from instab_lib.experiments.plotting import DLN_RUN_COLORS, apply_style, progress
+from instab_lib.experiments.plotting import apply_style, eta_legend, eta_style, figure, progress
 
 apply_style()
 
@@ -83,6 +86,7 @@ first_div = float(sweep[sweep.diverged].eta.min()) if sweep.diverged.any() else 
 last_conv = float(conv.eta.max())
 
 rec.record("S0", S0)
+rec.record("seeds", [])  # exact and deterministic: no random numbers
 rec.record("eta_eos", eta_eos)
 rec.record("n_sweep", len(sweep))
 rec.record("stable_max_rel_change", float(np.max(np.abs(conv[conv.eta < 0.95 * eta_eos].final_S / S0 - 1))))
@@ -129,55 +133,74 @@ pd.DataFrame(rows).set_index("η").round(4)
 
 # %% [markdown]
 # ## Final sharpness against the learning rate
-#
-# Each dot is one run's final sharpness $S = 2\theta_2^2$; the dashed curve is $2/\eta$ (a converged run must end
-# below it), the dotted line $2/S_0$. Diverged runs are drawn as red crosses at the top with the step at which they
-# diverged. The shaded band is the toy's Goldilocks window: unstable, yet convergent, and flatter.
 
-# %%
-fig, ax = plt.subplots(figsize=(9, 4.2))
+# %% tags=["hide-input"]
+fig, (ax, bx) = figure(1, 2, height=3.6)
 ax.axvspan(eta_eos, first_div if np.isfinite(first_div) else eta_max, color="gold", alpha=0.18, zorder=0,
-           label="Goldilocks window (toy)")
-ax.plot(conv.eta, conv.final_S, "o-", ms=3.5, lw=0.8, color="tab:blue", label="final S (converged)")
+           label="toy's Goldilocks window")
+ax.plot(conv.eta, conv.final_S, "o-", ms=3, lw=0.8, color="0.25", label="final S (converged)")
 ee = np.linspace(eta_min, eta_max, 400)
-ax.plot(ee, 2 / ee, "--", color="0.4", lw=1, label="2/η")
+ax.plot(ee, 2 / ee, "--", color="0.5", lw=1, label="2/η")
 ax.axvline(eta_eos, ls=":", color="k", lw=1, label=r"$2/S_0$")
+for e in trace_etas:
+    st = eta_style(e)
+    ax.scatter([e], [runs[float(e)].final_sharpness], color=st.color, marker=st.marker, s=70, edgecolor="k", zorder=5)
 top = 1.15 * S0
 for _, r in sweep[sweep.diverged].iterrows():
-    ax.plot([r.eta], [top], "x", color="tab:red", ms=9, mew=2)
-    ax.annotate(f"diverged\nat step {int(r.diverged_step)}", (r.eta, top), textcoords="offset points",
-                xytext=(-48, -28), fontsize=8, color="tab:red")
-ax.set(xlim=(0, eta_max * 1.06), ylim=(0, 1.22 * S0), xlabel="η", ylabel="final sharpness S",
-       title=f"DLN from ({theta0[0]:g}, {theta0[1]:g}): final sharpness after {steps} GD steps")
-ax.legend(fontsize=8, loc="center left")
-fig.tight_layout()
+    ax.plot([r.eta], [top], "x", color="tab:red", ms=8, mew=2)
+ax.set(xlim=(0, eta_max * 1.06), ylim=(0, 1.22 * S0), xlabel="η", ylabel="final sharpness S", title="The sweep")
+ax.legend(loc="lower left", fontsize=8.5)
+for e in trace_etas:
+    tr = runs[float(e)]
+    col = eta_style(e).color
+    bx.plot(np.arange(1, len(tr.sharpness) + 1), tr.sharpness, color=col)
+    bx.axhline(2 / e, color=col, ls="--", lw=0.8)
+bx.set(xscale="log", xlabel="step", ylabel="S", title="Three runs: S and 2/η (dashed)", ylim=(0, 1.1 * S0))
+eta_legend(bx, trace_etas, loc="lower left")
 plt.show()
+n = rec.numbers
+display(Markdown(
+    f"**Figure 1.** Left: the final sharpness $S = 2\\theta_2^2$ after {steps} GD steps for each of the "
+    f"{len(sweep)} learning rates, with $2/\\eta$ (dashed; a converged run must end below it) and $2/S_0$ (dotted); "
+    f"red crosses at the top: runs that diverged, from η = {first_div:.4f} on. Look for the step at $2/S_0$: below it "
+    f"every run keeps $S_0$ (within {n['stable_max_rel_change']:.1e}), above it the final sharpness falls steadily up to "
+    f"η = {regular_end:.4f}, erratically beyond, and every run from $1.1 \\cdot 2/S_0$ on ends below "
+    f"{n['unstable_max_S_ratio']:.2f} $S_0$, up to the last converging η = {last_conv:.4f}; the shaded band is the toy's Goldilocks window (unstable, convergent, flatter). The large "
+    "markers are the three runs of the right panel, their sharpness along the run (log step axis) with each run's "
+    "$2/\\eta$ (dashed): "
+    + "; ".join(f"η = {e:g} " + (f"starts above its $2/\\eta$ and ends below it at {runs[float(e)].final_sharpness:.0f}"
+                                 if runs[float(e)].sharpness[0] > 2 / e else
+                                 f"starts below its $2/\\eta$ and ends at {runs[float(e)].final_sharpness:.0f}")
+                for e in trace_etas) + "."))
 
 # %% [markdown]
-# ## Along three runs: $\beta_t$, rotation and sharpness
-#
-# Left: $\beta_t$ (log scale): it stays at 25 for the stable run and falls toward balance (rotation) for the
-# unstable ones, further for larger $\eta$. Middle: consecutive $|\cos(v_1(t), v_1(t+1))|$. Right: sharpness $S_t$
-# with each run's $2/\eta$ (dashed).
+# ## Along three runs: orientation and rotation
 
-# %%
-fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-for e, col in zip(trace_etas, DLN_RUN_COLORS[1:] + DLN_RUN_COLORS[:1]):
+# %% tags=["hide-input"]
+fig, axes = figure(1, 2, height=3.4)
+for e in trace_etas:
     tr = runs[float(e)]
+    col = eta_style(e).color
     t = np.arange(len(tr.theta))
     b = dln.beta(tr.theta)
     ok = np.isfinite(b) & (np.abs(tr.theta[:, 0] * tr.theta[:, 1]) > 1e-8)
-    axes[0].plot(t[ok] + 1, b[ok], color=col, label=f"η = {e:g}")
+    axes[0].plot(t[ok] + 1, b[ok], color=col)
     cos = dln.consecutive_abs_cosines(tr.top[: cosine_window + 1])
     axes[1].plot(np.arange(1, len(cos) + 1), cos, color=col)
-    axes[2].plot(t + 1, tr.sharpness, color=col)
-    axes[2].axhline(2 / e, color=col, ls="--", lw=0.8)
 axes[0].set(xscale="log", yscale="log", xlabel="step", ylabel="β", title="Orientation β_t")
-axes[0].legend(fontsize=8)
-axes[1].set(xscale="log", xlabel="step", ylabel="|cos|", title=f"Consecutive cosine of v₁ (t < {cosine_window})")
-axes[2].set(xscale="log", xlabel="step", ylabel="S", title="Sharpness and 2/η (dashed)")
-fig.tight_layout()
+axes[1].set(xscale="log", xlabel="step", ylabel="|cos|", title=f"Consecutive |cos| of v₁ (t < {cosine_window})")
+eta_legend(fig, trace_etas, loc="outside lower center", ncol=3)
 plt.show()
+display(Markdown(
+    "**Figure 2.** Along the three runs (log step axis). Left: $\\beta_t$, the top eigenvector's orientation (large: "
+    "along the sharp axis; toward 0: balanced). Right: the consecutive $|\\cos(v_1(t), v_1(t+1))|$. The smallest "
+    "$\\beta$ along the run is "
+    + ", ".join(f"{n['beta_min'][f'{e:g}']:.3g} (η = {e:g})" for e in trace_etas)
+    + ", the smallest consecutive |cos| "
+    + ", ".join(f"{n['min_cos'][f'{e:g}']:.3f}" for e in trace_etas) + ": "
+    + ("the larger η, the further the eigenvector turns." if all(
+        n["beta_min"][f"{a:g}"] > n["beta_min"][f"{b:g}"] and n["min_cos"][f"{a:g}"] > n["min_cos"][f"{b:g}"]
+        for a, b in zip(trace_etas, trace_etas[1:])) else "the turn does not grow with η on both measures.")))
 
 # %% [markdown]
 # ## Claims checked on these numbers

@@ -33,6 +33,10 @@
 #   panels (sharpness, $\beta_t$, consecutive cosines), and every number below, computed exactly in float64 by
 #   `instab_lib.experiments.dln`. No data set is used: the model is closed-form.
 # ```
+#
+# **Colours.** As in the author's figures, the runs are red, orange, green and blue in increasing η: A Fig 1's
+# η = 0.001, 0.0095, 0.011, 0.013; B Fig 3's 0.009 and 0.2 (its orange and blue) are drawn orange-yellow and dark blue.
+# Each learning rate keeps its colour and marker on every page of the book (`instab_lib.experiments.plotting.eta_style`).
 
 # %%
 import matplotlib.pyplot as plt
@@ -42,7 +46,7 @@ from IPython.display import Markdown, display
 
 from instab_lib.book import claims
 from instab_lib.experiments import dln
-from instab_lib.experiments.plotting import DLN_RUN_COLORS, apply_style, eta_color
+from instab_lib.experiments.plotting import FIG_WIDTH, apply_style, eta_legend, eta_style, figure
 
 apply_style()
 
@@ -77,6 +81,7 @@ rec.record("S0", S0)
 rec.record("two_over_S0", 2 / S0)
 rec.record("eta_eos", eta_eos)
 rec.record("lambda_min0", spec0.lambda_min)
+rec.record("seeds", [])  # closed-form and deterministic: no random numbers
 display(Markdown(f"S₀ = {S0:.3f}, λ_min = {spec0.lambda_min:.4f}, **2/S₀ = {2 / S0:.6f}**, "
                  f"η_eos = 1/θ₂² = {eta_eos:.4f}, r = |θ₂/θ₁| = {r0:g}"))
 
@@ -102,8 +107,10 @@ rec.record("eos_line", 2 / r0)
 # %% [markdown]
 # ## Four GD trajectories
 
+# %% tags=["show-input"]
+runs = {f"{eta:g}": dln.run_gd(theta0, eta, steps) for eta in etas}  # exact GD in float64
+
 # %%
-runs = {f"{eta:g}": dln.run_gd(theta0, eta, steps) for eta in etas}
 stable_runs = [k for k, tr in runs.items() if tr.eta < 2 / S0]
 unstable_runs = [k for k, tr in runs.items() if tr.eta >= 2 / S0]
 
@@ -137,77 +144,100 @@ rec.record("gamma_formula_max_rel_err", max(formula_err))
 pd.DataFrame(rows).set_index("η").round(6)
 
 # %% [markdown]
-# ## The figure
-#
-# Left: $\gamma_\beta$ against $x = \eta z'$ for $r = 100$ (the initialisation); the dotted line is the asymptote
-# $1/r$, the solid line $\eta_\mathrm{eos}$ at $2/r$, the grey band the unstable regime where $\gamma_\beta < 1$. The
-# dots are each run's first step. Middle: the loss landscape with the first 120 steps of each run. Right: the
-# orientation of the top eigenvector $v_1$ along each trajectory, its $\theta_2$ component amplified ×77 (then
-# renormalised) so that the rotation is visible; stable runs keep $v_1$ on the sharp axis.
+# ## The figures
 
 # %% tags=["hide-input"]
-fig = plt.figure(figsize=(15, 4.6))
-ax1 = fig.add_subplot(1, 3, 1)
-ax1.plot(x_grid, g_grid, color="k", lw=1.2)
-ax1.axvline(1 / r0, ls=":", color="k", lw=1, label="asymptote $1/r$")
-ax1.axvline(2 / r0, ls="-", color="k", lw=1, label=r"$\eta_\mathrm{eos}$: $2/r$")
-ax1.axvspan(x_star_measured, x_grid[-1], color="0.85", zorder=0)
+fig = plt.figure(figsize=(FIG_WIDTH, 3.5), layout="constrained")
+ax1 = fig.add_subplot(1, 2, 1)
+ax1.plot(x_grid, g_grid, color="0.2", lw=1.2)
+ax1.axvline(1 / r0, ls=":", color="0.2", lw=1, label="asymptote $1/r$")
+ax1.axvline(2 / r0, ls="-", color="0.2", lw=1, label=r"$\eta_\mathrm{eos}$: $2/r$")
+ax1.axvspan(x_star_measured, x_grid[-1], color="0.88", zorder=0)
 ax1.axhline(1, ls="--", color="0.5", lw=0.8)
 ax1.text(0.001, 4.5, "stable")
-ax1.text(0.029, 4.5, "unstable")
-for (key, tr), c in zip(runs.items(), DLN_RUN_COLORS):
+ax1.text(0.026, 4.5, "unstable")
+for key, tr in runs.items():
     x0 = tr.eta * abs(dln.get_link("square").dz(theta0[0] * theta0[1]))
-    ax1.scatter([x0], [dln.gamma_beta(theta0, tr.eta)], color=c, zorder=5, label=f"η = {key}")
-ax1.set(xlim=(0, 0.04), ylim=(0, 5), xlabel=r"$\eta z'$", ylabel=r"$\gamma_\beta$", title=r"Regimes of $\gamma_\beta$")
-ax1.legend(fontsize=7, loc="center right")
-
-ax2 = fig.add_subplot(1, 3, 2, projection="3d")
+    st = eta_style(tr.eta)
+    ax1.scatter([x0], [dln.gamma_beta(theta0, tr.eta)], color=st.color, marker=st.marker, edgecolor="k", s=50, zorder=5,
+                label=f"η = {key}")
+ax1.set(xlim=(0, 0.04), ylim=(0, 5), xlabel=r"$x = \eta z'$", ylabel=r"$\gamma_\beta$", title=r"Regimes of $\gamma_\beta$")
+ax1.legend(loc="center right", fontsize=8.5)
+ax2 = fig.add_subplot(1, 2, 2, projection="3d")
 t1 = np.linspace(-2.5, 2.5, 80)
 t2 = np.linspace(6.0, 10.5, 80)
 T1, T2 = np.meshgrid(t1, t2)
 ax2.plot_surface(T1, T2, (T1 * T2) ** 2, cmap="Greys", alpha=0.35, linewidth=0)
-for (key, tr), c in zip(runs.items(), DLN_RUN_COLORS):
+for key, tr in runs.items():
     th = tr.theta[:120]
-    ax2.plot(th[:, 0], th[:, 1], tr.loss[:120], color=c, lw=2, alpha=0.8)
-ax2.set(xlabel="Sharp dir θ₁", ylabel="Flat dir θ₂", zlabel="L", title="Loss landscape")
+    ax2.plot(th[:, 0], th[:, 1], tr.loss[:120], color=eta_style(tr.eta).color, lw=2, alpha=0.85)
+ax2.set(xlabel="θ₁ (sharp)", ylabel="θ₂ (flat)", zlabel="L", title="Loss landscape, first 120 steps")
 ax2.view_init(elev=28, azim=-60)
+plt.show()
+n = rec.numbers
+display(Markdown(
+    "**Figure 1** (A Fig 1, left and middle). Left: the one-step multiplier $\\gamma_\\beta$ of the eigenvector "
+    f"orientation against $x = \\eta z'$ at the initialisation ($r$ = {r0:g}); the dotted line is the asymptote $1/r$, "
+    "the solid line $\\eta_\\mathrm{eos}$ at $2/r$, the grey band the regime where $\\gamma_\\beta < 1$ (the eigenvector "
+    f"rotates), which starts at $x$ = {x_star_measured:.5f} on the grid against {n['regime_threshold_formula']:.5f} from "
+    "the formula. Each run's first step is a marker: look for the two smaller learning rates left of the line and the "
+    "two larger inside the band. Right: the loss landscape $L = (\\theta_1\\theta_2)^2$ with the first 120 steps of "
+    "each run; the unstable runs zig-zag across the valley."))
 
-ax3 = fig.add_subplot(1, 3, 3)
-for (key, tr), c in zip(runs.items(), DLN_RUN_COLORS):
-    n = min(len(tr.theta), 120)
-    v = tr.top[:n].copy()
+# %% tags=["hide-input"]
+fig, ax3 = figure(1, 1, height=3.8)
+for key, tr in runs.items():
+    n_ = min(len(tr.theta), 120)
+    v = tr.top[:n_].copy()
     v[:, 1] *= amplify
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    ax3.quiver(tr.theta[:n, 0], tr.theta[:n, 1], v[:, 0], v[:, 1], color=c, angles="xy", pivot="mid",
-               headwidth=1, headlength=0, headaxislength=0, width=0.004, scale=12, alpha=0.8)
-ax3.set(xlabel="Sharp dir θ₁", ylabel="Flat dir θ₂",
-        title=f"Orientation of $v_1$ (θ₂-component ×{amplify:g})")
-fig.tight_layout()
+    ax3.quiver(tr.theta[:n_, 0], tr.theta[:n_, 1], v[:, 0], v[:, 1], color=eta_style(tr.eta).color, angles="xy",
+               pivot="mid", headwidth=1, headlength=0, headaxislength=0, width=0.004, scale=14, alpha=0.85)
+eta_legend(fig, [tr.eta for tr in runs.values()], loc="outside lower center", ncol=4)
+ax3.set(xlabel="θ₁ (sharp direction)", ylabel="θ₂ (flat direction)",
+        title=f"Orientation of $v_1$ along each run (θ₂-component ×{amplify:g})")
 plt.show()
+display(Markdown(
+    "**Figure 2** (A Fig 1, right). The orientation of the top Hessian eigenvector $v_1$ along the first 120 steps of "
+    f"each run, drawn as a short segment at the iterate, its $\\theta_2$ component amplified ×{amplify:g} (then "
+    "renormalised) so that the rotation is visible. Look for the stable runs keeping $v_1$ along the sharp axis "
+    f"(minimum consecutive |cos| {min(n['min_consecutive_cos'][k] for k in stable_runs):.4f}) while the unstable ones "
+    f"turn it as they cross the valley (down to {min(n['min_consecutive_cos'][k] for k in unstable_runs):.3f})."))
 
 # %% [markdown]
 # ## Along the runs: sharpness, orientation and rotation
-#
-# Left: sharpness $S_t$ with each run's $2/\eta$ (dashed): the unstable runs start above $2/\eta$ and end below it,
-# at a flatter minimum. Middle: $\beta_t$ falls (rotation toward balance) only for the unstable runs. Right:
-# consecutive $|\cos(v_1(t), v_1(t+1))|$ over the first steps.
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
-for (key, tr), c in zip(runs.items(), DLN_RUN_COLORS):
+fig, axes = figure(2, 2, height=6.2)
+for key, tr in runs.items():
+    col = eta_style(tr.eta).color
     t = np.arange(len(tr.sharpness))
-    axes[0].plot(t + 1, tr.sharpness, color=c, label=f"η = {key}")
-    axes[0].axhline(2 / tr.eta, color=c, ls="--", lw=0.8)
+    axes[0, 0].plot(t + 1, tr.sharpness, color=col)
+    axes[0, 0].axhline(2 / tr.eta, color=col, ls="--", lw=0.8)
     act = active(tr)
-    axes[1].plot(t[act] + 1, dln.beta(tr.theta[act]), color=c)
-    axes[2].plot(np.arange(1, min(cosine_window, len(tr.top) - 1) + 1),
-                 dln.consecutive_abs_cosines(tr.top[: cosine_window + 1]), color=c)
-axes[0].set(xscale="log", ylim=(0, 260), xlabel="step", ylabel="S = λ_max", title="Sharpness and 2/η (dashed)")
-axes[0].legend(fontsize=8)
-axes[1].set(xscale="log", yscale="log", xlabel="step", ylabel="β", title="Orientation β_t")
-axes[2].set(xscale="log", xlabel="step", ylabel="|cos|", title="Consecutive cosine of v₁")
-fig.tight_layout()
+    axes[0, 1].plot(t[act] + 1, dln.beta(tr.theta[act]), color=col)
+    axes[1, 0].plot(np.arange(1, min(cosine_window, len(tr.top) - 1) + 1),
+                    dln.consecutive_abs_cosines(tr.top[: cosine_window + 1]), color=col)
+    gb = dln.gamma_beta(tr.theta[:-1][act[:-1]], tr.eta)
+    axes[1, 1].plot(t[:-1][act[:-1]] + 1, gb, color=col)
+axes[0, 0].set(xscale="log", ylim=(0, 260), xlabel="step", ylabel="S = λ_max", title="Sharpness and 2/η (dashed)")
+axes[0, 1].set(xscale="log", yscale="log", xlabel="step", ylabel="β", title="Orientation β_t")
+axes[1, 0].set(xscale="log", xlabel="step", ylabel="|cos|", title="Consecutive |cos| of v₁")
+axes[1, 1].axhline(1, color="0.5", ls="--", lw=0.8)
+axes[1, 1].set(xscale="log", yscale="log", xlabel="step", ylabel=r"$\gamma_\beta$", title=r"Multiplier $\gamma_\beta$ per step")
+eta_legend(fig, [tr.eta for tr in runs.values()], loc="outside lower center", ncol=4)
 plt.show()
+display(Markdown(
+    "**Figure 3.** Along each run (log step axis). Top left: the sharpness $S_t$ with each run's $2/\\eta$ (dashed): "
+    "the unstable runs start above their $2/\\eta$ and end below it, at a flatter minimum ($S$ at the end = "
+    + ", ".join(f"{n['S_final_over_S0'][k]:.2f}" for k in unstable_runs)
+    + f" × $S_0$ for η = {', '.join(unstable_runs)}; "
+    + ", ".join(f"{n['S_final_over_S0'][k]:.3f}" for k in stable_runs)
+    + f" for η = {', '.join(stable_runs)}). Top right: $\\beta_t$ falls (the eigenvector rotates toward balance) only "
+    "for the unstable runs. Bottom left: consecutive $|\\cos(v_1(t), v_1(t+1))|$ over the first "
+    f"{cosine_window} steps. Bottom right: the multiplier $\\gamma_\\beta$ of each step; below the dashed line the "
+    "eigenvector rotates: "
+    + ", ".join(f"{n['n_rotating_steps'][k]} steps for η = {k}" for k in runs) + "."))
 
 # %% [markdown]
 # ## B Fig 3: the caption's regimes with the author's step
@@ -247,29 +277,38 @@ pd.DataFrame([{"step": k[0], "η": k[1], **{c: v for c, v in d.items() if c != "
               for k, d in b3.items()]).set_index(["step", "η"]).round(4)
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+fig, axes = figure(1, 2, height=3.6)
 for ax, step_name in zip(axes, ("author's RMS step", "plain GD")):
     for eta_ in b3_etas:
         tr = b3[step_name, eta_]["trajectory"]
-        ax.plot(tr.theta[:, 0], tr.theta[:, 1], color=eta_color(eta_), lw=1.6, marker=".", ms=2,
+        st = eta_style(eta_)
+        ax.plot(tr.theta[:, 0], tr.theta[:, 1], color=st.color, lw=1.6, marker=".", ms=2,
                 label=f"η = {eta_:g}" + (" (diverged)" if tr.diverged else ""))
-        ax.scatter(tr.theta[-1, 0], tr.theta[-1, 1], color=eta_color(eta_), edgecolor="k", s=40, zorder=4)
+        ax.scatter(tr.theta[-1, 0], tr.theta[-1, 1], color=st.color, marker=st.marker, edgecolor="k", s=45, zorder=4)
     ax.scatter([theta0[0]], [theta0[1]], marker="*", s=120, color="k", zorder=5, label="start (−0.1, 10)")
     ax.axvline(0, color="0.6", lw=0.8)
     ax.axhline(0, color="0.6", lw=0.8)
-    ax.set(xlabel="θ₁ (sharp direction)", ylabel="θ₂ (flat direction)", title=f"B Fig 3's η, {step_name}")
-    ax.legend(fontsize=8)
-axes[1].set(xlim=(-0.5, 0.5))
-fig.tight_layout()
+    ax.set(xlabel="θ₁ (sharp direction)", ylabel="θ₂ (flat direction)",
+           title={"author's RMS step": "The author's RMS-style step", "plain GD": "Plain GD"}[step_name])
+axes[1].set(xlim=(-0.5, 0.5), ylim=(-1, 11))
+fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=3)
 plt.show()
-
-# %% [markdown]
-# **Figure 3** (B Fig 3's trajectories). Left: the author's RMSProp-style step; right: plain GD at the same learning
-# rates (colours by η as on every page; the author's figure uses red/orange/green/blue in this order). The axes
-# $\theta_1 = 0$ and $\theta_2 = 0$ are the two valleys of minima.
+n = rec.numbers
+gd_green = b3["plain GD", 0.011] if 0.011 in b3_etas else None
+display(Markdown(
+    "**Figure 4** (B Fig 3's trajectories). Left: the author's RMSProp-style step; right: plain GD, at the learning "
+    f"rates of the author's cell ({', '.join(f'{e:g}' for e in b3_etas)}; markers at the end points). The axes "
+    "$\\theta_1 = 0$ and $\\theta_2 = 0$ are the two valleys of minima (right: zoomed on the start; the diverging run "
+    "leaves the frame). Look for where each run ends: with plain GD the "
+    "stable runs stay on the sharp minimum next to the start (S/S₀ = "
+    + ", ".join(f"{v:.3f}" for v in n["b_fig3_gd_stable_S_ratio"])
+    + f") and η = {b3_unstable:g} "
+    + ("diverges" if n["b_fig3_gd_unstable_diverged"] else "does not diverge")
+    + "; with the author's step η = "
+    + f"{b3_unstable:g} " + ("diverges too." if n["b_fig3_author_unstable_diverged"] else
+                             f"does not diverge (it wanders to {n['b_fig3_author_unstable_max_norm']:.2f}× the start's norm).")))
 
 # %%
-n = rec.numbers
 display(Markdown(
     "With the author's step: the stable runs end "
     + ", ".join(f"η = {e:g} at θ = ({b3['author' + chr(39) + 's RMS step', e]['final θ'][0]:.3g}, "
@@ -279,7 +318,15 @@ display(Markdown(
        f"does **not** diverge (its iterate wanders to {n['b_fig3_author_unstable_max_norm']:.2f}× the start's norm)")
     + ". With plain GD: " + ", ".join(f"η = {e:g}: S/S₀ = {v:.3f}" for e, v in zip(b3_stable, n["b_fig3_gd_stable_S_ratio"]))
     + f"; η = {b3_unstable:g} " + (f"diverges at step {b3['plain GD', b3_unstable]['diverged step']}"
-                                   if n["b_fig3_gd_unstable_diverged"] else "does not diverge") + "."))
+                                   if n["b_fig3_gd_unstable_diverged"] else "does not diverge") + "."
+    + ("" if gd_green is None else
+       " The caption counts green (η = 0.011) among the stable regimes; here 0.011 is above $2/S_0$ = "
+       f"{2 / S0:.6f}, so this page counts it as unstable and leaves it out of both tests. With plain GD it ends "
+       + ("on the $\\theta_1 = 0$ axis" if gd_green["on the θ₁ = 0 axis"] else "off the $\\theta_1 = 0$ axis")
+       + f" at S/S₀ = {gd_green['S_final/S₀']:.2f}, "
+       + ("which meets this page's definition of converging to the sharper axis: counting it as stable would not "
+          "change the verdict." if gd_green["on the θ₁ = 0 axis"] and gd_green["S_final/S₀"] >= 0.5 else
+          "which does not meet this page's definition of converging to the sharper axis."))))
 
 # %% [markdown]
 # ## Claims checked on these numbers

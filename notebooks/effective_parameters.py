@@ -24,6 +24,8 @@
 #
 # ```{admonition} Where this comes from
 # :class: note
+# - **Talk** (S. Roberts, "Instability is all you need", seeds/003): the effective number of parameters (after Moody
+#   1991 and SANE) as a measure of what the data determine.
 # - **SANE** (arXiv:2305.18490, {doc}`../notes/reference` §6): $N_\mathrm{eff}$ and its sharpness-adjusted form with
 #   $\alpha = c\,\lambda_{\max}$ ($c = 0.5$ in the author's `compute_neff`, inferred).
 # - **Our reconstruction**: the runs compared (the unstable mechanism runs at η = 0.1 and the long stable runs at
@@ -42,7 +44,7 @@ from IPython.display import Markdown, display
 from instab_lib import curvature
 from instab_lib.book import claims
 from instab_lib.experiments import effective_parameters, landscape, mechanism, shared_runs, stats
-from instab_lib.experiments.plotting import apply_style, eta_color, progress
+from instab_lib.experiments.plotting import apply_style, figure, progress
 
 apply_style()
 
@@ -66,6 +68,8 @@ runs = mech.run(executor=executor)
 sruns = {r.config.seed: r for r in stab.run(executor=executor)}
 eta, eta_s = float(mech.base.lr), float(stab.base.lr)
 rec.record("n_seeds", len(runs))
+rec.record("seeds", sorted({r.config.seed for r in runs} | set(sruns)))
+rec.record("data_source", sorted({r.data_source for r in runs + list(sruns.values())}))
 display(Markdown(f"Data: **{runs[0].data_source}**. Large η: {mech.description}. Small η: {stab.description}."))
 
 # %% [markdown]
@@ -122,41 +126,43 @@ neff.round(3)
 # ## The figure
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-for lv, m in zip(levels, ("o", "s")):
-    g = ok[ok.level == lv]
-    axes[0].scatter(g["N_eff small η"], g["N_eff large η"], marker=m, color="k", label=f"loss level {lv:g}")
-lims = [float(np.nanmin(ok[["N_eff small η", "N_eff large η"]].to_numpy())) * 0.9,
-        float(np.nanmax(ok[["N_eff small η", "N_eff large η"]].to_numpy())) * 1.1] if len(ok) else [0, 1]
-axes[0].plot(lims, lims, color="0.5", ls="--", lw=1)
-axes[0].set(xlabel=f"$N_{{eff}}$(α = {alpha:g}), small η = {eta_s:g}", ylabel=f"large η = {eta:g}",
-            title="Equal training loss: one point per seed and level")
-axes[0].legend(fontsize=9)
+fig, axes = figure(1, 2, height=3.5)
+level_style = dict(zip(levels, ("o", "s", "^", "D", "v")))
 for lv in levels:
     g = ok[ok.level == lv]
-    axes[1].scatter(g["SANE small η"], g["SANE large η"], color=eta_color(eta), s=20)
-if len(ok):
-    l2 = [float(np.nanmin(ok[["SANE small η", "SANE large η"]].to_numpy())) * 0.9,
-          float(np.nanmax(ok[["SANE small η", "SANE large η"]].to_numpy())) * 1.1]
-    axes[1].plot(l2, l2, color="0.5", ls="--", lw=1)
-axes[1].set(xlabel="SANE $N_{eff}$, small η", ylabel="large η", title=f"Sharpness-adjusted, α = {sane_c:g}·λ_max")
-fig.tight_layout()
+    axes[0].scatter(g["N_eff small η"], g["N_eff large η"], marker=level_style[lv], color="0.2",
+                    label=f"loss level {lv:g}")
+    axes[1].scatter(g["SANE small η"], g["SANE large η"], marker=level_style[lv], color="0.2")
+for ax, cols in ((axes[0], ["N_eff small η", "N_eff large η"]), (axes[1], ["SANE small η", "SANE large η"])):
+    if len(ok):
+        v = ok[cols].to_numpy()
+        lims = [float(np.nanmin(v)) * 0.9, float(np.nanmax(v)) * 1.1]
+        ax.plot(lims, lims, color="0.5", ls="--", lw=1)
+axes[0].set(xlabel=f"$N_{{eff}}$(α = {alpha:g}), η = {eta_s:g}", ylabel=f"$N_{{eff}}$, η = {eta:g}",
+            title="Equal training loss")
+axes[0].legend(loc="upper left")
+axes[1].set(xlabel=f"SANE $N_{{eff}}$, η = {eta_s:g}", ylabel=f"η = {eta:g}", title=f"α = {sane_c:g}·λ_max (SANE)")
 plt.show()
-
-# %% [markdown]
-# **Figure 1.** Left: $N_\mathrm{eff}(\alpha)$ of the unstable run against that of the stable run at the same training
-# loss, one point per seed and loss level; below the dashed diagonal the unstable run has fewer effective parameters.
-# Right: the same for SANE's sharpness-adjusted $N_\mathrm{eff}(c\,\lambda_{\max})$ (shown for reference; no claim).
+n = rec.numbers
+rr = n["neff_ratio_final_loss"]
+display(Markdown(
+    f"**Figure 1.** Left: the effective number of parameters $N_\\mathrm{{eff}}(\\alpha)$ of the unstable run "
+    f"(η = {eta:g}) against that of the stable run (η = {eta_s:g}) at the same training loss, one point per seed and "
+    "loss level; a point below the dashed diagonal means fewer effective parameters after the large learning rate. "
+    f"At the final loss the ratio is {rr['est']:.3f} [{rr['lo']:.3f}, {rr['hi']:.3f}] over {n['n_seeds_matched']} "
+    "seeds. Right: SANE's sharpness-adjusted $N_\\mathrm{eff}(c\\,\\lambda_{\\max})$, shown for reference (no claim)."))
 
 # %%
 n = rec.numbers
 rr = n["neff_ratio_final_loss"]
+v_neff = rec.verdict("neff_lower_after_large_eta")
 display(Markdown(
     f"At the unstable run's final training loss, the small-η run needs {n['epochs_ratio_small_over_large']['est']:.1f}× "
     f"more epochs to get there; the ratio $N_\\mathrm{{eff}}$(large η)/$N_\\mathrm{{eff}}$(small η) is {rr['est']:.3f} "
     f"[{rr['lo']:.3f}, {rr['hi']:.3f}] over {n['n_seeds_matched']} seeds: "
     + ("the unstable run has fewer effective parameters at equal fit." if rr["hi"] < 1 else
-       "**no** reduction of the effective number of parameters at equal fit (the expectation is not reproduced)."
+       "**no** reduction of the effective number of parameters at equal fit (the expectation, beyond the papers: "
+       f"{v_neff.verdict_html})."
        if rr["lo"] <= 1 else "the unstable run has *more* effective parameters at equal fit.")))
 
 # %% [markdown]

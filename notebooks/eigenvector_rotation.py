@@ -42,7 +42,7 @@ from IPython.display import Markdown, display
 
 from instab_lib.book import claims
 from instab_lib.experiments import mechanism, shared_runs, stats
-from instab_lib.experiments.plotting import apply_style, eta_color
+from instab_lib.experiments.plotting import apply_style, eta_style, figure
 from instab_lib.experiments.sweep import run_many
 
 apply_style()
@@ -73,6 +73,8 @@ spikes = {r.config.seed: mechanism.spikes(r.table, spike_rel, spike_window, min_
           for r in runs}
 rec.record("same_parity", True)
 rec.record("n_seeds", len(runs))
+rec.record("seeds", sorted({r.config.seed for r in runs + lruns}))
+rec.record("data_source", sorted({r.data_source for r in runs + lruns}))
 rec.record("n_spikes_pooled", int(sum(len(v) for v in spikes.values())))
 display(Markdown(
     f"Data: **{runs[0].data_source}**. {mech.description}; {len(runs)} seeds; "
@@ -230,21 +232,22 @@ red_tab.groupby("timing")[["sim at t_r", "max sim after", "sim at end", "baselin
 # %% tags=["hide-input"]
 r0 = runs[0]
 s0 = r0.config.seed
-fig, axes = plt.subplots(2, 2, figsize=(10, 7.5))
+fig, axes = figure(2, 2, height=6.4)
 ax = axes[0, 0]
 t = r0.table
-ax.plot(t["epoch"], t["sharpness"], color=eta_color(eta), lw=1)
-ax.axhline(2 / eta, ls="--", color=eta_color(eta), lw=1)
+ax.plot(t["epoch"], t["sharpness"], color=eta_style(eta).color, lw=1, label="sharpness S")
+ax.axhline(2 / eta, ls="--", color=eta_style(eta).color, lw=1, label="2/η")
 ax2 = ax.twinx()
-ax2.plot(t["epoch"], t["train_loss"], color="k", lw=0.8)
+ax2.plot(t["epoch"], t["train_loss"], color="0.55", lw=0.8)
 ax2.set_yscale("log")
-ax2.set_ylabel("training loss")
+ax2.set_ylabel("training loss (grey)")
 ax2.grid(False)
 for sp in spikes[s0]:
     ax.axvspan(sp.start - 0.5, sp.end + 0.5, color="tab:red", alpha=0.15, lw=0)
-ax.set(xlabel="epoch", ylabel="sharpness S", title=f"L(θ) and S(θ), seed {s0} (spikes shaded)",
+ax.set(xlabel="epoch", ylabel="sharpness S", title=f"Seed {s0}: S and the loss",
        xlim=(0, min(r0.epochs_run, spikes[s0][min(2, len(spikes[s0]) - 1)].resolved + 40)))
-cols = ["tab:blue", "tab:orange", "tab:green"]
+ax.legend(loc="lower right")
+cols = ["#3b0f70", "#b5367a", "#fb8861"]  # v1, v2, v3 (not learning rates)
 for j, ax in enumerate([axes[0, 1], axes[1, 0], axes[1, 1]]):
     if (s0, j) not in curves:
         ax.set_visible(False)
@@ -256,67 +259,80 @@ for j, ax in enumerate([axes[0, 1], axes[1, 0], axes[1, 1]]):
         ax.plot(ev.epoch, ev[f"cos_{k + 1}"], color=cols[k], marker="o", ms=3, lw=1.5, label=f"$v_{k + 1}$")
     ax.plot(ev.epoch, ev.subspace, color="k", lw=2.2, marker="o", ms=3, label="top-3 subspace")
     ax.axvspan(sp.start - 0.5, sp.end + 0.5, color="tab:red", alpha=0.15, lw=0)
-    ax.set(ylim=(0, 1.02), title=f"instability {j + 1} (epochs {sp.start}–{sp.end})", xlabel="epoch",
-           ylabel="similarity to the epoch before it")
-    if j == 0:
-        ax.legend(fontsize=9, loc="lower left")
-fig.tight_layout()
+    ax.set(ylim=(0, 1.02), title=f"Instability {j + 1} (epochs {sp.start}–{sp.end})", xlabel="epoch",
+           ylabel="similarity to before")
+fig.legend(*axes[0, 1].get_legend_handles_labels(), loc="outside lower center", ncol=4)
 plt.show()
-
-# %% [markdown]
-# **Figure 1** (A Fig 2, top). Left: sharpness (with $2/\eta$ dashed) and loss of one seed; spikes shaded. The other
-# panels: through each of its first three instabilities, the similarity of the $k$-th eigenvectors (colours) and of
-# the top-3 subspace (black) to those just before the spike, bold on the epochs of the same parity, faint on every
-# epoch (the faint zig-zag is the period-2 flip, not a drift).
+first = curves[s0, 0][1] if (s0, 0) in curves else None
+ps0 = per_spike[per_spike.seed == s0]
+display(Markdown(
+    f"**Figure 1** (A Fig 2, top). Top left: the sharpness of seed {s0} (with $2/\\eta$ dashed) and its training loss "
+    f"(grey, right axis); its {len(spikes[s0])} instabilities are shaded. The other panels follow its first three: the "
+    "similarity of the $k$-th eigenvectors (colours) and of the top-3 subspace (black) to those of the epoch before the "
+    "spike, bold on the epochs of the same parity, faint on every epoch (the faint zig-zag is the period-2 flip, not a "
+    f"drift). Look for the black line falling while the spike lasts: over this seed's spikes the top-3 subspace "
+    f"similarity falls to {ps0['min subspace sim'].median():.2f} (median), and {mono.sum()} of the {len(testable)} "
+    "testable spikes of all seeds fall without rising again."))
 
 # %% tags=["hide-input"]
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
+fig, (a1, a2) = figure(1, 2)
 kinds = ["inside spikes", "between spikes", "stable, matched S"]
 for i, k in enumerate(kinds):
     v = win[k].to_numpy(dtype=float)
-    a1.scatter(np.full(len(v), i) + np.linspace(-0.12, 0.12, len(v)), v, color="k", s=20, zorder=3)
+    a1.scatter(np.full(len(v), i) + np.linspace(-0.12, 0.12, len(v)), v, color="0.3", s=20, zorder=3)
     a1.plot([i - 0.25, i + 0.25], [np.nanmedian(v)] * 2, color="tab:red", lw=2)
-a1.set_xticks(range(3), kinds)
-a1.set(ylabel="mean same-parity rotation $d_t$", yscale="log", title="Where the eigenspace turns (dots: seeds)")
+a1.set_xticks(range(3), ["inside\nspikes", "between\nspikes", "stable,\nsame S"])
+a1.set(ylabel="rotation per epoch $d_t$", yscale="log", title="Where the eigenspace turns")
+etas_rot = sorted(set(rot.index.get_level_values(0)))
 for s_ in sorted({sd for _, sd in rot.index}):
-    e_ = [e for e in sorted(set(rot.index.get_level_values(0)))]
-    a2.plot(e_, [rot.loc[(e, s_), "rate"] for e in e_], color="0.5", lw=1, marker="o", ms=3)
-for e in sorted(set(rot.index.get_level_values(0))):
-    a2.scatter([e], [rot.xs(e)["rate"].median()], color=eta_color(e), s=70, edgecolor="k", zorder=4)
-a2.set(xscale="log", yscale="log", xlabel="η", ylabel="mean same-parity rotation (unstable phase)",
-       title="Rotation against η (lines: seeds)")
-a2.set_xticks(sorted(set(rot.index.get_level_values(0))), [f"{e:g}" for e in sorted(set(rot.index.get_level_values(0)))])
-fig.tight_layout()
+    a2.plot(etas_rot, [rot.loc[(e, s_), "rate"] for e in etas_rot], color="0.6", lw=1, marker="o", ms=3)
+for e in etas_rot:
+    st = eta_style(e)
+    a2.scatter([e], [rot.xs(e)["rate"].median()], color=st.color, marker=st.marker, s=80, edgecolor="k", zorder=4,
+               label=f"η = {e:g}")
+a2.set(xscale="log", yscale="log", xlabel="η", ylabel="rotation per epoch (unstable)", title="Rotation against η")
+a2.set_xticks(etas_rot, [f"{e:g}" for e in etas_rot])
+a2.minorticks_off()
+a2.legend(loc="upper left")
 plt.show()
-
-# %% [markdown]
-# **Figure 2.** Left: the eigenspace turns fastest inside spikes, slower at the edge of stability between them, and
-# slowest in stable training at the same sharpness (one dot per seed, red bar the median). Right: the rotation rate of
-# the unstable phase grows with the learning rate (grey: one line per seed; big dots: medians).
+n = rec.numbers
+display(Markdown(
+    "**Figure 2.** Left: the mean same-parity rotation $d_t$ per seed (dots; red bar the median) inside spikes, between "
+    f"spikes at the edge of stability, and in stable training (η = {min(shared_runs.FMNIST_LADDER_ETAS):g}) at the "
+    f"same sharpness. The eigenspace turns {n['spike_over_eos']['est']:.1f}× faster inside spikes than between them "
+    f"and {n['spike_over_stable']['est']:.1f}× faster than in stable training (medians over seeds). Right: the "
+    f"rotation of the unstable phase against the learning rate (grey: one line per seed; large markers: medians): "
+    f"from η = {lo_eta:g} to {hi_eta:g} it grows {n['rate_ratio_high_over_low_eta']['est']:.1f}-fold."))
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(9, 4))
+fig, ax = figure(1, 1, height=3.4)
 sp0 = spikes[s0][0]
 horizon0 = int(red_tab[red_tab.seed == s0]["t_r"].max()) + reduce_after
 base = mechanism.similarity_to_reference(r0, sp0.last_stable, range(sp0.last_stable, horizon0 + 1))
 bev = base[base.same_parity]
-ax.plot(bev.epoch, bev.subspace, color="k", lw=2, label=f"baseline (η = {eta:g} kept)")
-rc = plt.cm.plasma(np.linspace(0.1, 0.85, 3))
-for c, (_, row), red in zip(rc, red_tab[red_tab.seed == s0].iterrows(),
+ax.plot(bev.epoch, bev.subspace, color=eta_style(eta).color, lw=2, label=f"η = {eta:g} kept (baseline)")
+timing_cols = ["#4477aa", "#ee6677", "#228833"]  # the three reduction timings (not learning rates)
+for c, (_, row), red in zip(timing_cols, red_tab[red_tab.seed == s0].iterrows(),
                             [x for (r, *_), x in zip(plans, reduced) if r.config.seed == s0]):
     d = red.table.set_index("epoch")["subspace_ref"].loc[row["t_r"]:]
     d = d[(d.index - sp0.last_stable) % 2 == 0]
     ax.plot(d.index, d.values, color=c, lw=1.5, marker="o", ms=2, label=f"η → {eta_small:g} at the {row['timing']}")
     ax.axvline(row["t_r"], color=c, ls=":", lw=1)
-ax.set(ylim=(0, 1.02), xlabel="epoch", ylabel=f"top-3 subspace similarity to epoch {sp0.last_stable}",
-       title=f"Stable training after an η reduction (seed {s0}, same-parity epochs)")
-ax.legend(fontsize=9)
-fig.tight_layout()
+ax.set(ylim=(0, 1.02), xlabel="epoch", ylabel=f"similarity to epoch {sp0.last_stable}",
+       title=f"After an η reduction (seed {s0})")
+ax.legend(loc="lower left", ncol=2)
 plt.show()
-
-# %% [markdown]
-# **Figure 3** (A Fig 2, bottom). Similarity of the top-3 subspace to the one just before the first spike, for the run
-# that keeps η (black) and for runs where η is reduced at the start, the peak or the end of that spike (colours).
+gain = n["reduction_gain"]
+display(Markdown(
+    f"**Figure 3** (A Fig 2, bottom). Similarity of the top-3 subspace to the one just before the first spike of seed "
+    f"{s0} (same-parity epochs), for the run that keeps η = {eta:g} (black) and for runs where η is reduced to "
+    f"{eta_small:g} at the start, the peak or the end of that spike (colours; dotted: the reduction). Look for the "
+    f"coloured lines rising after their reduction while the baseline stays low: over all seeds the similarity rises "
+    f"by {gain['est']:.2f} [{gain['lo']:.2f}, {gain['hi']:.2f}] after a reduction and ends "
+    f"{n['reduced_over_baseline']['est']:+.2f} above the baseline (medians over seeds). After the earlier reductions "
+    f"(at the start or the peak; per seed the lower of the two) the similarity to the pre-spike basis ends at "
+    f"{n['early_reduced_final']['est']:.2f} [{n['early_reduced_final']['lo']:.2f}, "
+    f"{n['early_reduced_final']['hi']:.2f}] (median over seeds; 1 would be all the way back)."))
 
 # %%
 n = rec.numbers

@@ -300,13 +300,11 @@ display(Markdown(
     f"the limit is {slope_above.est:+.4f} [{slope_above.lo:+.4f}, {slope_above.hi:+.4f}] per unit of log η, the "
     f"slope below it {slope_flat.est:+.4f} [{slope_flat.lo:+.4f}, {slope_flat.hi:+.4f}].\n\n"
     f"{fit['n']} runs. "
-    + ("The jump reading of paper A's 'phase transition' is not supported: the smooth curve fits at least as well and "
-       "the fitted jump is within noise. " if fit["delta_bic_jump"] <= 2 or jump.lo <= 0 else
-       "The jump reading of paper A's 'phase transition' is supported. ")
-    + ("A change of regime at the limit is favoured over the smooth curve (a 'not sharp, rather continuous' transition, "
-       f"as a reviewer of paper A put it): below the limit accuracy is nearly flat (slope {slope_flat.est:+.4f}, "
-       f"{abs(slope_above.est / slope_flat.est):.0f} times smaller than just above it), above it it rises. "
-       if fit["delta_bic_kink"] > 2 and slope_flat.est != 0 else "")
+    + f"Our reading of paper A's 'phase transition' as a jump is {rec.verdict('phase_transition').verdict_html}. "
+    + f"A change of regime at the limit (paper A's claim) is {rec.verdict('regime_change_at_limit').verdict_html}"
+    + (" (a 'not sharp, rather continuous' transition, as a reviewer of paper A put it): below the limit accuracy is "
+       f"nearly flat (slope {slope_flat.est:+.4f}, {abs(slope_above.est / slope_flat.est):.0f} times smaller than just "
+       "above it), above it it rises. " if fit["delta_bic_kink"] > 2 and slope_flat.est != 0 else ". ")
     + f"Where the break sits is not resolved by this grid: no learning rate lies between {max(below):g} and "
       f"{min(above):g}, the gap that holds the limit; the fits put the break at the measured limit, they do not "
       "locate it."))

@@ -200,7 +200,7 @@ display(Markdown(
     f"{sign_counts['rho_par']['positive']} of {sign_counts['rho_par']['n']} seeds, the one with the sharpness in "
     f"{sign_counts['S_late']['positive']} of {sign_counts['S_late']['n']}.\n"
     f"- The papers' contrast, ρ's sign settled and the sharpness's not (pooled), "
-    f"**{'holds' if (r_r['pooled'].lo > 0 or r_r['pooled'].hi < 0) and not (r_s['pooled'].lo > 0 or r_s['pooled'].hi < 0) else 'does not hold'}** here. "
+    f"our reading of it, is {rec.verdict('rho_sign_settled_sharpness_not').verdict_html} here. "
     "It can hardly hold in full-batch GD: above the limit the late sharpness sits at the edge of stability, S ≈ 2/η, "
     "so its rank correlation with accuracy is η's mirrored, as settled as η's own. The within-η correlations are the "
     "test that is left, and with 5 seeds per η they resolve little."))

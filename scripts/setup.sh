@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set-up shared by `make book` and `make test`: Python 3.11 virtual environment (.venv),
-# the pinned packages of pyproject.toml, the data, MathJax (for offline math in the book)
-# and, with --browser, Chromium for the tests that open the built book.
+# the library with the pinned packages of pyproject.toml's `book` and `dev` extras, the data,
+# MathJax (for offline math in the book) and, with --browser, Chromium for the tests that open
+# the built book.
 # Idempotent: a second run only checks. It says plainly what is missing when it cannot fix it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -34,12 +35,14 @@ if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv || die "'$py -m venv' failed (on Debian: apt-get install python3-venv)"
 fi
 
-# 2. Pinned packages (re-installed only when pyproject.toml changes)
+# 2. The library and the pinned packages of the `book` and `dev` extras (the library itself declares
+#    only ranges; the extras pin every direct dependency, torch included). Re-installed only when
+#    pyproject.toml changes.
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [ "$(cat .venv/.installed 2>/dev/null || true)" != "$want" ]; then
   log "installing the pinned packages into .venv (torch is large: about 2 minutes from a local cache)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]' || die "pip install failed: see the messages above"
+  .venv/bin/python -m pip install -q -e '.[book,dev]' || die "pip install failed: see the messages above"
   echo "$want" > .venv/.installed
 fi
 log "packages: $(.venv/bin/python -c 'import torch, jupyter_book, papermill; print(f"torch {torch.__version__}, jupyter-book {jupyter_book.__version__}, papermill {papermill.__version__}")')"

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import zlib
 
 import pytest
 
@@ -25,6 +26,16 @@ def tmp_archive(tmp_path, monkeypatch):
     return tmp_path / "results" / "paper"
 
 
+def tiny_png() -> bytes:
+    """A whole 1×1 grey PNG (signature, IHDR, IDAT, IEND, each chunk with its CRC)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+    ihdr = (1).to_bytes(4, "big") * 2 + bytes([8, 0, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00\x80"))
+            + chunk(b"IEND", b""))
+
+
 def _entry(root, nid, numbers, **stamp):
     d = root / nid
     d.mkdir()
@@ -33,7 +44,7 @@ def _entry(root, nid, numbers, **stamp):
             "library_fingerprint": fingerprint.library_fingerprint(), "source_digest": provenance.source_digest(nid),
             "device": "cuda", "gpu": "Some GPU", "cpu_capability": "AVX2", "threads": 8, "parameters": {}}
     (d / "stamp.json").write_text(json.dumps({**base, **stamp}))
-    (d / "fig-01.png").write_bytes(b"\x89PNG")
+    (d / "fig-01.png").write_bytes(tiny_png())
 
 
 def test_entries_current_stale_and_missing(tmp_archive):
@@ -62,16 +73,35 @@ def test_verify_checks_archived_numbers_and_fails_on_missing_ones(tmp_archive):
     assert missing == ["goldilocks"] and not results[0].ok and "not archived" in results[0].error
 
 
-def test_claims_page_has_a_paper_column(tmp_archive):
-    from instab_lib.book import claims
+def test_paper_column_comes_from_the_archive(tmp_archive):
+    from instab_lib.book import build, claims, record
 
-    (tmp_archive.parent.parent / "book").mkdir()
-    (tmp_archive.parent.parent / "book" / "paper_claims.yml").write_text((ROOT / "book" / "paper_claims.yml").read_text())
     _entry(tmp_archive, "descent_lemma", {})
+    rows = archive.status()
     res = claims.evaluate_claims(nbs.load_card("descent_lemma")["claims"], {}, "descent_lemma")
     res += claims.evaluate_claims(nbs.load_card("goldilocks")["claims"], {}, "goldilocks")
-    text = pages.write_claims_page(res, archive.status()).read_text()
-    assert "<th>at the paper's scale</th>" in text and "not archived" in text and "(stale)" not in text
+    cols = build.build_columns({}, rows, None)
+    assert [c.name for c in cols] == ["default", "paper"] and "1 page(s) archived" in cols[-1].note
+    paper = [r for row in rows if row["entry"] is not None for r in row["entry"].results()]
+    assert paper and all(r.column == "paper" for r in paper)
+    rec = record.build_record(res, paper, {}, cols).by_key()
+    assert rec["descent_lemma/closed_form"].verdicts["paper"] == "FAIL"  # the entry has no numbers
+    assert rec["goldilocks/best_above_beats_best_below"].verdicts["paper"] is None  # no entry: no paper column
+
+
+def test_archived_verdicts_are_the_expected_ones():
+    """What CI pins at the paper preset: every scored claim of every committed entry has the verdict
+    tests/expectations.yml expects (a changed outcome fails here; the pages show the computed one)."""
+    from instab_lib.book import verdicts
+
+    from test_notebooks import expectations
+
+    results, missing = archive.verify()
+    expected = expectations("paper")
+    present = sorted({r.notebook for r in results})
+    problems = verdicts.compare_expectations(results, expected, notebooks=present)
+    assert not problems, "\n".join(problems)
+    assert not set(expected) - set(present), "expectations for pages without an archived entry"
 
 
 def test_instab_verify_label_paper_checks_the_committed_archive():

@@ -1,6 +1,9 @@
-"""The book builds without warnings, and every page reads clean in headless Chromium: math
-typeset, no table left as pipe text, every image loaded, no console error, no request for
-another host; every notebook page opens with its verdict and ends with its provenance box."""
+"""The book builds without warnings, and every page reads clean in headless Chromium at a
+1280-pixel window: math typeset, no table left as pipe text, every image loaded, no console
+error, no request for another host; every notebook page opens with its verdict and ends with its
+closed provenance box, whose seeds and data copy agree with the page's recorded numbers; and,
+page by page, every figure is shown at 90 % of its natural width or more with its caption, no
+table is wider than the column outside a scroller and no output shows a Python repr."""
 
 from __future__ import annotations
 
@@ -11,8 +14,34 @@ import time
 import numpy as np
 import pytest
 
-from instab_lib.book import browser, build
+from instab_lib.book import browser, build, claims
 from instab_lib.book import notebooks as nbs
+
+#: Pages other tasks are rewriting right now: their figures, captions and outputs are not held to
+#: the layout checks until they land (the coordinator empties this list). Every other page is.
+PAGES_BEING_REWRITTEN = ("goldilocks", "progressive_flattening", "rotation_predicts_generalization", "sgd_flattening",
+                         "depth_and_rotation", "clipped_ada", "cifar_generalization")
+
+
+def test_pages_draw_with_the_book_helpers():
+    """Every page not being rewritten makes its figures with plotting.figure (two panels a row at
+    most, sized for the column), colours learning rates with plotting.eta_style, and follows each
+    figure with its caption "**Figure n.**" in the same or the next cell (a fast, static check;
+    the browser test measures the result)."""
+    problems = []
+    for nid in nbs.toc_notebooks():
+        if nid in PAGES_BEING_REWRITTEN:
+            continue
+        cells = re.split(r"^# %%.*$", (nbs.notebooks_dir() / f"{nid}.py").read_text(), flags=re.M)
+        for i, cell in enumerate(cells):
+            for bad in ("plt.subplots(", "eta_color(", "lr_colors(", "tight_layout(", "DLN_RUN_COLORS"):
+                if bad in cell:
+                    problems.append(f"{nid}: {bad} (use plotting.figure / plotting.eta_style)")
+            if "plt.show()" in cell:
+                after = cell.split("plt.show()", 1)[1] + (cells[i + 1] if i + 1 < len(cells) else "")
+                if "**Figure" not in after:
+                    problems.append(f"{nid}: a figure without its '**Figure n.**' caption right after it")
+    assert not problems, "\n".join(problems)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +70,7 @@ def test_every_page_is_built(html):
         assert (html / f"{f}.html").exists(), f
     claims_page = (html / "generated" / "claims.html").read_text()
     assert "dln_rotations" in claims_page and "FAIL" not in claims_page
-    assert "at the paper&#39;s scale" in claims_page or "at the paper's scale" in claims_page
+    assert "paper preset" in claims_page
     intro = (html / "intro.html").read_text()
     assert 'class="claim-table summary"' in intro and intro.count('href="notebooks/') >= len(nbs.toc_notebooks())
 
@@ -59,13 +88,39 @@ def test_every_notebook_page_has_its_verdict_and_provenance_box(reports):
     for nid in nbs.toc_notebooks():
         text = reports[f"notebooks/{nid}"].text
         stamp = json.loads(nbs.output_paths(nid)[2].read_text())
-        assert re.search(r"Verdict at this build.s scale: (reproduced|partly reproduced|not reproduced|"
-                         r"not testable at this scale|failing)", text), nid
+        assert re.search(r"Verdict at this build.s scale: (reproduced|partly reproduced|not reproduced|contradicted|"
+                         r"not a test|no paper claim|checks only|failing)", text), nid
         assert "How this page was produced" in text, nid
-        commit = re.search(r"Commit ([0-9a-f]{12})", text)
+        footer = reports[f"notebooks/{nid}"].footer
+        commit = re.search(r"Commit ([0-9a-f]{12})", footer.get("commit", ""))
         assert commit and stamp["commit"].startswith(commit.group(1)), nid
-        assert f"CPU capability {stamp['cpu_capability']}" in text, nid
-        assert re.search(r"At the paper.s scale", text), nid
+        assert f"CPU capability {stamp['cpu_capability']}" in footer.get("machine", ""), nid
+        differs = bool(nbs.load_card(nid)["presets"].get("paper"))
+        assert bool(re.search(r"At the paper.s scale(?!:)", text)) == differs, nid
+
+
+@pytest.mark.book
+def test_every_footer_agrees_with_the_recorded_numbers(reports):
+    problems = {}
+    for nid in nbs.toc_notebooks():
+        numbers = claims.load_numbers(nbs.output_paths(nid)[1])
+        found = browser.footer_problems(reports[f"notebooks/{nid}"].footer, numbers)
+        if found:
+            problems[nid] = found
+    assert not problems, "\n".join(f"{nid}: {p}" for nid, ps in problems.items() for p in ps)
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("page", nbs.toc_files())
+def test_page_fits_the_column(reports, page):
+    """Figures at ≥ 90 % of their natural width, each followed by its caption in order, tables
+    inside the column or a scroller, no Python repr in an output (one test per page)."""
+    problems = reports[page].layout_problems()
+    if page.split("/")[-1] in PAGES_BEING_REWRITTEN:
+        if problems:
+            pytest.xfail(f"being rewritten (PAGES_BEING_REWRITTEN); {len(problems)} problems: {problems[:3]}")
+        return
+    assert not problems, f"{page}:\n" + "\n".join(problems)
 
 
 @pytest.mark.book
@@ -73,5 +128,5 @@ def test_figure_page_screenshot_is_not_blank(reports):
     from PIL import Image
 
     pixels = np.asarray(Image.open(nbs.build_dir() / "screenshots" / "dln_rotations.png").convert("L"), dtype=float)
-    assert pixels.shape[1] == 1400 and pixels.shape[0] > 3000
+    assert pixels.shape[1] == browser.WINDOW_WIDTH and pixels.shape[0] > 3000
     assert pixels.std() > 20, "the screenshot is blank"

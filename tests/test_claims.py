@@ -10,13 +10,13 @@ from instab_lib.book import cards, claims
 from instab_lib.experiments import stats
 
 CARD = [
-    {"id": "flatter", "status": "reproduced", "kind": "illustration", "text": "ends flatter", "value": "S_final / S0",
+    {"id": "flatter", "kind": "illustration", "text": "ends flatter", "value": "S_final / S0",
      "check": "x < 0.9", "null": 1.0},
-    {"id": "rotates", "status": "reproduced", "kind": "illustration", "text": "rotates", "value": "min(cos.values())",
+    {"id": "rotates", "kind": "illustration", "text": "rotates", "value": "min(cos.values())",
      "check": "x < 0.99", "null": 1.0},
 ]
 
-INTERVAL = {"id": "ratio", "status": "reproduced", "kind": "paper", "paper": "eos", "source": "B Fig 1 caption",
+INTERVAL = {"id": "ratio", "kind": "paper", "paper": "eos", "source": "B Fig 1 caption",
             "text": "ratio above 1", "value": "r", "above": 1.0, "null": 1.0}
 
 
@@ -57,12 +57,11 @@ def test_every_form_is_false_on_its_null_and_a_check_that_accepts_it_is_caught()
 
 
 def test_not_reproduced_claims_never_fail_ci_and_never_show_as_pass():
-    finding = dict(INTERVAL, status="not_reproduced")
-    r, = claims.evaluate_claims([finding], {"r": stats.Estimate(1.0, 0.9, 1.1, 0.05, 5).to_dict()})
+    r, = claims.evaluate_claims([INTERVAL], {"r": stats.Estimate(1.0, 0.9, 1.1, 0.05, 5).to_dict()})
     assert r.ok and not r.passed and r.verdict == "not reproduced"
-    contra, = claims.evaluate_claims([finding], {"r": stats.Estimate(0.7, 0.6, 0.8, 0.05, 5).to_dict()})
+    contra, = claims.evaluate_claims([INTERVAL], {"r": stats.Estimate(0.7, 0.6, 0.8, 0.05, 5).to_dict()})
     assert contra.contradicted and contra.verdict == "contradicted" and contra.ok
-    missing, = claims.evaluate_claims([finding], {})
+    missing, = claims.evaluate_claims([INTERVAL], {})
     assert not missing.ok  # a broken page is never a finding
 
 
@@ -75,7 +74,7 @@ def test_missing_numbers_or_broken_expressions_never_pass():
 
 def test_malformed_claims_are_rejected():
     for broken in ({k: v for k, v in INTERVAL.items() if k != "null"},
-                   dict(INTERVAL, status="reproduced?"),
+                   dict(INTERVAL, status="reproduced"),
                    dict(INTERVAL, check="x > 1"),
                    {k: v for k, v in CARD[0].items() if k != "check"},
                    dict(CARD[0], check="x >")):
@@ -108,7 +107,7 @@ def test_every_claim_has_a_kind_and_the_papers_claims_a_source():
 
 
 def test_expressions_see_only_the_numbers_and_safe_helpers():
-    res = claims.evaluate_claims([{"id": "x", "status": "beyond", "value": "__import__('os')", "check": "True",
+    res = claims.evaluate_claims([{"id": "x", "kind": "beyond", "value": "__import__('os')", "check": "True",
                                    "null": 0}], {})
     assert not res[0].passed and res[0].error
 
@@ -152,9 +151,9 @@ def test_claim_table_sorts_failures_and_thin_margins_first_and_renders_html():
 
 def test_notebook_table_and_verify_agree_on_nan(tmp_path, monkeypatch):
     """The notebook's own table sees a recorded NaN as a float NaN, exactly as `instab verify` does."""
-    card = {"claims": [{"id": "nan", "status": "beyond", "text": "is NaN", "value": "v", "check": "math.isnan(x)",
+    card = {"claims": [{"id": "nan", "kind": "identity", "text": "is NaN", "value": "v", "check": "math.isnan(x)",
                         "null": 0.0},
-                       {"id": "pos", "status": "beyond", "text": "positive", "value": "v", "check": "x > 0",
+                       {"id": "pos", "kind": "identity", "text": "positive", "value": "v", "check": "x > 0",
                         "null": 0.0}]}
     monkeypatch.setattr(cards, "load_card", lambda nid: card)
     rec = claims.Recorder("demo", path=tmp_path / "n.json")

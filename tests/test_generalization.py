@@ -43,41 +43,6 @@ def test_spearman_undefined_cases_are_nan():
         gen.spearman([1, 2, 3], [1, 2])
 
 
-def test_spearman_by_group_and_spread():
-    df = pd.DataFrame({"seed": [0, 0, 0, 1, 1, 1, 2, 2, 2],
-                       "acc": [1, 2, 3, 1, 2, 3, 1, 2, 3],
-                       "up": [1, 2, 3, 1, 2, 3, 1, 3, 2],
-                       "mixed": [1, 2, 3, 3, 2, 1, 1, 2, 3]})
-    per = gen.spearman_by_group(df, "acc", ["up", "mixed"])
-    assert list(per.index) == [0, 1, 2]
-    np.testing.assert_allclose(per["up"], [1.0, 1.0, 0.5])
-    np.testing.assert_allclose(per["mixed"], [1.0, -1.0, 1.0])
-    spread = gen.correlation_spread(per)
-    assert spread.loc["up", "sign_stable"] and not spread.loc["mixed", "sign_stable"]
-    assert spread.loc["up", "mean"] == pytest.approx(2.5 / 3)
-    assert spread.loc["up", "std"] == pytest.approx(np.std([1, 1, 0.5], ddof=1))
-    assert (spread.loc["mixed", "n_pos"], spread.loc["mixed", "n_neg"]) == (2, 1)
-    # a magnitude floor: 0.5 < 0.6, so "up" is no longer counted as stable
-    assert not gen.correlation_spread(per, min_abs=0.6).loc["up", "sign_stable"]
-    # an undefined correlation in one group breaks stability
-    per2 = per.copy()
-    per2.loc[2, "up"] = float("nan")
-    assert not gen.correlation_spread(per2).loc["up", "sign_stable"]
-    with pytest.raises(KeyError):
-        gen.spearman_by_group(df, "acc", ["nope"])
-
-
-def test_bootstrap_spearman():
-    lo, hi, pos = gen.bootstrap_spearman([1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], n_boot=200, seed=1)
-    assert lo == hi == 1.0 and pos == 1.0  # every resample with ≥ 2 distinct values is perfectly monotone
-    a = gen.bootstrap_spearman(range(10), [3, 1, 4, 1, 5, 9, 2, 6, 5, 3], n_boot=300, seed=7)
-    b = gen.bootstrap_spearman(range(10), [3, 1, 4, 1, 5, 9, 2, 6, 5, 3], n_boot=300, seed=7)
-    assert a == b and a[0] <= a[1]
-    assert all(math.isnan(v) for v in gen.bootstrap_spearman([1, 2], [1, 2]))
-    with pytest.raises(ValueError):
-        gen.bootstrap_spearman([1, 2, 3], [1, 2, 3], level=1.0)
-
-
 # --------------------------------------------------------------------------- ρ
 def _table(cos_prev, subspace_ref, acc=(0.5, 0.9, 1.0)):
     n = len(cos_prev)
@@ -109,7 +74,7 @@ def _run(lr, seed, status, train_acc, test_acc, max_s=20.0, diverged_step=None):
                      data_source="test")
 
 
-def test_summary_outcomes_and_by_setting():
+def test_summary_outcomes_and_stability():
     runs = [_run(0.01, 0, "early_stopped", 0.999, 0.70, max_s=50),
             _run(0.01, 1, "finished", 0.95, 0.72, max_s=60),
             _run(0.1, 0, "early_stopped", 0.999, 0.80),
@@ -122,17 +87,9 @@ def test_summary_outcomes_and_by_setting():
     assert math.isnan(df.loc[4, "final_sharpness"]) and df.loc[0, "final_sharpness"] == 25.0
     assert df.loc[0, "eta_max_s"] == pytest.approx(0.5)
     assert df.loc[0, "rho_rot"] == pytest.approx(0.3) and df.loc[0, "rho_sub"] == 0.25
-    per = gen.by_setting(df)
-    assert list(per["lr"]) == [0.01, 0.1, 1.0]
-    assert per.loc[1, "mean"] == pytest.approx(0.81) and per.loc[1, "std"] == pytest.approx(np.std([0.8, 0.82], ddof=1))
-    assert per.loc[2, "n"] == 0 and math.isnan(per.loc[2, "mean"])
-    assert (per.loc[2, "n_diverged"], per.loc[2, "n_collapsed"], per.loc[0, "n_capped"]) == (1, 1, 1)
-    best = gen.best_setting(per)
-    assert best["lr"] == 0.1
     lim = gen.stability_of_runs(df)
     # 0.01·60 = 0.6 stable; 0.1·20 = 2 unstable → bracket [0.01, 0.1]
     assert lim.largest_stable == 0.01 and lim.smallest_unstable == 0.1
-    assert gen.as_mapping(per, "lr", "n") == {"0.01": 2.0, "0.1": 2.0, "1": 0.0}
 
 
 def test_summary_rejects_failed_runs_and_bad_status():
@@ -142,13 +99,6 @@ def test_summary_rejects_failed_runs_and_bad_status():
     with pytest.raises(ValueError):
         gen.outcome("weird", 0.9, 0.2)
     assert gen.outcome("finished", float("nan"), 0.2) == "collapsed"
-
-
-def test_best_setting_skips_settings_with_casualties():
-    per = pd.DataFrame({"lr": [0.1, 0.2], "mean": [0.8, 0.9], "n": [3, 2], "n_diverged": [0, 1],
-                        "n_collapsed": [0, 0]})
-    assert gen.best_setting(per)["lr"] == 0.1
-    assert gen.best_setting(per, require_all_trained=False)["lr"] == 0.2
 
 
 # --------------------------------------------------------------------------- the Goldilocks grid

@@ -1,8 +1,12 @@
-"""Every notebook is well-formed, runs at its default parameters and its claims hold on what it computed."""
+"""Every notebook is well-formed, runs at its default parameters, its checks pass and its scored claims
+have the verdicts tests/expectations.yml pins on what it computed."""
+
+from pathlib import Path
 
 import pytest
+import yaml
 
-from instab_lib.book import cards, claims, notebooks as nbs, pages
+from instab_lib.book import cards, claims, notebooks as nbs, pages, verdicts
 
 IDS = nbs.notebook_ids()
 
@@ -27,8 +31,8 @@ def test_notebook_is_well_formed(nid):
         nbs.resolve_parameters(nid, preset)  # presets only set declared parameters
     assert card["claims"], "a notebook reproduces a claim and says which"
     for claim in card["claims"]:
-        assert {"id", "text", "status", "kind", "source", "value", "null"} <= set(claim), claim
-        assert claim["status"] in cards.STATUSES, claim
+        assert {"id", "text", "kind", "source", "value", "null"} <= set(claim), claim
+        assert "status" not in claim, claim
         assert claim["kind"] in cards.KINDS, claim
         assert isinstance(claim["source"], str) and claim["source"].strip(), f"{nid}/{claim['id']}: says where it comes from"
         if claim["kind"] in cards.HEADED_KINDS:
@@ -59,12 +63,44 @@ def test_claims_cannot_pass_without_numbers(nid):
     assert not any(r.passed for r in results), [r.claim_id for r in results if r.passed]
 
 
+EXPECTATIONS = Path(__file__).with_name("expectations.yml")
+
+
+def expectations(label: str) -> dict:
+    """What CI pins: per label (preset), per notebook, per scored claim, the expected verdict or the
+    list of verdicts the claim legitimately takes (tests/expectations.yml; only the tests read it)."""
+    return (yaml.safe_load(EXPECTATIONS.read_text()) or {}).get(label) or {}
+
+
+def test_expectations_name_scored_claims_and_known_verdicts():
+    words = {w for kind in verdicts.SCORED_KINDS for w in verdicts.VERDICT_WORDS[kind].values()} - {"FAIL"}
+    data = yaml.safe_load(EXPECTATIONS.read_text())
+    assert {"default", "paper"} <= set(data)
+    for label, pages_ in data.items():
+        for nid, claims_ in (pages_ or {}).items():
+            card = {c["id"]: c for c in nbs.load_card(nid)["claims"]}
+            for cid, want in claims_.items():
+                assert cid in card and card[cid]["kind"] in verdicts.SCORED_KINDS, f"{label}: {nid}/{cid}"
+                allowed = {want} if isinstance(want, str) else set(want)
+                kind_words = set(verdicts.VERDICT_WORDS[card[cid]["kind"]].values())
+                assert allowed <= words & kind_words, f"{label}: {nid}/{cid}: {want}"
+    for nid in IDS:  # every scored claim has a CI expectation
+        scored = {c["id"] for c in nbs.load_card(nid)["claims"] if c["kind"] in verdicts.SCORED_KINDS}
+        assert scored == set(data["default"].get(nid) or {}), nid
+
+
 @pytest.mark.notebooks
 @pytest.mark.parametrize("nid", IDS)
 def test_notebook_claims_hold(nid):
+    """Every check passes (no missing number), and every scored claim has the verdict CI expects: a
+    changed outcome fails here, while the page shows the computed verdict."""
     nbs.execute(nid, progress=False)
-    table = claims.ClaimTable(nbs.verify([nid]))
-    assert table.all_passed, f"claims failed:\n{table}"
+    results = nbs.verify([nid])
+    table = claims.ClaimTable(results)
+    assert table.all_passed, f"checks failed:\n{table}"
+    problems = verdicts.compare_expectations(results, expectations("default"), notebooks=[nid])
+    assert not problems, "verdicts changed (update tests/expectations.yml on purpose: `instab expectations`):\n" + \
+        "\n".join(problems)
 
 
 @pytest.mark.notebooks

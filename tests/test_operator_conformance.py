@@ -6,9 +6,11 @@ all implementations).
   ground truth (the matrix itself, :func:`~instab_lib.curvature.dense_hessian`, or
   ``torch.autograd.functional.hessian``) to ~1e-12 in float64, symmetry, shape errors, the
   ``k = 0`` block, the ``n_matvec`` count and ``to_scipy()``.
-* :func:`check_eigenpairs` is the one helper every eigen-solver passes on every operator of
-  :data:`SOLVER_OPERATORS`: eigenvalues against ``torch.linalg.eigvalsh`` of the dense matrix,
-  orthonormal vectors, reported residuals that are the true ones and ``≤ tol · scale``.
+* :func:`conformance.check_eigenpairs` (``tests/conformance.py``) is the one helper every
+  eigen-solver passes on every operator of :data:`SOLVER_OPERATORS`, and the
+  :class:`~instab_lib.Monitor` on models nobody here wrote (``tests/test_monitor.py``):
+  eigenvalues against ``torch.linalg.eigvalsh`` of the dense matrix, orthonormal vectors,
+  reported residuals that are the true ones and ``≤ tol · scale``.
   Stochastic estimators are held to their own standard errors (4 σ).
 """
 
@@ -42,6 +44,7 @@ from instab_lib.curvature import (
     power_iteration,
     slq_density,
 )
+from conformance import check_eigenpairs
 from instab_lib.experiments import landscape
 from instab_lib.preconditioned import PreconditionedOperator
 
@@ -305,28 +308,6 @@ SOLVER_OPERATORS: dict[str, Callable[[], tuple[LinearOperator, Tensor]]] = {
     "hessian_mlp": lambda: _hessian("mlp"),
     "preconditioned_hessian": _preconditioned_hessian,
 }
-
-
-def _expected(lam: Tensor, which: str, k: int) -> Tensor:
-    if which == "LA":
-        return lam.flip(0)[:k]
-    if which == "SA":
-        return lam[:k]
-    return lam[torch.argsort(lam.abs(), descending=True)][:k]
-
-
-def check_eigenpairs(res: Any, truth: Tensor, which: str, k: int, tol: float) -> None:
-    """Eigenpairs of a solver against the dense spectrum: values, orthonormal vectors, true residuals."""
-    lam = torch.linalg.eigvalsh(truth)
-    scale = float(lam.abs().max())
-    X, theta = res.eigenvectors, res.eigenvalues
-    assert res.converged and res.which == which and theta.shape == (k,) and X.shape == (truth.shape[0], k)
-    torch.testing.assert_close(theta, _expected(lam, which, k), rtol=0, atol=10 * tol * scale)
-    torch.testing.assert_close(X.T @ X, torch.eye(k, dtype=DT), rtol=0, atol=1e-9)
-    true_r = (truth @ X - X * theta).norm(dim=0)
-    torch.testing.assert_close(res.residuals, true_r, rtol=1e-3, atol=1e-10 * scale)
-    assert bool((res.residuals <= tol * res.scale).all())
-    assert res.n_matvec > 0
 
 
 def _run_lanczos(op: LinearOperator, which: str, k: int, tol: float) -> Any:

@@ -190,6 +190,26 @@ def test_schedules():
         optim.linear_warmup(0.1, -1)
 
 
+def test_transforms_named_like_optax_do_what_optax_does():
+    """optax's ``scale_by_learning_rate`` multiplies by −η_t (schedule or number) and its
+    ``scale_by_rms`` divides by the root: our learning-rate transform has that name and meaning, and
+    the second-moment average, which divides nothing, is not called ``scale_by_rms``."""
+    g = [torch.tensor([2.0, -4.0], dtype=torch.float64)]
+    lr = optim.scale_by_learning_rate(lambda t: 0.5 / (t + 1))
+    st = lr.init(g)
+    u1, st = lr.update(g, st, g)
+    u2, st = lr.update(g, st, g)
+    torch.testing.assert_close(u1[0], torch.tensor([-1.0, 2.0], dtype=torch.float64), rtol=0, atol=0)
+    torch.testing.assert_close(u2[0], torch.tensor([-0.5, 1.0], dtype=torch.float64), rtol=0, atol=0)
+    fixed, _ = optim.scale_by_learning_rate(0.25).update(g, optim.ScheduleState(0), g)
+    torch.testing.assert_close(fixed[0], -0.25 * g[0], rtol=0, atol=0)
+    tr = optim.track_second_moment(0.9, nu_init=1.0)
+    out, rs = tr.update(g, tr.init(g), g)
+    assert out[0] is g[0] and rs.count == 1  # the updates pass unchanged …
+    torch.testing.assert_close(rs.nu[0], 0.9 + 0.1 * g[0] ** 2, rtol=1e-15, atol=0)  # … the average moves
+    assert not hasattr(optim, "scale_by_rms") and not hasattr(optim, "scale_by_schedule")
+
+
 def test_star_import_and_typed_states():
     namespace: dict = {}
     exec("from instab_lib.optim import *", namespace)  # every name in __all__ exists

@@ -1,7 +1,6 @@
 """Preconditioned sharpness, the momentum-dependent threshold, the train-mode BatchNorm Hessian, loss spikes
 and summaries (float64)."""
 
-import math
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from instab_lib import curvature, optim, preconditioned, thresholds
-from instab_lib.experiments import episodes, generalization, models, snapshots, stats
+from instab_lib.experiments import episodes, models, snapshots
 
 
 def _spd(n, seed=0):
@@ -149,21 +148,6 @@ def test_loss_spikes_exact_cases():
     assert len(episodes.loss_spikes([1.0, 1e-4, 3e-4, 1e-5])) == 1
     with pytest.raises(ValueError):
         episodes.loss_spikes([1.0], factor=1.0)
-
-
-def test_summaries():
-    s = stats.mean_spread([1.0, 2.0, 3.0, float("nan")])
-    assert s == {"mean": 2.0, "std": 1.0, "min": 1.0, "max": 3.0, "n": 3}
-    assert stats.mean_spread([5.0])["std"] == 0.0
-    assert math.isnan(stats.mean_spread([])["mean"])
-    c = stats.compare_means([3.0, 5.0], [1.0, 1.0])
-    assert c["diff"] == 3.0 and c["se"] == pytest.approx(math.sqrt(2 / 2)) and c["z"] == pytest.approx(3.0)
-    b = generalization.best_below_above([0.1, 0.1, 0.2, 0.4, 0.8, 1.6], [0.5, 0.7, 0.65, 0.7, 0.72, float("nan")], 0.3)
-    assert b["best_below"] == pytest.approx(0.65) and b["eta_below"] == 0.2
-    assert b["best_above"] == pytest.approx(0.72) and b["eta_above"] == 0.8
-    assert b["margin"] == pytest.approx(0.07)
-    b = generalization.best_below_above([0.1], [0.5], 0.05)
-    assert math.isnan(b["best_below"]) and math.isnan(b["margin"])
 
 
 def test_preconditioned_sharpness_recorded_in_training_matches_dense(fake_fmnist):

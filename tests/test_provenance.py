@@ -69,9 +69,9 @@ def test_execution_key_follows_the_library_code(lib_copy):
     nid = nbs.notebook_ids()[0]
     params = nbs.resolve_parameters(nid)
     key = nbs.run_key(nid, params)
-    _edit(lib_copy / "experiments" / "plotting.py", '"""Plot style', '"""Plot style (docstring only)')
+    _edit(lib_copy / "experiments" / "plotting.py", '"""Figures made', '"""Figures (docstring only) made')
     assert nbs.run_key(nid, params) == key
-    _edit(lib_copy / "experiments" / "plotting.py", '"figure.dpi": 110', '"figure.dpi": 111')
+    _edit(lib_copy / "experiments" / "plotting.py", "FIG_DPI = 100", "FIG_DPI = 101")
     assert nbs.run_key(nid, params) != key
 
 

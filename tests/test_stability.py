@@ -31,6 +31,3 @@ def test_bad_input():
         stability.stability_limit([0.1], [1.0, 2.0])
     with pytest.raises(ValueError):
         stability.is_unstable(-0.1, 10.0)
-    with pytest.raises(ValueError):
-        stability.limit_from_stable_run(0.0)
-    assert stability.limit_from_stable_run(40.0) == 0.05

@@ -7,10 +7,13 @@ re-executes no notebook. Notebooks import only :class:`instab_lib.book.claims.Re
 from here. Modules:
 
 * ``cards`` (a notebook's card and source: loader, claim schema, parameter specs),
-  ``claims`` (recorded numbers, claim checks, a page's verdict), ``notebooks`` (catalogue,
+  ``verdicts`` (a claim's outcome and verdict, a page's verdict, the expectation comparison),
+  ``claims`` (recorded numbers, the ``Recorder``, claim tables), ``notebooks`` (catalogue,
   presets, the papermill runner, verify), ``provenance`` (a page's stamp and provenance box);
-* ``staging`` (what a page gets beyond its executed notebook), ``pages`` (the generated
-  pages), ``build`` (stage the pages and run Jupyter Book), ``archive`` (the paper-scale
-  archive), ``perturb`` (``instab verify --perturb``), ``browser`` (the headless-Chromium page
-  check), ``cli`` (``instab``).
+* ``staging`` (what a page gets beyond its executed notebook), ``record`` (every claim in every
+  column: ``claims.json``, ``claims.csv``), ``pages`` (the claims and paper-scale pages),
+  ``robustness`` (the perturbation table's page), ``summary`` and ``findings`` (the intro's
+  bottom line, Findings box and table), ``build`` (stage the pages and run Jupyter Book),
+  ``archive`` (the paper-scale archive), ``perturb`` (``instab verify --perturb``), ``browser``
+  (the headless-Chromium page check), ``cli`` (``instab``).
 """

@@ -5,7 +5,8 @@ recomputing it.
 An entry holds ``numbers.json`` (what the run recorded), ``stamp.json`` (what produced it:
 commit, fingerprints, parameters, device, CPU capability, wall time, date; see
 :func:`instab_lib.book.notebooks.make_stamp`) and ``fig-01.png``, ``fig-02.png``, … (the PNG
-outputs of the executed notebook, in order). :func:`create` (``instab archive <id> --preset
+outputs of the executed notebook, in order), with ``captions.json``: the caption under each
+figure (:func:`figure_captions`), so the page can show the archived figures captioned. :func:`create` (``instab archive <id> --preset
 paper``) executes the notebook at the preset and writes the entry; :func:`verify` (``instab
 verify --label paper``) checks the card's claims on the archived numbers. An entry is *stale*
 when the library's fingerprint or the notebook's source or card differ from the code now
@@ -13,25 +14,36 @@ when the library's fingerprint or the notebook's source or card differ from the 
 
 ``results/paper/pending.yml`` says, for notebooks without an entry, why (e.g. the preset
 needs a GPU); the book lists every missing entry with that reason, or "not run yet".
+
+An entry that cannot be read (``stamp.json`` or ``numbers.json`` missing, truncated, emptied
+or garbled: invalid JSON, or numbers that differ from the digest the stamp recorded; a figure
+that is not a whole PNG) is treated as missing: :func:`load` says so in one warning line,
+:func:`status` gives it as the reason, and :func:`verify` (``instab verify --label paper``)
+fails on it. The archive is not recomputed by itself: ``instab archive <id> --preset paper``
+writes the entry again.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
-from dataclasses import dataclass, field
+import zlib
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 
 from ..experiments import repo_root
+from ..experiments.cache_files import Damaged, check_digest, read_json, warn_damaged
 from . import claims as claims_mod
 from . import notebooks as nbs
 from . import provenance
 
-__all__ = ["Entry", "archive_root", "load", "create", "verify", "pending_reasons", "status", "extract_figures"]
+__all__ = ["Entry", "archive_root", "load", "inspect", "create", "verify", "pending_reasons", "status",
+           "extract_figures", "figure_captions"]
 
 NOT_RUN = "not run yet"
 
@@ -50,6 +62,14 @@ class Entry:
     stamp: dict[str, Any]
     numbers: dict[str, Any]
     figures: list[Path] = field(default_factory=list)
+
+    @property
+    def captions(self) -> list[str | None]:
+        """The caption under each archived figure (``captions.json``; None for each figure of an
+        entry archived before captions were kept)."""
+        f = self.path / "captions.json"
+        kept = json.loads(f.read_text()) if f.is_file() else []
+        return [kept[i] if i < len(kept) else None for i in range(len(self.figures))]
 
     @property
     def commit(self) -> str:
@@ -77,18 +97,73 @@ class Entry:
         return bool(self.stale_reasons())
 
     def results(self) -> list[claims_mod.ClaimResult]:
-        """The card's claims (as they are now) evaluated on the archived numbers."""
+        """The card's claims (as they are now) evaluated on the archived numbers (their column is the
+        preset's name, ``paper``)."""
         card = nbs.load_card(self.notebook_id)
-        return claims_mod.evaluate_claims(card["claims"], self.numbers, self.notebook_id)
+        column = self.path.parent.name
+        return [replace(r, column=column) for r in
+                claims_mod.evaluate_claims(card["claims"], self.numbers, self.notebook_id)]
 
 
 def load(notebook_id: str, preset: str = "paper") -> Entry | None:
-    """The archived entry of ``notebook_id``, or None when there is none."""
+    """The archived entry of ``notebook_id``, or None when there is none or it cannot be read
+    (then one warning line names the damaged file)."""
+    entry, damage = inspect(notebook_id, preset)
+    if damage is not None:
+        _warn(notebook_id, preset, damage)
+    return entry
+
+
+def inspect(notebook_id: str, preset: str = "paper") -> tuple[Entry | None, Damaged | None]:
+    """``(entry, None)`` for a readable entry, ``(None, None)`` when there is none, ``(None,
+    damage)`` when it cannot be read (:class:`~instab_lib.experiments.cache_files.Damaged`: which
+    file and why). Warns about nothing."""
     d = archive_root(preset) / notebook_id
-    if not (d / "stamp.json").is_file() or not (d / "numbers.json").is_file():
-        return None
-    stamp = json.loads((d / "stamp.json").read_text())
-    return Entry(notebook_id, d, stamp, claims_mod.load_numbers(d / "numbers.json"), sorted(d.glob("fig-*.png")))
+    if not (d / "stamp.json").exists() and not (d / "numbers.json").exists():
+        return None, None
+    try:
+        stamp = read_json(d / "stamp.json")
+        digests = stamp.get("files") if isinstance(stamp.get("files"), dict) else {}
+        check_digest(d / "numbers.json", digests.get("numbers"))
+        numbers = claims_mod.from_jsonable(read_json(d / "numbers.json"))
+        figures = sorted(d.glob("fig-*.png"))
+        for f in figures:
+            _check_png(f)
+    except Damaged as damage:
+        return None, damage
+    return Entry(notebook_id, d, stamp, numbers, figures), None
+
+
+def _warn(notebook_id: str, preset: str, damage: Damaged) -> None:
+    # one call site, so Python shows a given entry's warning once per process
+    warn_damaged(damage, f"the archived entry is treated as missing (re-create it: instab archive {notebook_id} "
+                         f"--preset {preset})", stacklevel=1)
+
+
+def _damage_text(notebook_id: str, preset: str, damage: Damaged) -> str:
+    return (f"damaged archive entry: {damage.path.name}: {damage.reason} (re-create it: instab archive "
+            f"{notebook_id} --preset {preset})")
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _check_png(path: Path) -> None:
+    """Raise :class:`Damaged` unless ``path`` is a whole PNG: the signature, then chunks whose
+    CRC-32 match, up to ``IEND``."""
+    data = path.read_bytes()
+    if not data.startswith(_PNG_SIGNATURE):
+        raise Damaged(path, "not a PNG (no signature)")
+    pos = len(_PNG_SIGNATURE)
+    while True:
+        end = pos + 12 + int.from_bytes(data[pos:pos + 4], "big")
+        if pos + 12 > len(data) or end > len(data):
+            raise Damaged(path, "truncated PNG")
+        if zlib.crc32(data[pos + 4:end - 4]) != int.from_bytes(data[end - 4:end], "big"):
+            raise Damaged(path, f"PNG chunk {data[pos + 4:pos + 8]!r} fails its CRC")
+        if data[pos + 4:pos + 8] == b"IEND":
+            return
+        pos = end
 
 
 def pending_reasons(preset: str = "paper") -> dict[str, str]:
@@ -111,6 +186,31 @@ def extract_figures(nb_path: Path, dest: Path) -> list[Path]:
                 f.write_bytes(base64.b64decode(png))
                 out.append(f)
     return out
+
+
+_CAPTION = re.compile(r"^\s*\*\*Figure\s+\d+")
+
+
+def figure_captions(nb: Any) -> list[str | None]:
+    """One entry per PNG output of a notebook, in order: the caption right after it (the next
+    text the page shows, a Markdown cell or a Markdown output, when it starts with
+    ``**Figure n``), or None."""
+    shown: list[str | None] = []  # None: a figure; a string: a text
+    for cell in nb.cells:
+        if cell.get("cell_type") == "markdown":
+            shown.append(cell.get("source", ""))
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "image/png" in data:
+                shown.append(None)
+            elif "text/markdown" in data:
+                shown.append("".join(data["text/markdown"]))
+    captions: list[str | None] = []
+    for i, item in enumerate(shown):
+        if item is None:
+            nxt = shown[i + 1] if i + 1 < len(shown) else None
+            captions.append(nxt.strip() if nxt is not None and _CAPTION.match(nxt) else None)
+    return captions
 
 
 def create(notebook_id: str, preset: str = "paper", device: str | None = None, force: bool = False,
@@ -142,6 +242,10 @@ def create(notebook_id: str, preset: str = "paper", device: str | None = None, f
     shutil.copy2(record.numbers_path, tmp / "numbers.json")
     shutil.copy2(stamp_path, tmp / "stamp.json")
     extract_figures(record.notebook_path, tmp)
+    import nbformat
+
+    captions = figure_captions(nbformat.read(record.notebook_path, as_version=4))
+    (tmp / "captions.json").write_text(json.dumps(captions, indent=1, ensure_ascii=False))
     dest = root / notebook_id
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
@@ -153,12 +257,17 @@ def create(notebook_id: str, preset: str = "paper", device: str | None = None, f
 def verify(ids: Sequence[str] | None = None, preset: str = "paper") -> tuple[list[claims_mod.ClaimResult], list[str]]:
     """The claims of the archived entries (default: every notebook of the table of contents)
     on their numbers, and the ids without an entry. An id asked for by name that has no entry
-    fails (a missing number is never a pass); without names, missing entries are only listed."""
+    fails (a missing number is never a pass); without names, missing entries are only listed.
+    A damaged entry always fails, with one row naming the damaged file."""
     explicit = bool(ids)
     results: list[claims_mod.ClaimResult] = []
     missing: list[str] = []
     for nid in (list(ids) if ids else nbs.toc_notebooks()):
-        entry = load(nid, preset)
+        entry, damage = inspect(nid, preset)
+        if damage is not None:  # damaged: a failing row, whether asked for by name or not
+            results.append(claims_mod.ClaimResult(nid, "-", "archived entry", None, False,
+                                                  _damage_text(nid, preset, damage)))
+            continue
         if entry is None:
             missing.append(nid)
             if explicit:
@@ -175,9 +284,12 @@ def status(preset: str = "paper") -> list[dict[str, Any]]:
     reasons = pending_reasons(preset)
     rows = []
     for nid in nbs.toc_notebooks():
-        entry = load(nid, preset)
-        row: dict[str, Any] = {"notebook": nid, "entry": entry, "reason": reasons.get(nid, NOT_RUN),
-                               "stale": [], "verdict": None}
+        entry, damage = inspect(nid, preset)
+        reason = reasons.get(nid, NOT_RUN)
+        if damage is not None:
+            _warn(nid, preset, damage)
+            reason = _damage_text(nid, preset, damage)
+        row: dict[str, Any] = {"notebook": nid, "entry": entry, "reason": reason, "stale": [], "verdict": None}
         if entry is not None:
             row["stale"] = entry.stale_reasons()
             row["verdict"] = claims_mod.page_verdict(entry.results())

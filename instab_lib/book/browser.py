@@ -12,9 +12,20 @@ and :meth:`Browser.check` opens one page, waits for MathJax and the images, and 
 * ``broken_images`` — images that did not load;
 * ``raw_tex`` — TeX left untypeset in prose or in cell outputs (``$S_0$``, ``\\lambda``);
 * ``pipe_tables`` — Markdown tables left as pipe text (``|---|``);
-* ``emoji`` — characters that need an emoji font to be read.
+* ``emoji`` — characters that need an emoji font to be read;
 
-The page's own text (``text``) lets callers check what a page must say (the provenance box).
+and, for the layout (:meth:`PageReport.layout_problems`), at the window width :data:`WINDOW_WIDTH`:
+
+* ``small_figures`` — figures shown below :data:`MIN_FIGURE_SCALE` of their natural width (the
+  figure was made wider than the column, so its text is shrunk);
+* ``wide_tables`` — tables wider than the column outside a horizontal scroller;
+* ``reprs`` — Python reprs in a cell's output (``np.float64(``, ``{'est':``, ``array(``);
+* ``caption_problems`` — a figure of a cell's output not followed by its caption "Figure n.",
+  or captions not numbered 1, 2, … in order.
+
+The page's own text (``text``) lets callers check what a page must say, and ``footer`` (the
+fields of the closed provenance box, by ``data-field``) what it says about its run:
+:func:`footer_problems` holds it against the page's recorded numbers.
 """
 
 from __future__ import annotations
@@ -32,16 +43,22 @@ from dataclasses import dataclass, field
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
-__all__ = ["find_chromium", "serve", "Browser", "PageReport", "CHROMIUM_FLAGS", "BrowserError"]
+__all__ = ["find_chromium", "serve", "Browser", "PageReport", "CHROMIUM_FLAGS", "BrowserError", "WINDOW_WIDTH",
+           "MIN_FIGURE_SCALE", "footer_problems"]
+
+#: The window width pages are checked at (the book's column is then about 740 px wide).
+WINDOW_WIDTH = 1280
+#: A figure shown below this fraction of its natural width is too small to read.
+MIN_FIGURE_SCALE = 0.9
 
 #: Headless flags: no GPU, no sandbox (root in CI), nothing in the background, and no name
 #: resolution at all, so a request for another host fails on the machine instead of leaving it.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-default-apps", "--disable-extensions", "--mute-audio", "--hide-scrollbars",
-                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--window-size=1400,1000"]
+                  "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1", "--window-size=1280,1000"]
 
 _LOCAL_SCHEMES = ("data:", "blob:", "about:", "chrome:", "devtools:", "chrome-extension:")
 
@@ -95,6 +112,20 @@ class PageReport:
     raw_tex: list[str] = field(default_factory=list)
     pipe_tables: list[str] = field(default_factory=list)
     emoji: list[str] = field(default_factory=list)
+    small_figures: list[str] = field(default_factory=list)
+    wide_tables: list[str] = field(default_factory=list)
+    reprs: list[str] = field(default_factory=list)
+    caption_problems: list[str] = field(default_factory=list)
+    footer: dict[str, str] = field(default_factory=dict)
+    height: float = 0.0
+
+    def layout_problems(self) -> list[str]:
+        """One line per figure, table or output that does not fit a reader at this width."""
+        out = [f"figure shown too small: {s}" for s in self.small_figures]
+        out += [f"table wider than the column outside a scroller: {s}" for s in self.wide_tables]
+        out += [f"Python repr in an output: {s!r}" for s in self.reprs]
+        out += [f"caption: {s}" for s in self.caption_problems]
+        return out
 
     def problems(self) -> list[str]:
         """One line per problem a reader would see (empty: the page is fine)."""
@@ -130,7 +161,36 @@ _PROBE = r"""
   // block elements' text with their line breaks (a pipe table typed into a paragraph or printed)
   const blocks = [...root.querySelectorAll("p, li, td, pre, div.output")].filter(e => !skip(e))
                    .map(e => e.innerText);
+  // layout: figures against their natural width, tables against the column, reprs in outputs
+  const article = document.querySelector("article") || root;
+  const cs = getComputedStyle(article);
+  const colRight = article.getBoundingClientRect().right - parseFloat(cs.paddingRight || 0);
+  const colWidth = article.getBoundingClientRect().width - parseFloat(cs.paddingLeft || 0) - parseFloat(cs.paddingRight || 0);
+  const isFigure = i => i.closest(".cell_output, .figure-scroll, figure");
+  const figures = [...root.querySelectorAll("img")].filter(i => isFigure(i) && i.offsetParent !== null && i.naturalWidth > 0)
+      .map(i => ({src: i.getAttribute("src"), shown: i.getBoundingClientRect().width, natural: i.naturalWidth}));
+  const scroller = el => { for (let e = el; e && e !== article; e = e.parentElement) {
+      const o = getComputedStyle(e).overflowX; if (o === "auto" || o === "scroll") { return e; } } return null; };
+  const tables = [...root.querySelectorAll("table")].filter(t => t.offsetParent !== null).map(t => {
+      const r = t.getBoundingClientRect(), sc = scroller(t);
+      const box = sc ? sc.getBoundingClientRect() : r;
+      return {what: (t.className || "table") + ": " + (t.innerText || "").trim().slice(0, 60).replace(/\s+/g, " "),
+              width: r.width, fits: box.right <= colRight + 2 && box.width <= colWidth + 2};
+  });
+  const outputs = [...root.querySelectorAll(".cell_output")].map(e => e.innerText);
+  // figures and the text right after each (a caption "Figure n." in the next paragraph)
+  const seq = [];
+  for (const el of root.querySelectorAll("img, p")) {
+    if (el.tagName === "IMG") { if (isFigure(el)) { seq.push({fig: el.getAttribute("src")}); } }
+    else if (!skip(el) && el.innerText.trim()) { seq.push({text: el.innerText.trim().slice(0, 80)}); }
+  }
+  const footer = {};
+  for (const li of document.querySelectorAll("details.provenance [data-field]")) {
+    footer[li.dataset.field] = li.textContent.replace(/\s+/g, " ").trim();
+  }
   return JSON.stringify({
+    height: document.documentElement.scrollHeight,
+    figures: figures, tables: tables, outputs: outputs, sequence: seq, footer: footer, column: colWidth,
     title: document.title,
     text: root.innerText,
     checked: chunks.join("\n"),
@@ -145,6 +205,7 @@ _TEX = [re.compile(r"\$(?:[^$\n]{0,200}[\\_^{}][^$\n]{0,200}|[A-Za-z])\$"),  # $
         re.compile(r"\\\(.{0,200}?\\\)|\\\[.{0,200}?\\\]"),  # \( … \), \[ … \]
         re.compile(r"\\(?:frac|tfrac|dfrac|lambda|eta|theta|gamma|beta|alpha|nabla|partial|mathrm|mathbf|"
                    r"mathcal|operatorname|sqrt|sum|cdot|top|left|right|begin|end|le|ge|approx|text)\b")]
+_REPR = re.compile(r"np\.(?:float|int|bool_|str_)\w*\(|\{'est':|\barray\(|<[\w.]+ object at 0x")
 _PIPE_ROW = re.compile(r"\|\s*:?-{3,}:?\s*\|")
 _EMOJI = re.compile("[\U0001F000-\U0001FAFF\u2705\u274C\u274E\u2753-\u2755\u2757\u2795-\u2797\u27B0\u27BF"
                     "\u2B50\u2B55\u26D4\u26AA\u26AB\u2B1B\u2B1C]")
@@ -265,6 +326,8 @@ class Browser:
         try:
             for domain in ("Page", "Runtime", "Log", "Network"):
                 self.call(f"{domain}.enable", session=session)
+            self.call("Emulation.setDeviceMetricsOverride", {"width": WINDOW_WIDTH, "height": 1000,
+                                                             "deviceScaleFactor": 1, "mobile": False}, session=session)
             self.call("Page.navigate", {"url": url}, session=session)
             self._wait_event("Page.loadEventFired", session, self.timeout)
             probe = self.call("Runtime.evaluate", {"expression": _PROBE, "awaitPromise": True, "returnByValue": True},
@@ -284,8 +347,8 @@ class Browser:
         import base64
 
         size = self.call("Page.getLayoutMetrics", session=session)["cssContentSize"]
-        # a viewport as tall as the page: the layout stays that of a 1400-pixel-wide window
-        self.call("Emulation.setDeviceMetricsOverride", {"width": 1400, "height": int(min(size["height"], 16000)),
+        # a viewport as tall as the page: the layout stays that of a WINDOW_WIDTH-pixel-wide window
+        self.call("Emulation.setDeviceMetricsOverride", {"width": WINDOW_WIDTH, "height": int(min(size["height"], 16000)),
                                                          "deviceScaleFactor": 1, "mobile": False}, session=session)
         shot = self.call("Page.captureScreenshot", {"format": "png"}, session=session)
         self.call("Emulation.clearDeviceMetricsOverride", session=session)
@@ -316,7 +379,72 @@ def _report(url: str, local: str, facts: dict[str, Any], events: list[dict[str, 
     checked, blocks = facts["checked"], facts["blocks"]
     raw_tex = [s for pattern in _TEX for s in _snippets(pattern, checked)]
     pipes = [b[:160] for b in blocks if _PIPE_ROW.search(b)]
+    small = [f"{f['src']} at {f['shown']:.0f} of {f['natural']} px ({f['shown'] / f['natural']:.0%})"
+             for f in facts["figures"] if f["shown"] < MIN_FIGURE_SCALE * f["natural"]]
+    wide = [f"{t['what']} ({t['width']:.0f} px in a {facts['column']:.0f} px column)" for t in facts["tables"]
+            if not t["fits"]]
+    reprs = [s for text in facts["outputs"] for s in _snippets(_REPR, text)]
     return PageReport(url=url, title=facts["title"], text=facts["text"], console_errors=_console_errors(events),
                       external_requests=external, n_images=len(facts["images"]),
                       broken_images=[i["src"] for i in facts["images"] if not i["ok"]], n_math=facts["math"],
-                      raw_tex=raw_tex[:10], pipe_tables=pipes[:5], emoji=_snippets(_EMOJI, checked))
+                      raw_tex=raw_tex[:10], pipe_tables=pipes[:5], emoji=_snippets(_EMOJI, checked),
+                      small_figures=small, wide_tables=wide, reprs=reprs[:10],
+                      caption_problems=_caption_problems(facts["sequence"]), footer=facts["footer"],
+                      height=float(facts["height"]))
+
+
+_CAPTION = re.compile(r"^Figure (P?)(\d+)\b")
+
+
+def _caption_problems(sequence: list[dict[str, str]]) -> list[str]:
+    """Every figure must be followed by its caption ("Figure n." — "Figure Pn" for the archived
+    figures at the paper's scale), numbered 1, 2, … in page order."""
+    out, expected = [], {"": 1, "P": 1}
+    for i, item in enumerate(sequence):
+        if "fig" not in item:
+            continue
+        nxt = sequence[i + 1].get("text", "") if i + 1 < len(sequence) else ""
+        m = _CAPTION.match(nxt)
+        if m is None:
+            out.append(f"{item['fig']} is not followed by a caption 'Figure n.' (next: {nxt[:40]!r})")
+            continue
+        prefix, n = m.group(1), int(m.group(2))
+        if n != expected[prefix]:
+            out.append(f"{item['fig']}: caption 'Figure {prefix}{n}' where 'Figure {prefix}{expected[prefix]}' was due")
+        expected[prefix] = n + 1
+    return out
+
+
+def _listed_seeds(line: str) -> list[int]:
+    head = line.split(":", 1)[-1].split("(")[0].split(";")[0]
+    return sorted(int(x) for x in re.findall(r"-?\d+", head)) if re.search(r"\d", head) and "=" not in head else []
+
+
+def footer_problems(footer: Mapping[str, str], numbers: Mapping[str, Any]) -> list[str]:
+    """Where a page's provenance box contradicts the numbers the page recorded: the seeds it lists
+    against the recorded ``seeds`` (or their count against ``n_seeds``; "none" where seeds were
+    used), the data copy against the recorded ``data_source``. Empty: they agree."""
+    from .provenance import NOT_RECORDED, recorded_data_source, recorded_seeds
+
+    if not footer:
+        return ["no provenance box (details.provenance with data-field lines)"]
+    out = []
+    seeds_line, data_line = footer.get("seeds", ""), footer.get("data", "")
+    listed, recorded = _listed_seeds(seeds_line), recorded_seeds(numbers)
+    n_seeds = numbers.get("n_seeds")
+    if recorded and listed != recorded:
+        out.append(f"the box lists seeds {listed or seeds_line!r}; the page recorded {recorded}")
+    if isinstance(n_seeds, int) and n_seeds > 0:
+        if re.search(r":\s*none\b", seeds_line):
+            out.append(f"the box says no seeds; the page recorded n_seeds = {n_seeds}")
+        elif listed and len(listed) != n_seeds:
+            out.append(f"the box lists {len(listed)} seeds; the page recorded n_seeds = {n_seeds}")
+    copies = recorded_data_source(numbers)
+    for c in copies:
+        if c not in data_line:
+            out.append(f"the page recorded the data copy {c!r}; the box says {data_line!r}")
+    if copies and NOT_RECORDED in data_line:
+        out.append("the box says the data copy was not recorded; the page recorded it")
+    if not copies and "copy used:" in data_line and NOT_RECORDED not in data_line:
+        out.append(f"the box names a data copy the page did not record: {data_line!r}")
+    return out

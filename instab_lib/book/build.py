@@ -19,13 +19,16 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from ..experiments import repo_root
-from . import archive, pages, staging
+from . import archive, findings, pages, robustness, staging, summary
 from . import claims as claims_mod
 from . import notebooks as nbs
+from .record import CI, PAPER, Column, Record, build_record
 
-__all__ = ["build", "stage_pages", "run_jupyter_book", "stage_mathjax", "mathjax_tarball", "MATHJAX_VERSION"]
+__all__ = ["build", "stage_pages", "run_jupyter_book", "stage_mathjax", "mathjax_tarball", "MATHJAX_VERSION",
+           "write_generated", "files_dir", "build_columns"]
 
 MATHJAX_VERSION = "3.2.2"
 
@@ -72,6 +75,7 @@ def stage_pages(execute: bool = True, progress: bool | None = None, label: str =
     shutil.rmtree(root / "book" / "generated" / "paper", ignore_errors=True)
     verdicts: dict[str, claims_mod.PageVerdict] = {}
     seconds: dict[str, float] = {}
+    stamps: dict[str, dict[str, Any]] = {}
     results: list[claims_mod.ClaimResult] = []
     for nid in wanted:
         if execute:
@@ -82,18 +86,78 @@ def stage_pages(execute: bool = True, progress: bool | None = None, label: str =
             raise nbs.NotebookError(f"{nid}: no executed notebook at {nb_path}: run `instab book` (it executes "
                                     "what is missing) or `instab run` first")
         stamp = json.loads(stamp_path.read_text())
+        stamps[nid] = stamp
         mine = nbs.verify([nid], label=label)
         verdicts[nid] = staging.stage_notebook(nid, nb_path, stamp, mine, staged / f"{nid}.ipynb")
         seconds[nid] = float(stamp.get("seconds", 0.0))
         results += mine
     rows = archive.status()
     cards = {nid: nbs.load_card(nid) for nid in wanted}
-    pages.write_claims_page(results, rows)
-    pages.write_robustness_page()
-    pages.write_paper_page(rows)
-    pages.write_summary(verdicts, rows, {n: str(c.get("title", n)) for n, c in cards.items()},
-                        {n: str(c.get("figure", "")) for n, c in cards.items()}, seconds)
+    record = write_generated(results, rows, stamps, label)
+    summary.write_summary(verdicts, record, rows, {n: str(c.get("title", n)) for n, c in cards.items()},
+                          {n: str(c.get("figure", "")) for n, c in cards.items()}, seconds)
     return root / "book"
+
+
+def files_dir() -> Path:
+    """``book/generated/files/``: what the book serves at its root (``claims.json``, ``claims.csv``,
+    ``robustness.csv``; ``html_extra_path`` in ``_config.yml``)."""
+    return repo_root() / "book" / "generated" / "files"
+
+
+def _where(stamps: Sequence[Mapping[str, Any]]) -> tuple[str, str, str]:
+    """Commit(s), processor(s) and CPU kernels of a set of stamps, joined where they differ."""
+    def join(key: str, n: int = 0) -> str:
+        vals = sorted({str(s.get(key) or "?")[: n or None] for s in stamps})
+        return ", ".join(vals) if vals else "?"
+    return join("commit", 12), join("processor"), join("cpu_capability")
+
+
+def build_columns(stamps: Mapping[str, Mapping[str, Any]], paper_rows: Sequence[Mapping[str, Any]],
+                  data: Mapping[str, Any] | None) -> list[Column]:
+    """The book's columns: this build's run, the perturbation columns, the archived paper runs."""
+    commit, proc, cap = _where(list(stamps.values()))
+    cols = [Column(CI, "this build's run at CI scale (the numbers the pages show)", commit, proc, cap)]
+    cols += robustness.columns(data)
+    entries = [r["entry"].stamp for r in paper_rows if r["entry"] is not None]
+    pc, pp, pcap = _where(entries)
+    stale = sum(bool(r["stale"]) for r in paper_rows if r["entry"] is not None)
+    cols.append(Column(PAPER, "the archived runs of the pages' paper presets (results/paper/)", pc, pp, pcap,
+                       f"{len(entries)} page(s) archived, {stale} stale"))
+    return cols
+
+
+def write_generated(results: Sequence[claims_mod.ClaimResult], paper_rows: Sequence[Mapping[str, Any]],
+                    stamps: Mapping[str, Mapping[str, Any]], label: str = "default") -> Record:
+    """The pages and files read from the one record of every claim in every column: the claims page,
+    the robustness page, the paper-scale page, the intro's bottom line and Findings box, and
+    ``claims.json``, ``claims.csv``, ``robustness.csv``. Returns the record."""
+    from ..experiments import fingerprint
+
+    data = robustness.load()
+    paper = [r for row in paper_rows if row["entry"] is not None for r in row["entry"].results()]
+    record = build_record(results, paper, robustness.outcomes(data), build_columns(stamps, paper_rows, data))
+    record.notes = {"verdicts": "paper and reading claims: reproduced / not reproduced / contradicted / not a test; "
+                    "beyond and finding: holds / not shown / contradicted / not a test; identity and illustration: "
+                    "pass / FAIL; precondition: met / not met (instab_lib.book.verdicts)",
+                    "combined": "the same word in every column that has the claim, else 'mixed' (columns named)"}
+    pages.write_claims_page(record)
+    stale = None
+    if data and data.get("library_fingerprint") != fingerprint.library_fingerprint():
+        stale = (f"made from commit {str(data.get('commit'))[:12]} on {data.get('processor', '?')} on "
+                 f"{data.get('created', '?')}; the library has changed since (fingerprint "
+                 f"{data.get('library_fingerprint')} then, {fingerprint.library_fingerprint()} now)")
+    robustness.write_page(record, data, stale)
+    pages.write_paper_page(paper_rows)
+    _, lanczos_numbers, _ = nbs.output_paths(findings.FINDING_PAGE, label)
+    numbers = claims_mod.load_numbers(lanczos_numbers) if lanczos_numbers.exists() else None
+    summary.write_bottom_line(record, findings.lanczos_magnitudes(numbers))
+    out = files_dir()
+    record.write_json(out / pages.JSON_NAME)
+    record.write_csv(out / pages.CSV_NAME)
+    if data:
+        (out / robustness.CSV_NAME).write_text(robustness.csv_text(data))
+    return record
 
 
 def run_jupyter_book(strict: bool = True) -> Path:

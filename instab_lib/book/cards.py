@@ -3,8 +3,8 @@ r"""A notebook's card (``notebooks/<id>.yaml``) and its source: what the claims 
 * :func:`notebook_ids`, :func:`notebooks_dir`, :func:`load_card` (validated: every claim's
   shape, :func:`validate_claim`), :func:`read_notebook`, :func:`declared_parameters` (the
   cell tagged ``parameters``);
-* the card's claims: :data:`STATUSES`, :func:`claim_form`, :func:`validate_claim` (their
-  evaluation is :mod:`instab_lib.book.claims`);
+* the card's claims: :data:`KINDS`, :func:`claim_form`, :func:`validate_claim` (their
+  evaluation, outcome and verdict are :mod:`instab_lib.book.verdicts`);
 * the card's parameter specs: :func:`check_parameter`, :func:`check_parameters`,
   :func:`check_constraints`, which ``instab run`` and the papermill runner
   (:mod:`instab_lib.book.notebooks`) call before a kernel starts.
@@ -37,7 +37,7 @@ from ..experiments import repo_root
 from ..validation import _is_number
 
 __all__ = ["NotebookError", "notebooks_dir", "notebook_ids", "load_card", "read_notebook", "declared_parameters",
-           "STATUSES", "KINDS", "SOURCED_KINDS", "HEADED_KINDS", "claim_form", "validate_claim", "PARAMETER_TYPES", "check_parameter", "check_parameters",
+           "KINDS", "SOURCED_KINDS", "HEADED_KINDS", "claim_form", "validate_claim", "PARAMETER_TYPES", "check_parameter", "check_parameters",
            "check_constraints"]
 
 
@@ -106,8 +106,6 @@ def declared_parameters(notebook_id: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the card's claims
-#: The statuses a card claim may declare, in the order the tables show them.
-STATUSES = ("reproduced", "beyond", "precondition", "identity", "not_reproduced")
 #: The kinds of claim (issue 19): a statement of the papers, our reading of one, beyond the papers, an
 #: illustration true by construction, an identity of the code, a precondition of the experiment, a finding
 #: about third-party code.
@@ -134,15 +132,18 @@ def claim_form(claim: Mapping[str, Any]) -> str:
 def validate_claim(claim: Mapping[str, Any]) -> None:
     """Raise ``ValueError`` with a one-line reason for a malformed card claim."""
     cid = claim.get("id")
-    for key in ("id", "text", "status", "kind", "value", "null"):
+    for key in ("id", "text", "kind", "value", "null"):
         if key not in claim:
             raise ValueError(f"claim {cid!r} lacks {key!r}")
-    if claim["status"] not in STATUSES:
-        raise ValueError(f"claim {cid!r}: status {claim['status']!r} not one of {', '.join(STATUSES)}")
+    if "status" in claim:
+        raise ValueError(f"claim {cid!r}: 'status' is gone; the kind decides how a claim is shown and scored")
     _validate_kind(claim)
     form = claim_form(claim)
+    if "contradicts" in claim and (form != "expression" or claim["kind"] not in SOURCED_KINDS):
+        raise ValueError(f"claim {cid!r}: contradicts is for scored claims of the expression form (check:); the "
+                         "interval form is contradicted when its interval excludes the null on the other side")
     exprs = [claim["value"]] + ([claim["check"]] if form == "expression" else []) \
-        + ([claim["margin"]] if "margin" in claim else [])
+        + [claim[k] for k in ("margin", "contradicts") if k in claim]
     for e in exprs:
         compile(str(e), f"<claim {cid}>", "eval")
     if form == "interval":

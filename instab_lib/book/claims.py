@@ -1,48 +1,41 @@
-"""Recorded numbers and claim checks.
+"""Recorded numbers and the claim tables.
 
-A notebook records the numbers its claims depend on with :class:`Recorder`; the
-claims themselves live in the notebook's card (``notebooks/<id>.yaml``; its loader and the claims'
-schema are :mod:`instab_lib.book.cards`).
-:func:`evaluate_claims` evaluates them; ``instab verify``, the claims page and the
-tests call it on the numbers of the executed notebook, so a claim is decided by what
-the figure computed, never by the notebook grading itself.
+A notebook records the numbers its claims depend on with :class:`Recorder`; the claims themselves
+live in the notebook's card (``notebooks/<id>.yaml``; its loader and the claims' schema are
+:mod:`instab_lib.book.cards`). :mod:`instab_lib.book.verdicts` decides each claim on the numbers
+(its outcome and verdict word, the page's verdict); ``instab verify``, the pages and the tests call
+it on the numbers of the executed notebook, so a claim is decided by what the figure computed,
+never by the notebook grading itself. A notebook asks for a verdict while it runs with
+:meth:`Recorder.verdict`, so that prose stating an outcome is generated from the same field the
+claim tables show.
 
 A claim in a card
 -----------------
 .. code-block:: yaml
 
    - id: oscillation_separates
-     status: reproduced          # reproduced | beyond | not_reproduced | identity | precondition
-     paper: phases               # optional: the paper claim it bears on (book/paper_claims.yml)
+     kind: paper                 # paper | reading | beyond | finding | identity | illustration | precondition
+     paper: eos                  # the heading of book/paper_claims.yml (paper and reading claims)
+     source: "B Fig 1 caption: “…”"
      text: "..."
      value: osc_ratio            # expression over the recorded numbers → x
-     above: 5                    # interval form: x is an Estimate; passes when x['lo'] > 5
+     above: 5                    # interval form: x is an Estimate; holds when x['lo'] > 5
      null: 1                     # what the statistic would be if the effect were absent
+     test_if: "n_seeds >= 5"     # optional: False ⇒ "not a test", with test_reason
+     test_reason: "..."
 
 ``value`` is evaluated with the recorded numbers as names; then either
 
 * **interval form** — ``above: t`` (or ``below: t``): ``x`` must be an
   :class:`instab_lib.experiments.stats.Estimate` (recorded as a dict with ``est, lo, hi, se, n``);
   the claim holds when the whole interval lies on the claimed side (``x['lo'] > t``,
-  resp. ``x['hi'] < t``). Its margin is ``(est − t)/se`` (resp. ``(t − est)/se``);
-* **expression form** — ``check:`` an expression in ``x`` returning a bool, with an
-  optional ``margin:`` expression in ``x`` (in units of the claim's uncertainty).
+  resp. ``x['hi'] < t``) and is contradicted when it excludes the null on the other side. Its
+  margin is ``(est − t)/se`` (resp. ``(t − est)/se``);
+* **expression form** — ``check:`` an expression in ``x`` returning a bool, an optional
+  ``contradicts:`` expression in ``x``, and an optional ``margin:`` expression in ``x``.
 
-Every claim declares ``null``: the value ``x`` would take if the effect were absent (a
-number for the interval form, evaluated as a point estimate; a literal ``x`` for the
-expression form). A fast test asserts that the check is False on it, so no check can
-pass on the null. Statuses:
-
-============== ===============================================================================
-reproduced     a claim of the papers, reproduced here; a failure fails CI
-beyond         the companion's own claim (beyond the papers); a failure fails CI
-not_reproduced a claim of the papers that this scale does not reproduce: ``check`` states the
-               papers' claim, the measured effect is shown apart, never as a pass, and never
-               fails CI (it is a finding, not a regression test)
-identity       a closed-form or numerical identity (a regression test of the code)
-precondition   the experiment measures what it says (runs trained, the limit bracketed, …)
-============== ===============================================================================
-
+Every claim declares ``null``: the value ``x`` would take if the effect were absent. A fast test
+asserts that the check (and ``contradicts``) is False on it, so no check passes without the effect.
 Expressions see only the recorded numbers, ``np``, ``math`` and a few safe builtins.
 """
 
@@ -52,29 +45,24 @@ import html
 import json
 import math
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from . import cards
-from .cards import claim_form
+from .verdicts import (CHECK_KINDS, KIND_ORDER, SCORED_KINDS, THIN_MARGIN, VERDICT_CLASS, ClaimResult, PageVerdict,
+                       check_on_null, evaluate_claims, format_value, null_value, page_verdict, threshold_text,
+                       verdict_span)
+
+__all__ = ["NUMBERS_ENV", "Recorder", "load_numbers", "to_jsonable", "from_jsonable", "ClaimTable", "claims_html",
+           "sort_results", "ClaimResult", "PageVerdict", "evaluate_claims", "page_verdict", "check_on_null",
+           "null_value", "threshold_text", "format_value", "THIN_MARGIN", "VERDICT_CLASS", "verdict_span",
+           "SCORED_KINDS", "CHECK_KINDS", "KIND_ORDER"]
 
 #: Environment variable through which the runner tells a notebook where to
 #: write its numbers (``_build/executed/<label>/<id>.numbers.json``).
 NUMBERS_ENV = "INSTAB_NUMBERS"
-
-#: Statuses whose failure fails CI.
-GATING = frozenset({"reproduced", "beyond", "precondition", "identity"})
-#: A margin (in standard errors) below this is marked as thin.
-THIN_MARGIN = 2.0
-
-_SAFE_BUILTINS: dict[str, Any] = {
-    "abs": abs, "min": min, "max": max, "all": all, "any": any, "len": len, "sum": sum, "sorted": sorted,
-    "round": round, "zip": zip, "range": range, "float": float, "int": int, "bool": bool, "list": list,
-    "dict": dict, "tuple": tuple, "str": str, "isinstance": isinstance,
-}
 
 
 def to_jsonable(value: Any) -> Any:
@@ -141,14 +129,13 @@ class Recorder:
         self.path = Path(path or env or default_numbers_path(notebook_id))
         self.numbers: dict[str, Any] = {}
 
-    def record(self, name: str, value: Any) -> Any:
-        """Record ``value`` under ``name`` (an identifier); the file is rewritten at once.
-        Returns ``value`` (so ``x = rec.record("x", estimate)`` reads naturally)."""
+    def record(self, name: str, value: Any) -> None:
+        """Record ``value`` under ``name`` (an identifier); the file is rewritten at once. Returns
+        nothing, so that a cell ending in a ``record`` call shows no Python repr on the page."""
         if not name.isidentifier():
             raise ValueError(f"recorded names must be identifiers, got {name!r}")
         self.numbers[name] = to_jsonable(value)
         self.save()
-        return value
 
     def save(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -164,190 +151,40 @@ class Recorder:
         results = evaluate_claims(cards.load_card(self.notebook_id).get("claims", []), numbers, self.notebook_id)
         return ClaimTable(results)
 
+    def verdict(self, claim_id: str) -> ClaimResult:
+        """The card's claim ``claim_id`` decided on the numbers recorded so far, the page's
+        preconditions included (one not met makes a scored claim *not a test*): the same
+        :class:`~instab_lib.book.verdicts.ClaimResult` the claim table, the page's verdict and
+        the claims page read. Prose that states an outcome is generated from it
+        (``v = rec.verdict("x")``; ``v.verdict`` is the word, ``v.verdict_html`` the coloured word
+        that names its claim). Raises ``RuntimeError`` when the claim or a precondition cannot be
+        decided yet (its numbers are not recorded)."""
+        claims = cards.load_card(self.notebook_id).get("claims", [])
+        target = [c for c in claims if c["id"] == claim_id]
+        if not target:
+            raise KeyError(f"{self.notebook_id}: the card has no claim {claim_id!r}")
+        pre = [c for c in claims if c["kind"] == "precondition" and c["id"] != claim_id]
+        results = evaluate_claims(pre + target, from_jsonable(self.numbers), self.notebook_id)
+        for r in results:
+            if r.error is not None:
+                what = "precondition" if r.claim_id != claim_id else "claim"
+                raise RuntimeError(f"{self.notebook_id}: the {what} {r.claim_id!r} cannot be decided yet ({r.error}); "
+                                   f"record its numbers before asking for the verdict of {claim_id!r}")
+        return results[-1]
+
 
 def load_numbers(path: str | os.PathLike) -> dict[str, Any]:
     """Read a numbers file written by :class:`Recorder`."""
     return from_jsonable(json.loads(Path(path).read_text()))
 
 
-def _eval(expr: str, names: Mapping[str, Any]) -> Any:
-    namespace = {"__builtins__": _SAFE_BUILTINS, "np": np, "math": math}
-    namespace.update(names)
-    return eval(compile(str(expr), "<claim>", "eval"), namespace)  # noqa: S307 - cards are repository code
-
-
-def _as_estimate(x: Any, cid: str) -> Mapping[str, Any]:
-    if not isinstance(x, Mapping) or not {"est", "lo", "hi"} <= set(x):
-        raise TypeError(f"claim {cid!r} has an interval form (above/below), so its value must be an Estimate "
-                        f"(est, lo, hi, se), got {format_value(x)}")
-    return x
-
-
-def _decide(claim: Mapping[str, Any], x: Any) -> tuple[bool, float | None]:
-    """(check passed, margin or None) of ``claim`` on the value ``x``."""
-    from ..experiments.stats import margin
-
-    cid = str(claim.get("id"))
-    if claim_form(claim) == "interval":
-        e = _as_estimate(x, cid)
-        side = "above" if "above" in claim else "below"
-        t = float(claim[side])
-        lo, hi, est = float(e["lo"]), float(e["hi"]), float(e["est"])
-        passed = (lo > t) if side == "above" else (hi < t)
-        passed = passed and math.isfinite(lo) and math.isfinite(hi)
-        se = float(e.get("se", float("nan")))
-        if e.get("log") and est > 0 and t > 0:  # a ratio: distance in log units
-            return bool(passed), margin(math.log(est), math.log(t), se, side)
-        return bool(passed), margin(est, t, se, side)
-    passed = bool(_eval(claim["check"], {"x": x}))
-    m = claim.get("margin")
-    return passed, (float(_eval(m, {"x": x})) if m is not None else None)
-
-
-def null_value(claim: Mapping[str, Any]) -> Any:
-    """The ``x`` of the claim's declared null (a point :class:`Estimate` for the interval form)."""
-    from ..experiments.stats import Estimate
-
-    null = claim["null"]
-    if claim_form(claim) == "interval" and not isinstance(null, Mapping):
-        return Estimate.point(float(null)).to_dict()
-    return null
-
-
-def check_on_null(claim: Mapping[str, Any]) -> bool:
-    """Whether the claim's check passes on its declared null (it must not)."""
-    try:
-        passed, _ = _decide(claim, null_value(claim))
-    except Exception:  # noqa: BLE001 - a check that cannot even be evaluated on the null does not pass it
-        return False
-    return passed
-
-
-def threshold_text(claim: Mapping[str, Any]) -> str:
-    """The threshold as the tables show it: ``lo > 5`` / ``hi < 0.9``, or the check expression."""
-    if "above" in claim:
-        return f"lo > {claim['above']:g}"
-    if "below" in claim:
-        return f"hi < {claim['below']:g}"
-    return str(claim.get("check", ""))
-
-
-@dataclass(frozen=True)
-class ClaimResult:
-    """One claim evaluated on one run. ``passed`` is the check's result; :attr:`ok` says
-    whether the claim is in order for CI (a not-reproduced claim never fails it);
-    :attr:`verdict` is the word the tables show."""
-
-    notebook: str
-    claim_id: str
-    text: str
-    value: Any
-    passed: bool
-    error: str | None = None
-    status: str = "reproduced"
-    threshold: str = ""
-    margin: float | None = None
-    null: Any = None
-    paper: str | None = None
-    contradicted: bool = False
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and (self.passed or self.status == "not_reproduced")
-
-    @property
-    def verdict(self) -> str:
-        if self.error is not None:
-            return "FAIL"
-        if self.status == "not_reproduced":
-            return "holds here" if self.passed else ("contradicted" if self.contradicted else "not reproduced")
-        return "pass" if self.passed else "FAIL"
-
-    @property
-    def thin(self) -> bool:
-        """A statistical margin below :data:`THIN_MARGIN` standard errors."""
-        return self.margin is not None and math.isfinite(self.margin) and self.margin < THIN_MARGIN
-
-    def value_str(self) -> str:
-        return format_value(self.value)
-
-    def margin_str(self) -> str:
-        if self.margin is None:
-            return "—"
-        if math.isnan(self.margin):
-            return "n/a"
-        if math.isinf(self.margin):
-            return "∞" if self.margin > 0 else "−∞"
-        return f"{self.margin:+.1f}σ"
-
-
-def format_value(value: Any) -> str:
-    """Short human form of a measured value for tables (an Estimate as ``est [lo, hi]``)."""
-    if isinstance(value, Mapping) and {"est", "lo", "hi"} <= set(value):
-        return f"{format_value(value['est'])} [{format_value(value['lo'])}, {format_value(value['hi'])}]" + (
-            f" n={value['n']}" if value.get("n") else "")
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.4g}"
-    if isinstance(value, (list, tuple)):
-        inner = ", ".join(format_value(v) for v in list(value)[:6])
-        return f"[{inner}{', …' if len(value) > 6 else ''}]"
-    if isinstance(value, dict):
-        inner = ", ".join(f"{k}: {format_value(v)}" for k, v in list(value.items())[:6])
-        return "{" + inner + (", …" if len(value) > 6 else "") + "}"
-    return str(value)
-
-
-def _contradicted(claim: Mapping[str, Any], x: Any) -> bool:
-    """Interval form only: the interval excludes the null on the side opposite to the claim."""
-    if claim_form(claim) != "interval" or not isinstance(x, Mapping) or "lo" not in x:
-        return False
-    n = float(null_value(claim)["est"])
-    return bool(float(x["hi"]) < n) if "above" in claim else bool(float(x["lo"]) > n)
-
-
-def evaluate_claims(
-    claims: Sequence[Mapping[str, Any]],
-    numbers: Mapping[str, Any] | None,
-    notebook: str = "",
-) -> list[ClaimResult]:
-    """Evaluate each claim's ``value`` on ``numbers`` and decide it (see the module docstring).
-
-    A claim whose numbers are missing, or whose expressions raise, fails with the
-    reason in ``error`` whatever its status: a missing number is never a pass.
-    """
-    results = []
-    for claim in claims:
-        cid, text = claim["id"], claim.get("text", "")
-        meta = {"status": claim.get("status", "reproduced"), "threshold": threshold_text(claim),
-                "null": claim.get("null"), "paper": claim.get("paper")}
-        if numbers is None:
-            results.append(ClaimResult(notebook, cid, text, None, False, "no recorded numbers", **meta))
-            continue
-        try:
-            value = _eval(claim["value"], numbers)
-            passed, m = _decide(claim, value)
-            results.append(ClaimResult(notebook, cid, text, value, passed, None, margin=m,
-                                       contradicted=_contradicted(claim, value), **meta))
-        except Exception as exc:  # noqa: BLE001 - reported as a failed claim
-            results.append(ClaimResult(notebook, cid, text, None, False, f"{type(exc).__name__}: {exc}", **meta))
-    return results
-
-
 def sort_results(results: Iterable[ClaimResult]) -> list[ClaimResult]:
-    """Failures first, then statistical claims by margin (thinnest first), then the
-    deterministic ones, then the not-reproduced findings."""
+    """Failures first (failing checks, missing numbers), then by kind (paper, reading, beyond,
+    finding, then the checks), within a kind the thinnest statistical margins first."""
     def key(r: ClaimResult) -> tuple:
-        if not r.ok:
-            return (0, 0.0, r.notebook, r.claim_id)
-        if r.status == "not_reproduced":
-            return (3, 0.0, r.notebook, r.claim_id)
-        if r.margin is not None and not math.isnan(r.margin):
-            return (1, r.margin, r.notebook, r.claim_id)
-        return (2, 0.0, r.notebook, r.claim_id)
+        margin = r.margin if r.margin is not None and not math.isnan(r.margin) else math.inf
+        return (r.ok, KIND_ORDER.index(r.kind) if r.kind in KIND_ORDER else len(KIND_ORDER), margin, r.notebook,
+                r.claim_id)
     return sorted(results, key=key)
 
 
@@ -359,7 +196,8 @@ class ClaimTable:
 
     @property
     def all_passed(self) -> bool:
-        """Every claim in order for CI (not-reproduced findings do not count against it)."""
+        """Every claim in order for CI: no check fails and no number is missing. A paper claim
+        that is not reproduced is a result, not a failure."""
         return bool(self.results) and all(r.ok for r in self.results)
 
     @property
@@ -369,12 +207,12 @@ class ClaimTable:
     def rows(self) -> list[tuple[str, ...]]:
         out = []
         for r in sort_results(self.results):
-            out.append((r.notebook, r.claim_id, r.status.replace("_", " "), r.error or r.value_str(), r.threshold,
-                        r.margin_str() + (" (thin)" if r.thin else ""), r.verdict))
+            out.append((r.notebook, r.claim_id, r.kind, r.error or r.value_str(), r.threshold,
+                        r.margin_str() + (" (thin)" if r.thin and r.outcome in ("holds", "pass") else ""), r.verdict))
         return out
 
     def __str__(self) -> str:
-        header = ("notebook", "claim", "status", "measured", "threshold", "margin", "result")
+        header = ("notebook", "claim", "kind", "measured", "threshold", "margin", "verdict")
         rows = [header] + self.rows()
         widths = [min(48, max(len(row[i]) for row in rows)) for i in range(len(header))]
 
@@ -384,99 +222,63 @@ class ClaimTable:
         return "\n".join([fmt(header), "  ".join("-" * w for w in widths)] + [fmt(r) for r in rows[1:]])
 
     def _repr_html_(self) -> str:
-        return claims_html(self.results, with_notebook=False)
+        return claims_html(self.results)
 
 
-VERDICT_CLASS = {"pass": "claim-pass", "FAIL": "claim-fail", "not reproduced": "claim-notrep",
-                 "contradicted": "claim-fail", "holds here": "claim-notrep"}
+#: How a table names each kind.
+KIND_LABEL = {"paper": "paper claim", "reading": "our reading", "beyond": "beyond the papers", "finding": "finding",
+              "identity": "identity", "illustration": "illustration", "precondition": "precondition"}
 
 
-def claims_html(results: Sequence[ClaimResult], with_notebook: bool = True, link: bool = False,
-                extra: tuple[str, Mapping[tuple[str, str], str]] | None = None) -> str:
-    """An HTML table of claim results (failures first, thinnest margins next), with the
-    verdict coloured and spelled out (readable without an emoji font). ``extra`` adds a last
-    column: its header and, per ``(notebook, claim id)``, the cell's HTML ("—" where absent)."""
-    head = (["page"] if with_notebook else []) + ["claim", "status", "statement", "measured", "threshold",
-                                                  "margin", "result"] + ([extra[0]] if extra else [])
-    lines = ['<table class="claim-table">', "<thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead>",
-             "<tbody>"]
-    for r in sort_results(results):
-        cells = []
-        if with_notebook:
-            nb = html.escape(r.notebook)
-            cells.append(f'<a href="../notebooks/{nb}.html">{nb}</a>' if link else nb)
-        cells += [f"<code>{html.escape(r.claim_id)}</code>", html.escape(r.status.replace("_", " ")),
-                  html.escape(r.text), html.escape(r.error or r.value_str()), f"<code>{html.escape(r.threshold)}</code>",
-                  html.escape(r.margin_str()) + (' <span class="claim-thin">thin</span>' if r.thin else ""),
-                  f'<span class="{VERDICT_CLASS.get(r.verdict, "")}">{html.escape(r.verdict)}</span>']
-        if extra:
-            cells.append(extra[1].get((r.notebook, r.claim_id), "—"))
-        lines.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    lines.append("</tbody></table>")
-    return "\n".join(lines)
+def short_source(source: str) -> str:
+    """Where a statement comes from, without its quote: ``B Fig 1 caption: “…”`` → ``B Fig 1 caption``."""
+    cut = min((i for i in (source.find(":"), source.find("“"), source.find(";")) if i > 0), default=len(source))
+    text = source[:cut].strip().rstrip(",(")
+    text = text if len(text) <= 44 else text[:text.rfind(" ", 0, 42)].rstrip(",(") + " …"
+    return text + ")" * max(0, text.count("(") - text.count(")"))
 
 
-# --------------------------------------------------------------------------- a page's verdict
-#: The one-word verdicts of a page, from best to worst, with their CSS class.
-PAGE_VERDICTS = {"reproduced": "claim-pass", "partly reproduced": "claim-notrep", "not reproduced": "claim-notrep",
-                 "not testable at this scale": "claim-notrep", "failing": "claim-fail"}
+def measured_cell(r: ClaimResult) -> str:
+    """The measured value (estimate [90% interval]) with the threshold in a tooltip and the margin."""
+    tip = f"threshold: {r.threshold}" + (f"; margin {r.margin_str()}" if r.margin is not None else "")
+    thin = ' <span class="claim-thin">thin</span>' if r.thin and r.outcome in ("holds", "pass") else ""
+    margin = f" <small>({html.escape(r.margin_str())})</small>" if r.margin is not None else ""
+    return (f'<span title="{html.escape(tip)}">{html.escape(r.error or r.value_str())}</span>{margin}{thin}')
 
 
-@dataclass(frozen=True)
-class PageVerdict:
-    """What a page's claims say as a whole: :attr:`word` (a key of :data:`PAGE_VERDICTS`) and a
-    one-line :attr:`reason` counting the claims behind it."""
-
-    word: str
-    reason: str
-
-    @property
-    def css_class(self) -> str:
-        return PAGE_VERDICTS[self.word]
+def verdict_cell(r: ClaimResult) -> str:
+    """The verdict word, and why it is not a test where it is not."""
+    why = f"<br><small>{html.escape(r.why_not_a_test)}</small>" if r.why_not_a_test and r.scored else ""
+    return r.verdict_html + why
 
 
-def _ids(results: Sequence[ClaimResult]) -> str:
-    return ", ".join(r.claim_id for r in results)
+def _row(r: ClaimResult, with_notebook: bool) -> str:
+    nb = html.escape(r.notebook)
+    page = f'<a href="../notebooks/{nb}.html">{nb}</a> · ' if with_notebook else ""
+    meta = f"{page}{KIND_LABEL.get(r.kind, r.kind)} · <code>{html.escape(r.claim_id)}</code>"
+    if r.scored and r.source:
+        meta += f" · {html.escape(short_source(r.source))}"
+    return (f'<tr data-claim="{html.escape(r.key)}" data-kind="{html.escape(r.kind)}">'
+            f"<td>{html.escape(r.text)}<br><small>{meta}</small></td><td>{measured_cell(r)}</td>"
+            f"<td>{verdict_cell(r)}</td></tr>")
 
 
-def _own_text(own: Sequence[ClaimResult]) -> str:
-    n_id = sum(r.status == "identity" for r in own)
-    n_own = len(own) - n_id
-    parts = ([f"{n_id} identity check{'s' if n_id != 1 else ''}"] if n_id else []) + (
-        [f"{n_own} of the companion's own claim{'s' if n_own != 1 else ''}"] if n_own else [])
-    return " and ".join(parts)
+def _table(results: Sequence[ClaimResult], with_notebook: bool) -> str:
+    head = "<thead><tr><th>claim</th><th>measured [90% interval]</th><th>verdict</th></tr></thead>"
+    body = "\n".join(_row(r, with_notebook) for r in sort_results(results))
+    return f'<table class="claim-table">{head}<tbody>\n{body}\n</tbody></table>'
 
 
-def page_verdict(results: Sequence[ClaimResult]) -> PageVerdict:
-    """The verdict of one page from its claims evaluated on one run.
-
-    * *failing*: a check that gates CI fails (or its numbers are missing) — unless every
-      failing check is a precondition, then *not testable at this scale* (the experiment does
-      not measure what it should, e.g. the limit is not bracketed);
-    * *partly reproduced*: some of the papers' claims hold here and some are not reproduced;
-    * *not reproduced*: the papers' claims on this page are not reproduced at this scale;
-    * *reproduced*: every claim of the papers holds, or the page checks identities or its own
-      claims only and they hold;
-    * *not testable at this scale*: no claim on the page says anything about the papers.
-    """
-    failing = [r for r in results if not r.ok]
-    if failing:
-        if all(r.status == "precondition" for r in failing):
-            return PageVerdict("not testable at this scale", f"the experiment's precondition(s) {_ids(failing)} "
-                                                             "fail at this scale")
-        return PageVerdict("failing", f"{len(failing)} check(s) fail: {_ids(failing)}")
-    held = [r for r in results if r.status in ("reproduced", "not_reproduced") and r.passed]
-    missed = [r for r in results if r.status == "not_reproduced" and not r.passed]
-    own = [r for r in results if r.status in ("identity", "beyond") and r.passed]
-    extra = f"; {_own_text(own)} hold" if own else ""
-    if held and missed:
-        return PageVerdict("partly reproduced", f"{len(held)} of the papers' claims hold here, {len(missed)} "
-                                                f"not reproduced ({_ids(missed)}){extra}")
-    if missed:
-        return PageVerdict("not reproduced", f"the papers' claims on this page ({_ids(missed)}) are not "
-                                             f"reproduced at this scale{extra}")
-    if held:
-        return PageVerdict("reproduced", f"{len(held)} of the papers' claims hold here{extra}")
-    if own:
-        return PageVerdict("reproduced", f"{_own_text(own)} hold; no check is marked as one of the papers' claims")
-    return PageVerdict("not testable at this scale", "no claim on this page is checked at this scale")
+def claims_html(results: Sequence[ClaimResult], with_notebook: bool = False) -> str:
+    """A page's claim table in words: the scored claims (claim, measured value with its 90 %
+    interval, verdict; the threshold in a tooltip), then the checks (identities, illustrations,
+    preconditions) folded in a ``<details>`` that opens by itself when one fails."""
+    scored = [r for r in results if r.scored]
+    checks = [r for r in results if not r.scored]
+    out = [_table(scored, with_notebook)] if scored else []
+    if checks:
+        n_ok = sum(r.ok for r in checks)
+        summary = f"Checks of the code and the experiment: {n_ok} of {len(checks)} pass"
+        out.append(f'<details class="claim-checks"{" open" if n_ok < len(checks) else ""}><summary>{summary}'
+                   f"</summary>\n{_table(checks, with_notebook)}\n</details>")
+    return "\n".join(out)

@@ -13,6 +13,7 @@ from typing import Sequence
 
 from . import notebooks as nbs
 from .claims import ClaimTable
+from .verdicts import SCORED_KINDS, kind_counts
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -50,21 +51,32 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise nbs.NotebookError(str(exc)) from None
         if n_failing:
-            print(f"{n_failing} claim(s) fail under some perturbation", file=sys.stderr)
+            print(f"{n_failing} check(s) fail or lack numbers under some perturbation", file=sys.stderr)
             return 1
-        print(f"every checked claim passes under {', '.join(p.name for p in perts)}")
+        print(f"every check passes under {', '.join(p.name for p in perts)} (outcome flips of scored claims: "
+              "see results/robustness.json and the Robustness page)")
         return 0
     if args.label == "paper" and not args.executed:
         return _verify_archive(args.notebooks)
     table = ClaimTable(nbs.verify(args.notebooks or None, label=args.label))
     print(table)
-    n_thin = sum(r.thin for r in table.results if r.ok)
-    n_find = sum(r.status == "not_reproduced" for r in table.results)
+    return _summarise(table, f"label {args.label}")
+
+
+def _summarise(table: ClaimTable, what: str) -> int:
+    """Print the counts (paper claims per verdict, our readings and own claims apart, checks) and
+    return the exit status: 1 only on a failing check or missing numbers."""
+    counts = kind_counts(table.results)
+    parts = [f"{kind}: " + ", ".join(f"{n} {w}" for w, n in words.items()) for kind, words in counts.items()
+             if kind in SCORED_KINDS]
+    checks = [r for r in table.results if not r.scored]
+    n_thin = sum(r.thin for r in table.results if r.ok and r.scored and r.outcome == "holds")
+    summary = (f"{what}: {'; '.join(parts) or 'no scored claim'}; checks: {sum(r.ok for r in checks)} of "
+               f"{len(checks)} pass; {n_thin} scored claim(s) hold with a thin margin < 2σ")
     failed = table.failed
-    summary = (f"{len(table.results) - n_find - len(failed)} of {len(table.results) - n_find} checked claims pass "
-               f"({n_thin} with a thin margin < 2σ); {n_find} claims of the papers not reproduced at this scale")
     if failed:
-        print(f"{len(failed)} claim(s) failed; {summary}", file=sys.stderr)
+        print(f"{len(failed)} check(s) failed or lack numbers: {', '.join(r.key for r in failed)}; {summary}",
+              file=sys.stderr)
         return 1
     print(summary)
     return 0
@@ -79,21 +91,18 @@ def _verify_archive(ids: Sequence[str]) -> int:
     if results:
         print(table)
     for nid in sorted({r.notebook for r in results}):
-        entry = archive.load(nid)
-        if entry is not None:
+        entry, damage = archive.inspect(nid)
+        if damage is not None:
+            print(f"instab: {nid}: damaged archive entry {damage.path} ({damage.reason}): re-create it with "
+                  f"`instab archive {nid} --preset paper`", file=sys.stderr)
+        elif entry is not None:
             state = "STALE: " + "; ".join(entry.stale_reasons()) if entry.stale else "current"
             print(f"{nid}: archived {entry.created} from commit {entry.commit[:12]} ({state})")
     reasons = archive.pending_reasons()
     for nid in missing:
         print(f"{nid}: no archived paper run ({reasons.get(nid, archive.NOT_RUN)})")
-    failed = table.failed
     n_entries = len({r.notebook for r in results}) - (len(missing) if ids else 0)
-    summary = f"{n_entries} archived paper-scale run(s) checked, {len(missing)} missing"
-    if failed:
-        print(f"{len(failed)} claim(s) failed; {summary}", file=sys.stderr)
-        return 1
-    print(summary)
-    return 0
+    return _summarise(table, f"{n_entries} archived paper-scale run(s) checked, {len(missing)} missing")
 
 
 def _cmd_archive(args: argparse.Namespace) -> int:
@@ -122,6 +131,29 @@ def _cmd_archive(args: argparse.Namespace) -> int:
               f"{float(entry.stamp.get('seconds', 0)):.0f} s)\n{table}")
         status = status or (0 if table.all_passed else 1)
     return status
+
+
+def _cmd_expectations(args: argparse.Namespace) -> int:
+    """Print the computed verdicts of every scored claim of a label as YAML (``{label: {notebook:
+    {claim: verdict}}}``), for a deliberate update of the tests' expectation file."""
+    import yaml
+
+    if args.label == "paper" and not args.executed:
+        from . import archive
+
+        results, _ = archive.verify(args.notebooks or None)
+    else:
+        results = nbs.verify(args.notebooks or None, label=args.label)
+    failed = [r for r in results if r.error is not None]
+    if failed:
+        raise nbs.NotebookError(f"no verdict for {', '.join(r.key for r in failed)} (missing numbers or a broken "
+                                "expression): run the notebooks first")
+    out: dict[str, dict[str, str]] = {}
+    for r in results:
+        if r.scored:
+            out.setdefault(r.notebook, {})[r.claim_id] = r.verdict
+    print(yaml.safe_dump({args.label: out}, sort_keys=False, allow_unicode=True, width=120), end="")
+    return 0
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
@@ -178,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--allow-dirty", action="store_true", help="archive from a tree with uncommitted changes")
     a.add_argument("--keep-going", action="store_true", help="go on with the next notebook when one fails")
     a.set_defaults(func=_cmd_archive)
+    e = sub.add_parser("expectations", help="print the computed verdicts of the scored claims of a label as YAML "
+                                            "(to update tests/expectations.yml on purpose)")
+    e.add_argument("notebooks", nargs="*")
+    e.add_argument("--label", default="default", help="a run label; `paper` reads the archive (results/paper/)")
+    e.add_argument("--executed", action="store_true", help="with --label paper: _build/executed/paper/ instead")
+    e.set_defaults(func=_cmd_expectations)
     sub.add_parser("sync", help="write the paired .ipynb of every notebook").set_defaults(func=_cmd_sync)
     return p
 

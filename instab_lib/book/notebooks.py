@@ -6,7 +6,12 @@ Each notebook is ``notebooks/<id>.py`` (a jupytext pair) with a card
 and skips the run when a content hash of the notebook, its card, its parameters and the
 code of the library and the experiments
 (:func:`instab_lib.experiments.fingerprint.library_fingerprint`) is unchanged; it writes
-the page's stamp (:mod:`instab_lib.book.provenance`). :func:`verify` checks the card's
+the page's stamp (:mod:`instab_lib.book.provenance`) last, with the SHA-256 digest of the
+executed notebook and of its numbers. An entry that cannot be read (a file missing,
+truncated, emptied or garbled) is treated as missing: one warning line naming the file, and
+the notebook is executed again (:mod:`instab_lib.experiments.cache_files`). A damage notice
+raised inside the kernel (the run cache) is printed by the runner, not left on the page.
+:func:`verify` checks the card's
 claims on the numbers the run recorded. :mod:`instab_lib.book.build` builds the HTML book
 from the executed notebooks.
 """
@@ -27,10 +32,12 @@ from typing import Any, Iterator, Mapping, Sequence
 import yaml
 
 from ..experiments import repo_root
+from ..experiments.cache_files import (CACHE_LOG_ENV, Damaged, atomic_write_bytes, check_digest, file_digest,
+                                       read_json, warn_damaged)
 from . import claims as claims_mod
 from .cards import (NotebookError, check_constraints, check_parameters, declared_parameters, load_card,
                     notebook_ids, notebooks_dir, read_notebook)
-from .provenance import add_provenance_cell, make_stamp, recorded_data_source
+from .provenance import add_provenance_cell, make_stamp, recorded_data_source, recorded_seeds
 
 NOTEBOOK_ID = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -183,18 +190,18 @@ def execute(
     label = label or run_label(preset, overrides)
     nb_path, numbers_path, stamp_path = output_paths(notebook_id, label)
     key = run_key(notebook_id, params)
-    if not force and stamp_path.exists() and nb_path.exists() and numbers_path.exists():
-        stamp = json.loads(stamp_path.read_text())
-        if stamp.get("key") == key and stamp.get("status") == "ok":
-            return RunRecord(notebook_id, label, nb_path, numbers_path, True, 0.0)
+    if not force and _current(nb_path, numbers_path, stamp_path, key):
+        return RunRecord(notebook_id, label, nb_path, numbers_path, True, 0.0)
     nb_path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (numbers_path, stamp_path):
+    for stale in (stamp_path, numbers_path):  # the stamp first: it vouches for the others
         stale.unlink(missing_ok=True)
     start = time.perf_counter()
     status, error = "ok", None
     filters = ",".join([*KERNEL_WARNING_FILTERS, *filter(None, [os.environ.get("PYTHONWARNINGS")])])
+    cache_log = nb_path.with_name(f".{notebook_id}.cache-damage.log")
+    cache_log.unlink(missing_ok=True)
     with _environ(**{claims_mod.NUMBERS_ENV: str(numbers_path), "INSTAB_QUIET": "1", "INSTAB_ROOT": str(repo_root()),
-                     "PYTHONWARNINGS": filters}):
+                     "PYTHONWARNINGS": filters, CACHE_LOG_ENV: str(cache_log)}):
         try:
             papermill.execute_notebook(
                 read_notebook(notebook_id),
@@ -211,17 +218,65 @@ def execute(
         except Exception as exc:  # noqa: BLE001 - turned into a one-line reason
             status, error = "failed", _one_line(exc)
     seconds = time.perf_counter() - start
+    _report_kernel_cache_damage(notebook_id, cache_log)
     numbers = claims_mod.load_numbers(numbers_path) if numbers_path.exists() else {}
     stamp = make_stamp(notebook_id, key=key, status=status, error=error, preset=preset, label=label,
-                       params=params, seconds=seconds, data_source=recorded_data_source(numbers))
-    stamp_path.write_text(json.dumps(stamp, indent=1, default=str))
+                       params=params, seconds=seconds, data_source=recorded_data_source(numbers),
+                       recorded_seeds=recorded_seeds(numbers))
     if nb_path.exists():
         add_provenance_cell(nb_path, stamp)
+    stamp["files"] = {role: file_digest(f) for role, f in (("notebook", nb_path), ("numbers", numbers_path))
+                      if f.exists()}
+    blob = json.dumps(stamp, indent=1, default=str).encode()
+    atomic_write_bytes(stamp_path, lambda f: f.write(blob))  # written last: the entry is complete
     if error:
         raise NotebookError(f"{notebook_id}: {error} (executed notebook: {nb_path})")
     if not numbers_path.exists():
         raise NotebookError(f"{notebook_id}: ran but recorded no numbers (no Recorder.record call?)")
     return RunRecord(notebook_id, label, nb_path, numbers_path, False, seconds)
+
+
+def _current(nb_path: Path, numbers_path: Path, stamp_path: Path, key: str) -> bool:
+    """Whether the executed notebook on disk is the one ``key`` asks for, and readable. An entry
+    that cannot be read (its stamp, or the notebook or numbers its stamp vouches for) is warned
+    about in one line and counts as missing."""
+    if not stamp_path.exists():
+        return False
+    try:
+        stamp = read_json(stamp_path)
+        if stamp.get("key") != key or stamp.get("status") != "ok":
+            return False  # stale or failed: executed again anyway
+        _check_outputs(nb_path, numbers_path, stamp.get("files"))
+    except Damaged as damage:
+        warn_damaged(damage, "executing the notebook again")
+        return False
+    return True
+
+
+def _check_outputs(nb_path: Path, numbers_path: Path, digests: Any) -> None:
+    """Raise :class:`Damaged` unless the executed notebook and its numbers are there with the
+    digests the stamp recorded (a stamp written before digests were kept: both parse)."""
+    if isinstance(digests, dict) and {"notebook", "numbers"} <= set(digests):
+        check_digest(nb_path, digests["notebook"])
+        check_digest(numbers_path, digests["numbers"])
+        return
+    if not isinstance(read_json(nb_path).get("cells"), list):
+        raise Damaged(nb_path, "not a notebook (no cells)")
+    _read_numbers(numbers_path)
+
+
+def _read_numbers(path: Path) -> dict[str, Any]:
+    """The numbers a run recorded; :class:`Damaged` when the file cannot be read."""
+    return claims_mod.from_jsonable(read_json(path))
+
+
+def _report_kernel_cache_damage(notebook_id: str, log: Path) -> None:
+    """Print the damage notices the kernel wrote to ``log`` (:data:`CACHE_LOG_ENV`) on stderr,
+    one line each, and remove the log."""
+    if log.exists():
+        for line in log.read_text(encoding="utf-8").splitlines():
+            print(f"instab: warning: {notebook_id}: {line}", file=sys.stderr, flush=True)
+        log.unlink()
 
 
 def verify(notebook_ids_: Sequence[str] | None = None, label: str = "default") -> list[claims_mod.ClaimResult]:
@@ -231,7 +286,12 @@ def verify(notebook_ids_: Sequence[str] | None = None, label: str = "default") -
     for nid in ids:
         card = load_card(nid)
         _, numbers_path, _ = output_paths(nid, label)
-        numbers = claims_mod.load_numbers(numbers_path) if numbers_path.exists() else None
+        numbers = None
+        if numbers_path.exists():
+            try:
+                numbers = _read_numbers(numbers_path)
+            except Damaged as damage:  # checked as if the notebook had not run: every claim fails
+                warn_damaged(damage, "its claims are checked as unexecuted")
         if not card["claims"]:
             results.append(claims_mod.ClaimResult(nid, "-", "card declares no claim", None, False, "no claims"))
         results.extend(claims_mod.evaluate_claims(card["claims"], numbers, nid))

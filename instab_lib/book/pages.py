@@ -1,249 +1,237 @@
-"""Pages of the book written by the build: the claims page (scoreboard and every claim, with
-the paper's scale beside this build's), the robustness page (every claim under other float
-rounding and other seeds), the paper-scale page (which archived runs exist, which are stale,
-which are missing and why) and the intro's summary table (one verdict per page).
+"""Pages of the book written by the build: the claims page (the scoreboard of the papers' claims,
+our readings and own claims apart, the checks folded), the paper-scale page (which archived runs
+exist, which are stale, which are missing and why). The robustness page is
+:mod:`instab_lib.book.robustness`, the intro's summary :mod:`instab_lib.book.summary`.
 
-They are files under ``book/generated/`` holding HTML tables (MyST passes raw HTML
-through), so pass / FAIL / not reproduced read as words with a colour, with no emoji font
-needed.
+Every verdict they show is read from one :class:`instab_lib.book.record.Record` (the same object
+that is written as ``claims.json`` and ``claims.csv``), so a claim shows one verdict per column
+everywhere. The pages are files under ``book/generated/`` holding HTML tables (MyST passes raw
+HTML through), so verdicts read as words with a colour, with no emoji font needed; wide tables sit
+in a horizontal scroller (``div.table-scroll``, ``book/_static/companion.css``).
 """
 
 from __future__ import annotations
 
 import html
-import json
-import math
-from collections import defaultdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
 
 from ..experiments import repo_root
-from . import claims as claims_mod
+from .record import CI, PAPER, ClaimRecord, Record
+from .verdicts import SCORED_KINDS, verdict_span
 
-__all__ = ["paper_claims", "scoreboard", "write_claims_page", "robustness_path", "write_robustness_page",
-           "write_paper_page", "write_summary", "paper_column"]
+__all__ = ["paper_claims", "scoreboard", "heading_verdict", "verdict_counts", "write_claims_page",
+           "write_paper_page", "JSON_NAME", "CSV_NAME"]
+
+JSON_NAME, CSV_NAME = "claims.json", "claims.csv"
+#: What the scoreboard calls each column.
+COLUMN_TITLE = {CI: "CI scale", PAPER: "paper preset"}
 
 
-def paper_claims() -> dict[str, dict[str, str]]:
-    """The papers' claims the scoreboard groups by (``book/paper_claims.yml``): key → title, source."""
+def paper_claims() -> dict[str, dict[str, Any]]:
+    """The papers' statements the scoreboard groups by (``book/paper_claims.yml``): key → short,
+    papers, title, source."""
     return yaml.safe_load((repo_root() / "book" / "paper_claims.yml").read_text())
 
 
-def scoreboard(results: Sequence[claims_mod.ClaimResult]) -> list[dict[str, Any]]:
-    """One row per paper claim: how many of the card claims bearing on it are reproduced,
-    not reproduced and contradicted (interval on the wrong side of the null), failing,
-    the overall verdict and the effects measured."""
-    by: dict[str, list[claims_mod.ClaimResult]] = defaultdict(list)
-    for r in results:
-        if r.paper:
-            by[r.paper].append(r)
+def heading_verdict(claims: Sequence[ClaimRecord]) -> str:
+    """What the paper claims under one heading say together, from their combined verdicts:
+    *reproduced*, *not a test*, *not reproduced*, *contradicted* when all agree, else *mixed*;
+    *not tested* without a paper claim."""
+    words = {c.combined for c in claims}
+    if not claims:
+        return "not tested"
+    if len(words) == 1:
+        return words.pop()
+    if words <= {"not reproduced", "contradicted"}:
+        return "not reproduced"
+    return "mixed"
+
+
+def scoreboard(record: Record) -> list[dict[str, Any]]:
+    """One row per heading of ``book/paper_claims.yml``: its paper claims and readings (records)
+    and the heading's verdict over its paper claims."""
     rows = []
     for key, meta in paper_claims().items():
-        rs = by.get(key, [])
-        rep = [r for r in rs if r.status == "reproduced" and r.ok]
-        failing = [r for r in rs if not r.ok]
-        notrep = [r for r in rs if r.status == "not_reproduced" and r.ok and not r.contradicted]
-        contra = [r for r in rs if r.contradicted]
-        if not rs:
-            verdict = "not tested"
-        elif failing:
-            verdict = "failing"
-        elif contra:
-            verdict = "contradicted" if not rep else "partly (some contradicted)"
-        elif rep and not notrep:
-            verdict = "reproduced"
-        elif rep:
-            verdict = "partly reproduced"
-        else:
-            verdict = "not reproduced"
-        rows.append({"key": key, "title": meta["title"], "source": meta.get("source", ""), "verdict": verdict,
-                     "n_reproduced": len(rep), "n_not_reproduced": len(notrep), "n_contradicted": len(contra),
-                     "n_failing": len(failing), "claims": rs})
+        mine = [c for c in record.claims if c.heading == key]
+        paper = [c for c in mine if c.kind == "paper"]
+        rows.append({"key": key, "title": meta["title"], "short": meta.get("short", key),
+                     "papers": meta.get("papers", []), "source": meta.get("source", ""), "paper": paper,
+                     "readings": [c for c in mine if c.kind == "reading"], "verdict": heading_verdict(paper)})
     return rows
 
 
-_VERDICT_CLASS = {"reproduced": "claim-pass", "partly reproduced": "claim-notrep", "not reproduced": "claim-notrep",
-                  "contradicted": "claim-fail", "partly (some contradicted)": "claim-fail", "failing": "claim-fail",
-                  "not tested": "claim-notrep"}
+def verdict_counts(claims: Sequence[ClaimRecord], column: str) -> dict[str, int]:
+    """verdict word → how many of ``claims`` have it in ``column`` (``combined`` for the combined)."""
+    out: dict[str, int] = {}
+    for c in claims:
+        w = c.combined if column == "combined" else c.verdicts.get(column)
+        if w is not None:
+            out[w] = out.get(w, 0) + 1
+    return out
 
 
-def _verdict_span(verdict: str) -> str:
-    return f'<span class="{_VERDICT_CLASS.get(verdict, "")}">{html.escape(verdict)}</span>'
-
-
-def _scoreboard_html(rows: Sequence[Mapping[str, Any]], paper: Mapping[str, str] | None = None) -> str:
-    out = ['<table class="claim-table scoreboard">',
-           "<thead><tr><th>the papers' claim</th><th>verdict</th>"
-           + ("<th>at the paper's scale</th>" if paper is not None else "")
-           + "<th>reproduced</th><th>not reproduced</th><th>contradicted</th>"
-           "<th>effects measured (estimate [90% interval])</th></tr></thead><tbody>"]
-    for row in rows:
-        effects = "<br>".join(
-            f'<a href="../notebooks/{html.escape(r.notebook)}.html">{html.escape(r.notebook)}</a> '
-            f"<code>{html.escape(r.claim_id)}</code>: {html.escape(r.error or r.value_str())} "
-            f"({html.escape(r.verdict)})" for r in row["claims"]) or "—"
-        paper_cell = f"<td>{paper.get(row['key'], '<small>no archived run</small>')}</td>" if paper is not None else ""
-        out.append(f"<tr><td>{html.escape(row['title'])}<br><small>{html.escape(row['source'])}</small></td>"
-                   f"<td>{_verdict_span(row['verdict'])}</td>" + paper_cell
-                   + f"<td>{row['n_reproduced']}</td><td>{row['n_not_reproduced']}</td><td>{row['n_contradicted']}</td>"
-                   f"<td>{effects}</td></tr>")
-    out.append("</tbody></table>")
-    return "\n".join(out)
+def count_text(counts: Mapping[str, int]) -> str:
+    order = ("reproduced", "holds", "pass", "mixed", "not reproduced", "not shown", "contradicted", "not a test",
+             "FAIL")
+    return ", ".join(f"{counts[w]} {w}" for w in order if counts.get(w)) or "none"
 
 
 def _raw(block: str) -> list[str]:
     return ["```{raw} html", block, "```", ""]
 
 
-def paper_column(results: Sequence[claims_mod.ClaimResult],
-                 paper_rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
-    """Per (notebook, claim): the HTML of its verdict and value on the archived paper-scale
-    numbers (:func:`instab_lib.book.archive.status` rows), marked stale, or "not archived"."""
-    by_nb = {row["notebook"]: row for row in paper_rows}
-    cells: dict[tuple[str, str], str] = {}
-    for row in paper_rows:
-        if row["entry"] is None:
-            continue
-        stale = " <small>(stale)</small>" if row["stale"] else ""
-        for r in row["entry"].results():
-            cells[(r.notebook, r.claim_id)] = (f'<span class="{claims_mod.VERDICT_CLASS.get(r.verdict, "")}">'
-                                               f"{html.escape(r.verdict)}</span>{stale}<br>"
-                                               f"<small>{html.escape(r.error or r.value_str())}</small>")
-    for r in results:
-        if (r.notebook, r.claim_id) not in cells and r.notebook in by_nb:
-            cells[(r.notebook, r.claim_id)] = "<small>not archived</small>"
-    return cells
+def _verdict_cell(c: ClaimRecord, column: str) -> str:
+    word = c.verdicts.get(column)
+    if word is None:
+        return "<small>no run</small>" if column == PAPER else "—"
+    why = c.why_not_a_test.get(column)
+    tip = f' title="{html.escape(why)}"' if why else ""
+    return f"<span{tip}>{verdict_span(word, c.key, column)}</span>"
 
 
-def _paper_scoreboard(paper_rows: Sequence[Mapping[str, Any]]) -> dict[str, str]:
-    results = [r for row in paper_rows if row["entry"] is not None for r in row["entry"].results()]
-    return {row["key"]: _verdict_span(row["verdict"]) for row in scoreboard(results) if row["claims"]}
+def _robust_cell(c: ClaimRecord, names: Sequence[str]) -> str:
+    if not names or all(c.outcomes.get(n) is None for n in names):
+        return "<small>not in the table</small>"
+    differ = c.differing([CI, *names])
+    if not differ:
+        return "same in all"
+    return "differs: " + ", ".join(f"{html.escape(n)} ({html.escape(c.verdicts.get(n) or '?')})" for n in differ)
 
 
-def write_claims_page(results: Sequence[claims_mod.ClaimResult],
-                      paper_rows: Sequence[Mapping[str, Any]] | None = None) -> Path:
-    """Write ``book/generated/claims.md``: the scoreboard, then every claim with the value this
-    build measured, its threshold and margin (failures first, thinnest margins next), the
-    not-reproduced findings apart. With ``paper_rows`` (:func:`instab_lib.book.archive.status`),
-    the scoreboard and the tables get a column for the archived paper-scale runs."""
-    extra = ("at the paper's scale", paper_column(results, paper_rows)) if paper_rows is not None else None
-    paper_board = _paper_scoreboard(paper_rows) if paper_rows is not None else None
+def _page_link(c: ClaimRecord) -> str:
+    nb = html.escape(c.notebook)
+    return f'<a href="../notebooks/{nb}.html" title="{html.escape(c.key)}">{nb}</a>'
+
+
+def _mixed_note(c: ClaimRecord) -> str:
+    """Where a mixed claim differs from its CI verdict: ``reproduced at seeds+1000``."""
+    ci = c.verdicts.get(CI)
+    other: dict[str, list[str]] = {}
+    for col, word in c.verdicts.items():
+        if word is not None and word != ci:
+            other.setdefault(word, []).append(col)
+    return "; ".join(f"{w} at {', '.join(cols)}" for w, cols in other.items())
+
+
+def _scored_row(c: ClaimRecord, perturbed: Sequence[str]) -> str:
+    detail = f'<br><small class="mixed">{html.escape(_mixed_note(c))}</small>' if c.combined == "mixed" else ""
+    return (f'<tr data-claim="{html.escape(c.key)}"><td>{html.escape(c.text)} <small>({_page_link(c)})</small></td>'
+            f"<td>{html.escape(c.source_short)}</td>"
+            f'<td class="v">{_verdict_cell(c, CI)}</td><td class="v">{_verdict_cell(c, PAPER)}</td>'
+            f"<td>{_robust_cell(c, perturbed)}</td>"
+            f'<td class="v all">{verdict_span(c.combined, c.key, "combined")}{detail}</td>'
+            f"<td>{html.escape(c.effect.get('text', '—'))}</td></tr>")
+
+
+_HEAD = ("<thead><tr><th>claim (page)</th><th>source</th><th>CI scale</th><th>paper preset</th><th>robustness</th>"
+         "<th>every column</th><th>key effect [90% interval], CI</th></tr></thead>")
+
+
+def _grouped_table(groups: Sequence[tuple[str, str, Sequence[ClaimRecord]]], perturbed: Sequence[str],
+                   css: str) -> str:
+    """One table; each group (title, note, records) opens with a heading row."""
+    out = [f'<div class="table-scroll"><table class="claim-table {css}">', _HEAD, "<tbody>"]
+    for title, note, claims in groups:
+        if title:
+            out.append(f'<tr class="group"><th colspan="7">{html.escape(title)}'
+                       + (f"<br><small>{html.escape(note)}</small>" if note else "") + "</th></tr>")
+        out += [_scored_row(c, perturbed) for c in claims]
+    out.append("</tbody></table></div>")
+    return "\n".join(out)
+
+
+def _checks_html(checks: Sequence[ClaimRecord], perturbed: Sequence[str]) -> str:
+    n_ok = sum(c.combined == "pass" or c.combined == "met" for c in checks)
+    rows = "\n".join(
+        f'<tr data-claim="{html.escape(c.key)}"><td>{html.escape(c.text)}<br><small>{_page_link(c)} · '
+        f"{html.escape(c.kind)}</small></td>"
+        f"<td>{_verdict_cell(c, CI)}</td><td>{_verdict_cell(c, PAPER)}</td><td>{_robust_cell(c, perturbed)}</td></tr>"
+        for c in checks)
+    return (f'<details class="claim-checks"{"" if n_ok == len(checks) else " open"}><summary>{n_ok} of {len(checks)} '
+            "checks (identities, illustrations, preconditions) pass in every column</summary>\n"
+            '<div class="table-scroll"><table class="claim-table checks"><thead><tr><th>check</th><th>CI scale</th>'
+            f"<th>paper preset</th><th>robustness</th></tr></thead><tbody>\n{rows}\n</tbody></table></div></details>")
+
+
+def _columns_sentence(record: Record) -> str:
+    perts = record.perturbation_columns()
+    return (f"*CI scale* is this build's run; *paper preset* the archived run of each page's `paper` preset "
+            f"({{doc}}`paper_scale`); *robustness* compares the CI column with the {len(perts)} columns of "
+            f"{{doc}}`robustness` ({', '.join(perts) or 'none recorded'}): *same in all*, or the columns that differ; "
+            "*every column* is *reproduced* (or *holds*) only where the claim is so in every column the book has, "
+            "*mixed* otherwise, with the columns named.")
+
+
+def _counts_paragraph(record: Record) -> str:
+    paper = [c for c in record.claims if c.kind == "paper"]
+    cols = [(CI, "at CI scale"), (PAPER, "at the paper preset"), ("combined", "over every column")]
+    parts = [f"{label}: {count_text(verdict_counts(paper, col))}" for col, label in cols]
+    others = []
+    for kind, label in (("reading", "readings of ours"), ("beyond", "claims beyond the papers"),
+                        ("finding", "findings about the author's code")):
+        mine = [c for c in record.claims if c.kind == kind]
+        if mine:
+            others.append(f"{len(mine)} {label} ({count_text(verdict_counts(mine, CI))} at CI scale)")
+    checks = [c for c in record.claims if not c.scored]
+    n_fail = sum(1 for c in checks if c.verdicts.get(CI) not in ("pass", "met"))
+    return (f"**{len(paper)} paper claims** are scored against the papers: {'; '.join(parts)}. Shown apart and never "
+            f"counted against the papers: {', '.join(others)}. **{len(checks) - n_fail} of {len(checks)}** checks of "
+            "the code and the experiments pass at CI scale (a failing check fails CI).")
+
+
+def write_claims_page(record: Record) -> Path:
+    """Write ``book/generated/claims.md``: the counts, the scoreboard of the papers' claims (one row
+    per paper claim, grouped under the headings of ``book/paper_claims.yml``), our readings and the
+    claims beyond the papers apart, the checks folded, and links to ``claims.json``/``claims.csv``."""
     page = repo_root() / "book" / "generated" / "claims.md"
     page.parent.mkdir(parents=True, exist_ok=True)
-    gating = [r for r in results if r.status != "not_reproduced"]
-    findings = [r for r in results if r.status == "not_reproduced"]
-    n_ok = sum(r.ok for r in gating)
-    thin = sum(r.thin for r in gating)
-    lines = [
-        "# Claims checked by this build",
-        "",
-        f"Written by the build from the numbers the notebooks recorded: **{n_ok} of {len(gating)}** checked claims pass"
-        f" ({thin} with a margin under {claims_mod.THIN_MARGIN:g} standard errors, marked *thin*), and "
-        f"**{len(findings)}** claims of the papers are reported as *not reproduced at this scale*. CI fails when a "
-        "checked claim fails; a not-reproduced claim is a finding, shown with its measured effect, never as a pass. "
-        "`instab verify` prints the same table. Each claim's expressions are in the notebook's card, "
-        "`notebooks/<id>.yaml`; {doc}`robustness` shows every claim under other CPU kernels and other seeds, "
-        "and {doc}`paper_scale` lists the archived paper-scale runs whose verdicts fill the columns *at the "
-        "paper's scale*.",
-        "",
-        "## Scoreboard: the papers' claims",
-        "",
-        "Each claim of the papers, with the verdict of the checks that bear on it: *reproduced* when every check "
-        "passes; *not reproduced* when the measured effect does not reach the threshold; *contradicted* when its "
-        "interval lies on the other side of the null.",
-        "",
-        *_raw(_scoreboard_html(scoreboard(results), paper_board)),
-        "## Every checked claim",
-        "",
-        "Measured: the estimate and its 90% interval over seeds (or the exact value of a deterministic claim). "
-        "Margin: how many standard errors the estimate lies beyond the threshold (— for deterministic claims).",
-        "",
-        *_raw(claims_mod.claims_html(gating, with_notebook=True, link=True, extra=extra)),
-        "## Not reproduced at this scale",
-        "",
-        "Claims of the papers whose effect this companion measured and did not find at the scale shown; the "
-        "`paper` presets of the pages run them at the paper's scale.",
-        "",
-        *(_raw(claims_mod.claims_html(findings, with_notebook=True, link=True, extra=extra)) if findings
-          else ["None.", ""]),
-    ]
+    perturbed = record.perturbation_columns()
+    board = scoreboard(record)
+    paper_groups = [(r["title"], r["source"], r["paper"]) for r in board if r["paper"]]
+    untested = [r["short"] for r in board if not r["paper"]]
+    reading_groups = [(r["title"], "", r["readings"]) for r in board if r["readings"]]
+    own = [(title, note, [c for c in record.claims if c.kind == kind]) for kind, title, note in (
+        ("beyond", "Beyond the papers", "the talk, SANE, or ours"),
+        ("finding", "Findings about third-party code", "the author's public code"))]
+    lines = ["# Claims checked by this build", "",
+             "Written by the build from the numbers the notebooks recorded; every verdict is computed from them, "
+             "and the pages, this page, the intro and `instab verify` read the same field. "
+             f'The record of every claim (value with its interval, threshold, verdict in every column) is '
+             f'<a href="../{JSON_NAME}">{JSON_NAME}</a> (and <a href="../{CSV_NAME}">{CSV_NAME}</a>). '
+             "Each claim's expressions are in its notebook's card, `notebooks/<id>.yaml`.", "",
+             _counts_paragraph(record), "",
+             "## The papers' claims", "",
+             "One row per claim of paper A or B that a page tests, under the statement it tests (its source "
+             "quoted). A claim is *reproduced* when the whole 90 % interval lies beyond its threshold, *not "
+             "reproduced* when the interval includes the null, *contradicted* when it excludes the null on the "
+             "other side, and *not a test* where the page's setting is too small or unlike the paper's (hover for "
+             "why) or a precondition of the page is not met. " + _columns_sentence(record), ""]
+    lines += _raw(_grouped_table(paper_groups, perturbed, "scoreboard"))
+    if untested:
+        lines += ["Statements with no paper claim on any page (only readings, or nothing yet): "
+                  + "; ".join(untested) + ".", ""]
+    lines += ["## Our readings of the papers' statements", "",
+              "Our quantitative or sharper readings of a statement (a window, a statistic or a comparison the "
+              "statement does not fix), each under the statement it reads. They are shown apart and never counted "
+              "against the papers.", ""]
+    lines += _raw(_grouped_table(reading_groups, perturbed, "readings"))
+    lines += ["## Beyond the papers, and findings", "",
+              "Our own claims and the talk's and SANE's expectations (*holds* / *not shown* / *contradicted*), and "
+              "what we found about the author's public code.", ""]
+    lines += _raw(_grouped_table([g for g in own if g[2]], perturbed, "beyond"))
+    checks = [c for c in record.claims if not c.scored]
+    lines += ["## Checks", "", "Identities (closed forms, our code against ground truth), illustrations (models "
+              "built to show a property: true by construction) and preconditions (the experiment measures what it "
+              "says). They get no verdict; a failing check fails CI.", ""]
+    lines += _raw(_checks_html(checks, perturbed))
     page.write_text("\n".join(lines) + "\n")
     return page
 
 
-# --------------------------------------------------------------------------- robustness
-def robustness_path() -> Path:
-    """The committed result of the last perturbation check (``results/robustness.json``)."""
-    return repo_root() / "results" / "robustness.json"
-
-
-def _cell(entry: Mapping[str, Any] | None) -> str:
-    if entry is None:
-        return "<td>—</td>"
-    verdict = entry.get("verdict", "?")
-    cls = claims_mod.VERDICT_CLASS.get(verdict, "")
-    m = entry.get("margin")
-    mtxt = "" if m is None else (f" {m:+.1f}σ" if isinstance(m, (int, float)) and math.isfinite(m) else "")
-    return (f'<td><span class="{cls}">{html.escape(verdict)}</span>{html.escape(mtxt)}<br>'
-            f"<small>{html.escape(str(entry.get('value', '')))}</small></td>")
-
-
-def write_robustness_page() -> Path:
-    """Write ``book/generated/robustness.md`` from :func:`robustness_path` (the table of
-    claim × perturbation), saying when it was made, from which commit, and whether the
-    library has changed since (then the table is stale)."""
-    from ..experiments import fingerprint
-
-    page = repo_root() / "book" / "generated" / "robustness.md"
-    page.parent.mkdir(parents=True, exist_ok=True)
-    src = robustness_path()
-    lines = ["# Robustness: the claims under other arithmetic and other seeds", ""]
-    intro = ("Gradient descent at the edge of stability is chaotic: PyTorch picks CPU kernels by instruction set, "
-             "the float rounding differs, and one trajectory differs from the next after a few hundred epochs. A "
-             "claim of this book is therefore a statement about an ensemble of seeds, and it must hold whatever the "
-             "kernels and whichever seeds. `make perturb` (`instab verify --perturb`) re-executes every notebook "
-             "under each perturbation below, each in its own run cache, and writes this table.")
-    lines += [intro, ""]
-    if not src.exists():
-        lines += ["```{warning}", "No perturbation check has been recorded yet (`results/robustness.json` is missing): "
-                  "run `make perturb`.", "```", ""]
-        page.write_text("\n".join(lines) + "\n")
-        return page
-    data = json.loads(src.read_text())
-    stale = data.get("library_fingerprint") != fingerprint.library_fingerprint()
-    perts = data["perturbations"]
-    if stale:
-        lines += ["```{warning}", f"This table was made from commit `{str(data.get('commit'))[:12]}` on "
-                  f"{data.get('created', '?')}; the library has changed since (fingerprint "
-                  f"`{data.get('library_fingerprint')}` then, `{fingerprint.library_fingerprint()}` now), so it is "
-                  "**stale**: rerun `make perturb`.", "```", ""]
-    else:
-        lines += [f"Made on {data.get('created', '?')} from commit `{str(data.get('commit'))[:12]}` (library "
-                  f"fingerprint `{data.get('library_fingerprint')}`, current) on {data.get('processor', '?')}, in "
-                  f"{data.get('seconds', 0) / 60:.0f} min.", ""]
-    lines += ["| column | what changed | CPU kernels | minutes |", "|---|---|---|---|"]
-    for p in perts:
-        env = ", ".join(f"`{k}={v}`" for k, v in p.get("env", {}).items()) or "nothing (the build's own run)"
-        lines.append(f"| {p['name']} | {env} | `{p.get('cpu_capability', '?')}` | {p.get('seconds', 0) / 60:.1f} |")
-    n_bad = data.get("n_failing", 0)
-    lines += ["", f"**{n_bad}** claim(s) that are not *not reproduced* fail in some column." if n_bad else
-              "Every claim that is not *not reproduced* passes in every column.", ""]
-    head = "".join(f"<th>{html.escape(p['name'])}</th>" for p in perts)
-    rows = ['<table class="claim-table robustness">',
-            f"<thead><tr><th>page</th><th>claim</th><th>status</th>{head}</tr></thead><tbody>"]
-    for c in data["claims"]:
-        cells = "".join(_cell(c["results"].get(p["name"])) for p in perts)
-        rows.append(f"<tr><td>{html.escape(c['notebook'])}</td><td><code>{html.escape(c['claim'])}</code></td>"
-                    f"<td>{html.escape(c['status'].replace('_', ' '))}</td>{cells}</tr>")
-    rows.append("</tbody></table>")
-    lines += _raw("\n".join(rows))
-    page.write_text("\n".join(lines) + "\n")
-    return page
-
-
-# --------------------------------------------------------------------------- paper scale, summary
+# --------------------------------------------------------------------------- paper scale
 def _entry_cells(row: Mapping[str, Any]) -> str:
     entry = row["entry"]
     nid = html.escape(row["notebook"])
@@ -281,35 +269,10 @@ def write_paper_page(rows: Sequence[Mapping[str, Any]]) -> Path:
     head = ("<thead><tr><th>page</th><th>entry</th><th>verdict at the paper's scale</th><th>made</th>"
             "<th>machine, wall time</th><th>note</th></tr></thead><tbody>")
     body = "\n".join(_entry_cells(r) for r in rows)
-    lines += _raw(f'<table class="claim-table paper-scale">{head}\n{body}\n</tbody></table>')
+    lines += _raw(f'<div class="table-scroll"><table class="claim-table paper-scale">{head}\n{body}\n</tbody></table>'
+                  "</div>")
     lines += ["## Missing entries", ""]
     lines += [f"- `{r['notebook']}`: {r['reason']}" for r in missing] or ["None: every page has an archived run."]
     lines += ["", "The reasons come from `results/paper/pending.yml`; a page not listed there says *not run yet*.", ""]
     page.write_text("\n".join(lines) + "\n")
-    return page
-
-
-def write_summary(verdicts: Mapping[str, claims_mod.PageVerdict], paper_rows: Sequence[Mapping[str, Any]],
-                  titles: Mapping[str, str], figures: Mapping[str, str], seconds: Mapping[str, float]) -> Path:
-    """Write ``book/generated/summary.html`` (included by the intro): one row per page with
-    its verdict at this build's scale and at the paper's, and its execution time."""
-    page = repo_root() / "book" / "generated" / "summary.html"
-    page.parent.mkdir(parents=True, exist_ok=True)
-    paper = {r["notebook"]: r for r in paper_rows}
-    rows = ['<table class="claim-table summary">',
-            "<thead><tr><th>page</th><th>reproduces</th><th>verdict at this build's scale</th>"
-            "<th>at the paper's scale</th><th>time</th></tr></thead><tbody>"]
-    for nid, v in verdicts.items():
-        pr = paper.get(nid)
-        if pr is None or pr["entry"] is None:
-            pcell = "<small>no archived run</small>"
-        else:
-            pcell = (f'<span class="{pr["verdict"].css_class}">{html.escape(pr["verdict"].word)}</span>'
-                     + (" <small>(stale)</small>" if pr["stale"] else ""))
-        rows.append(f'<tr><td><a href="notebooks/{html.escape(nid)}.html">{html.escape(titles.get(nid, nid))}</a></td>'
-                    f"<td>{html.escape(figures.get(nid, ''))}</td>"
-                    f'<td><span class="{v.css_class}">{html.escape(v.word)}</span></td><td>{pcell}</td>'
-                    f"<td>{seconds.get(nid, 0):.0f} s</td></tr>")
-    rows.append("</tbody></table>")
-    page.write_text("\n".join(rows) + "\n")
     return page

@@ -13,7 +13,7 @@ Perturbations (:func:`perturbations`):
 Each runs as a child process (the kernel variable must be set before torch is imported)
 with ``INSTAB_RUNS=_build/perturb/<name>/runs`` and executed notebooks under
 ``_build/executed/perturb-<name>/``. :func:`run` writes ``results/robustness.json``, which
-the book renders as its Robustness page (:func:`instab_lib.book.pages.write_robustness_page`).
+the book renders as its Robustness page (:func:`instab_lib.book.robustness.write_page`).
 It is a tool for developers and readers, not part of CI: it costs about three CI runs.
 """
 
@@ -31,7 +31,7 @@ from typing import Any, Sequence
 from ..experiments import repo_root
 from . import claims as claims_mod
 
-__all__ = ["Perturbation", "perturbations", "run", "SEED_SHIFT"]
+__all__ = ["Perturbation", "perturbations", "run", "table_rows", "outcome_flips", "SEED_SHIFT"]
 
 #: The seed offset of the ``seeds`` perturbation.
 SEED_SHIFT = 1000
@@ -114,8 +114,10 @@ def run(ids: Sequence[str] | None = None, force: bool = False, only: Sequence[st
     perturbation (``only``: a subset of their names), check the claims of each, print the
     table and, with ``write``, save ``results/robustness.json``.
 
-    Returns ``(rows, perturbations, n_failing)`` where ``n_failing`` counts the claims
-    that are not *not reproduced* and fail in some column.
+    Returns ``(rows, perturbations, n_failing)`` where ``n_failing`` counts the claims that fail
+    in some column: a failing check (identity, illustration, precondition) or missing numbers.
+    A scored claim whose outcome differs between columns is a *flip*: reported (``n_flips`` and the
+    Robustness page), never a failure.
     """
     from . import notebooks as nbs
     from ..experiments import fingerprint
@@ -131,28 +133,23 @@ def run(ids: Sequence[str] | None = None, force: bool = False, only: Sequence[st
         print(f"[perturb] {p.name}: executing {len(ids)} notebooks ({p.env or 'native'})", file=sys.stderr, flush=True)
         meta[p.name] = _execute_all(p, ids, force)
         results[p.name] = nbs.verify(ids, label=p.label)
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    for p in perts:
-        for r in results[p.name]:
-            row = rows.setdefault((r.notebook, r.claim_id), {"notebook": r.notebook, "claim": r.claim_id,
-                                                               "status": r.status, "results": {}})
-            row["results"][p.name] = {"verdict": r.verdict, "ok": r.ok, "value": r.error or r.value_str(),
-                                      "margin": r.margin if r.margin is not None and r.margin == r.margin else None}
-    table = list(rows.values())
-    n_failing = sum(1 for row in table if row["status"] != "not_reproduced"
-                    and not all(v["ok"] for v in row["results"].values()))
+    table = table_rows(results, perts)
+    n_failing = sum(1 for row in table if not all(v["ok"] for v in row["results"].values()))
+    flips = outcome_flips(table)
     _print(table, perts)
     if write:
         out = {"created": time.strftime("%Y-%m-%d %H:%M"), **fingerprint.git_state(),
                "library_fingerprint": fingerprint.library_fingerprint(),
                "processor": fingerprint.stamp_fields()["processor"], "seconds": round(time.perf_counter() - t0, 1),
-               "n_failing": n_failing,
+               "n_failing": n_failing, "n_flips": len(flips),
                "perturbations": [{"name": p.name, "env": p.env, "label": p.label,
+                                  "commit": fingerprint.git_state().get("commit"),
+                                  "processor": fingerprint.stamp_fields()["processor"],
                                   "cpu_capability": meta[p.name]["cpu_capability"],
                                   "seconds": round(meta[p.name]["seconds"], 1),
                                   "notebooks": meta[p.name]["notebooks"]} for p in perts],
                "claims": table}
-        from .pages import robustness_path
+        from .robustness import robustness_path
 
         path = robustness_path()
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -161,10 +158,30 @@ def run(ids: Sequence[str] | None = None, force: bool = False, only: Sequence[st
     return table, perts, n_failing
 
 
+def table_rows(results: dict[str, Sequence[claims_mod.ClaimResult]],
+               perts: Sequence[Perturbation]) -> list[dict[str, Any]]:
+    """One row per claim: its kind and, per perturbation, its outcome, verdict word, whether it is
+    in order for CI (``ok``), its value and margin (the format of ``results/robustness.json``)."""
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for p in perts:
+        for r in results[p.name]:
+            row = rows.setdefault((r.notebook, r.claim_id), {"notebook": r.notebook, "claim": r.claim_id,
+                                                               "kind": r.kind, "results": {}})
+            row["results"][p.name] = {"outcome": r.outcome, "verdict": r.verdict, "ok": r.ok,
+                                      "value": r.error or r.value_str(),
+                                      "margin": r.margin if r.margin is not None and r.margin == r.margin else None}
+    return list(rows.values())
+
+
+def outcome_flips(table: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows whose outcome differs between columns."""
+    return [row for row in table if len({v["outcome"] for v in row["results"].values()}) > 1]
+
+
 def _print(table: Sequence[dict[str, Any]], perts: Sequence[Perturbation]) -> None:
     names = [p.name for p in perts]
-    head = ["notebook", "claim", "status", *names]
-    body = [[row["notebook"], row["claim"], row["status"].replace("_", " "),
+    head = ["notebook", "claim", "kind", *names]
+    body = [[row["notebook"], row["claim"], row["kind"],
              *[(row["results"].get(n, {}).get("verdict", "—")) for n in names]] for row in table]
     widths = [max(len(str(r[i])) for r in [head, *body]) for i in range(len(head))]
     print("  ".join(h.ljust(w) for h, w in zip(head, widths)))

@@ -4,16 +4,23 @@
 ``book/notebooks/<id>.ipynb`` with
 
 * a one-line **verdict** right under the title (:func:`verdict_html`), drawn from the card's
-  claims evaluated on the run's numbers (:func:`instab_lib.book.claims.page_verdict`), with the
-  verdict at the paper's scale beside it;
-* the **set-up cells** (imports, the ``Recorder``, style calls) hidden: tagged
-  ``remove-cell`` (or ``remove-input`` when they printed something), which myst-nb honours
-  (:func:`hide_setup_cells`);
-* a section **At the paper's scale** (:func:`paper_cells`): the archived entry's claim
-  table and figures, marked stale with its date and commit when the code has changed, or
-  why there is none;
-* the **provenance box** at the foot, rebuilt from the stamp (and the data copy the page
-  recorded), so a page executed by an older runner gets the current box.
+  claims evaluated on the run's numbers (:func:`instab_lib.book.verdicts.page_verdict`: the paper
+  claims, with the readings, our own claims and the checks counted apart), with the verdict at the
+  paper's scale beside it, and on pages that discuss sharpness values a line pointing to the
+  intro's Findings box (:mod:`instab_lib.book.findings`);
+* the **claim table** (the output of ``rec.report()``) re-rendered from the same evaluation
+  (:func:`replace_claim_tables`), so the table and the verdict line read one field;
+* the **code folded** (:func:`fold_code_cells`): set-up cells (imports, the ``Recorder``, style
+  calls) removed, every other code cell's input hidden behind a toggle (``hide-input``), except
+  where a notebook tags a cell ``show-input`` because its code is the point (a library call a
+  reader would copy);
+* where the ``paper`` preset differs from this build's scale, a section **At the paper's scale**
+  (:func:`paper_cells`): the scored claims' values at both scales side by side and the archived
+  run's figures with their captions, marked stale with its date and commit when the code has
+  changed, or why there is no archived run; nothing where the preset changes nothing;
+* the **provenance box** at the foot, one closed ``<details>``, rebuilt from the stamp and from
+  the data copy and the seeds the page recorded, so a page executed by an older runner gets
+  the current box.
 
 The executed notebook itself is left as it is.
 """
@@ -30,14 +37,20 @@ from typing import Any, Mapping, Sequence
 import nbformat
 
 from ..experiments import repo_root
-from . import archive
+from . import archive, findings
 from . import claims as claims_mod
 from . import notebooks as nbs
 from . import provenance
+from .verdicts import VERDICT_CLASS
 
-__all__ = ["stage_notebook", "verdict_html", "hide_setup_cells", "paper_cells", "is_setup_cell"]
+__all__ = ["stage_notebook", "verdict_html", "fold_code_cells", "paper_cells", "side_by_side_html", "is_setup_cell",
+           "replace_claim_tables", "SHOW_CODE_TAG"]
 
-HIDE_TAGS = frozenset({"remove-cell", "remove-input", "hide-input", "hide-cell", "parameters", "injected-parameters"})
+#: A notebook tags a code cell with this when its code is the point: the page shows it unfolded.
+SHOW_CODE_TAG = "show-input"
+#: Tags that already say how a cell is shown: the build leaves such a cell alone.
+DISPLAY_TAGS = frozenset({"remove-cell", "remove-input", "hide-input", "hide-cell", "hide-output", "remove-output",
+                          SHOW_CODE_TAG})
 
 
 def _raw_html(block: str) -> str:
@@ -48,21 +61,51 @@ def _verdict_span(v: claims_mod.PageVerdict) -> str:
     return f'<span class="{v.css_class}">{html.escape(v.word)}</span>'
 
 
+def _verdict_words(v: claims_mod.PageVerdict) -> str:
+    if v.word == "checks only":
+        return f"checks only: {html.escape(v.reason)} (no claim of the papers is scored on this page)"
+    return f"{_verdict_span(v)} ({html.escape(v.reason)})"
+
+
 def verdict_html(ci: claims_mod.PageVerdict, paper: archive.Entry | None, paper_reason: str,
-                 same_scale: bool) -> str:
-    """The verdict line: the verdict at this build's scale with its reason, then the paper's."""
-    line = (f'<p class="page-verdict"><strong>Verdict</strong> at this build\'s scale: {_verdict_span(ci)} '
-            f"({html.escape(ci.reason)}). ")
+                 same_scale: bool, note: str = "") -> str:
+    """The verdict line: the page's verdict at this build's scale (its paper claims, with the
+    readings, our own claims and the checks counted apart), then at the paper preset; ``note``
+    (HTML) follows it, e.g. the pointer to the Findings box on pages that discuss sharpness values."""
+    line = f'<p class="page-verdict"><strong>Verdict</strong> at this build\'s scale: {_verdict_words(ci)}. '
     if paper is not None:
         pv = claims_mod.page_verdict(paper.results())
         stale = " <strong>stale</strong>," if paper.stale else ""
-        line += (f"<strong>At the paper's scale</strong>: {_verdict_span(pv)} (archived{stale} "
+        line += (f"<strong>At the paper's scale</strong>: {_verdict_words(pv)} (archived{stale} "
                  f"{html.escape(paper.created[:10])}, commit <code>{html.escape(paper.commit[:12])}</code>).")
     elif same_scale:
         line += "This is also the paper's scale (the <code>paper</code> preset changes nothing)."
     else:
         line += f"<strong>At the paper's scale</strong>: no archived run ({html.escape(paper_reason)})."
-    return line + "</p>"
+    return line + "</p>" + note
+
+
+def replace_claim_tables(nb: Any, results: Sequence[claims_mod.ClaimResult]) -> int:
+    """Give every cell that shows ``rec.report()`` the claim table of ``results`` (the build's
+    evaluation, the field the verdict line and the claims page read) in place of the table the
+    kernel printed; returns how many cells."""
+    n = 0
+    table = claims_mod.ClaimTable(results)
+    for cell in nb.cells:
+        if cell.get("cell_type") != "code" or not cell.get("source", "").strip().endswith("rec.report()"):
+            continue
+        cell["outputs"] = [nbformat.v4.new_output("display_data", data={"text/html": table._repr_html_(),
+                                                                          "text/plain": str(table)})]
+        n += 1
+    return n
+
+
+def _sharpness_note(notebook_id: str, executed: Path) -> str:
+    if notebook_id not in findings.SHARPNESS_PAGES:
+        return ""
+    src = executed.with_name(f"{findings.FINDING_PAGE}.numbers.json")
+    numbers = claims_mod.load_numbers(src) if src.exists() else None
+    return findings.crosslink_html(findings.lanczos_magnitudes(numbers))
 
 
 def is_setup_cell(cell: Mapping[str, Any]) -> bool:
@@ -87,15 +130,24 @@ def is_setup_cell(cell: Mapping[str, Any]) -> bool:
     return setup
 
 
-def hide_setup_cells(nb: Any) -> int:
-    """Tag every set-up cell (:func:`is_setup_cell`) that carries no display tag yet; returns
-    how many. A cell that printed something keeps its output (so a warning stays visible)."""
+def fold_code_cells(nb: Any) -> int:
+    """Fold the code of a page: a set-up cell (:func:`is_setup_cell`) is removed (``remove-cell``;
+    ``remove-input`` when it printed something, so a warning stays visible) and every other code
+    cell, the parameter cells included, gets ``hide-input`` (its code behind a toggle, its
+    output shown), unless it already carries a display tag (:data:`DISPLAY_TAGS`, among them
+    :data:`SHOW_CODE_TAG`). Returns how many cells were tagged."""
     n = 0
     for cell in nb.cells:
+        if cell.get("cell_type") != "code":
+            continue
         tags = cell.setdefault("metadata", {}).setdefault("tags", [])
-        if is_setup_cell(cell) and not HIDE_TAGS & set(tags):
+        if DISPLAY_TAGS & set(tags):
+            continue
+        if is_setup_cell(cell):
             tags.append("remove-input" if cell.get("outputs") else "remove-cell")
-            n += 1
+        else:
+            tags.append("hide-input")
+        n += 1
     return n
 
 
@@ -121,40 +173,87 @@ def _figure_dir(notebook_id: str) -> Path:
     return repo_root() / "book" / "generated" / "paper" / notebook_id
 
 
-def paper_cells(notebook_id: str, entry: archive.Entry | None, reason: str, same_scale: bool) -> list[Any]:
+def _scored(r: claims_mod.ClaimResult) -> bool:
+    """A claim with a verdict (not an identity, illustration or precondition check)."""
+    scored = getattr(r, "scored", None)
+    if scored is not None:
+        return bool(scored)
+    return getattr(r, "status", "") in ("reproduced", "not_reproduced", "beyond")
+
+
+def _verdict_class(word: str) -> str:
+    return VERDICT_CLASS.get(word, "claim-notrep")
+
+
+def _value_cell(r: claims_mod.ClaimResult | None) -> str:
+    if r is None:
+        return "<td>—</td>"
+    word = str(r.verdict)
+    return (f"<td>{html.escape(r.value_str())}<br>"
+            f'<span class="{_verdict_class(word)}">{html.escape(word)}</span></td>')
+
+
+def side_by_side_html(ci: Sequence[claims_mod.ClaimResult], paper: Sequence[claims_mod.ClaimResult]) -> str:
+    """The scored claims (:func:`_scored`) with their measured value and verdict at this build's
+    scale and at the paper's, one row per claim, in words (no threshold expressions)."""
+    by_id = {r.claim_id: r for r in paper}
+    rows = [r for r in ci if _scored(r)] or [r for r in paper if _scored(r)]
+    ci_by_id = {r.claim_id: r for r in ci}
+    body = "\n".join(f"<tr><td>{html.escape(r.text)}</td>{_value_cell(ci_by_id.get(r.claim_id))}"
+                     f"{_value_cell(by_id.get(r.claim_id))}</tr>" for r in rows)
+    return ('<div class="table-scroll"><table class="side-by-side">\n<thead><tr><th>claim</th>'
+            "<th>at this build's scale</th><th>at the paper's scale</th></tr></thead>\n"
+            f"<tbody>\n{body}\n</tbody></table></div>")
+
+
+def _preset_changes(notebook_id: str) -> str:
+    changes = nbs.load_card(notebook_id)["presets"].get("paper") or {}
+    return ", ".join(f"`{k} = {v!r}`" for k, v in changes.items())
+
+
+def _paper_caption(k: int, caption: str | None, stale: bool) -> str:
+    """The caption of the k-th archived figure: its own caption (numbers of the paper-scale run)
+    renumbered, or, for an entry archived before captions were kept, a pointer to the page's."""
+    label = f"**Figure P{k}** (at the paper's scale)."
+    if caption:
+        return label + " " + re.sub(r"^\s*\*\*Figure\s+\d+[^*]*\*\*\s*", "", caption)
+    if stale:
+        return (f"{label} Image {k} of the archived run, made by the page as it was then (its figures and their "
+                "order may differ from those above); its numbers are in the table above.")
+    return f"{label} Figure {k} above, from the archived run at the paper's scale; its numbers are in the table above."
+
+
+def paper_cells(notebook_id: str, entry: archive.Entry | None, reason: str, same_scale: bool,
+                ci_results: Sequence[claims_mod.ClaimResult] = ()) -> list[Any]:
     """The section *At the paper's scale* (Markdown cells; figures are staged under
-    ``book/generated/paper/<id>/``)."""
-    md = ["## At the paper's scale", ""]
+    ``book/generated/paper/<id>/``): nothing when the ``paper`` preset changes no parameter;
+    otherwise what the preset changes, the scored claims at both scales side by side
+    (:func:`side_by_side_html`) and the archived figures, each with its caption."""
+    if same_scale:
+        return []
+    md = ["## At the paper's scale", "", f"The `paper` preset changes {_preset_changes(notebook_id)}."]
     if entry is None:
-        if same_scale:
-            md += ["The `paper` preset of this page changes no parameter: the run above is at the paper's scale.",
-                   "No archived copy of it is kept yet."]
-        else:
-            md += [f"No archived `paper` run of this page yet: {reason}. "
-                   f"`instab archive {notebook_id} --preset paper` makes one; {{doc}}`../generated/paper_scale` "
-                   "lists every page's entry."]
+        md[-1] += (f" No archived run of it yet: {reason}. `instab archive {notebook_id} --preset paper` makes one; "
+                   "{doc}`../generated/paper_scale` lists every page's entry.")
         return [nbformat.v4.new_markdown_cell("\n".join(md))]
     s = entry.stamp
-    minutes = float(s.get("seconds", 0)) / 60
     gpu = f" ({s['gpu']})" if s.get("gpu") else ""
-    md += [f"The numbers, figures and claim table below are those of the `paper` preset's run archived in "
-           f"`results/paper/{notebook_id}/`: executed {entry.created} from commit `{entry.commit[:12]}`"
-           f"{' (with uncommitted changes)' if s.get('dirty') else ''}, library fingerprint "
-           f"`{s.get('library_fingerprint')}`, on {s.get('device', 'cpu')}{gpu}"
-           f" with CPU capability `{s.get('cpu_capability', '?')}`, {s.get('threads', '?')} threads, in "
-           f"{minutes:.1f} min. Parameters given: "
-           + (", ".join(f"`{k}={v!r}`" for k, v in (s.get("parameters") or {}).items()) or "none") + "."]
+    md[-1] += (f" Its run was archived in `results/paper/{notebook_id}/` on {entry.created[:10]} from commit "
+               f"`{entry.commit[:12]}`{' (with uncommitted changes)' if s.get('dirty') else ''}, on "
+               f"{s.get('device', 'cpu')}{gpu}, in {float(s.get('seconds', 0)) / 60:.0f} min.")
     if entry.stale:
-        md += ["", "```{warning}", "This archived run is **stale**: " + "; ".join(entry.stale_reasons())
-               + f". It was made on {entry.created} from commit `{entry.commit[:12]}`; rerun "
-               f"`instab archive {notebook_id} --preset paper`.", "```"]
-    md += ["", _raw_html(claims_mod.claims_html(entry.results(), with_notebook=False))]
+        md[-1] += (" It is **stale**: " + "; ".join(entry.stale_reasons()) + f" (rerun `instab archive {notebook_id} "
+                   "--preset paper`).")
+    md += ["", "The claims scored on this page, measured at both scales:", "",
+           _raw_html(side_by_side_html(ci_results, entry.results()))]
     dest = _figure_dir(notebook_id)
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    for fig in entry.figures:
+    for k, (fig, caption) in enumerate(zip(entry.figures, entry.captions), start=1):
         shutil.copy2(fig, dest / fig.name)
-        md += ["", f"![{notebook_id} at the paper's scale, {fig.stem}](../generated/paper/{notebook_id}/{fig.name})"]
+        md += ["", "```{container} figure-scroll",
+               f"![{notebook_id} at the paper's scale, figure P{k}](../generated/paper/{notebook_id}/{fig.name})", "```",
+               "", _paper_caption(k, caption, entry.stale)]
     return [nbformat.v4.new_markdown_cell("\n".join(md))]
 
 
@@ -168,18 +267,22 @@ def stage_notebook(notebook_id: str, executed: Path, stamp: Mapping[str, Any],
     card = nbs.load_card(notebook_id)
     stamp = dict(stamp)  # a stamp written by an older runner lacks the newer fields: fill them in
     stamp["data_source"] = stamp.get("data_source") or provenance.recorded_data_source(numbers)
+    if stamp.get("recorded_seeds") is None:
+        stamp["recorded_seeds"] = provenance.recorded_seeds(numbers)
     stamp.setdefault("data", str(card.get("data", "")))
     entry = archive.load(notebook_id)
     reason = archive.pending_reasons().get(notebook_id, archive.NOT_RUN)
     same_scale = not (card["presets"].get("paper") or {})
     ci = claims_mod.page_verdict(results)
-    hide_setup_cells(nb)
+    fold_code_cells(nb)
     nb.cells = [c for c in nb.cells if not {"provenance", "page-verdict", "paper-scale"}
                 & set(c.get("metadata", {}).get("tags", []))]
-    verdict = nbformat.v4.new_markdown_cell(_raw_html(verdict_html(ci, entry, reason, same_scale)))
+    replace_claim_tables(nb, results)
+    note = _sharpness_note(notebook_id, executed)
+    verdict = nbformat.v4.new_markdown_cell(_raw_html(verdict_html(ci, entry, reason, same_scale, note)))
     verdict.metadata["tags"] = ["page-verdict"]
     _insert_after_title(nb, verdict)
-    for cell in paper_cells(notebook_id, entry, reason, same_scale):
+    for cell in paper_cells(notebook_id, entry, reason, same_scale, results):
         cell.metadata["tags"] = ["paper-scale"]
         nb.cells.append(cell)
     provenance.set_provenance_cell(nb, stamp)

@@ -3,9 +3,10 @@
 Everything here is matrix-free: the Hessian
 
 .. math::  H = \\nabla^2_\\theta L(\\theta),\\qquad
-           L(\\theta) = \\sum_c \\frac{n_c}{N}\\,\\ell\\big(f_\\theta(X_c), y_c\\big)
+           L(\\theta) = \\sum_c w_c\\,\\ell\\big(f_\\theta(X_c), y_c\\big)
 
-(``ℓ`` = ``loss_fn``, a mean over the ``n_c`` samples of chunk ``c``; ``N = Σ n_c``)
+(``ℓ`` = ``loss_fn``; ``w_c = n_c/N`` where ``ℓ`` is a mean over the ``n_c`` samples of chunk
+``c``, ``N = Σ n_c``, and ``w_c = 1`` where it is a sum: ``L`` is ``ℓ`` on all the data at once)
 is only touched through products ``v ↦ H v``. Flat vectors have shape ``(dim,)``
 with ``dim`` the number of trainable scalars, blocks of vectors ``(dim, k)``.
 
@@ -24,11 +25,19 @@ Contents (one module per part; every name is re-exported here)
   :class:`~instab_lib.adaptive.PreconditionedOperator` are operators of the same base.
 * ``hessian`` — :class:`HessianOperator`: ``H v`` by double-backward (graph built once
   and reused) or forward-over-reverse (``torch.func``), ``H V`` for a block ``V`` in
-  one pass where asked (``batched=True``).
-* ``mlp`` — the closed-form R-operator of ``nn.Sequential`` MLPs with cross-entropy
-  (``HessianOperator(method="mlp")``, chosen by ``"auto"`` where it applies): all
-  columns of a block in one pass of folded matrix products.
-* ``results`` — :class:`EigResult`, :func:`fix_signs` and the solvers' shared helpers.
+  one pass where asked (``batched=True``); any ``nn.Module`` or functional model, mean- or
+  sum-reduced losses, BatchNorm in eval or train mode (``bn_mode``), Dropout off.
+* ``data`` — the data contract: :class:`~.data.BatchSource` (pairs, sequences of batches,
+  streamed DataLoaders checked for determinism, ``batch_fn`` for dict or nested batches,
+  batches moved to the parameters' device and dtype), :func:`default_batch_fn`.
+* ``loss`` — :func:`weighted_loss`, the one weighted ``functional_call`` loss every product,
+  gradient and dense Hessian is built from; the model's modes (``ModelMode``) and the loss's
+  reduction (measured or read from ``loss_fn.reduction``).
+* ``mlp`` — the closed-form R-operator of MLPs that are exactly ``nn.Sequential`` with
+  cross-entropy (``HessianOperator(method="mlp")``, chosen by ``"auto"`` only where it provably
+  applies): all columns of a block in one pass of folded matrix products.
+* ``results`` — :class:`EigResult`, :func:`fix_signs`, :func:`relative_residual` and the solvers'
+  shared helpers.
 * ``krylov`` — :func:`lanczos`: thick-restart (block) Lanczos with full
   re-orthogonalisation, stopping on the *explicit* residual ``‖H x − θ x‖₂ ≤ tol · max|θ|``;
   :func:`extreme_eigenpairs`: both ends of the spectrum from one Krylov space.
@@ -45,8 +54,10 @@ without another Hessian-vector product.
 
 from __future__ import annotations
 
+from .data import default_batch_fn
 from .hessian import HessianOperator
-from .krylov import MIN_EXTRA_BASIS, extreme_eigenpairs, lanczos
+from .krylov import DEFAULT_TOL, MIN_EXTRA_BASIS, extreme_eigenpairs, lanczos
+from .loss import weighted_loss
 from .operators import (
     DiagonalOperator,
     LinearOperator,
@@ -59,7 +70,7 @@ from .operators import (
     flatten,
     unflatten_like,
 )
-from .results import EigResult, UnattainableToleranceWarning, fix_signs
+from .results import EigResult, UnattainableToleranceWarning, fix_signs, relative_residual
 from .stochastic import density_on_grid, hutchinson_trace, slq_density
 from .subspace import lobpcg, power_iteration
 from .tracking import EigTracker
@@ -74,11 +85,14 @@ __all__ = [
     "DiagonalOperator",
     "as_operator",
     "HessianOperator",
+    "weighted_loss",
+    "default_batch_fn",
     "MatrixOperator",
     "dense_hessian",
     "EigResult",
     "UnattainableToleranceWarning",
     "lanczos",
+    "DEFAULT_TOL",
     "lobpcg",
     "extreme_eigenpairs",
     "EigTracker",
@@ -87,4 +101,5 @@ __all__ = [
     "slq_density",
     "density_on_grid",
     "fix_signs",
+    "relative_residual",
 ]

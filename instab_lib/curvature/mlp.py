@@ -1,7 +1,7 @@
 """Exact Hessian-vector products of MLPs, ``k`` columns in one pass (Pearlmutter's R-operator).
 
-For ``model = nn.Sequential([Flatten,] Linear, σ, Linear, σ, …, Linear)`` with elementwise
-activations ``σ`` and the mean cross-entropy loss, ``H V`` is written out layer by layer,
+For ``model = nn.Sequential([Flatten,] Linear, σ, Linear, σ, …, Linear)`` (exactly that class)
+with elementwise activations ``σ`` and the cross-entropy loss (mean or sum), ``H V`` is written out layer by layer,
 with the ``k`` tangent columns folded into the matrix products: every product with the
 inputs ``X`` (``(n, d₀)``, the expensive ones: ``d₀ = 784`` against widths of 32) is one
 matrix product for all ``k`` columns, where a column loop (or ``torch.func.vmap``, which
@@ -9,7 +9,8 @@ turns ``X Ẇᵀ`` into a batched product over a copy-expanded ``X``) pays ``k``
 floating-point work is that of ``k`` single products; what is saved is everything
 around it (graph traversal, small kernels, memory traffic).
 
-Chunk ``c`` (weight ``w = n_c/N``, ``n = n_c`` samples, logits ``z_L``, ``p = softmax(z_L)``,
+Chunk ``c`` (weight ``w`` on its *mean* loss: ``n_c/N`` for a mean-reduced loss, ``n_c`` for a
+sum; ``n = n_c`` samples, logits ``z_L``, ``p = softmax(z_L)``,
 one-hot labels ``Y``), layers ``z_l = a_{l−1} W_lᵀ + b_l``, ``a_l = σ(z_l)``, ``a_0 = X``::
 
     gradient:  δ_L = w (p − Y)/n,  δa_{l−1} = δ_l W_l,  δ_{l−1} = δa_{l−1} ⊙ σ'(z_{l−1})
@@ -38,43 +39,71 @@ ACTIVATIONS = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.LeakyReLU, nn.S
 MAX_TANGENT_ELEMENTS = 2**24
 
 
-def mlp_layers(model: nn.Module, params: Sequence[Tensor], loss_fn: Callable[..., Any],
-               chunks: Sequence[tuple[Any, Any]]) -> list[tuple[nn.Linear, nn.Module | None]] | None:
-    """``[(Linear, activation or None), …]`` if the closed form applies, else ``None``.
+def _has_hooks(model: nn.Module) -> bool:
+    """Any forward/backward hook, parametrisation or ``forward`` set on an instance (global or on a
+    submodule): the closed form would miss it."""
+    from torch.nn.modules import module as M
+    from torch.nn.utils import parametrize
 
-    Applies to an ``nn.Sequential`` of an optional leading ``nn.Flatten`` and alternating
-    ``nn.Linear`` / :data:`ACTIVATIONS` modules ending in a ``Linear``, whose parameters are
-    exactly ``params`` (in order), with ``loss_fn`` the mean cross-entropy
-    (``F.cross_entropy`` or a default ``nn.CrossEntropyLoss``) on integer labels ``≥ 0``.
+    glob = ("_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks")
+    if any(getattr(M, g, None) for g in glob):
+        return True
+    own = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    return any(any(getattr(m, h, None) for h in own) or parametrize.is_parametrized(m) or "forward" in vars(m)
+               for m in model.modules())
+
+
+def mlp_layers(model: Any, params: Sequence[Tensor],
+               loss_fn: Callable[..., Any]) -> list[tuple[nn.Linear, nn.Module | None]] | None:
+    """``[(Linear, activation or None), …]`` if the closed form provably applies, else ``None``.
+
+    Applies to an ``nn.Sequential`` — exactly that class, not a subclass, which may have its own
+    ``forward`` — of an optional leading ``nn.Flatten()`` and alternating ``nn.Linear`` /
+    :data:`ACTIVATIONS` modules (exact classes, not in place) ending in a ``Linear``, with no
+    hook or parametrisation anywhere, whose parameters are exactly ``params`` (in order), with
+    ``loss_fn`` the cross-entropy (``F.cross_entropy``, or an ``nn.CrossEntropyLoss`` without
+    class weights or label smoothing, reducing by ``"mean"`` or ``"sum"``: the operator passes
+    each chunk's weight on its *mean* loss). Each batch must also pass :func:`mlp_batch_ok`.
     """
-    if not isinstance(model, nn.Sequential):
+    if type(model) is not nn.Sequential or _has_hooks(model):
         return None
     ce = loss_fn is F.cross_entropy or (
         type(loss_fn) is nn.CrossEntropyLoss and loss_fn.weight is None and loss_fn.ignore_index < 0
-        and loss_fn.reduction == "mean" and loss_fn.label_smoothing == 0.0
+        and loss_fn.reduction in ("mean", "sum") and loss_fn.label_smoothing == 0.0
     )
     if not ce:
         return None
     mods = list(model)
-    if mods and isinstance(mods[0], nn.Flatten) and (mods[0].start_dim, mods[0].end_dim) == (1, -1):
+    if mods and type(mods[0]) is nn.Flatten and (mods[0].start_dim, mods[0].end_dim) == (1, -1):
         mods = mods[1:]
     if len(mods) % 2 == 0:  # Linear (σ Linear)*
         return None
     layers: list[tuple[nn.Linear, nn.Module | None]] = []
     for i in range(0, len(mods), 2):
         lin, act = mods[i], (mods[i + 1] if i + 1 < len(mods) else None)
-        if type(lin) is not nn.Linear or (act is not None and type(act) not in ACTIVATIONS):
+        if type(lin) is not nn.Linear or (act is not None and (type(act) not in ACTIVATIONS
+                                                               or getattr(act, "inplace", False))):
             return None
         layers.append((lin, act))
     own = [p for lin, _ in layers for p in ((lin.weight,) if lin.bias is None else (lin.weight, lin.bias))]
     if len(own) != len(params) or any(a is not b for a, b in zip(own, params)):
         return None
-    for X, y in chunks:
-        if not (isinstance(X, Tensor) and isinstance(y, Tensor)) or y.dim() != 1 or y.dtype.is_floating_point:
-            return None
-        if y.numel() and int(y.min()) < 0:  # ignore_index (-100) would drop samples
-            return None
     return layers
+
+
+def mlp_batch_ok(model: nn.Sequential, batch: tuple[Any, Any, int]) -> bool:
+    """Whether a batch ``(X, y, n)`` suits the closed form: ``X`` a floating-point tensor of ``n`` rows
+    (2-d, or any ``≥ 2``-d behind the leading ``nn.Flatten``), ``y`` ``n`` integer labels ``≥ 0``
+    (cross-entropy's ``ignore_index = -100`` would drop a sample)."""
+    X, y, n = batch
+    if not (isinstance(X, Tensor) and isinstance(y, Tensor)) or not X.is_floating_point():
+        return False
+    flat = len(model) > 0 and type(model[0]) is nn.Flatten
+    if (X.dim() < 2 if flat else X.dim() != 2) or X.shape[0] != n:
+        return False
+    if y.dim() != 1 or y.shape[0] != n or y.dtype.is_floating_point or y.dtype == torch.bool:
+        return False
+    return not (y.numel() and int(y.min()) < 0)
 
 
 def _derivatives(act: nn.Module, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -128,6 +157,11 @@ class MLPProducts:
             delta_a.reverse()  # delta_a[l] = δa_l, the gradient w.r.t. the output of layer l (0-based)
             # δa ⊙ σ'' (the activation's curvature term); None where σ'' = 0 (ReLU, Identity)
             self.curv: list[Tensor | None] = [None if not bool(s2.any()) else da * s2 for da, s2 in zip(delta_a, d2)]
+
+    def nbytes(self) -> int:
+        """Bytes held by the state (the data's own view ``a_0`` not counted)."""
+        ts = [*self.inputs[1:], *self.d1, *self.delta, self.p, *(c for c in self.curv if c is not None)]
+        return sum(t.numel() * t.element_size() for t in ts)
 
     def hvp_into(self, tangents: list[tuple[Tensor, Tensor | None]], out: list[tuple[Tensor, Tensor | None]]) -> None:
         """Add ``H V`` for per-layer tangents ``(Ẇ_l (k, h, d), ḃ_l (k, h) or None)`` into ``out``

@@ -9,8 +9,7 @@ overrides one method, ``_matmat(V) -> A V``; ``matvec``, ``@``, sums, scalings, 
 any object with ``dim``, ``dtype``, ``device`` and ``matvec`` (the solvers accept those too).
 
 Flat vectors have shape ``(dim,)`` with ``dim`` the number of trainable scalars, blocks of
-vectors ``(dim, k)``; the helpers at the end normalise data chunks and parameter lists for
-:class:`~instab_lib.curvature.hessian.HessianOperator`.
+vectors ``(dim, k)``; :func:`dense_hessian` (the ground truth of small models) ends the module.
 """
 
 from __future__ import annotations
@@ -21,6 +20,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from .data import BatchSource
+from .loss import REDUCTIONS, ModelMode, resolve_params, weighted_loss
 
 
 # --------------------------------------------------------------------------- #
@@ -344,94 +346,38 @@ def as_operator(op: Any) -> LinearOperator:
     return _Wrapped(op)
 
 
-def _as_chunks(data: Any) -> list[tuple[Any, Any]]:
-    """Normalise ``data`` to a list of ``(X, y)`` chunks."""
-    if isinstance(data, tuple) and len(data) == 2 and not isinstance(data[0], tuple):
-        chunks = [data]
-    elif isinstance(data, (list, tuple)) or hasattr(data, "__iter__"):
-        chunks = [tuple(c) for c in data]
-    else:
-        raise ValueError("data must be a tuple (X, y) or a sequence of (X, y) chunks")
-    if not chunks:
-        raise ValueError("data: no chunks")
-    for c in chunks:
-        if len(c) != 2:
-            raise ValueError("data: every chunk must be a pair (X, y)")
-    return chunks
-
-
-def _n_samples(X: Any) -> int:
-    if isinstance(X, Tensor):
-        return int(X.shape[0])
-    return len(X)
-
-
-def _split(X: Any, y: Any, size: int) -> list[tuple[Any, Any]]:
-    n = _n_samples(X)
-    return [(X[i : i + size], y[i : i + size]) for i in range(0, n, size)]
-
-
-class _EvalMode:
-    """Context manager: model in eval mode (BatchNorm running statistics), restored after."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model = model
-        self.modes: list[tuple[nn.Module, bool]] = []
-
-    def __enter__(self) -> None:
-        self.modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        for m, mode in self.modes:
-            m.training = mode
-
-
-def _trainable(model: nn.Module, params: Sequence[Tensor] | None) -> list[Tensor]:
-    if params is None:
-        ps = [p for p in model.parameters() if p.requires_grad]
-    else:
-        ps = list(params)
-        for p in ps:
-            if not isinstance(p, Tensor) or not p.requires_grad:
-                raise ValueError("params: every entry must be a tensor with requires_grad=True")
-    if not ps:
-        raise ValueError("the model has no trainable parameters (none with requires_grad=True)")
-    if len({p.dtype for p in ps}) != 1 or len({p.device for p in ps}) != 1:
-        raise ValueError("params: all parameters must share one dtype and one device")
-    return ps
-
-
 def dense_hessian(
-    model: nn.Module,
+    model: nn.Module | Callable[[Any, Any], Any],
     loss_fn: Callable[[Any, Any], Tensor],
     data: Any,
-    params: Sequence[Tensor] | None = None,
+    params: Sequence[Tensor] | dict[str, Tensor] | None = None,
+    *,
+    batch_fn: Callable[[Any], tuple[Any, Any, int]] | None = None,
+    loss_reduction: str = "mean",
+    bn_mode: str = "eval",
 ) -> Tensor:
     """The full Hessian ``∇²_θ L`` as a ``(dim, dim)`` matrix, via ``torch.func.hessian``.
 
-    Independent of :class:`HessianOperator` (functional call on a flat parameter
-    vector, reverse-over-reverse by ``torch.func``), so it serves as ground truth for
-    small models. Chunks are weighted by ``n_c/N`` as in :class:`HessianOperator`;
-    the model is in eval mode during the computation.
+    Independent of :class:`~instab_lib.curvature.HessianOperator`'s products (reverse-over-reverse
+    by ``torch.func`` on a flat parameter vector), so it serves as ground truth for small models.
+    Data, parameters and modes as in :class:`~instab_lib.curvature.HessianOperator` (data
+    materialised; ``loss_reduction`` is taken as given, not measured): chunks weighted by
+    ``n_c/N`` for ``"mean"``, by 1 for ``"sum"``, each term :func:`~.loss.weighted_loss`.
     """
-    from torch.func import functional_call, hessian
+    from torch.func import hessian
 
-    ps = _trainable(model, params)
-    chunks = _as_chunks(data)
-    ids = {id(p): n for n, p in model.named_parameters()}
-    if any(id(p) not in ids for p in ps):
-        raise ValueError("dense_hessian: params must belong to the model")
-    names = [ids[id(p)] for p in ps]
+    if loss_reduction not in REDUCTIONS:
+        raise ValueError(f"unknown loss_reduction {loss_reduction!r}; expected one of {REDUCTIONS}")
+    names, ps = resolve_params(model, params)
+    source = BatchSource(data, ps[0].device, ps[0].dtype, batch_fn, materialize=True)
     theta = flatten([p.detach() for p in ps])
-    N = sum(_n_samples(X) for X, _ in chunks)
     H = torch.zeros(theta.numel(), theta.numel(), dtype=theta.dtype, device=theta.device)
-    with _EvalMode(model):
-        for X, y in chunks:
-            w = _n_samples(X) / N
+    with ModelMode(model, bn_mode) as mode:
+        for X, y, n in source:
+            w = n / source.n_samples if loss_reduction == "mean" else 1.0
 
             def loss(t: Tensor, X: Any = X, y: Any = y, w: float = w) -> Tensor:
-                return w * loss_fn(functional_call(model, dict(zip(names, unflatten_like(t, ps))), (X,)), y)
+                return weighted_loss(model, loss_fn, dict(zip(names, unflatten_like(t, ps))), X, y, w, mode.buffers)
 
             H += hessian(loss)(theta)
     return 0.5 * (H + H.T)

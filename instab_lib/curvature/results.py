@@ -52,6 +52,15 @@ class EigResult:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+def relative_residual(r: EigResult) -> float:
+    """The largest relative residual of ``r``'s pairs: ``max_i ‖H x_i − θ_i x_i‖₂ / scale``, with
+    ``scale = r.scale`` (the largest ``|θ|`` the solver saw), or 1 where that is not positive
+    and finite. ``≤ r.tol`` for a converged result; what every measurement records as its
+    ``residual``."""
+    scale = r.scale if math.isfinite(r.scale) and r.scale > 0 else 1.0
+    return float(r.residuals.max()) / scale
+
+
 def fix_signs(V: Tensor) -> Tensor:
     """Sign convention for ``(dim, k)`` eigenvectors: largest-|entry| of each column positive.
 

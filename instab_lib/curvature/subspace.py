@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .krylov import DEFAULT_TOL
 from .operators import LinearOperator
 from .results import _WHICH, EigResult, _check_common, _check_op, _finish, _generator, _order, _orthonormalize
 
@@ -13,7 +14,7 @@ def lobpcg(
     op: LinearOperator,
     X0: Tensor,
     which: str = "LA",
-    tol: float = 1e-6,
+    tol: float = DEFAULT_TOL,
     max_iter: int = 100,
     scale: float | None = None,
     n_wanted: int | None = None,
@@ -100,7 +101,7 @@ def lobpcg(
 
 
 def power_iteration(
-    op: LinearOperator, tol: float = 1e-6, max_iter: int = 1000, seed: int = 0, v0: Tensor | None = None
+    op: LinearOperator, tol: float = DEFAULT_TOL, max_iter: int = 1000, seed: int = 0, v0: Tensor | None = None
 ) -> EigResult:
     """The dominant (largest-|λ|) eigenpair by power iteration ``v ← Hv/‖Hv‖``.
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .krylov import _default_ncv, _thick_restart_lanczos, _warn_if_stagnated, lanczos
+from .krylov import DEFAULT_TOL, _default_ncv, _thick_restart_lanczos, _warn_if_stagnated, lanczos
 from .operators import LinearOperator
 from .results import _WHICH, EigResult, _check_common, _finish, _generator
 from .subspace import lobpcg
@@ -74,7 +74,7 @@ class EigTracker:
         self,
         k: int,
         which: str = "LA",
-        tol: float = 1e-6,
+        tol: float = DEFAULT_TOL,
         seed: int = 0,
         guard: int = 0,
         max_warm_iter: int = 30,

@@ -20,7 +20,8 @@ this package imports nothing heavy; import the modules you need:
   author's Lanczos step);
 * support — ``seeding`` (every seed the experiments choose, with the one seed-offset switch
   ``INSTAB_SEED_OFFSET``), ``fingerprint`` (code fingerprints and the numerics environment
-  that key the run cache; the stamp a run records), ``plotting``, ``progress``;
+  that key the run cache; the stamp a run records), ``cache_files`` (atomic writes, digests, the warning
+  for a cache entry that cannot be read), ``plotting``, ``progress``;
 * :func:`repo_root` — the companion's checkout.
 """
 

@@ -132,8 +132,6 @@ class TrainConfig:
         sched = optim_mod.make_schedule(self.lr, self.lr_schedule, steps_per_epoch=steps_per_epoch)
         return optim_mod.make_optimizer(self.optimizer, sched, **self.optimizer_kwargs)
 
-    _optimizer = optimizer_for  # the name the library used before
-
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["snapshot_epochs"] = list(self.snapshot_epochs)

@@ -1,34 +1,15 @@
-r"""MacKay's effective number of parameters ``N_eff(α) = Σ_i λ_i/(λ_i + α)`` (SANE, arXiv:2305.18490).
-
-* :func:`n_eff` — from eigenvalues;
-* :func:`n_eff_from_slq` — from stochastic Lanczos quadrature
-  (:func:`instab_lib.curvature.slq_density`).
+r"""MacKay's effective number of parameters ``N_eff(α) = Σ_i λ_i/(λ_i + α)`` (SANE, arXiv:2305.18490),
+from stochastic Lanczos quadrature (:func:`n_eff_from_slq`, on :func:`instab_lib.curvature.slq_density`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import numpy as np
 from torch import Tensor
 
-__all__ = ["n_eff", "n_eff_from_slq"]
-
-
-def n_eff(eigenvalues: Sequence[float] | np.ndarray | Tensor, alpha: float, absolute: bool = False) -> float:
-    r"""MacKay's effective number of parameters ``N_eff(α) = Σ_i λ_i / (λ_i + α)``.
-
-    Each term lies in [0, 1) for ``λ_i ≥ 0``: well-determined directions (``λ ≫ α``)
-    count 1, flat ones 0. Negative eigenvalues are dropped (``absolute=False``, the
-    formula is only meaningful for ``λ ≥ 0``) or replaced by ``|λ_i|``
-    (``absolute=True``, the author's ``compute_neff``). ``α > 0`` is required.
-    """
-    if not alpha > 0:
-        raise ValueError(f"alpha must be positive, got {alpha}")
-    lam = np.asarray(eigenvalues.detach().cpu() if isinstance(eigenvalues, Tensor) else eigenvalues, dtype=float)
-    lam = np.abs(lam) if absolute else np.clip(lam, 0.0, None)
-    return float(np.sum(lam / (lam + alpha)))
+__all__ = ["n_eff_from_slq"]
 
 
 def n_eff_from_slq(nodes: Tensor | np.ndarray, weights: Tensor | np.ndarray, dim: int, alpha: float,

@@ -44,30 +44,25 @@ Used by the generalisation pages (A Figs 5, 7–8; B's SGD results). Three piece
 
 * **Goldilocks statistics** — :func:`best_gain` (best mean accuracy above the limit minus the
   best below it), :func:`phase_transition_fit` (accuracy against log η: smooth, with a jump
-  at the limit, or flat below it and rising above; compared by BIC), :func:`seed_slope` and
-  :func:`best_below_above` (the best mean score on either side of a limit).
+  at the limit, or flat below it and rising above; compared by BIC) and :func:`seed_slope`.
 
 * **Rank correlations** — :func:`spearman` (average ranks for ties, NaN when one side
-  is constant or fewer than 3 pairs), per-group correlations (:func:`spearman_by_group`,
-  e.g. one correlation over the η grid per seed), their spread and sign stability
-  (:func:`correlation_spread`) and a pairs bootstrap (:func:`bootstrap_spearman`).
+  is constant or fewer than 3 pairs).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .stats import mean_spread
 
 __all__ = [
-    "OUTCOMES", "rankdata", "spearman", "spearman_by_group", "bootstrap_spearman", "correlation_spread",
-    "rho_rotation", "rho_subspace", "outcome", "run_summary", "summarize_runs", "by_setting",
-    "best_setting", "stability_of_runs", "as_mapping", "describe_runs", "rho_parity", "partial_spearman", "spearman_within", "comparable", "best_gain",
-    "phase_transition_fit", "seed_slope", "best_below_above",
+    "OUTCOMES", "rankdata", "spearman", "rho_rotation", "rho_subspace", "outcome", "run_summary", "summarize_runs",
+    "stability_of_runs", "describe_runs", "rho_parity", "partial_spearman", "spearman_within", "comparable",
+    "best_gain", "phase_transition_fit", "seed_slope",
 ]
 
 OUTCOMES = ("target", "capped", "diverged", "collapsed")
@@ -111,67 +106,6 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     if den == 0:
         return float("nan")
     return float(np.clip(float(rx @ ry) / den, -1.0, 1.0))
-
-
-def spearman_by_group(df: pd.DataFrame, target: str, factors: Sequence[str], by: str = "seed") -> pd.DataFrame:
-    """One Spearman correlation of ``target`` with each of ``factors`` per value of ``by``
-    (rows: groups, sorted; columns: factors)."""
-    missing = [c for c in [target, by, *factors] if c not in df]
-    if missing:
-        raise KeyError(f"columns {missing} not in the table (has {list(df.columns)})")
-    rows = {g: {f: spearman(sub[f], sub[target]) for f in factors} for g, sub in df.groupby(by, sort=True)}
-    return pd.DataFrame.from_dict(rows, orient="index", columns=list(factors)).rename_axis(by)
-
-
-def bootstrap_spearman(x: Sequence[float], y: Sequence[float], n_boot: int = 2000, seed: int = 0,
-                       level: float = 0.9) -> tuple[float, float, float]:
-    """``(lo, hi, frac_positive)``: the central ``level`` interval of Spearman's correlation
-    over ``n_boot`` resamples of the (x, y) pairs with replacement, and the fraction of
-    resamples with a positive correlation (resamples whose correlation is undefined are
-    skipped). Deterministic given ``seed``."""
-    if not 0 < level < 1:
-        raise ValueError(f"level must lie in (0, 1), got {level}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be ≥ 1, got {n_boot}")
-    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    ok = np.isfinite(xa) & np.isfinite(ya)
-    xa, ya = xa[ok], ya[ok]
-    if len(xa) < 3:
-        return float("nan"), float("nan"), float("nan")
-    from .seeding import numpy_rng
-
-    rng = numpy_rng(seed)
-    vals = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(xa), len(xa))
-        r = spearman(xa[idx], ya[idx])
-        if math.isfinite(r):
-            vals.append(r)
-    if not vals:
-        return float("nan"), float("nan"), float("nan")
-    v = np.asarray(vals)
-    a = (1 - level) / 2
-    return float(np.quantile(v, a)), float(np.quantile(v, 1 - a)), float(np.mean(v > 0))
-
-
-def correlation_spread(per_group: pd.DataFrame, min_abs: float = 0.0) -> pd.DataFrame:
-    """Spread of per-group correlations (the output of :func:`spearman_by_group`), one row
-    per factor: ``mean``, ``std`` (ddof 1; NaN for one group), ``min``, ``max``, ``n``
-    (defined correlations), ``n_pos``, ``n_neg`` and ``sign_stable``: every group has a
-    defined correlation, all of one sign, each at least ``min_abs`` in magnitude."""
-    out = {}
-    for f in per_group.columns:
-        v = per_group[f].to_numpy(dtype=float)
-        d = v[np.isfinite(v)]
-        n_pos, n_neg = int(np.sum(d > 0)), int(np.sum(d < 0))
-        stable = (len(d) == len(v) and len(d) > 0 and (n_pos == len(d) or n_neg == len(d))
-                  and bool(np.all(np.abs(d) >= min_abs)))
-        out[f] = {"mean": float(d.mean()) if len(d) else float("nan"),
-                  "std": float(d.std(ddof=1)) if len(d) > 1 else float("nan"),
-                  "min": float(d.min()) if len(d) else float("nan"),
-                  "max": float(d.max()) if len(d) else float("nan"),
-                  "n": int(len(d)), "n_pos": n_pos, "n_neg": n_neg, "sign_stable": bool(stable)}
-    return pd.DataFrame.from_dict(out, orient="index")
 
 
 # --------------------------------------------------------------------------- ρ
@@ -403,37 +337,6 @@ def summarize_runs(results: Iterable[Any], collapse_acc: float | None = None) ->
     return pd.DataFrame(rows)
 
 
-def by_setting(df: pd.DataFrame, value: str = "test_acc", keys: Sequence[str] = ("lr",)) -> pd.DataFrame:
-    """Per setting (``keys``): mean, std (ddof 1), min and max of ``value`` over the runs
-    that trained (outcome ``target`` or ``capped``), ``n`` of those, and the counts of
-    each outcome (``n_target``, ``n_capped``, ``n_diverged``, ``n_collapsed``)."""
-    rows = []
-    for k, sub in df.groupby(list(keys), sort=True):
-        k = k if isinstance(k, tuple) else (k,)
-        ok = sub[sub["outcome"].isin(TRAINED)][value].to_numpy(dtype=float)
-        row = dict(zip(keys, k))
-        row.update({"mean": float(ok.mean()) if len(ok) else float("nan"),
-                    "std": float(ok.std(ddof=1)) if len(ok) > 1 else float("nan"),
-                    "min": float(ok.min()) if len(ok) else float("nan"),
-                    "max": float(ok.max()) if len(ok) else float("nan"), "n": int(len(ok))})
-        for o in OUTCOMES:
-            row[f"n_{o}"] = int((sub["outcome"] == o).sum())
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def best_setting(per_setting: pd.DataFrame, key: str = "lr", require_all_trained: bool = True) -> dict[str, Any]:
-    """The row of :func:`by_setting` with the highest mean, among settings where every run
-    trained (``require_all_trained``: a setting where some seeds diverged or collapsed is
-    not "best" on its survivors). Returns that row as a dict."""
-    cand = per_setting[per_setting["n"] > 0]
-    if require_all_trained:
-        cand = cand[(cand["n_diverged"] == 0) & (cand["n_collapsed"] == 0)]
-    if cand.empty:
-        raise ValueError("no setting in which every run trained")
-    return dict(cand.loc[cand["mean"].idxmax()])
-
-
 def stability_of_runs(df: pd.DataFrame) -> Any:
     """:func:`instab_lib.experiments.stability.stability_limit` of the runs in a summary table (η, max
     sharpness over each run, diverged); collapsed runs count as unstable, like divergence."""
@@ -451,33 +354,3 @@ def describe_runs(df: pd.DataFrame) -> str:
     n_target = int((df["outcome"] == "target").sum())
     return (f"Data: **{sources}**; {len(df)} runs, of which {n_ok} did not diverge or collapse and {n_target} "
             "reached the train-accuracy target.")
-
-
-def as_mapping(df: pd.DataFrame, key: str, value: str) -> Mapping[str, float]:
-    """``{f"{key value:g}": value}``, for recording per-setting numbers."""
-    return {f"{k:g}": float(v) for k, v in zip(df[key], df[value])}
-
-
-def best_below_above(etas: Sequence[float], scores: Sequence[float], limit: float) -> dict[str, float]:
-    """Best mean score among learning rates below ``limit`` and among those at or above it.
-
-    ``etas``/``scores``: one entry per run (repeated η over seeds are averaged first;
-    NaN scores, e.g. diverged runs, are skipped in the mean, and an η whose runs are all
-    NaN is left out). Returns ``{"best_below", "eta_below", "best_above", "eta_above",
-    "margin" = best_above − best_below}`` (NaN where one side has no η)."""
-    if len(etas) != len(scores):
-        raise ValueError("need one score per learning rate")
-    by: dict[float, list[float]] = {}
-    for e, s in zip(etas, scores):
-        by.setdefault(float(e), []).append(float(s))
-    means = {e: mean_spread(v)["mean"] for e, v in by.items()}
-    means = {e: m for e, m in means.items() if math.isfinite(m)}
-    below = {e: m for e, m in means.items() if e < limit}
-    above = {e: m for e, m in means.items() if e >= limit}
-    nan = float("nan")
-    eb = max(below, key=below.__getitem__) if below else None
-    ea = max(above, key=above.__getitem__) if above else None
-    bb = below[eb] if eb is not None else nan
-    ba = above[ea] if ea is not None else nan
-    return {"best_below": bb, "eta_below": eb if eb is not None else nan,
-            "best_above": ba, "eta_above": ea if ea is not None else nan, "margin": ba - bb}

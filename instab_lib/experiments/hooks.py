@@ -30,7 +30,6 @@ Snapshots         saves θ (and the eigenpairs of that evaluation) at ``snapshot
                   (and at the last epoch with ``snapshot_final``)
 ================  ====================================================================
 
-:func:`preconditioned_summary` reads the Preconditioned columns of a finished run's table.
 The hooks seed the library's solvers with :func:`instab_lib.experiments.seeding.shifted`
 seeds, so the seed offset moves their starts and probes with the rest of the run.
 """
@@ -47,10 +46,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..preconditioned import PreconditionedState
 from .seeding import shifted
 
 __all__ = ["RowContext", "Norms", "Spectra", "Rotation", "Hutchinson", "Preconditioned", "ClipTrace", "Snapshots",
-           "default_hooks", "period2_oscillation", "preconditioned_summary", "bind_column"]
+           "default_hooks", "period2_oscillation", "bind_column"]
 
 
 @dataclass
@@ -155,12 +155,13 @@ class Spectra(Hook):
                                                         seed=shifted(config.seed + 7919))
 
     def on_eval(self, ctx: RowContext) -> None:
+        from .. import curvature
+
         for name, tr in self.trackers.items():
             r = tr.update(ctx.op)
             ctx.results[name] = r
             ctx.n_matvec += r.n_matvec
-            scale = r.scale if math.isfinite(r.scale) and r.scale > 0 else 1.0
-            ctx.resid = max(ctx.resid, float(r.residuals.max()) / scale)
+            ctx.resid = max(ctx.resid, curvature.relative_residual(r))
             ctx.converged = ctx.converged and r.converged
         for name, prefix, single in (("top", "eig_top", "sharpness"), ("bot", "eig_bot", "lambda_min")):
             if name in ctx.results:
@@ -181,14 +182,15 @@ class Rotation(Hook):
     earlier evaluation of the **same parity** (an even number of epochs back: at the edge of
     stability the iterate flips sides every step, so consecutive epochs compare two sides of
     a valley; ``cos_par_i``, ``subspace_par``, ``par_lag``; near-degenerate pairs compared as
-    a subspace, :func:`instab_lib.rotation.eigenvector_similarity`) and of the
-    ``reference_epoch``."""
+    a subspace), both by the library's :func:`instab_lib.rotation.rotation_update` (what
+    :class:`instab_lib.Monitor` records as ``rotation``), and of the ``reference_epoch``."""
 
     def __init__(self, config: Any) -> None:
+        from ..rotation import RotationState
+
         self.k, self.reference_epoch = config.k_top, config.reference_epoch
-        self.prev: Any = None
+        self.state = RotationState()
         self.ref: Any = None
-        self.history: list[tuple[int, Any]] = []  # the last two evaluations (epoch, result)
 
     def on_eval(self, ctx: RowContext) -> None:
         from .. import rotation
@@ -196,20 +198,17 @@ class Rotation(Hook):
         cur = ctx.results.get("top")
         if cur is None:
             return
-        if self.prev is not None:
-            rep = rotation.eigenvector_similarity(self.prev, cur)
+        reading, self.state = rotation.rotation_update(self.state, ctx.epoch, cur)
+        if reading.previous is not None:
             for i in range(self.k):
-                ctx.row[f"cos_prev_{i + 1}"] = float(rep.raw_cosines[i])
-                ctx.row[f"ccos_prev_{i + 1}"] = float(rep.cosines[i])
-            ctx.row["subspace_prev"] = rep.subspace
-        same = [(e, r) for e, r in self.history if (ctx.epoch - e) % 2 == 0]
-        if same:
-            e_par, r_par = same[-1]
-            rep2 = rotation.eigenvector_similarity(r_par, cur)
+                ctx.row[f"cos_prev_{i + 1}"] = float(reading.previous.raw_cosines[i])
+                ctx.row[f"ccos_prev_{i + 1}"] = float(reading.previous.cosines[i])
+            ctx.row["subspace_prev"] = reading.previous.subspace
+        if reading.same_parity is not None:
             for i in range(self.k):
-                ctx.row[f"cos_par_{i + 1}"] = float(rep2.cosines[i])
-            ctx.row["subspace_par"] = rep2.subspace
-            ctx.row["par_lag"] = ctx.epoch - e_par
+                ctx.row[f"cos_par_{i + 1}"] = float(reading.same_parity.cosines[i])
+            ctx.row["subspace_par"] = reading.same_parity.subspace
+            ctx.row["par_lag"] = reading.lag
         if ctx.epoch == self.reference_epoch:
             self.ref = _light(cur)
         if self.ref is not None:
@@ -217,14 +216,15 @@ class Rotation(Hook):
             for i in range(self.k):
                 ctx.row[f"cos_ref_{i + 1}"] = rotation.abs_cosine(R[:, i], V[:, i])
             ctx.row["subspace_ref"] = rotation.subspace_similarity(R, V)
-        self.prev = _light(cur)
-        self.history = (self.history + [(ctx.epoch, self.prev)])[-2:]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"prev": self.prev, "ref": self.ref, "history": self.history}
+        return {"rotation": self.state, "ref": self.ref}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        self.prev, self.ref, self.history = d["prev"], d["ref"], d.get("history", [])
+        from ..rotation import RotationState
+
+        self.ref = d["ref"]
+        self.state = d["rotation"] if "rotation" in d else RotationState(tuple(d.get("history", [])))
 
 
 class Hutchinson(Hook):
@@ -251,18 +251,19 @@ class Preconditioned(Hook):
     the preconditioned sharpness ``p_sharpness`` = :math:`\lambda_{\max}(D^{-1/2} H D^{-1/2})`
     with :math:`D` the denominator of the last step read from the optimiser's state
     (:meth:`instab_lib.optim.Optimizer.preconditioner`), its threshold ``p_threshold``
-    (:func:`instab_lib.thresholds.stability_threshold` for the optimiser's β₁), the
+    (:func:`instab_lib.thresholds.stability_threshold` for the optimiser's β₁; both read by
+    :class:`instab_lib.adapters.LibraryOptimizer`, as :class:`instab_lib.Monitor` reads them), the
     ``clip_fraction`` of that step, the quantiles 0.5, 0.9, 0.99 over the coordinates of the
     unclipped root :math:`\sqrt{\hat v + \varepsilon_\mathrm{root}}` of that step (``root_q50``,
     ``root_q90``, ``root_q99``: where a Clipped-Ada clip ``c`` would sit in the distribution)
     and the products spent, ``p_n_matvec``. Lanczos is warm started from the previous
-    evaluation's vector."""
+    evaluation's vector (:func:`instab_lib.preconditioned.track_preconditioned_sharpness`)."""
 
     def __init__(self, config: Any) -> None:
         self.every, self.tol, self.seed, self.chunk = (config.precond_every, config.precond_tol, config.seed,
                                                        config.hessian_chunk)
         self.epoch_max = float("nan")
-        self.v0: Tensor | None = None
+        self.state = PreconditionedState()
 
     def on_step(self, run: Any, state: Any) -> None:
         root = run.optimizer.unclipped_root(state.opt_state)
@@ -271,19 +272,19 @@ class Preconditioned(Hook):
             self.epoch_max = m if not math.isfinite(self.epoch_max) else max(self.epoch_max, m)
 
     def on_measure(self, ctx: RowContext) -> None:
-        from .. import curvature, preconditioned, thresholds
+        from .. import adapters, curvature, preconditioned
 
         ctx.row["root_max"] = self.epoch_max
         self.epoch_max = float("nan")
         if not (ctx.epoch >= 1 and ctx.epoch % self.every == 0 and ctx.status != "diverged"):
             return
         run, opt = ctx.run, ctx.run.optimizer
-        d = opt.preconditioner(ctx.state.opt_state)
         op = curvature.HessianOperator(run.model, run.loss_fn, run.hessian, chunk_size=self.chunk)
-        r = preconditioned.preconditioned_sharpness(op, d, tol=self.tol, seed=shifted(self.seed), v0=self.v0)
-        self.v0 = r.eigenvectors[:, 0]
+        reading = adapters.LibraryOptimizer(opt).read(op.params, ctx.state.opt_state, steps=ctx.state.step)
+        r, self.state = preconditioned.track_preconditioned_sharpness(self.state, op, reading.preconditioner,
+                                                                      tol=self.tol, seed=shifted(self.seed))
         ctx.row["p_sharpness"] = float(r.eigenvalues[0])
-        ctx.row["p_threshold"] = thresholds.stability_threshold(opt.lr_at(ctx.state.step - 1), opt.momentum[1])
+        ctx.row["p_threshold"] = reading.threshold
         ctx.row["clip_fraction"] = opt.clip_fraction(ctx.state.opt_state)
         root = opt.unclipped_root(ctx.state.opt_state)
         if root is not None:
@@ -293,10 +294,10 @@ class Preconditioned(Hook):
         op.release()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch_max": self.epoch_max, "v0": self.v0}
+        return {"epoch_max": self.epoch_max, "v0": self.state.v0}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        self.epoch_max, self.v0 = d["epoch_max"], d["v0"]
+        self.epoch_max, self.state = d["epoch_max"], PreconditionedState(d["v0"])
 
 
 def bind_column(c: float) -> str:
@@ -393,22 +394,3 @@ def default_hooks(config: Any, write: Callable[[Path, Callable[[Any], None]], No
         hooks["clip_trace"] = ClipTrace(config.clip_candidates)
     hooks["snapshots"] = Snapshots(config, write)
     return hooks
-
-
-def preconditioned_summary(table: Any) -> dict[str, float]:
-    r"""What a run's :class:`instab_lib.experiments.hooks.Preconditioned` columns say: ``max_ratio`` =
-    max over evaluations of ``p_sharpness / p_threshold`` (≥ 1: at the adaptive edge of
-    stability), ``max_clip_fraction`` (0: the clip never bound at an evaluation), ``max_root``
-    = the largest unclipped :math:`\sqrt{\hat v + \varepsilon_\mathrm{root}}` over every step
-    (a Clipped-Ada "UB" run with any ``c`` ≥ that of the Adam run takes exactly Adam's steps),
-    and ``n_evals``. NaN (0 evaluations) for a run without those columns."""
-    nan = float("nan")
-    if "p_sharpness" not in table:
-        return {"max_ratio": nan, "max_clip_fraction": nan, "max_root": nan, "n_evals": 0}
-    ev = table[table["p_sharpness"].notna()]
-    ratio = (ev["p_sharpness"] / ev["p_threshold"]).to_numpy(dtype=float)
-    roots = table["root_max"].to_numpy(dtype=float) if "root_max" in table else np.array([])
-    roots = roots[np.isfinite(roots)]
-    return {"max_ratio": float(ratio.max()) if ratio.size else nan,
-            "max_clip_fraction": float(ev["clip_fraction"].max()) if len(ev) else nan,
-            "max_root": float(roots.max()) if roots.size else nan, "n_evals": int(len(ev))}

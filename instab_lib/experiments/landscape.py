@@ -14,14 +14,13 @@ Contents
 * :class:`PointHessian` — the operator ``v ↦ ∇²f(θ) v`` at one point (double
   backward, graph built once), usable by :func:`instab_lib.curvature.lanczos` and
   :func:`instab_lib.curvature.hutchinson_trace`.
-* :func:`directional_curvature` — ``dᵀ∇²f(θ)d`` for a unit ``d``.
 * :func:`directional_derivatives` — ``D^k f(θ)[d,…,d]`` for k = 1…4: k ≤ 2 exact,
   k = 3, 4 by central finite differences of Hessian-vector products (the
   companion's reading of B's *higher-order curvature moments*, REFERENCE §10).
 * :func:`slice_along` — loss, directional curvature, Lanczos ``λ_max`` and
   Hutchinson estimates on ``θ + s·d`` for a grid of offsets ``s`` (A Fig 3, B Fig 2).
 * :func:`run_loss` — ``θ ↦ L(θ)`` on a run's own model, loss and training data.
-* :func:`unit`, :func:`round_sig` — a unit vector; a number to a few significant digits.
+* :func:`unit` — a unit vector.
 
 N_eff is :mod:`instab_lib.experiments.effective_parameters`, the instability episodes and
 loss spikes :mod:`instab_lib.experiments.episodes`.
@@ -34,7 +33,6 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
@@ -42,8 +40,8 @@ from ..curvature.operators import LinearOperator
 from .seeding import shifted
 
 __all__ = [
-    "network_loss", "PointHessian", "directional_curvature", "directional_derivatives",
-    "SliceResult", "slice_along", "run_loss", "round_sig", "unit",
+    "network_loss", "PointHessian", "directional_derivatives",
+    "SliceResult", "slice_along", "run_loss", "unit",
 ]
 
 LossOfTheta = Callable[[Tensor], Tensor]
@@ -121,12 +119,6 @@ def _hvp(f: LossOfTheta, theta: Tensor, d: Tensor) -> Tensor:
     return PointHessian(f, theta).matvec(d)
 
 
-def directional_curvature(f: LossOfTheta, theta: Tensor, d: Tensor) -> float:
-    """``dᵀ ∇²f(θ) d`` for the unit vector ``d/‖d‖`` (the curvature of the 1-D slice)."""
-    u = unit(d)
-    return float(u @ _hvp(f, theta, u))
-
-
 def directional_derivatives(f: LossOfTheta, theta: Tensor, d: Tensor, h: float | None = None) -> dict[str, float]:
     r"""Directional derivatives of ``f`` at ``θ`` along the unit vector ``u = d/‖d‖``.
 
@@ -165,10 +157,6 @@ class SliceResult:
     lanczos: np.ndarray
     hutch: np.ndarray
     hutch_se: np.ndarray
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame({"s": self.offsets, "loss": self.loss, "curvature": self.curvature,
-                             "lanczos": self.lanczos, "hutch": self.hutch, "hutch_se": self.hutch_se})
 
 
 def slice_along(
@@ -229,11 +217,3 @@ def run_loss(run_or_config: Any) -> LossOfTheta:
     cfg = getattr(run_or_config, "config", run_or_config)
     run, _ = init_run(cfg.replace(device="cpu", dtype="float32"))
     return network_loss(run.model, run.loss_fn, *run.train)
-
-
-def round_sig(x: float, digits: int = 2) -> float:
-    """``x`` rounded to ``digits`` significant digits (learning rates chosen relative to a
-    measured limit stay readable)."""
-    if not (x > 0 and math.isfinite(x)):
-        raise ValueError(f"need a positive finite number, got {x!r}")
-    return float(f"{x:.{digits}g}")

@@ -10,9 +10,8 @@ become unstable later (NOTES.md measures :math:`S_0 \approx 1.7` but :math:`\max
   evaluated step, or diverges;
 * the **stability limit** of a grid of runs is the smallest unstable η. It is bracketed by
   the largest stable η below it; :func:`stability_limit` returns the bracket and its
-  geometric mean as the point estimate (the dotted line of the figures);
-* for a single stable run, :math:`2/\max_t S_t` is an estimate of the limit from below
-  (:func:`limit_from_stable_run`).
+  geometric mean as the point estimate (the dotted line of the figures); for a single stable
+  run, :math:`2/\max_t S_t` is an estimate of the limit from below.
 
 Use :math:`2/S_0` only where the sharpness does not grow (the DLN, quadratics).
 """
@@ -74,10 +73,3 @@ def stability_limit(
     else:
         est = float(hi if hi is not None else lo)  # one-sided: the grid does not bracket the limit
     return StabilityLimit(est, lo, hi, consistent)
-
-
-def limit_from_stable_run(max_sharpness: float) -> float:
-    r""":math:`2/\max_t S_t` of a run that stayed stable: the limit it saw."""
-    if not (max_sharpness > 0 and math.isfinite(max_sharpness)):
-        raise ValueError(f"max sharpness must be positive and finite, got {max_sharpness!r}")
-    return 2.0 / max_sharpness

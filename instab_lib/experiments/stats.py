@@ -12,16 +12,13 @@ point value with a threshold. The interval level is 90% unless stated.
   Student-t interval :math:`\bar x \pm t_{n-1,\,1-a/2}\, s/\sqrt{n}`;
 * :func:`fraction` — a proportion :math:`k/n` with its Wilson score interval;
 * :func:`paired_difference` — the per-seed difference of two paired samples
-  (:func:`mean_se` of ``a − b``), :func:`ratio_of_medians` — ``median(a)/median(b)``
-  bootstrapped over seeds (unpaired);
+  (:func:`mean_se` of ``a − b``);
 * :func:`bootstrap_groups` — any statistic of a data set made of groups (seeds, each with
   several runs), with the percentile interval over resamples of whole groups (a cluster
   bootstrap: runs of one seed share an initialisation, so they are resampled together);
 * :func:`binomial_se` — the sampling error :math:`\sqrt{p(1-p)/n}` of an accuracy measured on
   ``n`` test images;
-* :func:`margin` — distance of an estimate from a threshold in units of its standard error;
-* :func:`mean_spread`, :func:`compare_means` — plain summaries (mean, spread, difference of
-  means with its standard error) over seeds.
+* :func:`margin` — distance of an estimate from a threshold in units of its standard error.
 
 Resamples are drawn from :func:`instab_lib.experiments.seeding.numpy_rng`, so results are
 deterministic given ``seed`` (and shift with the library's seed offset).
@@ -31,14 +28,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .seeding import numpy_rng
 
-__all__ = ["Estimate", "bootstrap", "bootstrap_ratio", "mean_se", "fraction", "paired_difference", "ratio_of_medians",
-           "bootstrap_groups", "binomial_se", "margin", "window_median", "LEVEL", "mean_spread", "compare_means"]
+__all__ = ["Estimate", "bootstrap", "bootstrap_ratio", "mean_se", "fraction", "paired_difference",
+           "bootstrap_groups", "binomial_se", "margin", "window_median", "LEVEL"]
 
 #: The default interval level of every estimate.
 LEVEL = 0.9
@@ -174,25 +171,6 @@ def paired_difference(a: Sequence[float], b: Sequence[float], *, level: float = 
     return mean_se(aa - bb, level=level)
 
 
-def ratio_of_medians(a: Sequence[float], b: Sequence[float], *, level: float = LEVEL, n_boot: int = 4000,
-                     seed: int = 0) -> Estimate:
-    """``median(a) / median(b)`` with a bootstrap interval resampling ``a`` and ``b``
-    independently (two unpaired ensembles); ``values`` holds ``a`` then ``b``."""
-    _check_level(level)
-    aa, bb = _clean(a), _clean(b)
-    if aa.size == 0 or bb.size == 0 or not (np.all(np.isfinite(aa)) and np.all(np.isfinite(bb))):
-        raise ValueError("ratio_of_medians needs finite values on both sides")
-    est = float(np.median(aa) / np.median(bb))
-    rng = numpy_rng(seed)
-    ra = np.median(aa[rng.integers(0, aa.size, (n_boot, aa.size))], axis=1)
-    rb = np.median(bb[rng.integers(0, bb.size, (n_boot, bb.size))], axis=1)
-    boots = ra / rb
-    alpha = (1 - level) / 2
-    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
-    return Estimate(est, float(lo), float(hi), float(boots.std(ddof=1)), int(min(aa.size, bb.size)), level,
-                    "bootstrap-ratio-of-medians", tuple(aa) + tuple(bb))
-
-
 def bootstrap_groups(groups: Sequence[Any], stat: Callable[[list[Any]], float], *, level: float = LEVEL,
                      n_boot: int = 2000, seed: int = 0, name: str = "groups") -> Estimate:
     """``stat(groups)`` with the percentile bootstrap interval over resamples of the groups.
@@ -255,31 +233,3 @@ def window_median(values: Sequence[float], epochs: Sequence[int], start: int, st
     sel = v[(e >= start) & (e <= stop)]
     sel = sel[np.isfinite(sel)]
     return float(np.median(sel)) if sel.size else float("nan")
-
-
-def mean_spread(values: Iterable[float]) -> dict[str, float]:
-    """``{"mean", "std" (ddof=1; 0 for one value), "min", "max", "n"}`` of the finite values
-    (NaN entries and an empty input give NaN statistics and ``n`` = count of finite ones)."""
-    v = np.asarray([float(x) for x in values], dtype=float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        nan = float("nan")
-        return {"mean": nan, "std": nan, "min": nan, "max": nan, "n": 0}
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-            "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
-
-
-def compare_means(a: Iterable[float], b: Iterable[float]) -> dict[str, float]:
-    r"""Difference of means ``mean(a) − mean(b)`` with its standard error
-    :math:`\sqrt{s_a^2/n_a + s_b^2/n_b}` (sample standard deviations; 0 with one value each),
-    and ``z`` = difference / standard error (inf/NaN when the error is 0)."""
-    sa, sb = mean_spread(a), mean_spread(b)
-    diff = sa["mean"] - sb["mean"]
-    se = math.sqrt((sa["std"] ** 2 / sa["n"] if sa["n"] else math.nan)
-                   + (sb["std"] ** 2 / sb["n"] if sb["n"] else math.nan))
-    if se > 0:
-        z = diff / se
-    else:
-        z = math.copysign(math.inf, diff) if diff != 0 else float("nan")
-    return {"diff": float(diff), "se": float(se), "z": float(z), "mean_a": sa["mean"], "mean_b": sb["mean"],
-            "std_a": sa["std"], "std_b": sb["std"], "n_a": sa["n"], "n_b": sb["n"]}

@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import multiprocessing as mp
 import pandas as pd
 
-from .train import RunResult, TrainConfig, config_key, default_cache_dir, load_run, train
+from .train import RunResult, TrainConfig, cached_run, config_key, default_cache_dir, load_run, train
 
 __all__ = ["grid_configs", "sweep", "run_many", "summary"]
 
@@ -96,9 +96,9 @@ def run_many(
     done: dict[str, RunResult] = {}
     todo: dict[str, TrainConfig] = {}
     for k, c in zip(keys, configs):
-        if (cache / k / "result.json").is_file():
-            done[k] = load_run(cache / k)
-        elif k not in todo:
+        if k not in todo and k not in done and (cached := cached_run(cache / k)) is not None:
+            done[k] = cached  # a damaged entry is warned about here and trained again below
+        elif k not in done:
             todo[k] = c
     if todo:
         done.update(_run_all(todo, cache, executor, max_workers, threads_per_worker))

@@ -62,15 +62,19 @@ configuration (defaults filled in), of the library code a run executes
 (:func:`instab_lib.experiments.fingerprint.run_fingerprint`: a change that can alter a number gives
 a new key, a change to comments or docstrings does not) and of the arithmetic it runs
 on (torch version, CPU kernel capability, seed offset:
-:func:`instab_lib.experiments.fingerprint.numerics_environment`): ``result.json`` (status, timings, data source),
-``table.npz`` (exact) + ``table.csv`` (for people), ``snapshots/epoch_<e>.pt``. A
-finished run is read back instead of retrained. During training a checkpoint
+:func:`instab_lib.experiments.fingerprint.numerics_environment`): ``result.json`` (status, timings, data source,
+the SHA-256 digest of every other file), ``table.npz`` (exact) + ``table.csv`` (for people),
+``snapshots/epoch_<e>.pt``. A finished run is read back instead of retrained; an entry that
+cannot be read (a file missing, truncated, emptied or garbled: its bytes no longer match their
+digest) is treated as missing, with one warning line naming the file
+(:mod:`instab_lib.experiments.cache_files`): the run is trained again (a damaged ``table.csv``
+is only rewritten from the table, a damaged checkpoint only discarded). During training a checkpoint
 (``checkpoint.pt``: parameters, buffers, optimiser state, shuffling generator,
 eigen-trackers, rows so far) is written at multiples of ``checkpoint_every`` epochs, at most
 once per ``checkpoint_seconds`` of wall time (a checkpoint pickles every row so far, so on a
 run of 10^4 epochs a checkpoint every 25 epochs cost as much as the training), so a killed
 run resumes with little lost and ends with the same numbers. All writes are
-atomic (temporary file + ``os.replace``).
+atomic (temporary file + ``os.replace``); the checkpoint carries its own digest.
 
 Status: ``"finished"`` (epoch cap), ``"early_stopped"`` (train accuracy ≥
 ``target_train_acc``), ``"diverged"`` (a non-finite loss or parameter, or a loss above
@@ -89,14 +93,14 @@ configuration of another run, as a dict) starts from (:func:`final_parameters`).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -104,6 +108,8 @@ import torch
 
 from . import fingerprint, loop
 from . import hooks as hooks_mod
+from .cache_files import (Damaged, atomic_write_bytes, check_digest, entry_lock, read_json, read_sealed, warn_damaged,
+                          write_sealed)
 from .config import TrainConfig, config_key, default_cache_dir
 from .hooks import period2_oscillation
 from .losses import LOSSES
@@ -111,7 +117,7 @@ from .progress import progress as progress_bar
 from .progress import quiet
 from .seeding import torch_generator
 
-__all__ = ["TrainConfig", "RunResult", "train", "load_run", "config_key", "period2_oscillation",
+__all__ = ["TrainConfig", "RunResult", "train", "load_run", "cached_run", "config_key", "period2_oscillation",
            "LOSSES", "default_cache_dir", "STATUSES", "final_parameters", "chance_ceiling"]
 
 STATUSES = ("finished", "early_stopped", "diverged", "stalled")
@@ -143,6 +149,8 @@ class RunResult:
     spectra_time_s: float = 0.0
     path: Path | None = None
     error: str | None = None
+    #: SHA-256 digest of each file of the run's folder (``table.npz``, ``snapshots/epoch_5.pt``, …)
+    files: dict[str, str] = field(default_factory=dict)
 
     @property
     def spectra(self) -> pd.DataFrame:
@@ -169,48 +177,103 @@ class RunResult:
 
     def snapshot(self, epoch: int) -> dict[str, Any]:
         """``{"theta": (dim,), "eigenvectors": (dim, k) or None, "eigenvalues": …}`` saved
-        at ``epoch`` (one of ``config.snapshot_epochs``)."""
+        at ``epoch`` (one of ``config.snapshot_epochs``). A damaged snapshot file is warned
+        about once and the run trained again (the same numbers), then read."""
         if self.path is None:
             raise FileNotFoundError("run was not saved")
-        f = self.path / "snapshots" / f"epoch_{epoch}.pt"
-        if not f.is_file():
+        rel = f"snapshots/epoch_{epoch}.pt"
+        if rel not in self.files:
             raise FileNotFoundError(f"no snapshot at epoch {epoch} (saved: {self.config.snapshot_epochs})")
-        return torch.load(f, weights_only=False)
+        try:
+            return _read_snapshot(self.path / rel, self.files[rel])
+        except Damaged as damage:
+            warn_damaged(damage, "training the run again")
+        _discard(self.path)
+        self.files = train(self.config, self.path.parent, progress=False).files
+        return _read_snapshot(self.path / rel, self.files[rel])
+
+
+def _read_snapshot(path: Path, digest: str) -> dict[str, Any]:
+    check_digest(path, digest)
+    return torch.load(path, weights_only=False)
 
 
 # --------------------------------------------------------------------------- io
-def _atomic_write_bytes(path: Path, write: Callable[[Any], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+#: what ``result.json`` must hold to be read back
+_RESULT_KEYS = ("key", "status", "diverged_step", "diverged_epoch", "data_source", "wall_time_s",
+                "spectra_time_s", "config", "files")
 
 
-def _save_table(path: Path, table: pd.DataFrame) -> None:
+def _save_table(path: Path, table: pd.DataFrame) -> dict[str, str]:
     cols = {c: table[c].to_numpy() for c in table.columns}
-    _atomic_write_bytes(path / "table.npz", lambda f: np.savez(f, __columns__=np.array(list(table.columns)), **cols))
-    _atomic_write_bytes(path / "table.csv", lambda f: f.write(table.to_csv(index=False).encode()))
+    return {"table.npz": atomic_write_bytes(path / "table.npz",
+                                            lambda f: np.savez(f, __columns__=np.array(list(table.columns)), **cols)),
+            "table.csv": atomic_write_bytes(path / "table.csv", lambda f: f.write(_csv_bytes(table)))}
 
 
-def _load_table(path: Path) -> pd.DataFrame:
-    with np.load(path / "table.npz", allow_pickle=False) as z:
-        cols = [str(c) for c in z["__columns__"]]
-        return pd.DataFrame({c: z[c] for c in cols}, columns=cols)
+def _csv_bytes(table: pd.DataFrame) -> bytes:
+    return table.to_csv(index=False).encode()
+
+
+def _load_table(path: Path, digest: str) -> pd.DataFrame:
+    f = path / "table.npz"
+    check_digest(f, digest)
+    try:
+        with np.load(f, allow_pickle=False) as z:
+            cols = [str(c) for c in z["__columns__"]]
+            return pd.DataFrame({c: z[c] for c in cols}, columns=cols)
+    except Exception as exc:  # noqa: BLE001 - any failure to parse is damage
+        raise Damaged(f, f"{type(exc).__name__}: {exc}") from None
 
 
 def load_run(path: str | os.PathLike) -> RunResult:
-    """Read a finished run back from its folder."""
+    """Read a finished run back from its folder; :class:`~instab_lib.experiments.cache_files.Damaged`
+    when ``result.json`` or ``table.npz`` cannot be read. A damaged ``table.csv`` (for people only) is
+    rewritten from the table, with one warning line."""
     p = Path(path)
-    meta = json.loads((p / "result.json").read_text())
+    meta = read_json(p / "result.json", _RESULT_KEYS)
+    try:
+        config = TrainConfig.from_dict(meta["config"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise Damaged(p / "result.json", f"its config does not load ({type(exc).__name__}: {exc})") from None
+    if meta["key"] != p.name or not isinstance(meta["files"], dict) or "table.npz" not in meta["files"]:
+        raise Damaged(p / "result.json", "not the record of this run")
+    table = _load_table(p, meta["files"]["table.npz"])
+    try:
+        check_digest(p / "table.csv", meta["files"].get("table.csv"))
+    except Damaged as damage:
+        warn_damaged(damage, "rewriting it from table.npz")
+        atomic_write_bytes(p / "table.csv", lambda f: f.write(_csv_bytes(table)))
     return RunResult(
-        config=TrainConfig.from_dict(meta["config"]), key=meta["key"], status=meta["status"],
-        table=_load_table(p), diverged_step=meta["diverged_step"], diverged_epoch=meta["diverged_epoch"],
-        data_source=meta["data_source"], wall_time_s=meta["wall_time_s"],
-        spectra_time_s=meta["spectra_time_s"], path=p,
+        config=config, key=meta["key"], status=meta["status"], table=table, diverged_step=meta["diverged_step"],
+        diverged_epoch=meta["diverged_epoch"], data_source=meta["data_source"], wall_time_s=meta["wall_time_s"],
+        spectra_time_s=meta["spectra_time_s"], path=p, files=dict(meta["files"]),
     )
+
+
+def cached_run(run_dir: Path) -> RunResult | None:
+    """The finished run cached in ``run_dir``, or None: when there is none, and when it cannot be
+    read (one warning line naming the damaged file; the entry is removed, so the caller trains it
+    again)."""
+    if not (run_dir / "result.json").exists():
+        return None
+    try:
+        return load_run(run_dir)
+    except Damaged as damage:
+        with entry_lock(run_dir):
+            try:
+                return load_run(run_dir)  # another process trained it again meanwhile
+            except Damaged:
+                warn_damaged(damage, "training the run again")
+                (run_dir / "result.json").unlink(missing_ok=True)
+    return None
+
+
+def _discard(run_dir: Path) -> None:
+    """Mark a cached run as missing (its ``result.json`` goes; the rest is overwritten when it is
+    trained again)."""
+    with entry_lock(run_dir):
+        (run_dir / "result.json").unlink(missing_ok=True)
 
 
 def final_parameters(config: TrainConfig | Mapping[str, Any], cache_dir: str | os.PathLike | None = None) -> torch.Tensor:
@@ -228,16 +291,16 @@ def final_parameters(config: TrainConfig | Mapping[str, Any], cache_dir: str | o
 
 def _save_result(res: RunResult) -> None:
     assert res.path is not None
-    _save_table(res.path, res.table)
+    res.files.update(_save_table(res.path, res.table))
     meta = {
         "key": res.key, "status": res.status, "diverged_step": res.diverged_step,
         "diverged_epoch": res.diverged_epoch, "data_source": res.data_source,
         "wall_time_s": res.wall_time_s, "spectra_time_s": res.spectra_time_s,
         "config": res.config.to_dict(), "final": res.final(),
-        "provenance": fingerprint.stamp_fields(res.config.device),
+        "provenance": fingerprint.stamp_fields(res.config.device), "files": res.files,
     }
     blob = json.dumps(meta, indent=1, default=str).encode()
-    _atomic_write_bytes(res.path / "result.json", lambda f: f.write(blob))  # written last: marks done
+    atomic_write_bytes(res.path / "result.json", lambda f: f.write(blob))  # written last: marks done
 
 
 # --------------------------------------------------------------------------- train
@@ -277,29 +340,15 @@ def train(
         raise ValueError("a run with extra hooks is not cached: pass use_cache=False")
     key = config_key(config)
     run_dir = Path(cache_dir if cache_dir is not None else default_cache_dir()) / key if use_cache else None
-    if run_dir is not None and (run_dir / "result.json").is_file():
-        return load_run(run_dir)
-    with _run_lock(run_dir):  # two processes asking for the same run: one trains, the other reads it back
+    if run_dir is not None and (cached := cached_run(run_dir)) is not None:
+        return cached
+    with entry_lock(run_dir):  # two processes asking for the same run: one trains, the other reads it back
         if run_dir is not None and (run_dir / "result.json").is_file():
-            return load_run(run_dir)
+            try:
+                return load_run(run_dir)
+            except Damaged as damage:
+                warn_damaged(damage, "training the run again")
         return _train_unlocked(config, key, run_dir, progress, callback, num_threads, hooks)
-
-
-@contextmanager
-def _run_lock(run_dir: Path | None) -> Iterator[None]:
-    """An exclusive lock on ``<run_dir>.lock`` (advisory, ``fcntl.flock``; none for unsaved runs)."""
-    if run_dir is None:
-        yield
-        return
-    import fcntl
-
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    with open(run_dir.parent / f"{run_dir.name}.lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _train_unlocked(config: TrainConfig, key: str, run_dir: Path | None, progress: bool,
@@ -334,10 +383,10 @@ class _Driver:
         # a continuation starts from the final θ of the run it continues (trained first if need be)
         theta0 = final_parameters(cfg.init_from) if cfg.init_from is not None else None
         self.run_, self.state = loop.init_run(cfg, theta0)
-        self.hooks = hooks_mod.default_hooks(cfg, _atomic_write_bytes)
+        self.hooks = hooks_mod.default_hooks(cfg, self._write)
         self.hooks.update(extra)
         self.st: dict[str, Any] = {"rows": [], "ref_loss": None, "spectra_time": 0.0, "status": None,
-                                   "diverged_step": None, "diverged_epoch": None, "elapsed": 0.0}
+                                   "diverged_step": None, "diverged_epoch": None, "elapsed": 0.0, "files": {}}
         self.ck_path = run_dir / "checkpoint.pt" if run_dir is not None else None
         self.reuse_forward = self.run_.steps_per_epoch == 1 and loop.mode_free(self.run_.model)
         self.pending_loss: torch.Tensor | None = None
@@ -347,8 +396,20 @@ class _Driver:
         self.t_start -= self.st["elapsed"]
 
     # -- checkpoints ----------------------------------------------------------------
+    def _write(self, path: Path, write: Callable[[Any], None]) -> None:
+        """A file of the run's folder (a snapshot), written atomically; its digest is kept (and
+        checkpointed) for ``result.json``."""
+        assert self.run_dir is not None
+        self.st["files"][path.relative_to(self.run_dir).as_posix()] = atomic_write_bytes(path, write)
+
     def _resume(self) -> None:
-        ck = torch.load(self.ck_path, weights_only=False, map_location=torch.device(self.cfg.device))
+        try:
+            ck = torch.load(io.BytesIO(read_sealed(self.ck_path)), weights_only=False,
+                            map_location=torch.device(self.cfg.device))
+        except Damaged as damage:
+            warn_damaged(damage, "training the run from its start")
+            self.ck_path.unlink(missing_ok=True)
+            return
         self.run_.model.load_state_dict(ck["model"])
         gen = torch_generator(self.cfg.seed)
         gen.set_state(ck["gen"])
@@ -367,7 +428,9 @@ class _Driver:
         blob = {"model": self.run_.model.state_dict(), "opt_state": self.state.opt_state,
                 "gen": self.state.generator.get_state(), "step": self.state.step, "epoch": self.state.epoch,
                 "hooks": {n: h.state_dict() for n, h in self.hooks.items()}, "st": self.st}
-        _atomic_write_bytes(self.ck_path, lambda f: torch.save(blob, f))
+        buf = io.BytesIO()
+        torch.save(blob, buf)
+        write_sealed(self.ck_path, buf.getvalue())
 
     # -- one recorded epoch -----------------------------------------------------------
     def _blown(self, loss: float) -> bool:
@@ -500,7 +563,7 @@ class _Driver:
                          diverged_step=st["diverged_step"] if div else None,
                          diverged_epoch=st["diverged_epoch"] if div else None,
                          data_source=self.run_.data_source, wall_time_s=time.perf_counter() - self.t_start,
-                         spectra_time_s=st["spectra_time"], path=self.run_dir)
+                         spectra_time_s=st["spectra_time"], path=self.run_dir, files=dict(st["files"]))
 
 
 _ORDER = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "val_loss", "val_acc", "param_norm",
