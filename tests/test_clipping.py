@@ -250,7 +250,7 @@ def test_run_row_reads_spikes_binding_ratio_and_accuracies():
     assert (row["setting"], row["outcome"], row["epochs"]) == ("rms_ub/64/0.99/0.05", "target", 9)
     assert row["spikes"] == 1 and row["spike_epochs"] == 1 and row["spikes_sens"] == 0  # a rise of 0.5 nats: no
     assert row["bind_in"] == pytest.approx(0.2) and row["bind_out"] == pytest.approx((0.02 + 7 * 0.01) / 8)
-    assert row["would_in_0.05"] == row["bind_in"] and row["bind_peak"] == pytest.approx(0.4)
+    assert row["would_0.05_in"] == row["bind_in"] and row["bind_peak"] == pytest.approx(0.4)
     assert row["ratio"] == pytest.approx(0.925) and row["sharpness"] == pytest.approx(15.0)
     assert (row["val_acc"], row["test_acc"], row["root_max"]) == (0.8, 0.79, pytest.approx(0.3))
     assert clipping.count_spikes(LOSS, skip=7) == 0 and clipping.count_spikes(SMOOTH) == 0
@@ -281,6 +281,9 @@ def test_paired_gain_and_the_choice_on_a_table_of_runs():
     b = clipping.binding_by_setting(df)
     assert b["rms_ub/64/0.99/0.05"]["inside"]["est"] == pytest.approx(0.2)
     assert b["rms_ub/64/0.99/0.01"]["inside"] is None  # no spike, no epoch inside one
+    would = clipping.binding_by_setting(df, "would_0.05")  # where c = 0.05 would bind: the traced column
+    assert would["rms_ub/64/0.99/0.05"]["inside"]["est"] == pytest.approx(0.2)
+    assert would["rms_ub/64/0.99/0.01"]["outside"]["est"] == pytest.approx(0.3)
     burst = clipping.burst_by_setting(df)
     assert burst["rms_ub/64/0.99/0.05"]["est"] == pytest.approx(0.2 - 0.09 / 8) and burst["rmsprop/64/0.99"] is None
     sp = clipping.spikes_by_setting(df)

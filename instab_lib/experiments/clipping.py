@@ -177,7 +177,8 @@ def run_row(result: Any, *, factor: float = SPIKE_FACTOR, min_rise: float = SPIK
     ``ratio`` (:func:`threshold_ratio`), ``sharpness`` (:func:`median_sharpness`), ``root_max``, the medians
     over evaluations (from epoch ``skip``) of the √v̂ quantiles ``root_q50``/``root_q90``/``root_q99``, the own
     clip's binding fraction ``bind_in``/``bind_out`` (inside/outside spikes, epochs ≥ 1) and its largest
-    per-step value ``bind_peak``, for every traced candidate c ``would_in_<c>``/``would_out_<c>``, and the
+    per-step value ``bind_peak``, for every traced candidate c ``would_<c>_in``/``would_<c>_out`` (read by
+    :func:`binding_by_setting` with ``prefix="would_<c>"``), and the
     final ``train_acc``, ``val_acc``, ``test_acc`` and ``wall_time_s``."""
     from .generalization import outcome
     from .train import chance_ceiling
@@ -211,7 +212,7 @@ def run_row(result: Any, *, factor: float = SPIKE_FACTOR, min_rise: float = SPIK
         row.update(bind_in=own["inside"], bind_out=own["outside"], bind_peak=_finite_max(t["clip_max"]))
         for col in (c_ for c_ in t.columns if c_.startswith("bind_")):
             w = clip_binding_fraction(t[col].to_numpy(dtype=float), mask, skip=1)
-            row[f"would_in_{col[5:]}"], row[f"would_out_{col[5:]}"] = w["inside"], w["outside"]
+            row[f"would_{col[5:]}_in"], row[f"would_{col[5:]}_out"] = w["inside"], w["outside"]
     for col in ("train_acc", "val_acc", "test_acc"):
         row[col] = float(last[col]) if col in t else float("nan")
     row["wall_time_s"] = float(result.wall_time_s)
