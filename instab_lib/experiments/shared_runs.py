@@ -287,10 +287,12 @@ ADAPTIVE_N_VAL = 10_000
 #: clips tried below the critical clip c* of a setting (run only where they are below it), the quantiles of the
 #: base's √v̂ where the quantile-placed clips sit (at the smallest batch size), the selection seeds (the clip is
 #: chosen on their validation accuracy) and the confirmation seeds (the chosen clip against its base, on test).
+#: CI runs no RMS-UB clip below c*: such a clip binds on many coordinates all the time and its runs go to the
+#: epoch cap (1,500 epochs at full batch, about six times a base run), too long for the CI budget.
 ADAPTIVE_GRID: dict[str, dict[str, Any]] = {
     "ci": {"batch_sizes": (64, 1000), "beta2": (0.99,),
            "clips": {"rms_ub": (0.05, 0.1, 0.25, 1.0), "adam_ub": (0.05, 1.0)},
-           "below_critical": {"rms_ub": (0.01,), "adam_ub": (0.005, 0.01)}, "quantiles": (0.5,),
+           "below_critical": {"rms_ub": (), "adam_ub": (0.005, 0.01)}, "quantiles": (0.5,),
            "selection_seeds": (0, 1, 2), "confirmation_seeds": (100, 101, 102)},
     "paper": {"batch_sizes": (64, 200, 1000), "beta2": (0.99, 0.9),
               "clips": {"rms_ub": (0.05, 0.1, 0.25, 1.0, 10.0), "adam_ub": (0.05, 0.1, 0.25, 1.0, 10.0)},
