@@ -12,8 +12,9 @@ this package imports nothing heavy; import the modules you need:
   (instability episodes and loss spikes), ``landscape`` (the loss around a run: slices,
   directional derivatives), ``effective_parameters`` (MacKay's N_eff), ``snapshots`` (train-mode
   BatchNorm sharpness at snapshots), ``stability`` (the measured stability limit),
-  ``generalization`` (ρ, rank correlations, Goldilocks fits), ``stats`` (estimates with
-  intervals over seeds);
+  ``generalization`` (ρ, rank correlations, Goldilocks fits), ``clipping`` (Clipped-Ada: where a
+  clip binds, whether a base has an instability to restore, the clip chosen on validation),
+  ``stats`` (estimates with intervals over seeds);
 * closed forms — ``dln`` (the diagonal linear network), ``toys`` (quadratics, the descent
   lemma), ``theory`` (B §5 reconstruction), ``author_lanczos`` (a transcription of the
   author's Lanczos step);

@@ -40,6 +40,7 @@ class TrainConfig:
     n_train: int | None = 1000  #: first n training images (None: all)
     n_test: int | None = 2000  #: first n test images (0: no test metrics)
     test_every: int = 1  #: test metrics every m epochs and at the last one (NaN in between)
+    n_val: int = 0  #: validation split: the last n_val training images (val_loss/val_acc when test metrics are due)
     balanced: bool = False  #: first n_train/10 images per class instead
     classes: tuple[int, ...] | None = None  #: keep only these labels (relabelled 0…k−1)
     # model and loss
@@ -76,6 +77,7 @@ class TrainConfig:
     # adaptive optimisers: preconditioned sharpness λ_max(D^{-1/2} H D^{-1/2})
     precond_every: int = 0  #: every m epochs ≥ 1 (0: never); needs an adaptive optimiser
     precond_tol: float = 1e-2  #: relative residual of that Lanczos solve
+    clip_candidates: tuple[float, ...] = ()  #: per-step clip-binding trace of these clips (adaptive optimisers)
     # bookkeeping
     checkpoint_every: int = 25  #: a checkpoint only at a multiple of this epoch count …
     checkpoint_seconds: float = 30.0  #: … and at least this long after the last one (each pickles all rows so far)
@@ -87,6 +89,7 @@ class TrainConfig:
         if self.lr_schedule is not None:
             object.__setattr__(self, "lr_schedule", dict(self.lr_schedule))
         object.__setattr__(self, "snapshot_epochs", tuple(int(e) for e in self.snapshot_epochs))
+        object.__setattr__(self, "clip_candidates", _float_tuple("clip_candidates", self.clip_candidates))
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(int(c) for c in self.classes))
         if self.init_from is not None:  # canonical form: the full dict of a valid configuration
@@ -132,6 +135,7 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["snapshot_epochs"] = list(self.snapshot_epochs)
+        d["clip_candidates"] = list(self.clip_candidates)
         d["classes"] = list(self.classes) if self.classes is not None else None
         return d
 
@@ -140,6 +144,8 @@ class TrainConfig:
         d = dict(d)
         if d.get("snapshot_epochs") is not None:
             d["snapshot_epochs"] = tuple(d["snapshot_epochs"])
+        if d.get("clip_candidates") is not None:
+            d["clip_candidates"] = tuple(d["clip_candidates"])
         if d.get("classes") is not None:
             d["classes"] = tuple(d["classes"])
         return cls(**d)
@@ -177,6 +183,10 @@ class TrainConfig:
         integer("n_train", self.n_train, 1, none_ok=True)
         integer("n_test", self.n_test, 0, none_ok=True)
         integer("test_every", self.test_every, 1)
+        integer("n_val", self.n_val, 0)
+        if self.n_val and self.n_train is None:
+            raise ValueError("n_val > 0 needs n_train: the validation images are the last n_val training images, "
+                             "disjoint from the first n_train")
         if self.balanced and self.n_train is not None and self.n_train % self.n_classes:
             raise ValueError(f"balanced=True needs n_train divisible by {self.n_classes}, got {self.n_train}")
         if self.classes is not None and (len(set(self.classes)) != len(self.classes)
@@ -235,6 +245,9 @@ class TrainConfig:
                              f"{self.optimizer!r} has no preconditioner")
         if not (self.precond_tol > 0):
             raise ValueError(f"precond_tol must be positive, got {self.precond_tol}")
+        if self.clip_candidates and "beta2" not in opt.hyper:
+            raise ValueError(f"clip_candidates need an adaptive optimiser (Adam, RMSProp, Clipped-Ada); "
+                             f"{self.optimizer!r} has no √v̂ to clip")
 
     def _validate_measurements(self) -> None:
         integer("eval_every", self.eval_every, 0)
@@ -270,6 +283,16 @@ class TrainConfig:
         if self.eval_every and self.k_top + self.k_bottom >= dim:
             raise ValueError(f"k_top + k_bottom = {self.k_top + self.k_bottom} must be < the parameter "
                              f"count {dim}")
+
+
+def _float_tuple(name: str, values: Any) -> tuple[float, ...]:
+    """``values`` as a tuple of distinct positive finite floats (one-line ``ValueError`` otherwise)."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name} must be a list of positive numbers, got {values!r}")
+    out = tuple(positive(f"{name} entry", v) for v in values)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{name} must not repeat a value, got {list(values)}")
+    return out
 
 
 def config_key(config: TrainConfig) -> str:

@@ -25,7 +25,9 @@ standardised per channel, ``X = (x/255 − mean)/std`` with REFERENCE §4.2's co
 Subsets (deterministic): the first ``n_train`` training images (the author's choice for
 fMNIST), or with ``balanced=True`` the first ``n_train/10`` images of each class (CIFAR-5k
 = 512 × 10), kept in data-set order. The test subset is always the first ``n_test`` test
-images. The ImageFolder copy has no original order: its images are interleaved class by
+images. A validation subset (``n_val``) is the **last** ``n_val`` images of the training split,
+disjoint from the training subset (an error if they would overlap) and from the test split: the
+author reports no validation set, so a choice made on it (Clipped-Ada's clip) never sees a test image. The ImageFolder copy has no original order: its images are interleaved class by
 class (image 0 of every class, then image 1, …), so "the first n" is balanced there.
 """
 
@@ -355,6 +357,8 @@ class Dataset:
     y_test: Tensor
     source: str
     classes: tuple[str, ...]
+    X_val: Tensor | None = None  #: (n_val, C, H, W): the last n_val training images (None: no validation split)
+    y_val: Tensor | None = None
 
     @property
     def n_train(self) -> int:
@@ -364,12 +368,17 @@ class Dataset:
     def n_test(self) -> int:
         return len(self.y_test)
 
+    @property
+    def n_val(self) -> int:
+        return 0 if self.y_val is None else len(self.y_val)
+
 
 def load_dataset(
     name: str,
     *,
     n_train: int | None = None,
     n_test: int | None = None,
+    n_val: int = 0,
     balanced: bool = False,
     classes: tuple[int, ...] | None = None,
     data_dir: str | os.PathLike | None = None,
@@ -379,12 +388,19 @@ def load_dataset(
     """Load ``name`` ("fashion-mnist" | "cifar10") as standardised tensors.
 
     ``classes`` keeps only those labels (relabelled 0…k−1 in the given order, e.g. the
-    2-class depth-1 control ``classes=(0, 1)``) before the subset is taken.
+    2-class depth-1 control ``classes=(0, 1)``) before the subset is taken. ``n_val`` > 0 adds
+    ``X_val``/``y_val``: the last ``n_val`` images of the (class-filtered) training split,
+    a ``ValueError`` if any of them is among the training subset.
     ``download=None``: try a torchvision download as the last resort unless the
     environment sets ``INSTAB_NO_DOWNLOAD=1``. See the module docstring for where the data
     come from, the subsets and the normalisation.
     """
     name = canonical_name(name)
+    if isinstance(n_val, bool) or not isinstance(n_val, (int, np.integer)) or n_val < 0:
+        raise ValueError(f"n_val must be a non-negative integer, got {n_val!r}")
+    if n_val and n_train is None:
+        raise ValueError("n_val > 0 needs n_train: the validation images are the last n_val training images, "
+                         "disjoint from the first n_train")
     if classes is not None:
         classes = tuple(int(c) for c in classes)
         if len(set(classes)) != len(classes) or not set(classes) <= set(range(10)) or not classes:
@@ -408,4 +424,12 @@ def load_dataset(
         idx = subset_indices(y, n, balanced=bal, n_classes=n_cls)
         out[f"X_{split}"] = standardise(x[idx], spec["mean"], spec["std"])
         out[f"y_{split}"] = torch.from_numpy(y[idx].copy())
+        if split == "train" and n_val:
+            first = len(y) - n_val
+            if first < 0 or first <= (int(idx.max()) if idx.size else -1):
+                raise ValueError(f"a validation split of the last {n_val} training images overlaps the "
+                                 f"{len(idx)} training images (the copy has {len(y)}): at most "
+                                 f"{len(y) - 1 - (int(idx.max()) if idx.size else -1)} fit after them")
+            out["X_val"] = standardise(np.array(x[first:]), spec["mean"], spec["std"])
+            out["y_val"] = torch.from_numpy(y[first:].copy())
     return Dataset(name=name, source=r.source, classes=tuple(cls_names), **out)

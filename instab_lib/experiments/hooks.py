@@ -24,6 +24,8 @@ Hutchinson        hutch_trace, hutch_trace_se, hutch_root
 Preconditioned    root_max (every epoch), p_sharpness, p_threshold, clip_fraction,
                   root_q50, root_q90, root_q99, p_n_matvec (every ``precond_every``
                   epochs; adaptive optimisers)
+ClipTrace         clip_mean, clip_max, bind_<c> (every epoch, over its steps; with
+                  ``clip_candidates``; adaptive optimisers)
 Snapshots         saves θ (and the eigenpairs of that evaluation) at ``snapshot_epochs``
                   (and at the last epoch with ``snapshot_final``)
 ================  ====================================================================
@@ -47,8 +49,8 @@ from torch import Tensor
 from ..preconditioned import PreconditionedState
 from .seeding import shifted
 
-__all__ = ["RowContext", "Norms", "Spectra", "Rotation", "Hutchinson", "Preconditioned", "Snapshots",
-           "default_hooks", "period2_oscillation"]
+__all__ = ["RowContext", "Norms", "Spectra", "Rotation", "Hutchinson", "Preconditioned", "ClipTrace", "Snapshots",
+           "default_hooks", "period2_oscillation", "bind_column"]
 
 
 @dataclass
@@ -298,6 +300,63 @@ class Preconditioned(Hook):
         self.epoch_max, self.state = d["epoch_max"], PreconditionedState(d["v0"])
 
 
+def bind_column(c: float) -> str:
+    """The column name of the would-bind fraction of clip ``c``: ``bind_0.05``, ``bind_1``, …"""
+    return f"bind_{float(c):g}"
+
+
+class ClipTrace(Hook):
+    r"""Where a Clipped-Ada clip acts, at every optimiser step (:class:`Preconditioned` reads the
+    clip fraction only at the last step of every ``precond_every``-th epoch, too sparse to tell
+    the epochs inside a loss spike from those outside).
+
+    Per epoch, over that epoch's steps ``s``: ``clip_mean`` = mean_s f_s and ``clip_max`` =
+    max_s f_s with f_s the fraction of coordinates where the run's own clip bound
+    (:meth:`instab_lib.optim.Optimizer.clip_fraction`; 0 for Adam/RMSProp), and for each ``c`` of
+    ``candidates`` the column :func:`bind_column` (c) = mean_s of the fraction of coordinates with
+    :math:`\sqrt{\hat v_{s,i} + \varepsilon_\mathrm{root}} > c` (the unclipped root of that step): an
+    unclipped base run tells where a clip would act. Row 0 (before any step) gets NaN. Cost: one
+    comparison of the (dim,) root per candidate and step."""
+
+    def __init__(self, candidates: Any = ()) -> None:
+        cs = [float(c) for c in candidates]
+        if any(not (c > 0 and math.isfinite(c)) for c in cs):
+            raise ValueError(f"candidate clips must be positive and finite, got {list(candidates)}")
+        self.candidates = cs
+        self._reset()
+
+    def _reset(self) -> None:
+        self.n = 0
+        self.sum = 0.0
+        self.max = 0.0
+        self.bind = np.zeros(len(self.candidates))
+
+    def on_step(self, run: Any, state: Any) -> None:
+        opt = run.optimizer
+        f = opt.clip_fraction(state.opt_state)
+        self.n += 1
+        self.sum += f
+        self.max = max(self.max, f)
+        if self.candidates:
+            root = opt.unclipped_root(state.opt_state)
+            if root is not None:
+                self.bind += np.array([float((root > c).double().mean()) for c in self.candidates])
+
+    def on_row(self, ctx: RowContext) -> None:
+        nan = float("nan")
+        ctx.row["clip_mean"] = self.sum / self.n if self.n else nan
+        ctx.row["clip_max"] = self.max if self.n else nan
+        for c, b in zip(self.candidates, self.bind):
+            ctx.row[bind_column(c)] = float(b) / self.n if self.n else nan
+        self._reset()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "sum": self.sum, "max": self.max, "bind": self.bind.copy()}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        self.n, self.sum, self.max, self.bind = d["n"], d["sum"], d["max"], np.asarray(d["bind"])
+
+
 class Snapshots(Hook):
     """Saves ``{"epoch", "theta", "eigenvalues", "eigenvectors", "bottom_eigenvalues"}`` at each
     of ``snapshot_epochs`` (the top eigenpairs and bottom eigenvalues when that epoch was
@@ -331,5 +390,7 @@ def default_hooks(config: Any, write: Callable[[Path, Callable[[Any], None]], No
         hooks["hutchinson"] = Hutchinson(config)
     if config.precond_every:
         hooks["preconditioned"] = Preconditioned(config)
+    if config.clip_candidates:
+        hooks["clip_trace"] = ClipTrace(config.clip_candidates)
     hooks["snapshots"] = Snapshots(config, write)
     return hooks

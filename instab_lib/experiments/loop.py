@@ -37,7 +37,8 @@ class Run:
     """The fixed parts of a run: ``config``, ``model`` (on the run's device and dtype, train
     mode), its trainable ``params`` (in ``model.parameters()`` order), ``train`` / ``test`` /
     ``hessian`` as ``(X, y)`` pairs, ``loss_fn``, ``optimizer``, ``batch_size`` and
-    ``steps_per_epoch``, and the data copy ``data_source``."""
+    ``steps_per_epoch``, the data copy ``data_source`` and the validation pair ``val`` (the last
+    ``config.n_val`` training images; ``None`` without a validation split)."""
 
     config: Any
     model: nn.Module
@@ -50,6 +51,7 @@ class Run:
     batch_size: int
     steps_per_epoch: int
     data_source: str
+    val: tuple[Tensor, Tensor] | None = None
 
 
 class TrainState(NamedTuple):
@@ -73,7 +75,7 @@ def init_run(config: Any, theta0: Tensor | None = None) -> tuple[Run, TrainState
     ``(config.init_from)``); ``init_run`` itself never trains or reads another run, so with
     ``theta0=None`` the model holds its seeded initialisation whatever ``init_from`` says."""
     device, dtype = torch.device(config.device), getattr(torch, config.dtype)
-    ds = data_mod.load_dataset(config.dataset, n_train=config.n_train, n_test=config.n_test,
+    ds = data_mod.load_dataset(config.dataset, n_train=config.n_train, n_test=config.n_test, n_val=config.n_val,
                                balanced=config.balanced, classes=config.classes, data_dir=config.data_dir)
     X, y = ds.X_train.to(device, dtype), ds.y_train.to(device)
     test = (ds.X_test.to(device, dtype), ds.y_test.to(device))
@@ -95,7 +97,9 @@ def init_run(config: Any, theta0: Tensor | None = None) -> tuple[Run, TrainState
             for p in params:
                 p.copy_(theta[offset:offset + p.numel()].view_as(p))
                 offset += p.numel()
-    run = Run(config, model, params, (X, y), test, (X[:hn], y[:hn]), LOSSES[config.loss], opt, bs, spe, ds.source)
+    val = (ds.X_val.to(device, dtype), ds.y_val.to(device)) if ds.y_val is not None else None
+    run = Run(config, model, params, (X, y), test, (X[:hn], y[:hn]), LOSSES[config.loss], opt, bs, spe, ds.source,
+              val)
     return run, TrainState(opt.init(params), 0, 0, torch_generator(config.seed))
 
 

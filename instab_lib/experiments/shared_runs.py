@@ -32,6 +32,12 @@ fmnist_stable      a long stable run: η = 0.01 for 4,000 epochs, spectra and θ
                    epochs (controls at matched *training loss*: spectra, N_eff)
 fmnist_flattening  A Fig 4: η₀ ∈ {0.02 (stable control), 0.1, 0.3} reduced to η = 0.01 at
                    epoch 10, 50 or 150, then the same 300 epochs at 0.01 for every run
+fmnist_adaptive    Clipped-Ada's bases: RMSProp and Adam at the author's η = 5e-3 with
+                   minibatches (batch sizes 64 and 1000; 64, 200, 1000 at paper scale; β₂
+                   0.99, and 0.9 at paper scale) on the selection and confirmation seeds, to
+                   99.9 % train accuracy, preconditioned sharpness, λ_max(H), the per-step
+                   clip-binding trace and a validation split; the clipped runs of the page
+                   are :func:`adaptive_config` s of the same setting (:data:`ADAPTIVE_GRID`)
 =================  =================================================================
 
 The fMNIST setting is the author's (REFERENCE §4.2): MLP 784-32-32-32-10 ReLU, the first
@@ -48,7 +54,9 @@ from typing import Any, Callable, Mapping, Sequence
 __all__ = ["Experiment", "SCALES", "get", "EXPERIMENTS", "FMNIST_ETA", "FMNIST_ETA_SMALL", "FMNIST_LADDER_ETAS",
            "FMNIST_LIMIT_ETAS", "FMNIST_FLATTENING", "fmnist_base", "fmnist_flattening", "gf_interval",
            "GOLDILOCKS_ETAS", "GF_EVAL", "GF_CAP", "SGD_BATCH_SIZES", "SGD_FIXED_ETAS", "author_sgd_lr",
-           "SGD_LASTING_LR", "SGD_LASTING_EPOCHS"]
+           "SGD_LASTING_LR", "SGD_LASTING_EPOCHS", "ADAPTIVE_ETA", "ADAPTIVE_TRACED", "ADAPTIVE_N_VAL",
+           "ADAPTIVE_GRID", "ADAPTIVE_FAMILIES", "adaptive_schedule", "adaptive_config", "adaptive_grid",
+           "fmnist_adaptive"]
 
 #: The scales every experiment is defined at.
 SCALES = ("ci", "paper")
@@ -265,6 +273,121 @@ def fmnist_flattening(scale: str) -> list[Experiment]:
     return out
 
 
+#: Clipped-Ada on the fMNIST MLP (issue 21 item 1, /work/plan/clipped-design.md): the author's η for every
+#: adaptive optimiser (REFERENCE §5.2), ε = 1e-8, bias correction on, β₁ = 0.9 (Adam, Adam-UB) or 0 (RMSProp, RMS-UB).
+ADAPTIVE_ETA = 5e-3
+#: The clipped families and the base each restores an instability of.
+ADAPTIVE_FAMILIES = {"rms_ub": "rmsprop", "adam_ub": "adam"}
+#: The clips every adaptive run traces at every step (where each would bind), beside its own.
+ADAPTIVE_TRACED = (0.05, 0.1, 0.25, 1.0, 10.0)
+#: The validation split: the last 10,000 fMNIST training images (disjoint from the 1,000 trained on).
+ADAPTIVE_N_VAL = 10_000
+#: The grid per scale: batch sizes, β₂, the clips of each family (the issue's {0.05, 0.1, 0.25} and the author's
+#: {0.1, 1, 10}; a clip that binds in no base run of its setting is not run: it is the base, bit for bit), the
+#: clips tried below the critical clip c* of a setting (run only where they are below it), the quantiles of the
+#: base's √v̂ where the quantile-placed clips sit (at the smallest batch size), the selection seeds (the clip is
+#: chosen on their validation accuracy) and the confirmation seeds (the chosen clip against its base, on test).
+#: CI runs no RMS-UB clip below c*: such a clip binds on many coordinates all the time and its runs go to the
+#: epoch cap (1,500 epochs at full batch, about six times a base run), too long for the CI budget.
+ADAPTIVE_GRID: dict[str, dict[str, Any]] = {
+    "ci": {"batch_sizes": (64, 1000), "beta2": (0.99,),
+           "clips": {"rms_ub": (0.05, 0.1, 0.25, 1.0), "adam_ub": (0.05, 1.0)},
+           "below_critical": {"rms_ub": (), "adam_ub": (0.005, 0.01)}, "quantiles": (0.5,),
+           "selection_seeds": (0, 1, 2), "confirmation_seeds": (100, 101, 102)},
+    "paper": {"batch_sizes": (64, 200, 1000), "beta2": (0.99, 0.9),
+              "clips": {"rms_ub": (0.05, 0.1, 0.25, 1.0, 10.0), "adam_ub": (0.05, 0.1, 0.25, 1.0, 10.0)},
+              "below_critical": {"rms_ub": (0.01, 0.02), "adam_ub": (0.005, 0.01, 0.02)}, "quantiles": (0.5, 0.9),
+              "selection_seeds": tuple(range(10)), "confirmation_seeds": tuple(range(100, 110))},
+}
+#: Batch size → (epoch cap, preconditioned sharpness every m epochs, λ_max(H) every m epochs): about 32, 20 and
+#: 10 optimiser steps between the preconditioned evaluations at 64, 200 and 1000 images a batch.
+_ADAPTIVE_SCHEDULE = {64: (300, 2, 10), 200: (600, 4, 20), 1000: (1500, 10, 50)}
+
+
+def adaptive_schedule(batch_size: int) -> tuple[int, int, int]:
+    """(epoch cap, ``precond_every``, ``eval_every``) of an adaptive run at ``batch_size`` (1 … 1000): the
+    study's values at 64, 200 and 1000; elsewhere the cap of the next listed batch size up and a
+    preconditioned evaluation about every 32 steps (1 … 10 epochs), λ_max(H) five times less often."""
+    bs = int(batch_size)
+    if bs in _ADAPTIVE_SCHEDULE:
+        return _ADAPTIVE_SCHEDULE[bs]
+    if not 1 <= bs <= 1000:
+        raise ValueError(f"batch size {batch_size!r} must lie in 1 … 1000 (the fMNIST subset has 1,000 images)")
+    cap = next(_ADAPTIVE_SCHEDULE[b][0] for b in sorted(_ADAPTIVE_SCHEDULE) if b >= bs)
+    every = min(10, max(1, round(32 * bs / 1000)))
+    return cap, every, 5 * every
+
+
+def adaptive_config(optimizer: str, batch_size: int, seed: int, *, beta2: float = 0.99, c: float | None = None) -> Any:
+    """One run of Clipped-Ada's setting: the fMNIST MLP (:func:`fmnist_base`) trained by ``optimizer``
+    (``rmsprop``, ``adam``, ``rms_ub``, ``adam_ub``; the clipped ones need ``c``) at :data:`ADAPTIVE_ETA` with
+    minibatches of ``batch_size`` (1000: full batch) to 99.9 % train accuracy (cap and measurement intervals:
+    :func:`adaptive_schedule`; a network at chance for 50 epochs ends as stalled), all 10,000 test images
+    and the :data:`ADAPTIVE_N_VAL` validation images at the end, λ_max(H) (``k_top`` 1), the preconditioned
+    sharpness and the per-step binding of :data:`ADAPTIVE_TRACED` and of its own clip. Bad values (an unknown
+    optimiser, c ≤ 0, β₂ outside [0, 1), a batch size above 1,000) raise a one-line ``ValueError``."""
+    from .. import optim as optim_mod
+
+    name = str(optimizer).lower().replace("-", "_")
+    if name not in ("rmsprop", "adam", *ADAPTIVE_FAMILIES):
+        optim_mod.optimizer_hyperparameters(name)  # an unknown name: the library's one-line error
+        raise ValueError(f"Clipped-Ada's setting runs rmsprop, adam, rms_ub or adam_ub, not {optimizer!r}")
+    if (c is None) != (name not in ADAPTIVE_FAMILIES):
+        raise ValueError(f"{name} {'needs a clip c' if c is None else 'takes no clip c'}")
+    epochs, precond, every = adaptive_schedule(batch_size)
+    kw: dict[str, Any] = {"beta2": beta2} if c is None else {"beta2": beta2, "c": c}
+    traced = tuple(sorted(set(ADAPTIVE_TRACED) | ({float(c)} if c is not None and c > 0 else set())))
+    return fmnist_base(optimizer=name, optimizer_kwargs=kw, lr=ADAPTIVE_ETA, batch_size=int(batch_size), seed=seed,
+                       epochs=epochs, eval_every=every, k_top=1, target_train_acc=0.999, stall_epochs=50,
+                       n_test=10000, test_every=epochs, n_val=ADAPTIVE_N_VAL, precond_every=precond,
+                       clip_candidates=traced)
+
+
+def adaptive_grid(scale: str, **overrides: Any) -> dict[str, Any]:
+    """:data:`ADAPTIVE_GRID` at ``scale`` with ``overrides`` (``batch_sizes``, ``beta2``, ``clips`` as
+    family → clips, ``below_critical``, ``quantiles``, ``selection_seeds``, ``confirmation_seeds``; None
+    keeps the scale's value; a family → clips mapping replaces the clips of the families it names), checked: one-line ``ValueError`` for a batch size outside 1 … 1000, β₂
+    outside [0, 1), a clip ≤ 0, an unknown family, a quantile outside (0, 1) or overlapping seed ensembles."""
+    if scale not in ADAPTIVE_GRID:
+        raise ValueError(f"unknown scale {scale!r}; known: {', '.join(ADAPTIVE_GRID)}")
+    unknown = sorted(set(overrides) - set(ADAPTIVE_GRID[scale]))
+    if unknown:
+        raise ValueError(f"adaptive_grid has no setting(s) {unknown}; known: {sorted(ADAPTIVE_GRID[scale])}")
+    g = dict(ADAPTIVE_GRID[scale])
+    for k, v in overrides.items():
+        if v is not None:  # a family → clips mapping updates the scale's, for the families it names
+            g[k] = {**g[k], **v} if isinstance(g[k], dict) else v
+    for bs in g["batch_sizes"]:
+        if isinstance(bs, bool) or not isinstance(bs, int) or not 1 <= bs <= 1000:
+            raise ValueError(f"batch size {bs!r} must be an integer in 1 … 1000 (the fMNIST subset has 1,000 images)")
+    for b2 in g["beta2"]:
+        if not (isinstance(b2, (int, float)) and 0 <= b2 < 1):
+            raise ValueError(f"β₂ = {b2!r} must lie in [0, 1)")
+    for what in ("clips", "below_critical"):
+        for fam, cs in g[what].items():
+            if fam not in ADAPTIVE_FAMILIES:
+                raise ValueError(f"unknown clipped optimiser {fam!r} in {what}; known: {', '.join(ADAPTIVE_FAMILIES)}")
+            for c in cs:
+                if not (isinstance(c, (int, float)) and not isinstance(c, bool) and 0 < c < float("inf")):
+                    raise ValueError(f"{fam} clip c = {c!r} must be a positive finite number")
+    if any(not 0 < q < 1 for q in g["quantiles"]):
+        raise ValueError(f"quantiles must lie in (0, 1), got {list(g['quantiles'])}")
+    if set(g["selection_seeds"]) & set(g["confirmation_seeds"]) or len(g["selection_seeds"]) < 2:
+        raise ValueError("the confirmation seeds must be disjoint from the (≥ 2) selection seeds")
+    return g
+
+
+def fmnist_adaptive(scale: str, **overrides: Any) -> Experiment:
+    """The bases of Clipped-Ada's setting: RMSProp and Adam (:func:`adaptive_config`) at every batch size
+    and β₂ of :func:`adaptive_grid` on the selection and the confirmation seeds."""
+    g = adaptive_grid(scale, **overrides)
+    configs = [adaptive_config(opt, bs, s, beta2=b2) for bs in g["batch_sizes"] for b2 in g["beta2"]
+               for opt in ADAPTIVE_FAMILIES.values() for s in (*g["selection_seeds"], *g["confirmation_seeds"])]
+    return Experiment("fmnist_adaptive", scale,
+                      f"Clipped-Ada's bases (RMSProp and Adam at η = {ADAPTIVE_ETA:g}, batch sizes "
+                      f"{list(g['batch_sizes'])}, β₂ {list(g['beta2'])}, to 99.9 % train accuracy)", extra=tuple(configs))
+
+
 #: name → ``builder(scale) -> Experiment``.
 EXPERIMENTS: dict[str, Callable[[str], Experiment]] = {
     "fmnist_limit": fmnist_limit,
@@ -274,6 +397,7 @@ EXPERIMENTS: dict[str, Callable[[str], Experiment]] = {
     "fmnist_sgd": fmnist_sgd,
     "fmnist_sgd_lasting": fmnist_sgd_lasting,
     "fmnist_stable": fmnist_stable,
+    "fmnist_adaptive": fmnist_adaptive,
 }
 
 

@@ -14,6 +14,8 @@ lr                     learning rate of the next step (the one that moves θ_epo
 train_loss, train_acc  on the training subset, model in eval mode
 test_loss, test_acc    on the test subset (NaN when ``n_test == 0``, and between the
                        ``test_every`` epochs; the last row always has them)
+val_loss, val_acc      with ``n_val`` > 0: on the validation subset (the last ``n_val``
+                       training images), at the same epochs as the test metrics
 param_norm             ‖θ_e‖₂
 step_norm              ‖θ_e − θ_{e−1}‖₂ (valley jumps)
 osc                    period-2 oscillation ‖θ_e − θ*_e‖₂ with the period-2 centre
@@ -46,6 +48,10 @@ p_sharpness,           every ``precond_every`` epochs: λ_max(D^{-1/2} H D^{-1/2
 p_threshold,           the last step's denominator, its stability threshold, the
 clip_fraction,         fraction of coordinates where a Clipped-Ada clip bound, and the
 p_n_matvec             products spent (:class:`instab_lib.experiments.hooks.Preconditioned`)
+clip_mean, clip_max,   with ``clip_candidates``: per epoch, the mean and largest per-step
+bind_<c>               fraction of coordinates where the run's own clip bound, and the mean
+                       fraction where each candidate c would bind
+                       (:class:`instab_lib.experiments.hooks.ClipTrace`)
 =====================  ==============================================================
 
 The loop itself is :mod:`instab_lib.experiments.loop` (``init_run`` + ``run_epoch``); every column
@@ -473,18 +479,16 @@ class _Driver:
             tr_loss, tr_acc = loop.evaluate(run.model, run.loss_fn, *run.train)
         else:
             self.pending_loss, tr_loss, tr_acc = fwd
-        te_loss, te_acc = float("nan"), float("nan")
-        if epoch % cfg.test_every == 0:
-            te_loss, te_acc = loop.evaluate(run.model, run.loss_fn, *run.test)
         row: dict[str, Any] = {"epoch": epoch, "step": self.state.step, "lr": run.optimizer.lr_at(self.state.step),
-                               "train_loss": tr_loss, "train_acc": tr_acc, "test_loss": te_loss, "test_acc": te_acc}
+                               "train_loss": tr_loss, "train_acc": tr_acc}
+        self._held_out(row, epoch % cfg.test_every == 0)
         ctx = hooks_mod.RowContext(run, self.state, epoch, row, self.st["rows"], theta, None, self.run_dir)
         for h in self.hooks.values():
             h.on_row(ctx)
         self._status(epoch, tr_loss, tr_acc, theta, diverged)
         ctx.status = self.st["status"]
         if ctx.status is not None and epoch % cfg.test_every:  # the last row always has test metrics
-            row["test_loss"], row["test_acc"] = loop.evaluate(run.model, run.loss_fn, *run.test)
+            self._held_out(row, True)
         due = cfg.eval_every and (epoch % cfg.eval_every == 0 or ctx.status is not None) and (
             epoch >= cfg.eval_start or epoch == cfg.reference_epoch)
         if ctx.status != "diverged" and due:
@@ -493,6 +497,15 @@ class _Driver:
             h.on_measure(ctx)
         self.st["rows"].append(row)
         return row
+
+    def _held_out(self, row: dict[str, Any], due: bool) -> None:
+        """``test_loss``/``test_acc`` (and with a validation split ``val_loss``/``val_acc``): evaluated
+        when ``due``, NaN otherwise."""
+        run = self.run_
+        nan = float("nan")
+        row["test_loss"], row["test_acc"] = loop.evaluate(run.model, run.loss_fn, *run.test) if due else (nan, nan)
+        if run.val is not None:
+            row["val_loss"], row["val_acc"] = loop.evaluate(run.model, run.loss_fn, *run.val) if due else (nan, nan)
 
     def _evaluate(self, ctx: hooks_mod.RowContext) -> None:
         from .. import curvature
@@ -553,7 +566,7 @@ class _Driver:
                          spectra_time_s=st["spectra_time"], path=self.run_dir, files=dict(st["files"]))
 
 
-_ORDER = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "param_norm",
+_ORDER = ["epoch", "step", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "val_loss", "val_acc", "param_norm",
           "step_norm", "osc", "sharpness", "lambda_min"]
 
 
