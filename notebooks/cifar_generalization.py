@@ -52,7 +52,7 @@ from IPython.display import Markdown, display
 from instab_lib.book import claims
 from instab_lib.experiments import snapshots, stats
 from instab_lib.experiments import generalization as gen
-from instab_lib.experiments.plotting import apply_style, eta_color, lr_axis
+from instab_lib.experiments.plotting import apply_style, eta_legend, eta_style, figure, lr_axis
 from instab_lib.experiments.sweep import run_many
 from instab_lib.experiments.train import TrainConfig
 
@@ -178,33 +178,50 @@ display(Markdown("\n".join(
     for a, g in gains.items()) + f"\n\nThe binomial error of one accuracy on {n_test} test images is {binom:.4f}."))
 
 # %% tags=["hide-input"]
-fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+fig, axes = figure(1, 2, height=3.6, sharey=True)
+n_fail = {}
 for ax, (arch, df) in zip(axes, dfs.items()):
     L, grid = limits[arch], ARCHS[arch]["etas"]
     ax.axvspan(L.lo, L.hi, color="0.88", zorder=0)
     ax.axvline(L.est, ls=":", color="k", lw=1.5)
     for e in grid:
+        st = eta_style(e)
         sub = df[(df["lr"] == e) & (df["outcome"] == "target")]["test_acc"]
-        m = "o" if e > L.hi else "X"
         if len(sub):
             ax.scatter(e * np.exp(np.linspace(-0.06, 0.06, len(sub))), sub, s=14, color="0.35", zorder=4)
-            ax.errorbar([e], [sub.mean()], yerr=[[sub.mean() - sub.min()], [sub.max() - sub.mean()]], fmt=m, ms=10,
-                        color=eta_color(e), mec="k", ecolor="0.4", capsize=3, zorder=3)
-        n_fail = int((df[df["lr"] == e]["outcome"] != "target").sum())
-        if n_fail:
-            ax.annotate(f"{n_fail} not at target", (e, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
-                        textcoords="offset points", ha="center", fontsize=7)
-    ax.set(xscale="log", xlabel="learning rate η", title=f"{ARCHS[arch]['label']} (✕ below, ○ above the limit)")
+            ax.errorbar([e], [sub.mean()], yerr=[[sub.mean() - sub.min()], [sub.max() - sub.mean()]], fmt=st.marker,
+                        ms=9, color=st.color, mec="k", ecolor="0.4", capsize=3, zorder=3)
+        n_fail[arch, e] = int((df[df["lr"] == e]["outcome"] != "target").sum())
+        if n_fail[arch, e]:
+            ax.annotate(f"{n_fail[arch, e]} not at target", (e, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
+                        textcoords="offset points", ha="center", fontsize=9)
+    ax.set(xscale="log", xlabel="learning rate η", title=ARCHS[arch]["label"])
     lr_axis(ax, grid)
 axes[0].set_ylabel(f"test accuracy ({n_test} images)")
-fig.tight_layout()
+all_etas = sorted({e for a in ARCHS.values() for e in a["etas"]})
+eta_legend(fig, all_etas, loc="outside lower center", ncol=min(len(all_etas), 6))
 plt.show()
 
-# %% [markdown]
-# **Figure 1.** Test accuracy of every run that reached the train-accuracy target (grey dots) and, per learning rate,
-# the mean over seeds with the range (✕ below the measured limit, ○ above it; colours by η as on every page); the
-# dotted line is the limit, the grey band its interval over seeds. Look for whether the best ○ stands above the best
-# ✕ by more than the spread of the seeds.
+n = rec.numbers
+
+
+def _sides(arch):
+    L, grid = n[f"{arch}_limit"], ARCHS[arch]["etas"]
+    below = ", ".join(f"{e:g}" for e in grid if e < L["lo"]) or "none"
+    above = ", ".join(f"{e:g}" for e in grid if e > L["hi"]) or "none"
+    accs = ", ".join(f"{v:.3f} at η = {k}" for k, v in n[f"{arch}_acc"].items())
+    fails = sum(n_fail[arch, e] for e in grid)
+    return (f"{ARCHS[arch]['label']}: limit {L['est']:.3g} [{L['lo']:.3g}, {L['hi']:.3g}], η below it {below}, "
+            f"above it {above}; mean test accuracy {accs}"
+            + (f"; {fails} run(s) did not reach the target" if fails else ""))
+
+
+display(Markdown(
+    f"**Figure 1.** Test accuracy of every run that reached the train-accuracy target of {target_train_acc * 100:g} % "
+    f"(grey dots) and, per learning rate, the mean over seeds with its range (colour and marker by η); the dotted "
+    f"line is the measured stability limit, the grey band its 90 % interval over seeds. Look for whether the best "
+    f"mean right of the band stands above the best mean left of it by more than the spread of the seeds. "
+    + "; ".join(_sides(a) for a in ARCHS) + "."))
 
 # %%
 def _verdict(a, g):
@@ -218,9 +235,11 @@ def _verdict(a, g):
 
 display(Markdown("**What this shows** (our reading of the numbers above): " + "; ".join(
     f"{ARCHS[a]['label']}: {g.est:+.3f} [{g.lo:+.3f}, {g.hi:+.3f}], {_verdict(a, g)}" for a, g in gains.items())
-    + f". Only {len(seeds)} seeds and {min(len(a['etas']) for a in ARCHS.values())}–"
-      f"{max(len(a['etas']) for a in ARCHS.values())} learning rates per architecture, on 2 classes: these are "
-      "statements about this small problem, not about CIFAR5k; the `paper` preset is the test of the caption."))
+    + f". {len(seeds)} seeds and {min(len(a['etas']) for a in ARCHS.values())}–"
+      f"{max(len(a['etas']) for a in ARCHS.values())} learning rates per architecture, on "
+      + (f"{len(classes)} classes and {n_train} training images: these are statements about this small problem, "
+         "not about CIFAR5k; the `paper` preset is the test of the caption."
+         if classes is not None or n_train < 5120 else f"all 10 classes and {n_train} training images.")))
 
 # %% [markdown]
 # ## Claims checked on these numbers

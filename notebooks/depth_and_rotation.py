@@ -34,6 +34,7 @@
 # ```
 
 # %%
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -44,7 +45,7 @@ from IPython.display import Markdown, display
 from instab_lib import curvature, optim, rotation
 from instab_lib.book import claims
 from instab_lib.experiments import data, dln, generalization, loop, mechanism, models, seeding, shared_runs, stats
-from instab_lib.experiments.plotting import apply_style, eta_color, lr_colors
+from instab_lib.experiments.plotting import apply_style, figure
 from instab_lib.experiments.sweep import run_many
 
 apply_style()
@@ -161,32 +162,73 @@ table = pd.DataFrame({f"D = {D}": {f"m = {m:g}": f"{max_angle[f'D{D}_m{m:g}']:.3
 display(Markdown("Largest rotation of $v_1$ during the episode, and the final sharpness relative to $S_0$:"))
 table
 
-# %%
-fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-for D, col in zip(depths, ["k", "tab:blue", "tab:orange", "tab:red"]):
-    ms = np.array(multipliers)
-    axes[0].plot(ms, [max_angle[f"D{D}_m{m:g}"] for m in ms], "o-", color=col, label=f"D = {D}")
-    fr = [final_ratio[f"D{D}_m{m:g}"] for m in ms]
-    axes[1].plot(ms, fr, "o-", color=col, label=f"D = {D}")
+# %% tags=["hide-input"]
+depth_style = dict(zip(depths, [("k", "o"), ("tab:blue", "s"), ("tab:orange", "^"), ("tab:red", "D")]))
+fig, axes = figure(1, 2, height=3.4)
+ms = np.array(multipliers)
+for D in depths:
+    col, mk = depth_style.get(D, ("0.5", "o"))
+    axes[0].plot(ms, [max_angle[f"D{D}_m{m:g}"] for m in ms], "-", marker=mk, color=col, ms=5, label=f"D = {D}")
+    axes[1].plot(ms, [final_ratio[f"D{D}_m{m:g}"] for m in ms], "-", marker=mk, color=col, ms=5)
     for m in ms:
         if episodes[f"D{D}_m{m:g}"].diverged:
-            axes[1].plot([m], [1.05], "x", color=col, ms=8)
-axes[0].axvline(1, ls=":", color="k", lw=1)
-axes[0].set(xlabel=r"$m = \eta S_0/2$", ylabel="max angle of $v_1$ from $v_1(\\theta_0)$ [°]",
-            title="Rotation during the episode")
-axes[0].legend(fontsize=8)
-axes[1].axvline(1, ls=":", color="k", lw=1)
-axes[1].set(xlabel=r"$m = \eta S_0/2$", ylabel=r"$S_T/S_0$", ylim=(0, 1.12),
-            title="Final sharpness (× at top: D = 1 diverged)")
+            axes[1].plot([m], [1.05], "x", color=col, ms=8, mew=2)
+for ax in axes:
+    ax.axvline(1, ls=":", color="k", lw=1)
+axes[0].set(xlabel=r"$m = \eta S_0/2$", ylabel=r"largest angle of $v_1$ [°]", title="Rotation during the episode")
+axes[1].set(xlabel=r"$m = \eta S_0/2$", ylabel=r"$S_T/S_0$", ylim=(0, 1.12), title="Final sharpness")
+fig.legend(loc="outside lower center", ncol=len(depths))
+plt.show()
+
+n = rec.numbers
+A, FR = n["max_angle_deg"], n["final_S_ratio"]
+deep = [D for D in n["depths"] if D >= 2]
+m_top, m_ref = max(n["unstable_m"]), n["stable_m"][0]
+shallow = [D for D in n["depths"] if D == 1]
+caption = (
+    f"**Figure 1.** One GD episode per depth $D$ and learning rate $\\eta = m \\cdot 2/S_0$ (dotted: $m = 1$). Left: "
+    f"the largest angle of the top eigenvector $v_1$ from its start. At the stable reference $m = {m_ref:g}$ it "
+    f"stays below {max(A[f'D{D}_m{m_ref:g}'] for D in deep):.1f}° for $D \\ge 2$; over the unstable episodes it "
+    + ("grows with $m$" if all(np.all(np.diff([A[f'D{D}_m{m:g}'] for m in n['unstable_m']]) > 0) for D in deep)
+       else "does not grow with $m$ at every depth")
+    + f", to {min(A[f'D{D}_m{m_top:g}'] for D in deep):.0f}–{max(A[f'D{D}_m{m_top:g}'] for D in deep):.0f}° "
+    f"at $m = {m_top:g}$. Right: the sharpness at the end of the episode relative to $S_0$: the unstable episodes of "
+    "$D \\ge 2$ end "
+    + ("flatter the larger $m$" if all(np.all(np.diff([FR[f'D{D}_m{m:g}'] for m in n['unstable_m']]) < 0) for D in deep)
+       else "flatter, not at every depth the flatter the larger $m$")
+    + f", at {min(FR[f'D{D}_m{m_top:g}'] for D in deep):.2f}–"
+    f"{max(FR[f'D{D}_m{m_top:g}'] for D in deep):.2f} of $S_0$ at $m = {m_top:g}$.")
+if shallow:
+    a1 = max(A[f"D1_m{m:g}"] for m in n["multipliers"])
+    caption += (" Depth 1 (black) " + ("never turns (0° at every $m$)" if a1 < 1e-6 else f"turns at most {a1:.2g}°")
+                + f", and {sum(n['diverged'][f'D1_m{m:g}'] for m in n['unstable_m'])} of its {len(n['unstable_m'])} "
+                "unstable episodes diverged (× along the top).")
+display(Markdown(caption))
+
+# %% tags=["hide-input"]
 D_show = 2 if 2 in depths else max(depths)
-for m, col in zip([m for m in multipliers if m > 1], lr_colors([m for m in multipliers if m > 1])):
+unstable = [m for m in multipliers if m > 1]
+m_colors = dict(zip(unstable, mpl.colormaps["viridis"](np.linspace(0.0, 0.85, len(unstable)))))
+fig, ax = figure(1, 1, height=3.2)
+peaks, finals = {}, {}
+for m in unstable:
     tr = episodes[f"D{D_show}_m{m:g}"]
     ang = np.degrees(dln.top_eigenvector_angles(tr.top))
-    axes[2].plot(np.arange(1, min(200, len(ang)) + 1), ang[:200], color=col, label=f"m = {m:g}")
-axes[2].set(xscale="log", xlabel="step", ylabel="angle [°]", title=f"Angle of $v_1$ along the episode, D = {D_show}")
-axes[2].legend(fontsize=8)
-fig.tight_layout()
+    peaks[m], finals[m] = int(np.argmax(ang)) + 1, float(ang[-1])
+    ax.plot(np.arange(1, len(ang) + 1), ang, color=m_colors[m], lw=1.6, label=f"m = {m:g}")
+ax.set(xscale="log", xlabel="GD step", ylabel=r"angle of $v_1$ from $v_1(\theta_0)$ [°]",
+       title=f"Angle of $v_1$ along the episode, D = {D_show}")
+ax.legend(loc="upper right", ncol=2)
 plt.show()
+
+display(Markdown(
+    f"**Figure 2.** The angle of the top eigenvector from its start along each unstable episode at depth {D_show} "
+    f"(colour: $m = \\eta S_0/2$, light for large $m$). The eigenvector reaches its largest angle at step "
+    f"{min(peaks.values())}–{max(peaks.values())}"
+    + (" (the larger $m$, the sooner)" if np.all(np.diff([peaks[m] for m in unstable]) < 0) else "")
+    + " and turns back "
+    f"as the run settles into a flatter minimum: after {episode_steps} steps the angle is "
+    f"{max(finals.values()):.2g}° or less, which is why each episode's rotation is read as its largest angle."))
 
 # %% [markdown]
 # ## The depth-1 control on Fashion-MNIST
@@ -230,11 +272,18 @@ display(Markdown(f"Data: {ds.source}. S₀ = {S0_lin:.2f} (author's subset: 457.
                  f"{float(torch.linalg.norm(H_T - H0) / torch.linalg.norm(H0)):.1e}; largest principal angle between the "
                  f"top-2 eigenspaces = {angle_top2:.1e} rad."))
 
-fig, ax = plt.subplots(figsize=(6, 3.4))
+fig, ax = figure(1, 1, height=3.0)
 ax.plot(losses, color="k")
-ax.set(yscale="log", xlabel="step", ylabel="MSE loss", title="Linear control: the instability only grows")
-fig.tight_layout()
+ax.set(yscale="log", xlabel="GD step", ylabel="MSE loss", title="Linear control: the instability only grows")
 plt.show()
+
+n = rec.numbers
+display(Markdown(
+    f"**Figure 3.** The training loss of the linear Fashion-MNIST control at $\\eta = {control_multiplier:g} \\cdot "
+    f"2/S_0$. Its Hessian is the same at every $\\theta$ (relative change {n['control_hessian_rel_change']:.1e}), so "
+    f"nothing can turn (largest principal angle between the top-2 eigenspaces "
+    f"{n['control_top2_angle_rad']:.1e} rad) and nothing can make the step stable again: the loss grows "
+    f"{n['control_loss_ratio']:.3g}-fold in {control_steps} steps."))
 
 # %% [markdown]
 # ## Networks of depth 1 to 4 at matched instability
@@ -298,21 +347,28 @@ rec.record("spearman_depth_rotation", stats.Estimate(rho, float(np.quantile(boot
 net.groupby("depth")[["η", "S₀", "epochs in the band", "rotation (band)", "train acc at the end"]].median().round(4)
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(7, 4))
+fig, ax = figure(1, 1, height=3.4)
 for sd in net_seeds:
     sub = net[net.seed == sd].sort_values("depth")
     ax.plot(sub["depth"], sub["rotation (band)"], color="0.6", lw=1, marker="o", ms=3)
 med = net.groupby("depth")["rotation (band)"].median()
 ax.plot(med.index, med.values, color="k", lw=2.5, marker="o", label="median over seeds")
+ax.plot([], [], color="0.6", lw=1, marker="o", ms=3, label="one seed")
 ax.set(xticks=net_depths, xlabel="depth (1 = linear softmax)", ylabel="mean same-parity rotation $d_t$",
-       yscale="log", title="Rotation at matched instability (1 ≤ ηS/2 ≤ 1.5) against depth")
-ax.legend(fontsize=9)
-fig.tight_layout()
+       yscale="log", title=f"Rotation at matched instability ({band[0]:g} ≤ ηS/2 ≤ {band[1]:g})")
+ax.legend(loc="lower right")
 plt.show()
 
-# %% [markdown]
-# **Figure 3.** The rotation rate of the top-3 eigenspace over the epochs of each network whose $\eta S_t/2$ lies in
-# [1, 1.5] (grey: one line per seed; black: median).
+n = rec.numbers
+rb, rho_d = n["rotation_by_depth"], n["spearman_depth_rotation"]
+display(Markdown(
+    f"**Figure 4.** The rotation rate of the top-3 eigenspace over the epochs of each network whose $\\eta S_t/2$ lies "
+    f"in [{band[0]:g}, {band[1]:g}], against depth (grey: one line per seed; black: median over "
+    f"{n['net_n_seeds']} seeds). Look at the medians, "
+    + ", ".join(f"{r['est']:.3f} at depth {d}" for d, r in zip(n["net_depths"], rb))
+    + f", against the spread of the seeds at each depth (depth {n['net_depths'][0]}: "
+    f"{min(rb[0]['values']):.3f} to {max(rb[0]['values']):.3f}); Spearman's correlation of the rate with depth over "
+    f"the {rho_d['n']} runs is {rho_d['est']:+.2f} [{rho_d['lo']:+.2f}, {rho_d['hi']:+.2f}]."))
 
 # %%
 n = rec.numbers
@@ -330,7 +386,8 @@ else:
     text += "The depth-1 model barely rotates. "
 v_grow, v_deep = rec.verdict("rotation_grows_with_depth"), rec.verdict("deep_rotates_more_than_depth1")
 text += ("Whether the deepest network rotates faster than the depth-1 model, and whether the rate rises with depth, "
-         "changes from one ensemble of five seeds to the next (the Robustness page has the others). On this one, our "
+         "changes from one ensemble of "
+         f"{len(net_seeds)} seeds to the next (the Robustness page has the others). On this one, our "
          f"reading that the rate rises with depth is {v_grow.verdict_html} and that the deepest network rotates faster "
          f"than the depth-1 model is {v_deep.verdict_html}.")
 display(Markdown(text))

@@ -46,7 +46,7 @@ from IPython.display import Markdown, display
 from instab_lib.book import claims
 from instab_lib.experiments import shared_runs, stats
 from instab_lib.experiments import generalization as gen
-from instab_lib.experiments.plotting import apply_style, eta_color
+from instab_lib.experiments.plotting import apply_style, eta_legend, eta_style, figure
 
 apply_style()
 
@@ -108,13 +108,12 @@ table.sort_values(["batch size", "η"], ascending=[False, True]).set_index(["bat
 # and how much their sharpness changed during the continuation, the median over its second half over the median
 # over its first half, **relative to the same change of the stable run of that seed** (the continuation starts near
 # convergence, where the sharpness of every run drifts down; well above 1 would mean the unstable runs sharpen back
-# once the cap is lifted). This test has little power at CI scale: the 500-epoch continuation is η·t = 5 units of
-# gradient-flow time, while the stable runs needed about 40 to sharpen to their maximum; the `paper` preset continues
-# for 3,000 epochs.
+# once the cap is lifted). How much power this has depends on the continuation's length in units of gradient-flow
+# time η·t, against the time the stable runs took to sharpen (both below); the `paper` preset continues longer.
 #
-# A caveat on the contrast at fixed batch size B < 1000: going from η = 0.0075 to 0.1 also raises the gradient-noise
-# scale η/B 13-fold. Part of the flattening under minibatches comes without any instability: the author's
-# η(64) = 0.0125 stays stable (its η·max S is in the table) and still ends flatter than η = 0.0075.
+# A caveat on the contrast at fixed batch size B < 1000: going from the small to the large η of the pair also raises
+# the gradient-noise scale η/B by their ratio, so part of the flattening under minibatches may come without any
+# instability (below, at the smallest batch size).
 
 # %%
 def by_seed(b, lr, col):
@@ -163,65 +162,103 @@ lines = [f"- batch size {b}: S({eta_large:g})/S({eta_small:g}) after the continu
          f"{acc_gain[str(b)].hi:+.4f}]; seeds whose S after the continuation falls strictly with η over the "
          f"{n_distinct[str(b)]} distinct learning rates: {monotone[str(b)].est:.0%}"
          for b in bss]
+# the time the stable full-batch runs took to reach their largest sharpness, in units of η·t (median over seeds)
+full_small = [p for p in phase if (p.config.batch_size or p.config.n_train) == max(bss) and p.config.lr == eta_small]
+t_sharpen = float(np.median([eta_small * float(p.spectra["epoch"].iloc[int(np.argmax(p.spectra["sharpness"]))])
+                             for p in full_small]))
+b_min = min(bss)
+eta_auth = shared_runs.author_sgd_lr(b_min)
+caveat = ""
+if eta_auth not in (eta_small, eta_large):
+    auth_max = float(by_seed(b_min, eta_auth, "eta_max_s").max())
+    flatter = (by_seed(b_min, eta_auth, "S_lasting") < by_seed(b_min, eta_small, "S_lasting")).dropna()
+    caveat = (f" The caveat in numbers: η/B rises {eta_large / eta_small:.1f}-fold from η = {eta_small:g} to "
+              f"{eta_large:g}; at batch size {b_min} the author's η = {eta_auth:g} "
+              + (f"stays below the threshold (η·max S at most {auth_max:.2f} over seeds)" if auth_max < 2
+                 else f"reaches η·max S = {auth_max:.2f} in some seed")
+              + f" and ends flatter than η = {eta_small:g} after the continuation in {int(flatter.sum())} of "
+              f"{len(flatter)} seeds.")
 display(Markdown("\n".join(lines) + f"\n\nThe largest sharpness after any continuation is "
                  f"{df['S_lasting'].max():.0f}, {df['S_lasting'].max() * shared_runs.SGD_LASTING_LR / 2:.2f} of the "
-                 f"continuation's cap 2/η = {2 / shared_runs.SGD_LASTING_LR:.0f}: no run is held by it."))
+                 f"continuation's cap 2/η = {2 / shared_runs.SGD_LASTING_LR:.0f}: no run is held by it. The "
+                 f"continuation lasts {budget} epochs, η·t = {budget * shared_runs.SGD_LASTING_LR:g} units of "
+                 f"gradient-flow time, while the stable full-batch runs (η = {eta_small:g}) reached their largest "
+                 f"sharpness after η·t = {t_sharpen:.0f} (median over seeds)." + caveat))
 
 # %% tags=["hide-input"]
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
+fig, (a1, a2) = figure(1, 2, height=3.6)
 etas = sorted(set(df["lr"]))
-offsets = dict(zip(etas, np.linspace(-0.22, 0.22, len(etas))))
+offsets = dict(zip(etas, np.linspace(-0.24, 0.24, len(etas))))
+bs_labels = [f"{b}" + (" (full)" if b >= 1000 else "") for b in bss]
 for e in etas:
     sub = df[df["lr"] == e]
+    st = eta_style(e)
     xs = np.array([bss.index(b) for b in sub["batch_size"]]) + offsets[e]
-    a1.scatter(xs, sub["S_lasting"], color=eta_color(e), edgecolor="k", s=26, zorder=3,
-               marker="o" if e in (eta_small, eta_large) else "D",
-               label=f"η = {e:g}" + (" (author's η(bs))" if e not in (eta_small, eta_large) else ""))
+    a1.scatter(xs, sub["S_lasting"], color=st.color, marker=st.marker, edgecolor="k", linewidth=0.5, s=28, zorder=3)
     med = sub.groupby("batch_size")["S_lasting"].median()
-    a1.scatter([bss.index(b) + offsets[e] for b in med.index], med.to_numpy(), marker="_", s=300, color="k", zorder=4)
-a1.set_xticks(range(len(bss)), [f"{b}" + (" (full)" if b >= 1000 else "") for b in bss])
-a1.set(yscale="log", xlabel="batch size of the SGD phase", ylabel="S after the continuation (late-half median)",
-       title=f"Sharpness after {budget} epochs of GD at η = {shared_runs.SGD_LASTING_LR}")
-a1.legend(fontsize=7, loc="lower left")
+    a1.scatter([bss.index(b) + offsets[e] for b in med.index], med.to_numpy(), marker="_", s=250, color="k", zorder=4)
+a1.set_xticks(range(len(bss)), bs_labels)
+a1.set(yscale="log", xlabel="batch size of the SGD phase", ylabel="S after the continuation",
+       title="After the continuation")
 s0 = min(df["seed"])
+bs_ls = dict(zip(bss, ["-", "--", ":", "-."]))
 for p, c in zip(phase, lasting):
     if p.config.seed != s0 or p.config.lr not in (eta_small, eta_large):
         continue
     b = p.config.batch_size or p.config.n_train
-    ls = {bss[0]: "-", bss[1]: "--"}.get(b, ":")
     sp = c.spectra
-    a2.plot(sp["epoch"], sp["sharpness"], ls, color=eta_color(p.config.lr), lw=1.6, label=f"bs {b}, η = {p.config.lr:g}")
-a2.set(yscale="log", xlabel="epoch of the continuation (full-batch GD, η = 0.01)", ylabel="S = λ_max (full batch)",
+    a2.plot(sp["epoch"], sp["sharpness"], bs_ls[b], color=eta_style(p.config.lr).color, lw=1.6)
+for b in bss:
+    a2.plot([], [], bs_ls[b], color="0.3", lw=1.4, label=f"bs {b}")
+a2.set(yscale="log", xlabel="epoch of the continuation", ylabel=r"S = $\lambda_{\max}$ (full batch)",
        title=f"Along the continuation (seed {s0})")
-a2.legend(fontsize=7, ncol=2)
-fig.tight_layout()
+a2.legend(loc="center right")
+eta_legend(fig, etas, loc="outside lower center", ncol=len(etas))
 plt.show()
 
-# %% [markdown]
-# **Figure 1.** Left: the sharpness each run keeps after the continuation with full-batch GD at the common η = 0.01,
-# per batch size of its SGD phase and learning rate (dots: seeds, diamonds for the author's η(bs); black bars: medians;
-# colours by η as on every page).
-# If the flatness of the unstable runs were only the edge-of-stability cap 2/η of their own learning rate, the
-# continuation (cap 200 for all) would let them sharpen back toward the stable runs; look instead for the gap between
-# the green (η = 0.1) and dark purple (η = 0.0075) dots staying open at every batch size. Right: the sharpness along
-# the continuation for one seed: flat lines mean the difference lasts.
+n = rec.numbers
+R, C, CR = n["S_ratio_large_over_small"], n["lasting_change_large"], n["lasting_change_relative"]
+lr_c = n["lasting_lr"]
+author = {b: shared_runs.author_sgd_lr(b) for b in bss}
+display(Markdown(
+    f"**Figure 1.** Left: the sharpness each run keeps after {n['lasting_budget_epochs']} epochs of full-batch GD at "
+    f"the common η = {lr_c:g} (cap 2/η = {2 / lr_c:.0f}), per batch size of its SGD phase and learning rate "
+    f"(colour and marker by η; dots: seeds, black bars: medians; the author's η(bs) is "
+    + ", ".join(f"{author[b]:g} at batch size {b}" for b in bss) + "). "
+    f"If the flatness of the η = {eta_large:g} runs were only their own cap 2/η, the continuation would let them "
+    f"sharpen back toward the η = {eta_small:g} runs; look for the gap between the two staying open at every batch "
+    f"size: the median ratio S({eta_large:g})/S({eta_small:g}) after the continuation is "
+    + ", ".join(f"{R[str(b)]['est']:.2f} [{R[str(b)]['lo']:.2f}, {R[str(b)]['hi']:.2f}] at batch size {b}" for b in bss)
+    + f". Right: the sharpness along the continuation for seed {s0} (colour: η of the SGD phase; line style: its "
+    f"batch size). Over the continuation the η = {eta_large:g} runs' sharpness changed by a factor "
+    + ", ".join(f"{C[str(b)]['est']:.2f}" for b in bss) + f" (batch sizes {', '.join(str(b) for b in bss)}; median "
+    f"over seeds), that of the η = {eta_small:g} runs by "
+    + ", ".join(f"{n['lasting_change_small'][str(b)]['est']:.2f}" for b in bss)
+    + ": relative to the stable runs "
+    + ", ".join(f"{CR[str(b)]['est']:.2f}" for b in bss)
+    + f", within a {lr_c * n['lasting_budget_epochs']:g}-unit continuation (η·t)."))
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(6.5, 3.8))
+fig, ax = figure(1, 1, height=3.4)
 for e in etas:
     sub = df[df["lr"] == e]
+    st = eta_style(e)
     xs = np.array([bss.index(b) for b in sub["batch_size"]]) + offsets[e]
-    ax.scatter(xs, sub["test_acc"], color=eta_color(e), edgecolor="k", s=26, zorder=3, label=f"η = {e:g}")
+    ax.scatter(xs, sub["test_acc"], color=st.color, marker=st.marker, edgecolor="k", linewidth=0.5, s=28, zorder=3)
     m = sub.groupby("batch_size")["test_acc"].mean()
     ax.scatter([bss.index(b) + offsets[e] for b in m.index], m.to_numpy(), marker="_", s=300, color="k", zorder=4)
-ax.set_xticks(range(len(bss)), [f"{b}" + (" (full)" if b >= 1000 else "") for b in bss])
-ax.set(xlabel="batch size", ylabel="test accuracy (10,000 images)", title="Test accuracy at the end of the SGD phase")
-ax.legend(fontsize=7)
+ax.set_xticks(range(len(bss)), bs_labels)
+ax.set(xlabel="batch size of the SGD phase", ylabel="test accuracy", title="Test accuracy at the end of the SGD phase")
+eta_legend(ax, etas, loc="center left", bbox_to_anchor=(1.0, 0.5))
 plt.show()
 
-# %% [markdown]
-# **Figure 2.** Test accuracy of every run at the end of its SGD phase (dots: seeds; bars: means). The claim is that
-# at each batch size the η = 0.1 runs are at least as accurate as the η = 0.0075 runs of the same seeds.
+A = n["acc_gain_large_minus_small"]
+display(Markdown(
+    f"**Figure 2.** Test accuracy ({phase[0].config.n_test:,} test images) of every run at the end of its SGD phase (dots: seeds; black "
+    f"bars: means; colour and marker by η). Look at each batch size for the η = {eta_large:g} runs against the "
+    f"η = {eta_small:g} runs of the same seeds: the mean paired difference ({eta_large:g} − {eta_small:g}) is "
+    + ", ".join(f"{A[str(b)]['est']:+.4f} [{A[str(b)]['lo']:+.4f}, {A[str(b)]['hi']:+.4f}] at batch size {b}"
+                for b in bss) + "."))
 
 # %% [markdown]
 # ## Claims checked on these numbers
