@@ -12,12 +12,14 @@
 # **What this page shows.** `instab_lib.Monitor` attached to a training loop written with plain PyTorch: a model
 # built from `torch.nn` layers that the library does not define, trained on a CIFAR-10 subset by full-batch
 # `torch.optim.SGD` and by `torch.optim.Adam`. The Monitor reads the learning rate, the β's and Adam's second
-# moments from the optimiser, so the loop needs one extra line, `mon.step()`. With SGD the sharpness $\lambda_1$ of
-# the loss Hessian rises to the stability threshold $2/\eta$ and stays around it (the *edge of stability*, Cohen et
-# al., 2021); with Adam the quantity that rises to its threshold is the **preconditioned** sharpness
-# $\lambda_1(P^{-1/2} H P^{-1/2})$, $P = \mathrm{diag}(\sqrt{\hat v} + \epsilon)$, against
-# $(2 + 2\beta_1)/((1 - \beta_1)\eta)$ (Cohen et al., 2022); and the top eigenvectors, steady while the loss falls,
-# rotate when it jumps up.
+# moments from the optimiser, so the loop gains two lines: the Monitor built beside the optimiser, and `mon.step()`. With SGD the sharpness $\lambda_1$ of
+# the loss Hessian settles around the stability threshold $2/\eta$ (the *edge of stability*, Cohen et al., 2021): at
+# these learning rates the network starts sharper than $2/\eta$, the first steps flatten it, it sharpens again up to
+# the threshold and stays near it, so that the smaller η ends at the larger sharpness. With Adam the
+# quantity that rises to its threshold is the **preconditioned** sharpness $\lambda_1(P^{-1/2} H P^{-1/2})$,
+# $P = \mathrm{diag}(\sqrt{\hat v} + \epsilon)$, against $(2 + 2\beta_1)/((1 - \beta_1)\eta)$ (Cohen et al., 2022).
+# The Monitor also records how far the top eigenvectors turn between measurements; the last section asks whether they
+# turn more when the loss jumps up (the rotation of B's mechanism).
 #
 # ```{admonition} Where this comes from
 # :class: note
