@@ -47,7 +47,7 @@ from IPython.display import Markdown, display
 from instab_lib.book import claims
 from instab_lib.experiments import fair_tests, shared_runs, stats
 from instab_lib.experiments import generalization as gen
-from instab_lib.experiments.plotting import apply_style, eta_color, lr_axis
+from instab_lib.experiments.plotting import apply_style, eta_style, figure, lr_axis
 
 apply_style()
 
@@ -139,9 +139,7 @@ display(Markdown(
 
 # %% tags=["hide-input"]
 target = df[df["outcome"] == "target"]
-fig = plt.figure(figsize=(10, 5.2))
-gs = fig.add_gridspec(2, 2, height_ratios=[4, 1], width_ratios=[1.45, 1], hspace=0.08, wspace=0.28)
-ax, strip, ax2 = fig.add_subplot(gs[0, 0]), fig.add_subplot(gs[1, 0]), fig.add_subplot(gs[:, 1])
+fig, (ax, strip) = figure(2, 1, height=4.6, sharex=True, gridspec_kw={"height_ratios": [4, 1]})
 ax.axvspan(limit.lo, limit.hi, color="0.88", zorder=0)
 ax.axvline(limit.est, ls=":", color="k", lw=1.5)
 for e in grid:
@@ -151,52 +149,59 @@ for e in grid:
         jitter = np.exp(np.linspace(-0.07, 0.07, len(sub)))
         ax.scatter(e * jitter, sub, s=14, color="0.35", zorder=4)
         ax.errorbar([e], [sub.mean()], yerr=[[sub.mean() - sub.min()], [sub.max() - sub.mean()]], fmt=marker, ms=10,
-                    color=eta_color(e), mec="k", mew=0.8, ecolor="0.4", capsize=3, zorder=3)
+                    color=eta_style(e).color, mec="k", mew=0.8, ecolor="0.4", capsize=3, zorder=3)
     failed = df[(df["lr"] == e) & (df["outcome"] != "target")]
     for k, (o, m) in enumerate([("diverged", "v"), ("collapsed", "x"), ("capped", "s")]):
         n = int((failed["outcome"] == o).sum())
         if n:
-            strip.scatter([e], [k], marker=m, s=60, color=eta_color(e), edgecolor="k" if m != "x" else None, zorder=3)
-            strip.annotate(str(n), (e, k), xytext=(7, -4), textcoords="offset points", fontsize=8)
+            strip.scatter([e], [k], marker=m, s=60, color=eta_style(e).color, edgecolor="k" if m != "x" else None,
+                          zorder=3)
+            strip.annotate(str(n), (e, k), xytext=(7, -4), textcoords="offset points", fontsize=9)
 lo_acc, hi_acc = target["test_acc"].min(), target["test_acc"].max()
 ax.set_ylim(lo_acc - 0.1 * (hi_acc - lo_acc) - 0.002, hi_acc + 0.45 * (hi_acc - lo_acc) + 0.002)
-ax.set(xscale="log", ylabel="test accuracy (10,000 images)",
-       title="Runs trained to 99.9 % (✕ below, ○ above the limit)")
-ax.tick_params(labelbottom=False)
+ax.set(xscale="log", ylabel="test accuracy", title="Runs trained to 99.9 % (✕ below, ○ above the limit)")
 ax.plot([], [], "X", color="0.6", mec="k", label="below the limit (mean, range)")
 ax.plot([], [], "o", color="0.6", mec="k", label="above the limit")
 ax.plot([], [], ":", color="k", label="stability limit (interval shaded)")
-ax.legend(loc="upper left", fontsize=8)
+ax.legend(loc="upper left")
 strip.set(xscale="log", ylim=(-0.6, 2.6), xlabel="learning rate η")
-strip.set_yticks([0, 1, 2], ["diverged", "collapsed", "capped"], fontsize=8)
+strip.set_yticks([0, 1, 2], ["diverged", "collapsed", "capped"], fontsize=9)
 strip.grid(False)
 strip.axvline(limit.est, ls=":", color="k", lw=1.5)
 for a in (ax, strip):
     lr_axis(a, grid)
     a.set_xlim(grid[0] / 1.4, grid[-1] * 1.4)
-strip.tick_params(axis="x", labelrotation=45, labelsize=8)
-top = 40.0  # η·S of runs that blew up goes to thousands: drawn at the top edge
-for _, r in df.iterrows():
-    ax2.scatter(r["lr"], min(r["eta_max_s"], top), color=eta_color(r["lr"]), edgecolor="k", s=30, zorder=3,
-                marker=("o" if r["outcome"] == "target" else "v") if r["eta_max_s"] < top else "^", clip_on=False)
-ax2.axhline(2, color="k", lw=1, ls="--", label="η·S = 2")
-ax2.axvspan(limit.lo, limit.hi, color="0.88", zorder=0)
-ax2.axvline(limit.est, ls=":", color="k", lw=1.5)
-ax2.set(xscale="log", yscale="log", ylim=(0.2, top), xlabel="learning rate η", ylabel="max over spectra of η·S",
-        title="Measuring the limit (▼ not at target, ▲ off scale)")
-lr_axis(ax2, grid, plain_y=True)
-ax2.tick_params(axis="x", labelrotation=45, labelsize=8)
-ax2.legend(fontsize=8, loc="upper left")
+ax.tick_params(labelbottom=False)
+strip.tick_params(axis="x", labelrotation=45)
 plt.show()
 
 # %% [markdown]
-# **Figure 1.** Left: test accuracy of every run that reached 99.9 % train accuracy (grey dots) and, per learning
-# rate, the mean over seeds with the range (✕ below the measured stability limit, ○ above it, colour from dark purple
-# for small η to yellow for large η, the same colours on every page); the dotted line is the limit, the grey band its
-# 90 % interval over seeds. The strip below counts, per η, the runs that did not reach the target (diverged, collapsed,
-# capped), which have no accuracy. Look for where the accuracy band is highest, and where runs start to fail. Right:
-# how the limit was measured: the largest η·S a run reached, against the line η·S = 2 (runs that blew up reach
-# thousands and are drawn at the top edge, ▲).
+# **Figure 1.** Test accuracy (10,000 test images) of every run that reached 99.9 % train accuracy (grey dots) and,
+# per learning rate, the mean over seeds with the range (✕ below the measured stability limit, ○ above it; one colour
+# per η, the same on every page); the dotted line is the limit, the grey band its 90 % interval over seeds. The strip
+# below counts, per η, the runs that did not reach the target (diverged, collapsed, capped), which have no accuracy.
+# Look for where the accuracy band is highest, and where runs start to fail.
+
+# %% tags=["hide-input"]
+fig, ax2 = figure(1, 1, height=3.4)
+top = 40.0  # η·S of runs that blew up goes to thousands: drawn at the top edge
+for _, r in df.iterrows():
+    ax2.scatter(r["lr"], min(r["eta_max_s"], top), color=eta_style(r["lr"]).color, edgecolor="k", s=30, zorder=3,
+                marker=("o" if r["outcome"] == "target" else "v") if r["eta_max_s"] < top else "^", clip_on=False)
+ax2.axhline(2, color="k", lw=1, ls="--", label="η·S = 2")
+ax2.axvspan(limit.lo, limit.hi, color="0.88", zorder=0)
+ax2.axvline(limit.est, ls=":", color="k", lw=1.5, label="stability limit")
+ax2.set(xscale="log", yscale="log", ylim=(0.2, top), xlabel="learning rate η", ylabel="max over spectra of η·S",
+        title="Measuring the limit (▼ not at target, ▲ off scale)")
+lr_axis(ax2, grid, plain_y=True)
+ax2.tick_params(axis="x", labelrotation=45)
+ax2.legend(loc="upper left")
+plt.show()
+
+# %% [markdown]
+# **Figure 2.** How the limit was measured: the largest η·S each run reached over its spectra, against the line
+# η·S = 2 (○ runs at the target, ▼ runs that did not reach it; runs that blew up reach thousands and are drawn at the
+# top edge, ▲). The limit is 2 / max S of the smallest-η runs; the grey band is its 90 % interval over seeds.
 
 # %% [markdown]
 # ## The numbers the claims rest on
@@ -312,12 +317,12 @@ display(Markdown(
       "locate it."))
 
 # %% tags=["hide-input"]
-fig, ax = plt.subplots(figsize=(7.5, 4.2))
+fig, ax = figure(1, 1, height=3.6)
 xs = np.linspace(x_all.min(), x_all.max(), 300)
 centred = target["test_acc"] - target.groupby("seed")["test_acc"].transform("mean") + target["test_acc"].mean()
 for e in grid:
     sel = target["lr"] == e
-    ax.scatter(target.loc[sel, "lr"], centred[sel], color=eta_color(e), edgecolor="k", s=30, zorder=3,
+    ax.scatter(target.loc[sel, "lr"], centred[sel], color=eta_style(e).color, edgecolor="k", s=30, zorder=3,
                marker="o" if e in above else "X")
 u_all, u_s = np.maximum(x_all - x0, 0), np.maximum(xs - x0, 0)
 models = {"smooth (quadratic in log η)": (np.column_stack([x_all, x_all ** 2]), np.column_stack([xs, xs ** 2]), "-"),
@@ -333,12 +338,12 @@ ax.axvline(limit.est, ls=":", color="0.5", lw=1)
 ax.set(xscale="log", xlabel="learning rate η", ylabel="test accuracy (seed mean removed)",
        title="Smooth rise, a jump, or a kink at the limit?")
 lr_axis(ax, [e for e in grid if e in set(target["lr"])])
-ax.tick_params(axis="x", labelrotation=45, labelsize=8)
-ax.legend(fontsize=8)
+ax.tick_params(axis="x", labelrotation=45)
+ax.legend()
 plt.show()
 
 # %% [markdown]
-# **Figure 2.** Test accuracy of the runs at the target with each seed's mean accuracy removed (seeds differ in overall
+# **Figure 3.** Test accuracy of the runs at the target with each seed's mean accuracy removed (seeds differ in overall
 # level), against η (✕ below, ○ above the limit, which is the grey vertical line); the three curves are the models
 # refitted to these seed-centred accuracies (one intercept; the ΔBIC above comes from the fits with one intercept per
 # seed). A jump would show as points stepping up at the limit; a kink as points level below it and rising only above

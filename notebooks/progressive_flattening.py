@@ -36,7 +36,7 @@ from IPython.display import Markdown, display
 
 from instab_lib.book import claims
 from instab_lib.experiments import fair_tests, shared_runs, stats
-from instab_lib.experiments.plotting import apply_style, eta_color
+from instab_lib.experiments.plotting import apply_style, eta_legend, eta_style, figure
 
 apply_style()
 
@@ -114,29 +114,26 @@ pd.DataFrame({**{f"longer, η₀ = {e:g}": v for e, v in longer.items()},
 # ## The figure
 
 # %% tags=["hide-input"]
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.2))
+fig, (a1, a2) = figure(1, 2, height=3.5)
 for e in spec["eta0"]:
     sub = df[df.eta0 == e]
     med = sub.groupby("reduce at")["S_max after"].median()
-    a1.plot(med.index, med.values, color=eta_color(e), marker="o", lw=2,
-            label=f"η₀ = {e:g}" + (" (stable)" if e == stable0 else ""))
+    st = eta_style(e)
+    a1.plot(med.index, med.values, color=st.color, marker=st.marker, mec="k", mew=0.5, lw=2)
     for s_, g in sub.groupby("seed"):
-        a1.plot(g["reduce at"], g["S_max after"], color=eta_color(e), lw=0.7, alpha=0.4)
-a1.set(xlabel="epoch of the reduction to η = 0.01", ylabel="$S_{\\max}$ over the next 300 epochs", xscale="log",
-       title="A Fig 4: eventual maximum sharpness")
+        a1.plot(g["reduce at"], g["S_max after"], color=st.color, lw=0.7, alpha=0.4)
+a1.set(xlabel="epoch of the reduction to η = 0.01", ylabel="$S_{\\max}$ in the 300 epochs after", xscale="log",
+       title="A Fig 4: maximum sharpness")
 a1.set_xticks(list(spec["reduce_at"]), [str(t) for t in spec["reduce_at"]])
-a1.legend(fontsize=9)
 ex = exps[-1]
 for r in ex.run():
     if r.config.seed != 0:
         continue
-    a2.plot(r.spectra["epoch"], r.spectra["sharpness"], color=eta_color(r.config.lr), lw=1.2,
-            label=f"η₀ = {r.config.lr:g}")
+    a2.plot(r.spectra["epoch"], r.spectra["sharpness"], color=eta_style(r.config.lr).color, lw=1.2)
 a2.axvline(late, color="k", ls=":", lw=1)
-a2.set(xlabel="epoch", ylabel="sharpness", yscale="log",
-       title=f"Seed 0, reduction at epoch {late}: sharpening back at η = 0.01")
-a2.legend(fontsize=9)
-fig.tight_layout()
+a2.set(xlabel="epoch", ylabel="sharpness", yscale="log", title=f"Seed 0, reduced at epoch {late}")
+eta_legend(fig, list(spec["eta0"]), title=f"η₀ (stable: {stable0:g})", loc="outside lower center",
+           ncol=len(spec["eta0"]))
 plt.show()
 
 # %% [markdown]

@@ -49,7 +49,7 @@ from IPython.display import Markdown, display
 from instab_lib.book import claims
 from instab_lib.experiments import shared_runs, stats
 from instab_lib.experiments import generalization as gen
-from instab_lib.experiments.plotting import apply_style, eta_color
+from instab_lib.experiments.plotting import apply_style, eta_legend, eta_style, figure
 
 apply_style()
 
@@ -138,14 +138,12 @@ rec.record("r_rho_with_eta", rho_eta)
 pd.DataFrame(rows).set_index(["factor", "correlation"]).round(3)
 
 # %% tags=["hide-input"]
-fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4.6), gridspec_kw={"width_ratios": [1, 1]})
+fig, (a1, a2) = figure(1, 2, height=3.6)
 for _, r in ok.iterrows():
-    a1.scatter(r["rho_par"], r["test_acc"], color=eta_color(r["lr"]), edgecolor="k", s=36, zorder=3)
-for e in sorted(set(ok["lr"])):
-    a1.scatter([], [], color=eta_color(e), edgecolor="k", s=36, label=f"{e:g}")
+    st = eta_style(r["lr"])
+    a1.scatter(r["rho_par"], r["test_acc"], color=st.color, marker=st.marker, edgecolor="k", s=36, zorder=3)
 a1.set(xscale="log", xlabel="rotation ρ (late-half median of 1 − |cos|)", ylabel="test accuracy",
-       title="Accuracy against ρ, coloured by η")
-a1.legend(title="η", fontsize=7, title_fontsize=8, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.2))
+       title="Accuracy against ρ, by η")
 palette = {"pooled": "0.6", "partial": "tab:blue", "within": "tab:orange"}
 width = 0.26
 for i, (f, name) in enumerate(factors.items()):
@@ -157,15 +155,16 @@ for i, (f, name) in enumerate(factors.items()):
         a2.bar(xpos, e.est, width=width, color=palette[kind], edgecolor="k", label=kind if i == 1 else None)
         a2.errorbar([xpos], [e.est], yerr=[[e.est - e.lo], [e.hi - e.est]], fmt="none", ecolor="k", capsize=3)
 a2.axhline(0, color="k", lw=0.8)
-a2.set_xticks(range(len(factors)), ["η", "late sharpness S", "rotation ρ"])
-a2.set(ylim=(-1.05, 1.05), ylabel="Spearman correlation with accuracy", title="Rank correlations (90 % intervals)")
+a2.set_xticks(range(len(factors)), ["η", "late S", "rotation ρ"])
+a2.set(ylim=(-1.05, 1.05), ylabel="Spearman ρ with accuracy", title="Rank correlations (90 % int.)")
 a2.legend(fontsize=8, loc="lower left")
-fig.tight_layout()
+etas_ok = sorted(set(ok["lr"]))
+eta_legend(fig, etas_ok, loc="outside lower center", ncol=min(len(etas_ok), 7))
 plt.show()
 
 # %% [markdown]
-# **Figure 1.** Left: test accuracy of every run at the target against its rotation ρ (log scale), coloured by η
-# (dark purple small, yellow large, as on every page). Right: the rank correlations of test accuracy with each
+# **Figure 1.** Left: test accuracy of every run at the target against its rotation ρ (log scale), with one colour and
+# marker per η (the same on every page; legend below). Right: the rank correlations of test accuracy with each
 # factor, pooled over runs (grey), with log η partialled out (blue) and within each η (orange); black bars are 90 %
 # intervals from resampling seeds. A factor predicts accuracy with a settled sign when its bar's interval does not
 # cross zero; it adds something beyond η when its blue or orange interval does not cross zero.

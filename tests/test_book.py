@@ -17,20 +17,13 @@ import pytest
 from instab_lib.book import browser, build, claims
 from instab_lib.book import notebooks as nbs
 
-#: Pages other tasks are rewriting right now: their figures, captions and outputs are not held to
-#: the layout checks until they land (the coordinator empties this list). Every other page is.
-PAGES_BEING_REWRITTEN = ("goldilocks", "progressive_flattening", "rotation_predicts_generalization")
-
-
 def test_pages_draw_with_the_book_helpers():
-    """Every page not being rewritten makes its figures with plotting.figure (two panels a row at
+    """Every page makes its figures with plotting.figure (two panels a row at
     most, sized for the column), colours learning rates with plotting.eta_style, and follows each
     figure with its caption "**Figure n.**" in the same or the next cell (a fast, static check;
     the browser test measures the result)."""
     problems = []
     for nid in nbs.toc_notebooks():
-        if nid in PAGES_BEING_REWRITTEN:
-            continue
         cells = re.split(r"^# %%.*$", (nbs.notebooks_dir() / f"{nid}.py").read_text(), flags=re.M)
         for i, cell in enumerate(cells):
             for bad in ("plt.subplots(", "eta_color(", "lr_colors(", "tight_layout(", "DLN_RUN_COLORS"):
@@ -115,10 +108,6 @@ def test_page_fits_the_column(reports, page):
     """Figures at ≥ 90 % of their natural width, each followed by its caption in order, tables
     inside the column or a scroller, no Python repr in an output (one test per page)."""
     problems = reports[page].layout_problems()
-    if page.split("/")[-1] in PAGES_BEING_REWRITTEN:
-        if problems:
-            pytest.xfail(f"being rewritten (PAGES_BEING_REWRITTEN); {len(problems)} problems: {problems[:3]}")
-        return
     assert not problems, f"{page}:\n" + "\n".join(problems)
 
 

@@ -16,9 +16,6 @@ colours at least 15 CIE76 units apart; a colour used twice comes with a differen
 DLN's learning rates keep the author's colours (red, orange, green, blue in increasing η, as in
 ``lawrencewang94/jax_eigs``): η = 0.001 red, 0.0095 orange, 0.011 green, 0.013 blue for A Fig 1,
 0.009 orange-yellow and 0.2 dark blue for B Fig 3.
-
-``eta_color``/``lr_colors`` (a continuous map over log η) remain for the pages that have not
-switched to :func:`eta_style` yet.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Sequence
 
 import matplotlib as mpl
-import numpy as np
 
 from .progress import progress, quiet  # noqa: F401  (re-exported for notebooks)
 
@@ -148,32 +144,3 @@ def lr_axis(ax, etas: Sequence[float], plain_y: bool = False) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
     if plain_y:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-
-
-# -- the continuous η colours of the pages that have not switched to eta_style yet -------------------
-
-#: Colour map of A Fig 5: dark purple (low η) to light yellow (high η) (:func:`eta_color`, :func:`lr_colors`).
-LR_CMAP = "viridis"
-#: The fixed log-η range that :func:`eta_color` maps onto :data:`LR_CMAP`.
-ETA_COLOR_RANGE = (1e-3, 2.0)
-
-
-def eta_color(eta: float) -> tuple[float, float, float, float]:
-    """A continuous colour for ``η`` (log scale over :data:`ETA_COLOR_RANGE`, viridis). Kept for the
-    pages that have not switched to :func:`eta_style`, which gives each η its own categorical colour."""
-    lo, hi = np.log(ETA_COLOR_RANGE[0]), np.log(ETA_COLOR_RANGE[1])
-    pos = float(np.clip((np.log(float(eta)) - lo) / (hi - lo), 0.0, 1.0))
-    return mpl.colormaps[LR_CMAP](0.05 + 0.85 * pos)
-
-
-def lr_colors(etas: Sequence[float], cmap: str = LR_CMAP) -> list[tuple[float, float, float, float]]:
-    """One colour per value, ordered on a log scale from dark purple (low) to light yellow (high).
-    Kept for the pages that have not switched to :func:`eta_style` (and for ordered non-η values)."""
-    etas = np.asarray(etas, dtype=float)
-    if etas.size == 0:
-        return []
-    logs = np.log(etas)
-    span = logs.max() - logs.min()
-    pos = (logs - logs.min()) / span if span > 0 else np.zeros_like(logs)
-    cm = mpl.colormaps[cmap]
-    return [cm(0.05 + 0.9 * p) for p in pos]
