@@ -10,15 +10,11 @@ book:
 	bash scripts/setup.sh
 	.venv/bin/instab book
 
-# Unit tests and every notebook executed with its claims checked, in TEST_WORKERS pytest-xdist
-# workers (each notebook's tests stay in one worker: tests/test_notebooks.py); then the book built
-# with warnings as errors from those executions and opened in headless Chromium.
-TEST_WORKERS ?= 2
-
+# Unit tests, every notebook executed with its claims checked, the book built with
+# warnings as errors and opened in headless Chromium.
 test:
 	bash scripts/setup.sh --browser
-	.venv/bin/python -m pytest -m "not book" -n $(TEST_WORKERS) --dist loadgroup
-	.venv/bin/python -m pytest -m book
+	.venv/bin/python -m pytest
 
 # The perturbation check: every notebook re-executed under ATEN_CPU_CAPABILITY=default,
 # =avx2 (where it differs from the native kernels) and shifted seeds, each in its own run

@@ -65,14 +65,6 @@ def test_claims_cannot_pass_without_numbers(nid):
 
 EXPECTATIONS = Path(__file__).with_name("expectations.yml")
 
-#: The notebooks that take longest at CI scale (measured: README, "How long CI takes"), started
-#: first so that, under `make test`'s two pytest-xdist workers, no long page is left for the end.
-SLOW_FIRST = ("goldilocks", "depth_and_rotation", "cifar_generalization", "clipped_ada", "eigenvector_rotation")
-#: Every notebook's executing tests form one xdist group, so they run in one worker, one after the
-#: other, and the notebook is executed once (the second test reads the execution cache).
-EXECUTED = [pytest.param(nid, marks=pytest.mark.xdist_group(f"notebook-{nid}"))
-            for nid in [*SLOW_FIRST, *(i for i in IDS if i not in SLOW_FIRST)]]
-
 
 def expectations(label: str) -> dict:
     """What CI pins: per label (preset), per notebook, per scored claim, the expected verdict or the
@@ -98,7 +90,7 @@ def test_expectations_name_scored_claims_and_known_verdicts():
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("nid", EXECUTED)
+@pytest.mark.parametrize("nid", IDS)
 def test_notebook_claims_hold(nid):
     """Every check passes (no missing number), and every scored claim has the verdict CI expects: a
     changed outcome fails here, while the page shows the computed verdict."""
@@ -112,7 +104,7 @@ def test_notebook_claims_hold(nid):
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("nid", EXECUTED)
+@pytest.mark.parametrize("nid", IDS)
 def test_notebook_outputs_show_no_warning_and_no_raw_tex(nid):
     """A page's outputs are for readers: no warning printed to stderr (fix its cause in the page;
     known library noise is filtered in the kernel, notebooks.KERNEL_WARNING_FILTERS) and no TeX
