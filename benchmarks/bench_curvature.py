@@ -40,6 +40,8 @@ warnings.filterwarnings("ignore")
 
 from instab_lib.curvature import EigTracker, HessianOperator, UnattainableToleranceWarning, flatten, lanczos  # noqa: E402
 
+from _peers import counting_pyhessian, counting_scipy_operator, true_residuals  # noqa: E402
+
 
 TARGET = 1e-4
 K = 10
@@ -66,14 +68,6 @@ def median_time(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
         fn()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
-
-
-def true_residuals(op: HessianOperator, vals: Tensor, vecs: Tensor) -> Tensor:
-    n0 = op.n_matvec
-    vecs = vecs / vecs.norm(dim=0)
-    r = (op.matmat(vecs) - vecs * vals).norm(dim=0)
-    op.n_matvec = n0
-    return r
 
 
 class Problem:
@@ -216,19 +210,13 @@ def topk_table(p: Problem, pyhessian_ok: bool) -> list[tuple[str, ...]]:
     # curvlinops + eigsh, loosest tol meeting the target
     try:
         from curvlinops import HessianLinearOperator
-        from scipy.sparse.linalg import LinearOperator, eigsh
+        from scipy.sparse.linalg import eigsh
 
         params = list(p.model.parameters())
         H = HessianLinearOperator(p.model, p.loss, params, p.chunks, check_deterministic=False)
         Hs = H.to_scipy()
         for tol in (1e-2, 1e-3, 1e-4, 1e-5):
-            cnt = [0]
-
-            def mv(x: np.ndarray, Hs: Any = Hs, cnt: list = cnt) -> np.ndarray:
-                cnt[0] += 1 if x.ndim == 1 else x.shape[1]
-                return Hs @ x
-
-            L = LinearOperator(Hs.shape, matvec=mv, dtype=np.float32)
+            L, cnt = counting_scipy_operator(Hs, np.float32)
             v0 = np.random.default_rng(0).standard_normal(Hs.shape[0]).astype(np.float32)
             t0 = time.perf_counter()
             w, U = eigsh(L, k=K, which="LA", v0=v0, tol=tol)
@@ -274,39 +262,29 @@ def topk_table(p: Problem, pyhessian_ok: bool) -> list[tuple[str, ...]]:
         try:
             from pyhessian import hessian as PH
 
-            phm = sys.modules["pyhessian.hessian"]
+            with counting_pyhessian() as cnt:
+                if p.chunk is None:
+                    h = PH(p.model, p.loss, data=(p.X, p.y), cuda=False)
+                else:
+                    h = PH(p.model, p.loss, dataloader=p.chunks, cuda=False)
+                    orig_dl = h.dataloader_hv_product
 
-            cnt = [0]
-            orig_hvp = phm.hessian_vector_product
+                    def dl(v: Any) -> Any:
+                        cnt[0] += 1
+                        return orig_dl(v)
 
-            def hvp(*a: Any, **kw: Any) -> Any:
-                cnt[0] += 1
-                return orig_hvp(*a, **kw)
-
-            phm.hessian_vector_product = hvp
-            if p.chunk is None:
-                h = PH(p.model, p.loss, data=(p.X, p.y), cuda=False)
-            else:
-                h = PH(p.model, p.loss, dataloader=p.chunks, cuda=False)
-                orig_dl = h.dataloader_hv_product
-
-                def dl(v: Any) -> Any:
-                    cnt[0] += 1
-                    return orig_dl(v)
-
-                h.dataloader_hv_product = dl
-            for tol in (1e-3, 1e-4, 1e-5, 1e-6):
-                cnt[0] = 0
-                torch.manual_seed(0)
-                t0 = time.perf_counter()
-                vals, vecs = h.eigenvalues(maxIter=1000, tol=tol, top_n=K)
-                t = time.perf_counter() - t0
-                V = torch.stack([flatten(v) for v in vecs], dim=1)
-                ok, worst = verdict(torch.tensor(vals), V)
-                rows.append((f"PyHessian eigenvalues(top_n=10, tol={tol:g})", str(cnt[0]), f"{t:.2f}", f"{worst:.1e}", "yes" if ok else "no"))
-                if ok:
-                    break
-            phm.hessian_vector_product = orig_hvp
+                    h.dataloader_hv_product = dl
+                for tol in (1e-3, 1e-4, 1e-5, 1e-6):
+                    cnt[0] = 0
+                    torch.manual_seed(0)
+                    t0 = time.perf_counter()
+                    vals, vecs = h.eigenvalues(maxIter=1000, tol=tol, top_n=K)
+                    t = time.perf_counter() - t0
+                    V = torch.stack([flatten(v) for v in vecs], dim=1)
+                    ok, worst = verdict(torch.tensor(vals), V)
+                    rows.append((f"PyHessian eigenvalues(top_n=10, tol={tol:g})", str(cnt[0]), f"{t:.2f}", f"{worst:.1e}", "yes" if ok else "no"))
+                    if ok:
+                        break
         except Exception as e:  # noqa: BLE001
             rows.append(("PyHessian", "error", "", "", f"{type(e).__name__}: {str(e)[:60]}"))
     else:
