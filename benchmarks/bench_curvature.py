@@ -40,6 +40,8 @@ warnings.filterwarnings("ignore")
 
 from instab_lib.curvature import EigTracker, HessianOperator, UnattainableToleranceWarning, flatten, lanczos  # noqa: E402
 
+from instab_lib.experiments.hooks import HARNESS_WARM_EXTRA  # noqa: E402
+
 from _peers import counting_pyhessian, counting_scipy_operator, true_residuals  # noqa: E402
 
 
@@ -308,7 +310,8 @@ def tracking(p: Problem, steps: int, lrs: list[float], cold_every: int, k: int =
     for lr in lrs:
         p.model.load_state_dict(state)
         opt = torch.optim.SGD(p.model.parameters(), lr=lr)
-        trackers = {"new": EigTracker(k=k, tol=tol, seed=0), "old": EigTracker(k=k, tol=tol, seed=0, warm="residual", lag=1)}
+        trackers = {"new": EigTracker(k=k, tol=tol, seed=0, warm_extra=HARNESS_WARM_EXTRA),
+                    "old": EigTracker(k=k, tol=tol, seed=0, warm="residual", lag=1)}
         mv: dict[str, list[int]] = {n: [] for n in trackers}
         tt: dict[str, float] = {n: 0.0 for n in trackers}
         cold, t_cold = [], 0.0

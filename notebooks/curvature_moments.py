@@ -50,6 +50,7 @@ min_spike_length = 3
 min_spike_height = 1.1  # an instability: a spike whose peak is ≥ 10% above the loss before it
 spike_rel = 0.02  # loss-spike definition, as on phases_of_training
 spike_window = 10
+min_quiet_epochs = 3  # a quiet stretch next to a spike needs this many epochs to be compared with it
 executor = None  # None: local worker processes; or a Dask scheduler address
 
 # %% tags=["remove-input"]
@@ -74,11 +75,13 @@ display(Markdown(f"Data: **{runs[0].data_source}**. {mech.description}; {len(run
 # $|\lambda_{\min}|$ with the oscillation $\|\theta-\theta^*\|$ over the unstable phase.
 #
 # Whether $|\lambda_{\min}|$ is higher *during* an instability than between instabilities is decided spike by spike:
-# the largest $|\lambda_{\min}|$ inside the spike (from the epoch before it to its end) against the largest over as
-# many quiet epochs right before it (unstable phase, at least one epoch away from every loss spike); a spike with
-# fewer than half that many quiet epochs before it is left out. If $|\lambda_{\min}|$ did not depend on the spikes,
-# either window would hold the larger value about as often (the null: a share of one half). The share is pooled over
-# the spikes of all seeds, with a 90 % interval from resampling whole seeds.
+# the median $|\lambda_{\min}|$ inside the spike (from the epoch before it to its end) against the median over the
+# quiet epochs between the previous instability and this one, and, as a mirror, over the quiet epochs between this
+# one and the next (quiet: in the unstable phase and at least one epoch away from every loss spike; at least
+# `min_quiet_epochs` of them, else that comparison is left out). Medians, so windows of different lengths compare
+# fairly; both sides, so a slow trend of $|\lambda_{\min}|$ over training cannot pass for an effect of the spikes. If
+# $|\lambda_{\min}|$ did not depend on the spikes, the inside median would be the larger one about half the time (the
+# null). Each share is pooled over the spikes of all seeds, with a 90 % interval from resampling whole seeds.
 
 # %%
 rows, spike_rows = [], []
@@ -89,16 +92,21 @@ for r in runs:
     stable_med = float(lam[ph.stable].median())
     sp = mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length, min_spike_height)
     every = mechanism.spikes(r.table, spike_rel, spike_window)
-    quiet = lam[ph.unstable & ~mechanism.spike_mask(r.table, every, margin=1)]
-    for s in sp:
+    quiet = lam[ph.unstable & ~mechanism.spike_mask(r.table, every, margin=1)].dropna()
+    sp = sorted(sp, key=lambda e: e.start)
+    first, last = int(t["epoch"].iloc[0]), int(t["epoch"].iloc[-1])
+    for i, s in enumerate(sp):
         w = lam.loc[s.last_stable:s.resolved]
-        inside = lam.loc[s.start - 1:s.end]
-        before = quiet.loc[:s.start - 2].tail(len(inside))
+        inside = float(lam.loc[s.start - 1:s.end].median())
+        before = quiet.loc[(sp[i - 1].end + 1 if i else first):s.start - 2]
+        after = quiet.loc[s.end + 1:(sp[i + 1].start - 1 if i + 1 < len(sp) else last)]
         spike_rows.append({"seed": r.config.seed, "peak / stable": float(w.max()) / stable_med,
                            "resolution / peak": float(lam.loc[s.resolved]) / float(w.max()),
                            "peak before resolution": int(w.idxmax()) < s.resolved,
-                           "inside > quiet before": (float(inside.max()) > float(before.max())
-                                                     if 2 * len(before) >= len(inside) else None)})
+                           "inside > quiet before": (inside > float(before.median())
+                                                     if len(before) >= min_quiet_epochs else None),
+                           "inside > quiet after": (inside > float(after.median())
+                                                    if len(after) >= min_quiet_epochs else None)})
     unst = lam[ph.unstable]
     arg = int(unst.idxmax())
     last = int(t["epoch"].iloc[-1])
@@ -112,11 +120,11 @@ rec.record("peak_over_stable", stats.bootstrap_ratio(sp_tab.groupby("seed")["pea
 rec.record("resolution_over_peak", stats.bootstrap_ratio(sp_tab.groupby("seed")["resolution / peak"].median()))
 rec.record("frac_peak_before_resolution", stats.fraction(sp_tab["peak before resolution"]))
 rec.record("frac_global_peak_in_spike", stats.fraction(seeds_tab["global peak in a spike"]))
-compared = sp_tab.dropna(subset=["inside > quiet before"])
-by_seed = {sd: g["inside > quiet before"].astype(bool).to_numpy() for sd, g in compared.groupby("seed")}
+compared = sp_tab.dropna(subset=["inside > quiet before", "inside > quiet after"])
 rec.record("n_spikes_compared", int(len(compared)))
-rec.record("frac_spikes_above_quiet_before", stats.bootstrap_groups(
-    list(by_seed), lambda keys: float(np.mean(np.concatenate([by_seed[k] for k in keys]))), name="seeds"))
+for side in ("before", "after"):
+    rec.record(f"frac_spikes_above_quiet_{side}", stats.pooled_share(
+        {sd: list(g[f"inside > quiet {side}"].astype(bool)) for sd, g in compared.groupby("seed")}))
 rec.record("spearman_abs_lambda_min_osc", stats.bootstrap(seeds_tab["Spearman(|λ_min|, osc)"]))
 seeds_tab.round(3)
 

@@ -406,14 +406,19 @@ def test_warm_start_catches_an_eigenvalue_rising_outside_the_tracked_space(k: in
 
 
 def test_warm_extra_is_validated_and_old_pickles_keep_theirs() -> None:
-    with pytest.raises(ValueError, match="warm_extra"):
-        EigTracker(k=2, warm_extra=-1)
-    tr = EigTracker(k=2)
-    state = dict(tr.__dict__)
-    del state["warm_extra"]
-    old = EigTracker.__new__(EigTracker)
-    old.__setstate__(state)
-    assert old.warm_extra == 3 and tr.warm_extra == 10
+    import pickle
+
+    for bad in (-1, True, 2.0):
+        with pytest.raises(ValueError, match="warm_extra"):
+            EigTracker(k=2, warm_extra=bad)
+    A, B = _crossing(400, 1, 6500.0, 0)
+    tr = EigTracker(k=1, tol=1e-3)
+    tr.update(MatrixOperator(A))
+    del tr.warm_extra  # as pickled before warm_extra existed
+    old = pickle.loads(pickle.dumps(tr))
+    assert old.warm_extra == 3 and EigTracker(k=1).warm_extra == 10
+    res = old.update(MatrixOperator(B))  # runs with the old floor
+    assert old.history[-1]["warm"] and res.n_matvec >= 1
 
 
 def test_tracking_falls_back_to_cold_on_jump() -> None:

@@ -103,3 +103,17 @@ def test_bootstrap_ratio_is_symmetric_on_the_log_scale_and_margins_follow():
     assert res.passed and res.margin == pytest.approx(math.log(e.est) / e.se)
     with pytest.raises(ValueError):
         stats.bootstrap_ratio([1.0, -1.0])
+
+
+def test_pooled_share_pools_flags_and_resamples_whole_groups():
+    flags = {0: [True, True, False, True], 1: [True, False], 2: [True, True, True], 3: [False]}
+    e = stats.pooled_share(flags)
+    assert e.est == pytest.approx(7 / 10) and e.n == 4 and e.lo <= 0.7 <= e.hi and e.hi - e.lo > 0
+    # a group that is all one way moves the whole cluster: the interval is wider than a pooled Wilson interval
+    # would be for flags that vary only within groups
+    clustered = stats.pooled_share({g: [g % 2 == 0] * 10 for g in range(6)})
+    assert clustered.est == pytest.approx(0.5)
+    assert clustered.hi - clustered.lo > stats.fraction([True] * 30 + [False] * 30).hi - stats.fraction([True] * 30 + [False] * 30).lo
+    same = stats.pooled_share({0: [True, True], 1: [True]})
+    assert same.est == same.lo == same.hi == 1.0
+    assert stats.pooled_share({0: [True, False]}) is None and stats.pooled_share({0: [True], 1: []}) is None

@@ -77,9 +77,11 @@ class EigTracker:
     orthogonal direction rises to 5,100–6,500) returned the old value in 80 of 96 crossings
     (k = 1, 2, 5), with 6 in 11, with 8 and 10 in none. Along full-batch GD on the fMNIST MLP
     at η = 0.1 and 0.05 (k = 1 and 3, every epoch or every 5) ``warm_extra = 3`` agreed with a
-    cold solve at all 724 evaluations (largest relative gap 1.6e-5), which is why the book's
-    harness keeps 3 (``instab_lib.experiments.hooks``). ``refresh_every`` bounds how long a
-    missed eigenvalue can stay missed. ``warm="residual"``/``"lobpcg"`` have no such floor.
+    cold solve's λ₁ at all 724 evaluations (largest relative gap 1.6e-5), which is why the book's
+    harness keeps 3 (``instab_lib.experiments.hooks``); the default 10 costs 90–97 % of a cold
+    solve's products there (k = 1–3): it buys fewer restarts, not fewer products. ``refresh_every``
+    bounds how long a missed eigenvalue can stay missed. ``warm="residual"``/``"lobpcg"`` are not
+    protected by ``warm_extra``.
 
     Attributes: ``history`` — one dict per update (``n_matvec``, ``warm``, ``lag`` (0 for a
     cold solve), ``converged``). Picklable (trackers live in training checkpoints).

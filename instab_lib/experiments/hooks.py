@@ -139,9 +139,10 @@ def _light(r: Any) -> Any:
 
 
 #: The harness's warm-start floor (``EigTracker(warm_extra=…)``): 3 vectors beyond k, not the library's
-#: default 10. Measured on the book's own setting (fMNIST MLP, full-batch GD at η = 0.1 and 0.05, top-1 and
-#: top-3, every epoch or every 5): the warm result agreed with a cold solve at all 724 evaluations (largest
-#: relative gap 1.6e-5) at 53–73 % of its products. The book's spectra were computed this way.
+#: default 10; the book's spectra were computed this way. Measured (``benchmarks/bench_warm_floor.py``) only
+#: for top trackers on the fMNIST MLP: full-batch GD at η = 0.1 and 0.05, top-1 and top-3, every epoch or
+#: every 5: the warm λ₁ agreed with a cold solve's at all 724 evaluations (largest relative gap 1.6e-5) at
+#: 53–73 % of its products. Not measured: the bottom ("SA") trackers, λ₂…λ_k, the CNN, SGD and adaptive runs.
 HARNESS_WARM_EXTRA = 3
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from .seeding import numpy_rng
 
-__all__ = ["Estimate", "bootstrap", "bootstrap_ratio", "mean_se", "fraction", "paired_difference",
+__all__ = ["Estimate", "bootstrap", "bootstrap_ratio", "mean_se", "fraction", "paired_difference", "pooled_share",
            "bootstrap_groups", "binomial_se", "margin", "window_median", "LEVEL"]
 
 #: The default interval level of every estimate.
@@ -200,6 +200,20 @@ def bootstrap_groups(groups: Sequence[Any], stat: Callable[[list[Any]], float], 
     lo, hi = np.quantile(b, [alpha, 1 - alpha])
     return Estimate(est, float(lo), float(hi), float(b.std(ddof=1)) if b.size > 1 else float("nan"), len(keys),
                     level, f"bootstrap-{name}", (est,))
+
+
+def pooled_share(flags: dict[Any, Sequence[bool]], *, level: float = LEVEL, n_boot: int = 2000,
+                 seed: int = 0) -> Estimate | None:
+    r"""The share of ``True`` among the flags of every group pooled (e.g. one flag per spike, grouped by
+    seed), :math:`\hat p = \sum_g k_g / \sum_g n_g`, with the percentile interval of a cluster bootstrap
+    that resamples whole groups (:func:`bootstrap_groups`); ``n`` is the number of groups. ``None`` when
+    fewer than two groups hold a flag (no interval can be drawn). Where every flag is the same the interval
+    has zero width: the resampling of groups cannot show more variation than the data have."""
+    groups = {g: np.asarray([bool(v) for v in vals], dtype=float) for g, vals in flags.items() if len(vals)}
+    if len(groups) < 2:
+        return None
+    return bootstrap_groups(list(groups), lambda keys: float(np.mean(np.concatenate([groups[k] for k in keys]))),
+                            level=level, n_boot=n_boot, seed=seed, name="groups")
 
 
 def binomial_se(p: float, n: int) -> float:
