@@ -93,13 +93,12 @@ for r in runs:
     sp = mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length, min_spike_height)
     every = mechanism.spikes(r.table, spike_rel, spike_window)
     quiet = lam[ph.unstable & ~mechanism.spike_mask(r.table, every, margin=1)].dropna()
-    sp = sorted(sp, key=lambda e: e.start)
-    first, last = int(t["epoch"].iloc[0]), int(t["epoch"].iloc[-1])
-    for i, s in enumerate(sp):
+    last = int(t["epoch"].iloc[-1])
+    for s, after_previous, before_next in mechanism.between_spikes(sp, int(t["epoch"].iloc[0]), last):
         w = lam.loc[s.last_stable:s.resolved]
         inside = float(lam.loc[s.start - 1:s.end].median())
-        before = quiet.loc[(sp[i - 1].end + 1 if i else first):s.start - 2]
-        after = quiet.loc[s.end + 1:(sp[i + 1].start - 1 if i + 1 < len(sp) else last)]
+        before = quiet.loc[after_previous:s.start - 2]
+        after = quiet.loc[s.end + 1:before_next]
         spike_rows.append({"seed": r.config.seed, "peak / stable": float(w.max()) / stable_med,
                            "resolution / peak": float(lam.loc[s.resolved]) / float(w.max()),
                            "peak before resolution": int(w.idxmax()) < s.resolved,
@@ -109,7 +108,6 @@ for r in runs:
                                                     if len(after) >= min_quiet_epochs else None)})
     unst = lam[ph.unstable]
     arg = int(unst.idxmax())
-    last = int(t["epoch"].iloc[-1])
     rows.append({"seed": r.config.seed, "stable median |λ_min|": stable_med, "global peak epoch": arg,
                  "global peak in a spike": any(s.start - 1 <= arg <= s.end for s in every),
                  "Spearman(|λ_min|, osc)": generalization.spearman(unst.loc[:last - 1], t["osc"][ph.unstable].loc[:last - 1])})

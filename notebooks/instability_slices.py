@@ -93,12 +93,10 @@ for r in runs:
     t = r.table.set_index("epoch")
     half = t["lr"] * t["sharpness"] / 2
     sp = mechanism.spikes(r.table, spike_rel, spike_window, min_spike_length, min_spike_height)
-    onsets = sorted(x.start for x in sp)
-    last_epoch = int(r.table["epoch"].iloc[-1])
-    for s in sp:
+    for s, _, before_next in mechanism.between_spikes(sp, int(r.table["epoch"].iloc[0]),
+                                                      int(r.table["epoch"].iloc[-1])):
         win = half.loc[s.resolved:s.resolved + resolution_window]
-        nxt = next((o for o in onsets if o > s.end), last_epoch + 1)
-        seg = half.loc[s.peak:nxt - 1].dropna().to_numpy()
+        seg = half.loc[s.peak:before_next].dropna().to_numpy()
         pairs = np.maximum(seg[:-1], seg[1:])  # ηS/2 on two consecutive evaluations: both parities
         rows.append({"seed": r.config.seed, "epochs": f"{s.start}–{s.end}", "ηS/2 before": half.loc[s.last_stable],
                      "ηS/2 peak": half.loc[s.start:s.end].max(), "ηS/2 at resolution": float(win.median()),

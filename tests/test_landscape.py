@@ -210,3 +210,19 @@ def test_mechanism_spikes_by_height():
     big = mechanism.spikes(t, rel=0.02, window=3, min_height=1.1)
     assert [(s.start, s.end) for s in every] == [(5, 6), (9, 10)]
     assert [(s.start, s.end) for s in big] == [(9, 10)]
+
+
+def test_between_spikes_bounds_each_spike_by_its_neighbours():
+    from instab_lib.experiments import mechanism
+
+    def ep(a, b):
+        return episodes.Episode(a, b, a, 1.0, a - 1, b + 1)
+
+    got = mechanism.between_spikes([ep(20, 22), ep(5, 6), ep(40, 41)], first=0, last=99)
+    assert [(s.spike.start, s.after_previous, s.before_next) for s in got] == [(5, 0, 19), (20, 7, 39), (40, 23, 99)]
+    assert mechanism.between_spikes([ep(5, 6)], 3, 10) == [mechanism.Stretch(ep(5, 6), 3, 10)]
+    assert mechanism.between_spikes([], 0, 10) == []
+    with pytest.raises(ValueError, match="overlap"):
+        mechanism.between_spikes([ep(5, 9), ep(8, 12)], 0, 20)
+    with pytest.raises(ValueError, match="before the first"):
+        mechanism.between_spikes([], 10, 0)

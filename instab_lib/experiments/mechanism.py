@@ -9,6 +9,8 @@ value per seed and decides its claim on the ensemble (:mod:`instab_lib.experimen
 * :func:`spikes` — the loss spikes ("valley jumps", :func:`instab_lib.experiments.episodes.find_spikes`)
   of at least ``min_length`` epochs that resolve before the run ends.
 * :func:`spike_mask` — the epochs inside any spike (a margin around each).
+* :func:`between_spikes` — per spike, the stretch it shares with its neighbours: from the end of
+  the previous spike to the start of the next one (the run's first / last epoch at the ends).
 * :func:`grassmann_distance` — :math:`d = \tfrac{2}{\pi}\arccos(\mathrm{sim})` from the
   author's subspace similarity :math:`\mathrm{sim} = \cos(d\pi/2)`, :math:`d \in [0, 1]`.
 * :func:`rotation_rate` — the mean same-parity rotation :math:`d_t` between :math:`\theta_{t-2}`
@@ -24,15 +26,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .episodes import Episode, find_spikes
 
-__all__ = ["Phases", "phases", "spikes", "spike_mask", "grassmann_distance", "rotation_rate",
-           "rotation_per_spike", "matched_window", "eta_s_over_2"]
+__all__ = ["Phases", "phases", "spikes", "spike_mask", "Stretch", "between_spikes", "grassmann_distance",
+           "rotation_rate", "rotation_per_spike", "matched_window", "eta_s_over_2"]
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,33 @@ def spikes(table: pd.DataFrame, rel: float = 0.02, window: int = 10, min_length:
         if s.peak_value >= min_height * base:
             out.append(s)
     return out
+
+
+class Stretch(NamedTuple):
+    """One spike with the quiet stretch around it: the epochs ``after_previous … spike.start − 1``
+    lie after the previous spike (or from the run's first epoch), ``spike.end + 1 … before_next``
+    before the next one starts (or to the run's last epoch). Both bounds are inclusive epochs."""
+
+    spike: Episode
+    after_previous: int
+    before_next: int
+
+
+def between_spikes(spikes: Sequence[Episode], first: int, last: int) -> list[Stretch]:
+    """The spikes in order of their start, each with the epochs it shares with no other spike:
+    ``after_previous`` = end of the previous spike + 1 (``first`` for the first spike) and
+    ``before_next`` = start of the next spike − 1 (``last`` for the last). Spikes are disjoint
+    (:func:`~instab_lib.experiments.episodes.find_spikes` returns maximal runs), so for spike
+    ``i`` of ``n``: ``[end_{i-1} + 1, start_{i+1} − 1]``. ``first``/``last``: the run's first and
+    last recorded epoch."""
+    if last < first:
+        raise ValueError(f"last epoch {last} is before the first {first}")
+    sp = sorted(spikes, key=lambda e: e.start)
+    for a, b in zip(sp, sp[1:]):
+        if b.start <= a.end:
+            raise ValueError(f"spikes overlap: {a.start}–{a.end} and {b.start}–{b.end}")
+    return [Stretch(s, sp[i - 1].end + 1 if i else first, sp[i + 1].start - 1 if i + 1 < len(sp) else last)
+            for i, s in enumerate(sp)]
 
 
 def spike_mask(table: pd.DataFrame, episodes: Sequence[Episode], margin: int = 0) -> np.ndarray:
