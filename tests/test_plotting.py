@@ -5,6 +5,7 @@ parameters and presets and of the shared runs; learning rates shown together are
 from __future__ import annotations
 
 import ast
+import functools
 import re
 
 import matplotlib
@@ -48,8 +49,10 @@ def _parameter_etas(nid: str) -> dict[str, set[float]]:
     return groups
 
 
+@functools.lru_cache(maxsize=1)
 def _groups() -> dict[str, set[float]]:
-    """Sets of learning rates that appear together in a figure."""
+    """Sets of learning rates that appear together in a figure (built once: every shared
+    experiment's configs at both scales take seconds; callers must not mutate the sets)."""
     groups: dict[str, set[float]] = {}
     for nid in cards.notebook_ids():
         groups.update(_parameter_etas(nid))
