@@ -36,7 +36,7 @@
 #   intervals from resampling whole seeds; η is held fixed by a partial rank correlation (log η partialled out) and by
 #   ranking within each learning rate.
 # - **How much of the paper's setting this matches**: the runs are those of the Goldilocks page (its setting); the
-#   paper used 5 samples, we use 5 seeds × the η grid at CI scale and 10 seeds × 20 learning rates in the `paper`
+#   paper used 5 samples, we use 5 seeds × the η grid at CI scale and 10 seeds × 24 learning rates in the `paper`
 #   preset (`scale: paper`, the Goldilocks page's paper grid).
 # ```
 

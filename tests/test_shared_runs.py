@@ -80,3 +80,14 @@ def test_unknown_names_and_scales_are_one_line_errors():
         shared_runs.get("fmnist_nothing")
     with pytest.raises(ValueError, match="unknown scale"):
         shared_runs.get("fmnist_limit", "huge")
+
+
+def test_goldilocks_grid_has_four_learning_rates_inside_the_gap_around_the_limit():
+    """The limit (≈ 0.013) lies between 0.0075 and 0.025: a breakpoint is located only with runs
+    there (issue 20), at both scales and on the same seeds as the rest of the grid."""
+    for scale in ex.SCALES:
+        grid = ex.GOLDILOCKS_ETAS[scale]
+        assert list(grid) == sorted(set(grid))
+        assert sum(0.0075 < e < 0.025 for e in grid) >= 4, scale
+        assert {c.seed for c in ex.get("fmnist_goldilocks", scale).configs() if c.lr == 0.0125} == \
+            set(ex.get("fmnist_goldilocks", scale).seeds)
