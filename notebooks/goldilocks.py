@@ -22,8 +22,8 @@
 # - **Paper's caption** (A Fig 5): "Generalization performance improves past the stability limit. We train models
 #   until completion and plot validation accuracy against the learning rate η₀. The X/O markers differentiate η₀s
 #   below/above the stability limit (dotted line), and the color spectrum from dark purple to light yellow marks the
-#   different learning rates from low to high." "Phase transition" and "Goldilocks zone" are paper A's words
-#   (its summary, REFERENCE §1); a reviewer found the transition "not sharp, rather continuous" (REFERENCE §3).
+#   different learning rates from low to high." "Phase transition" and "Goldilocks zone" come from a third-party
+#   overview of paper A (its TL;DR, seeds/000, REFERENCE §1), not from the paper's text; a reviewer found the transition "not sharp, rather continuous" (REFERENCE §3).
 # - **Author's code** (`lawrencewang94/jax_eigs`, REFERENCE §4.2): the model (MLP 784-32-32-32-10, ReLU), the data (the
 #   first 1,000 Fashion-MNIST training images, standardised with mean 0.2859 and std 0.3530), cross-entropy, full
 #   batch, and "until completion" read as its early stop at 99.9 % train accuracy.
@@ -144,7 +144,7 @@ ax.axvspan(limit.lo, limit.hi, color="0.88", zorder=0)
 ax.axvline(limit.est, ls=":", color="k", lw=1.5)
 for e in grid:
     sub = target[target["lr"] == e]["test_acc"]
-    marker = "o" if e in above else "X"
+    marker = "o" if e in above else "X" if e in below else "D"
     if len(sub):
         jitter = np.exp(np.linspace(-0.07, 0.07, len(sub)))
         ax.scatter(e * jitter, sub, s=14, color="0.35", zorder=4)
@@ -159,8 +159,10 @@ for e in grid:
             strip.annotate(str(n), (e, k), xytext=(7, -4), textcoords="offset points", fontsize=9)
 lo_acc, hi_acc = target["test_acc"].min(), target["test_acc"].max()
 ax.set_ylim(lo_acc - 0.1 * (hi_acc - lo_acc) - 0.002, hi_acc + 0.45 * (hi_acc - lo_acc) + 0.002)
-ax.set(xscale="log", ylabel="test accuracy", title="Runs trained to 99.9 % (✕ below, ○ above the limit)")
+ax.set(xscale="log", ylabel="test accuracy", title="Runs trained to 99.9 % (✕ below, ◇ inside the interval of, ○ above the limit)")
 ax.plot([], [], "X", color="0.6", mec="k", label="below the limit (mean, range)")
+if any(limit.lo <= e <= limit.hi for e in grid):
+    ax.plot([], [], "D", color="0.6", mec="k", label="inside the limit's 90 % interval")
 ax.plot([], [], "o", color="0.6", mec="k", label="above the limit")
 ax.plot([], [], ":", color="k", label="stability limit (interval shaded)")
 ax.legend(loc="upper left")
@@ -177,7 +179,8 @@ plt.show()
 
 # %% [markdown]
 # **Figure 1.** Test accuracy (10,000 test images) of every run that reached 99.9 % train accuracy (grey dots) and,
-# per learning rate, the mean over seeds with the range (✕ below the measured stability limit, ○ above it; one colour
+# per learning rate, the mean over seeds with the range (✕ below the measured stability limit, ○ above it, ◇ inside
+# its 90 % interval, where a learning rate is neither; one colour
 # per η, the same on every page); the dotted line is the limit, the grey band its 90 % interval over seeds. The strip
 # below counts, per η, the runs that did not reach the target (diverged, collapsed, capped), which have no accuracy.
 # Look for where the accuracy band is highest, and where runs start to fail.
@@ -315,8 +318,8 @@ display(Markdown(
        "above it), above it it rises. " if fit["delta_bic_kink"] > 2 and slope_flat.est != 0 else ". ")
     + "These fits put the break at the measured limit; they do not locate it. "
     + (f"The grid has {len(in_limit_band)} learning rate{'s' if len(in_limit_band) != 1 else ''} inside the limit's "
-       f"interval ({', '.join(f'{e:g}' for e in in_limit_band)}) and runs on both sides of it, so the break is located "
-       "with the breakpoint free below (*Where is the break?*)."
+       f"interval ({', '.join(f'{e:g}' for e in in_limit_band)}): whether the break sits there is asked with the "
+       "breakpoint free below (*Where is the break?*)."
        if in_limit_band else
        f"No learning rate lies between {max(below):g} and {min(above):g}, the gap that holds the limit, so where the "
        "break sits is not resolved by this grid.")))
@@ -328,7 +331,7 @@ centred = target["test_acc"] - target.groupby("seed")["test_acc"].transform("mea
 for e in grid:
     sel = target["lr"] == e
     ax.scatter(target.loc[sel, "lr"], centred[sel], color=eta_style(e).color, edgecolor="k", s=30, zorder=3,
-               marker="o" if e in above else "X")
+               marker="o" if e in above else "X" if e in below else "D")
 u_all, u_s = np.maximum(x_all - x0, 0), np.maximum(xs - x0, 0)
 models = {"smooth (quadratic in log η)": (np.column_stack([x_all, x_all ** 2]), np.column_stack([xs, xs ** 2]), "-"),
           "with a jump at the limit": (np.column_stack([x_all, x_all ** 2, x_all > x0]),
@@ -349,7 +352,7 @@ plt.show()
 
 # %% [markdown]
 # **Figure 3.** Test accuracy of the runs at the target with each seed's mean accuracy removed (seeds differ in overall
-# level), against η (✕ below, ○ above the limit, which is the grey vertical line); the three curves are the models
+# level), against η (✕ below, ◇ inside the interval of, ○ above the limit, which is the grey vertical line); the three curves are the models
 # refitted to these seed-centred accuracies (one intercept; the ΔBIC above comes from the fits with one intercept per
 # seed). A jump would show as points stepping up at the limit; a kink as points level below it and rising only above
 # it. All intervals on this page are conditional on the one fixed set of 10,000 test images.
@@ -358,10 +361,13 @@ plt.show()
 # *Where is the break?* The fits above put the break at the measured limit. To ask where the data put it, we fit the
 # continuous piecewise-linear model acc = a_seed + b·x + c·(x − x_b)₊ in x = log η with the breakpoint x_b free
 # (`instab_lib.experiments.fair_tests.piecewise_linear_fit`: profiled least squares, one intercept per seed) to the
-# runs at the target up to the best η above the limit (the rising side; past it the accuracy falls again), and
-# resample whole seeds for its 90 % interval (`fair_tests.breakpoint_estimate`). A breakpoint can only be located
-# where the grid has points: we count the learning rates within a factor 2 of the limit (paper A's fig. 5b would need
-# several there to show where the transition sets in).
+# runs at the target up to the best η above the limit (the rising side; beyond it runs start to fail), and
+# resample whole seeds for its 90 % interval (`fair_tests.breakpoint_estimate`). Whether the break sits *at the limit*
+# is asked on the ratio breakpoint / limit with both recomputed in every resample of the seeds
+# (`fair_tests.breakpoint_over_limit`: a paired interval, which carries the limit's uncertainty too, not two intervals
+# laid side by side): "at the limit" means its 90 % interval lies within a factor 1.5 of 1, about one and a half steps
+# of the grid in the gap (a factor ≈ 1.27 apart), so a break at half or twice the limit fails. A breakpoint can only be
+# located where the grid has points: we count the learning rates within a factor 2 of the limit.
 
 # %%
 rising = target[target["lr"] <= best_above] if best_above is not None else target.iloc[:0]
@@ -379,9 +385,10 @@ rec.record("breakpoint", bp)
 rec.record("breakpoint_delta_bic", bp_fit.delta_bic)
 rec.record("breakpoint_slopes", {"below": bp_fit.slope_below, "above": bp_fit.slope_above})
 overlaps = bp.lo <= limit.hi and bp.hi >= limit.lo
-within_2 = limit.est / 2 <= bp.lo and bp.hi <= 2 * limit.est
-rec.record("breakpoint_overlaps_limit", bool(overlaps))
-rec.record("breakpoint_within_factor_2", bool(within_2))
+ratio = fair_tests.breakpoint_over_limit(np.log(rising["lr"].to_numpy()), rising["test_acc"].to_numpy(),
+                                         rising["seed"].to_numpy(), dict(zip(smallest["seed"], limit_per_seed)),
+                                         n_boot=n_boot // 4, seed=13, n_grid=100)
+rec.record("breakpoint_over_limit", ratio)
 located = len(near) >= 4
 display(Markdown(
     f"Free breakpoint: η = **{bp.est:.4g}**, 90 % seed-bootstrap interval [{bp.lo:.4g}, {bp.hi:.4g}] "
@@ -389,9 +396,10 @@ display(Markdown(
     f"{bp_fit.slope_below:+.4f} below the break and {bp_fit.slope_above:+.4f} above it, per unit of log η). "
     f"Its interval {'overlaps' if overlaps else 'does not overlap'} the limit's [{limit.lo:.4f}, {limit.hi:.4f}]. "
     + (f"The grid has {len(near)} learning rates within a factor 2 of the limit ({', '.join(f'{e:g}' for e in near)}), "
-       "so the break is located by runs on both sides of it, not extrapolated. Its interval "
-       f"{'lies' if within_2 else 'does not lie'} within a factor 2 of the limit; our reading that the change of regime "
-       f"sets in at the limit is {rec.verdict('breakpoint_at_limit').verdict_html}."
+       "so the break is located by runs on both sides of it, not extrapolated. Breakpoint over limit, both recomputed "
+       f"in every seed resample: **{ratio.est:.2f}** [{ratio.lo:.2f}, {ratio.hi:.2f}]; our reading that the change of "
+       f"regime sets in at the limit (interval within a factor 1.5 of 1) is "
+       f"{rec.verdict('breakpoint_at_limit').verdict_html}."
        if located else
        f"But the grid has {len(near)} learning rate{'s' if len(near) != 1 else ''} within a factor 2 of the limit "
        f"({', '.join(f'{e:g}' for e in near) or 'none'}): with so few runs near it, the breakpoint is where the two "
@@ -411,6 +419,10 @@ display(Markdown(
 all_seeds_top = [e for e in grid if acc[e].notna().all()]
 top_trained = max(all_seeds_top) if all_seeds_top else None
 rec.record("top_trained_lr", top_trained)
+# how finely the grid resolves a peak just below the top: the ratio to the next smaller η
+below_top = [e for e in grid if top_trained is not None and e < top_trained]
+rec.record("grid_step_below_top", top_trained / max(below_top) if below_top else None)
+beyond = [e for e in grid if top_trained is not None and e > top_trained and acc[e].notna().any()]
 if top_trained is None:  # no η with every seed at the target: nothing to leave a seed out of
     rec.record("interior_peak_drop", stats.Estimate(float("nan"), float("nan"), float("nan"), float("nan"), 0,
                                                     method="none: no η with every seed at the target"))
@@ -424,14 +436,17 @@ else:
         f"The largest η at which all {len(seeds)} seeds reached the target is {top_trained:g}; the best η chosen without "
         f"the seed beats it by {peak_drop.est:+.4f} in accuracy (median over seeds, 90 % interval "
         f"[{peak_drop.lo:+.4f}, {peak_drop.hi:+.4f}]): "
-        + (f"without any one seed the best η is {top_trained:g} itself, so accuracy does not fall again among runs that "
-           "still train: the Goldilocks zone's upper edge is set by runs that fail to train."
+        + (f"without any one seed the best η is {top_trained:g} itself: on this grid no fall of accuracy is seen among "
+           "runs that still train, and the Goldilocks zone's upper edge is set by runs that fail to train."
            if len(drops) and (drops == 0).all() else
            "the interval lies above 0, so accuracy falls again among runs that still train (a Goldilocks zone)."
            if peak_drop.lo > 0 else "the interval reaches 0 or below, so no fall of accuracy among runs that still train "
            "is resolved: the Goldilocks zone's upper edge is set by runs that fail to train.")
-        + f" Our reading of the Goldilocks zone among runs that train is "
-          f"{rec.verdict('interior_peak_among_trained').verdict_html}."))
+        + (f" Beyond it, at η = {beyond[0]:g}, {int(acc[beyond[0]].notna().sum())} of {len(seeds)} seeds trained, with "
+           f"mean accuracy {acc[beyond[0]].mean():.4f} against {acc[top_trained].mean():.4f} at {top_trained:g} on all "
+           "seeds (too few seeds there to compare)." if beyond else "")
+        + f" The grid steps by a factor {top_trained / max(below_top):.2g} just below the top; our reading of the "
+          f"Goldilocks zone among runs that train is {rec.verdict('interior_peak_among_trained').verdict_html}."))
 
 # %% [markdown]
 # ## Claims checked on these numbers

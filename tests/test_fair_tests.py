@@ -108,6 +108,34 @@ def test_breakpoint_interval_covers_truth():
     assert e.lo <= xb <= e.hi and e.hi - e.lo < 1.0 and e.n == 10
 
 
+def _kinked(xb: float, n_seeds: int = 10, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    x = np.linspace(-5, -1, 9)
+    xs, ys, gs = [], [], []
+    for s in range(n_seeds):
+        xs.append(x)
+        ys.append(rng.normal(0, 0.3) + 1.0 * np.maximum(x - xb, 0) + rng.normal(0, 0.05, x.size))
+        gs.append(np.full(x.size, s))
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(gs)
+
+
+def test_breakpoint_over_limit_is_paired_and_rejects_a_break_away_from_the_limit():
+    """A break at the limit gives a ratio interval around 1; a break a factor e^0.7 ≈ 2 above the
+    limit gives an interval that excludes 1 (the claim's null); the limit's own spread over seeds
+    widens the interval, since both are recomputed in every resample."""
+    x, y, g = _kinked(-3.3)
+    at = ft.breakpoint_over_limit(x, y, g, {s: math.exp(-3.3) for s in range(10)}, n_boot=200, n_grid=100)
+    assert at.lo < 1 < at.hi and at.hi / at.lo < 1.6 and at.log and at.n == 10
+    away = ft.breakpoint_over_limit(x, y, g, {s: math.exp(-4.0) for s in range(10)}, n_boot=200, n_grid=100)
+    assert away.lo > 1.5 and away.est == pytest.approx(math.exp(0.7), rel=0.15)
+    rng = np.random.default_rng(3)
+    spread = ft.breakpoint_over_limit(x, y, g, {s: math.exp(-3.3 + rng.normal(0, 0.4)) for s in range(10)},
+                                      n_boot=200, n_grid=100)
+    assert spread.hi / spread.lo > at.hi / at.lo
+    with pytest.raises(ValueError, match="no limit"):
+        ft.breakpoint_over_limit(x, y, g, {0: 1.0})
+
+
 def test_breakpoint_needs_four_abscissae():
     with pytest.raises(ValueError):
         ft.piecewise_linear_fit([1, 2, 3, 1, 2, 3], [0, 1, 2, 0, 1, 2])

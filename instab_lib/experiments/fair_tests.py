@@ -42,7 +42,7 @@ from . import stats
 from .seeding import numpy_rng
 
 __all__ = ["EventualMax", "eventual_maximum", "sharpness_at_loss", "common_loss_levels", "BreakpointFit",
-           "piecewise_linear_fit", "breakpoint_estimate", "peak_drop_loso", "cluster_fraction",
+           "piecewise_linear_fit", "breakpoint_estimate", "breakpoint_over_limit", "peak_drop_loso", "cluster_fraction",
            "restoration_minima", "sign_consistency", "noise_scale", "matched_noise_pairs", "log_gap_closed",
            "author_drift"]
 
@@ -235,6 +235,41 @@ def breakpoint_estimate(x: Sequence[float], y: Sequence[float], groups: Sequence
         return piecewise_linear_fit(xa[idx], ya[idx], relabel, lo, hi, n_grid).breakpoint
 
     return stats.bootstrap_groups(list(rows), stat, level=level, n_boot=n_boot, seed=seed, name="breakpoint")
+
+
+def breakpoint_over_limit(x: Sequence[float], y: Sequence[float], groups: Sequence[Any],
+                          limit_by_group: Mapping[Any, float], *, lo: float | None = None,
+                          hi: float | None = None, n_boot: int = 1000, seed: int = 0, n_grid: int = 200,
+                          level: float = stats.LEVEL) -> stats.Estimate:
+    r"""Where the free breakpoint sits relative to the stability limit, both measured on the same
+    seeds: :math:`\log(\eta_b / \eta^*)` with :math:`\log\eta_b = x_b` the breakpoint of
+    :func:`piecewise_linear_fit` (``x`` = log η) and :math:`\eta^*` the median of
+    ``limit_by_group`` over the resampled groups (a seed drawn twice counts twice). Both are
+    recomputed in every resample of whole groups, so the interval carries the uncertainty of the
+    limit as well as that of the break (a paired comparison, not two intervals laid side by side).
+    Returned as a ratio :math:`\eta_b/\eta^*` (``log=True``: its standard error is on the log
+    scale). ``lo``/``hi``: the breakpoint range, fixed across resamples (default as
+    :func:`breakpoint_estimate`). Raises ``ValueError`` when a group has no limit."""
+    xa, ya, ga = np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(groups)
+    ux = np.unique(xa[np.isfinite(xa)])
+    if ux.size < 4:
+        raise ValueError(f"a breakpoint needs at least 4 distinct x, got {ux.size}")
+    missing = [g for g in pd.unique(ga) if g not in limit_by_group]
+    if missing:
+        raise ValueError(f"no limit for group(s) {missing}")
+    lo = float(ux[1]) if lo is None else float(lo)
+    hi = float(ux[-2]) if hi is None else float(hi)
+    rows = {g: np.flatnonzero(ga == g) for g in pd.unique(ga)}
+
+    def stat(keys: list[Any]) -> float:
+        idx = np.concatenate([rows[k] for k in keys])
+        relabel = np.concatenate([np.full(rows[k].size, i) for i, k in enumerate(keys)])
+        xb = piecewise_linear_fit(xa[idx], ya[idx], relabel, lo, hi, n_grid).breakpoint
+        return xb - math.log(float(np.median([limit_by_group[k] for k in keys])))
+
+    e = stats.bootstrap_groups(list(rows), stat, level=level, n_boot=n_boot, seed=seed, name="breakpoint-over-limit")
+    return stats.Estimate(math.exp(e.est), math.exp(e.lo), math.exp(e.hi), e.se, e.n, e.level, e.method,
+                          tuple(math.exp(v) for v in e.values), log=True)
 
 
 # --------------------------------------------------------------------------- interior peak
