@@ -174,7 +174,7 @@ for a in (ax, strip):
     lr_axis(a, grid)
     a.set_xlim(grid[0] / 1.4, grid[-1] * 1.4)
 ax.tick_params(labelbottom=False)
-strip.tick_params(axis="x", labelrotation=45)
+strip.tick_params(axis="x", labelrotation=90)
 plt.show()
 
 # %% [markdown]
@@ -197,7 +197,7 @@ ax2.axvline(limit.est, ls=":", color="k", lw=1.5, label="stability limit")
 ax2.set(xscale="log", yscale="log", ylim=(0.2, top), xlabel="learning rate η", ylabel="max over spectra of η·S",
         title="Measuring the limit (▼ not at target, ▲ off scale)")
 lr_axis(ax2, grid, plain_y=True)
-ax2.tick_params(axis="x", labelrotation=45)
+ax2.tick_params(axis="x", labelrotation=90)
 ax2.legend(loc="upper left")
 plt.show()
 
@@ -346,7 +346,7 @@ ax.axvline(limit.est, ls=":", color="0.5", lw=1)
 ax.set(xscale="log", xlabel="learning rate η", ylabel="test accuracy (seed mean removed)",
        title="Smooth rise, a jump, or a kink at the limit?")
 lr_axis(ax, [e for e in grid if e in set(target["lr"])])
-ax.tick_params(axis="x", labelrotation=45)
+ax.tick_params(axis="x", labelrotation=90)
 ax.legend()
 plt.show()
 
