@@ -88,6 +88,17 @@ def test_test_if_false_is_not_a_test_with_its_reason_and_still_shows_the_value()
     assert broken.outcome == "error" and not broken.ok and broken.verdict == "FAIL"
 
 
+def test_a_statistic_recorded_as_none_is_not_a_test_only_where_test_if_is_false():
+    """A page records None where a statistic cannot be computed (no common loss levels, too few runs): that is
+    'not a test' with its reason where test_if is False, and an error (never a pass) where it would be tested."""
+    claim = dict(UP, test_if="n_seeds >= 5", test_reason="3 seeds cannot resolve it")
+    r = one(claim, {"a": None, "n_seeds": 3})
+    assert r.outcome == "not a test" and r.why_not_a_test == "3 seeds cannot resolve it" and r.error is None
+    missing = one(claim, {"a": None, "n_seeds": 5})
+    assert missing.outcome == "error" and not missing.ok and missing.verdict == "FAIL"
+    assert one(dict(UP), {"a": None}).outcome == "error"  # no test_if: None is an error
+
+
 def test_a_failing_precondition_makes_every_scored_claim_of_the_page_not_a_test():
     card = [PRE, UP, EXPR, IDENT]
     numbers = {"frac": 0.5, "a": est(1.5, 1.2, 1.8), "g": {"64": est(-0.02, -0.03, -0.01)}, "err": 0.0}

@@ -174,7 +174,10 @@ def threshold_text(claim: Mapping[str, Any]) -> str:
 
 
 def format_value(value: Any) -> str:
-    """Short human form of a measured value for tables (an Estimate as ``est [lo, hi]``)."""
+    """Short human form of a measured value for tables (an Estimate as ``est [lo, hi]``; None, a statistic
+    that could not be computed, as "not computable")."""
+    if value is None:
+        return "not computable"
     if isinstance(value, Mapping) and {"est", "lo", "hi"} <= set(value):
         return f"{format_value(value['est'])} [{format_value(value['lo'])}, {format_value(value['hi'])}]" + (
             f" n={value['n']}" if value.get("n") else "")
@@ -281,6 +284,11 @@ def _one(claim: Mapping[str, Any], numbers: Mapping[str, Any] | None, notebook: 
         return ClaimResult(notebook, cid, text, None, False, "no recorded numbers", **meta)
     try:
         value = _eval(claim["value"], numbers)
+        if value is None and "test_if" in claim and not _eval(claim["test_if"], numbers):
+            # the statistic cannot be computed in a setting that cannot test the claim (recorded as None):
+            # not a test, with its reason; where the claim would be tested, None is an error below
+            return ClaimResult(notebook, cid, text, None, False, None, tested=False,
+                               why_not_a_test=str(claim["test_reason"]).strip(), **meta)
         passed, m = _decide(claim, value)
         contra = _contradicted(claim, value)
         tested, why = True, None
