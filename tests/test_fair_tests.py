@@ -74,6 +74,23 @@ def test_common_loss_levels():
     assert ft.common_loss_levels([a], [100], margin=0.5) == []
 
 
+def test_matched_loss_ratio_compares_at_equal_loss_not_at_equal_time():
+    """Two runs on the same loss curve, one reduced later (it starts lower): at equal loss the later one is
+    half as sharp, whatever the epochs; its ratio is 0.5, the identical run's is 1, disjoint ranges NaN."""
+    ep = np.arange(0, 401)
+    loss = 1.0 / (1 + ep)
+    early = _table(ep, 0.01, 10.0 + ep, loss=loss, every=10)
+    # late: the same loss at each epoch, half the sharpness at every loss level
+    late = _table(ep, 0.01, 0.5 * (10.0 + ep), loss=loss, every=10)
+    assert ft.matched_loss_ratio(early, 0, late, 100) == pytest.approx(0.5, rel=1e-9)
+    assert ft.matched_loss_ratio(early, 0, early, 100) == pytest.approx(1.0, rel=1e-9)
+    # the null is rejected in both directions: a run sharper at equal loss reads above 1
+    sharper = _table(ep, 0.01, 1.5 * (10.0 + ep), loss=loss, every=10)
+    assert ft.matched_loss_ratio(early, 0, sharper, 100) == pytest.approx(1.5, rel=1e-9)
+    stop = _table(ep[:50], 0.01, 10.0 + ep[:50], loss=loss[:50], every=10)
+    assert math.isnan(ft.matched_loss_ratio(stop, 0, late, 100))  # early ends above where late starts
+
+
 # --------------------------------------------------------------------------- breakpoint
 def test_piecewise_linear_recovers_exact_breakpoint():
     x = np.log(np.array([0.002, 0.003, 0.005, 0.0075, 0.01, 0.013, 0.017, 0.025, 0.05, 0.1]))
