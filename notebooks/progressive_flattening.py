@@ -160,7 +160,7 @@ plt.show()
 n = rec.numbers
 lr_ = n["longer_ratio"]
 display(Markdown(
-    f"With the same {n['post_reduction_epochs'][0]} epochs after every reduction, reducing at epoch {late} instead of "
+    f"With the same {n['post_reduction_epochs'][0]:,} epochs after every reduction, reducing at epoch {late} instead of "
     f"{early} changes $S_{{\\max}}$ by a factor {lr_[f'{mid0:g}']['est']:.2f} at η₀ = {mid0:g}, "
     f"{lr_[f'{big0:g}']['est']:.2f} at η₀ = {big0:g} and {lr_[f'{stable0:g}']['est']:.2f} for the stable control "
     f"η₀ = {stable0:g} (medians over seeds); η₀ = {big0:g} ends at {n['larger_ratio']['est']:.2f}× the $S_{{\\max}}$ of "
@@ -175,7 +175,7 @@ display(Markdown(
                                "the late ones start)")
                 for e, v in n["longer_ratio_matched_loss"].items()) + ".\n\n"
     f"Is this the caption's *eventual* maximum? In {n['frac_smax_at_window_end']:.0%} of the runs $S_{{\\max}}$ falls "
-    f"on the last spectrum of the {n['post_reduction_epochs'][0]}-epoch window"
+    f"on the last spectrum of the {n['post_reduction_epochs'][0]:,}-epoch window"
     + (" (the sharpness is still rising when the window closes)" if n["frac_smax_at_window_end"] > 0.1 else "")
     + f", {n['post_reduction_frac_converged']:.0%} of the runs reached {TARGET_ACC:.1%} train accuracy or peaked "
     f"{PEAK_SPAN:g} units of η·t before the end, and the window spans η·t = {n['post_reduction_eta_t_median']:.1f} "
