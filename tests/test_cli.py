@@ -93,7 +93,7 @@ def test_plain_papermill_runs_the_paired_notebook(tmp_path):
 
 def test_verify_exits_zero_when_a_paper_claim_is_not_reproduced_and_expectations_print_the_verdicts():
     """`instab verify` fails only on a failing check or missing numbers: the archive holds claims that are
-    not reproduced and not tests, and it exits 0. `instab expectations` prints the computed verdicts as the
+    not reproduced (or contradicted), and it exits 0. `instab expectations` prints the computed verdicts as the
     expectation file's YAML (for a deliberate update), and they are the ones the file expects."""
     import yaml
 
@@ -101,7 +101,7 @@ def test_verify_exits_zero_when_a_paper_claim_is_not_reproduced_and_expectations
 
     out = instab("verify", "--label", "paper")
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "not reproduced" in out.stdout and "not a test" in out.stdout and "paper: " in out.stdout
+    assert "not reproduced" in out.stdout and "contradicted" in out.stdout and "paper: " in out.stdout
     printed = instab("expectations", "--label", "paper")
     assert printed.returncode == 0, printed.stderr
     got = yaml.safe_load(printed.stdout)["paper"]
