@@ -24,9 +24,12 @@
 #   statement was not read.
 # - **Author's code** (`lawrencewang94/jax_eigs`, REFERENCE §4.2 `fmnist-1LNN`): the depth-1 control, a linear map on
 #   2 classes of Fashion-MNIST, 200 training images, MSE, full batch, S₀ = 457.96.
-# - **Our reconstruction** (networks): the depth-1 softmax control and the MLPs of depth 2–4 (0–3 hidden layers of
-#   32 units) on the author's fMNIST subset, each at $\eta = 1.5 \cdot 2/S_0$ of its own initialisation, the same
-#   same-parity rotation measure as {doc}`eigenvector_rotation` over the unstable epochs, five seeds.
+# - **Our reconstruction** (networks): the depth-1 softmax control and the ReLU MLPs of depth 2–4 (1–3 hidden layers of
+#   32 units) on the author's 1,000 fMNIST images, the MLPs at the author's η = 0.1 and the softmax model at
+#   $\eta = 1.25 \cdot 2/S_0$, the same same-parity rotation measure as {doc}`eigenvector_rotation` over the epochs
+#   with $\eta S/2$ in [1, 1.5], five seeds; and deep *linear* networks of depth 1–4 (0–3 hidden layers of 32 units, no
+#   activation) with MSE on the control's 200 images, every depth started unstable from its initialisation at
+#   $\eta S_0/2 \in \{1.05, 1.2, 1.5\}$, five seeds.
 # - **Our reconstruction**: the depth-$D$ multipliers below (derived here and in `instab_lib.experiments.dln`, checked against
 #   autograd in float64), the episodes (starting points, learning rates, the rotation measure), and the control's
 #   subset: the first 200 training images of classes 0 and 1 (T-shirt/top, Trouser) of the Debian copy of
@@ -67,6 +70,11 @@ net_eta = 0.1  # the MLPs' learning rate (the author's): they sharpen to the edg
 linear_multiplier = 1.25  # the softmax model does not sharpen: it starts at η = 1.25 · 2/S₀, at the edge
 band = [1.0, 1.5]  # rotation is compared over the epochs whose ηS/2 lies in this band, for every depth
 net_epochs = 150
+dlin_depths = [1, 2, 3, 4]  # deep linear networks (MSE): 1 = a linear map (constant Hessian), D = D − 1 hidden layers
+dlin_multipliers = [1.05, 1.2, 1.5]  # every run starts unstable: η = m · 2/S₀ of its own initialisation
+dlin_seeds = [0, 1, 2, 3, 4]
+dlin_width = 32
+dlin_epochs = 40
 executor = None  # None: local worker processes; or a Dask scheduler address
 
 # %%
@@ -286,6 +294,85 @@ display(Markdown(
     f"{n['control_loss_ratio']:.3g}-fold in {control_steps} steps."))
 
 # %% [markdown]
+# ## Deep linear networks: depth isolated
+#
+# A comparison of real networks mixes depth with other things: a depth-1 softmax model's Hessian depends on $\theta$
+# through the softmax, a reason to rotate the theorem does not address, and MLPs trained at a fixed η reach their
+# unstable epochs only after sharpening (the next section). Deep **linear** networks with the MSE loss remove both: a linear
+# map (depth 1) has the constant Hessian of the control above and cannot rotate, and a product of $D \ge 2$ linear
+# layers, $f(x) = W_D \cdots W_1 x$ (with biases), has a Hessian that depends on $\theta$ only through the depth. Every
+# depth starts unstable from its own initialisation, at $\eta = m \cdot 2/S_0$ with the same $m$, on the 200 images
+# of the control; the rotation is the same-parity rate $d_t$ of the top-2 eigenspace (`mechanism.rotation_rate`; two,
+# because the linear map's top eigenvalue is double, one copy per output) over the epochs with $\eta S_t/2 > 1$.
+
+# %%
+dlin_base = shared_runs.fmnist_base(n_train=control_n, classes=tuple(control_classes), n_test=0, loss="mse",
+                                    epochs=dlin_epochs, eval_every=1, k_top=2)
+dlin_configs, dlin_S0 = [], {}
+for depth in dlin_depths:
+    for sd in dlin_seeds:
+        cfg = dlin_base.replace(model="mlp", seed=sd,
+                                model_kwargs={"depth": depth - 1, "width": dlin_width, "activation": "identity"})
+        r0, _ = loop.init_run(cfg)
+        op = curvature.HessianOperator(r0.model, r0.loss_fn, r0.hessian)
+        dlin_S0[depth, sd] = float(curvature.lanczos(op, 1, "LA", tol=1e-4, seed=sd).eigenvalues[0])
+        dlin_configs += [cfg.replace(lr=float(f"{m * 2 / dlin_S0[depth, sd]:.4g}")) for m in dlin_multipliers]
+dlin_runs = run_many(dlin_configs, executor=executor)
+rows = []
+for cfg, r in zip(dlin_configs, dlin_runs):
+    depth = cfg.model_kwargs["depth"] + 1
+    t = r.table
+    half = (t["lr"] * t["sharpness"] / 2).to_numpy(dtype=float)
+    unstable = np.isfinite(half) & (half > 1)
+    rows.append({"depth": depth, "m": round(cfg.lr * dlin_S0[depth, cfg.seed] / 2, 2), "seed": cfg.seed,
+                 "η": cfg.lr, "S₀": dlin_S0[depth, cfg.seed], "unstable epochs": int(unstable.sum()),
+                 "rotation (unstable)": mechanism.rotation_rate(t, unstable), "status": r.status,
+                 "epochs run": int(r.epochs_run)})
+dlin = pd.DataFrame(rows)
+# per seed: the mean over the three instability levels (a seed is the unit the bootstrap resamples)
+per_seed = dlin.groupby(["depth", "seed"])["rotation (unstable)"].mean().unstack("depth")
+d1 = per_seed[min(dlin_depths)]
+rec.record("dlin_n_seeds", len(dlin_seeds))
+rec.record("dlin_depths", list(dlin_depths))
+rec.record("dlin_min_eta_S0_over_2", float(dlin["m"].min()))
+rec.record("dlin_min_unstable_epochs_deep", int(dlin[dlin.depth >= 2]["unstable epochs"].min()))
+rec.record("dlin_depth1_diverged", float((dlin[dlin.depth == 1]["status"] == "diverged").mean()))
+rec.record("dlin_deep_diverged", int((dlin[dlin.depth >= 2]["status"] == "diverged").sum()))
+rec.record("dlin_rotation_by_depth", {str(d): stats.bootstrap(per_seed[d].to_numpy(dtype=float)).to_dict()
+                                      for d in dlin_depths})
+rec.record("dlin_deep_over_depth1", {str(d): stats.bootstrap_ratio((per_seed[d] / d1).to_numpy(dtype=float)).to_dict()
+                                     for d in dlin_depths if d >= 2})
+rec.record("dlin_rotation_by_depth_and_m", {f"D{d}_m{m:g}": float(g["rotation (unstable)"].median())
+                                            for (d, m), g in dlin.groupby(["depth", "m"])})
+dlin.pivot_table(index="depth", columns="m", values=["rotation (unstable)", "unstable epochs"],
+                 aggfunc="median").round(4)
+
+# %% tags=["hide-input"]
+fig, ax = figure(1, 1, height=3.4)
+for sd in dlin_seeds:
+    ax.plot(per_seed.columns, per_seed.loc[sd].to_numpy(), color="0.6", lw=1, marker="o", ms=3)
+ax.plot(per_seed.columns, per_seed.median().to_numpy(), color="k", lw=2.5, marker="o", label="median over seeds")
+ax.plot([], [], color="0.6", lw=1, marker="o", ms=3, label="one seed")
+ax.set(xticks=dlin_depths, xlabel="depth (1 = linear map: constant Hessian)",
+       ylabel="mean same-parity rotation $d_t$", yscale="log",
+       title="Deep linear networks (MSE), unstable from initialisation")
+ax.legend(loc="lower right")
+plt.show()
+
+n = rec.numbers
+rbd, ratio_d = n["dlin_rotation_by_depth"], n["dlin_deep_over_depth1"]
+display(Markdown(
+    f"**Figure 4.** The rotation rate of the top-2 eigenspace over the unstable epochs ($\\eta S_t/2 > 1$) of deep "
+    f"linear networks with MSE, against depth, each the mean over $\\eta S_0/2 \\in$ "
+    f"{{{', '.join(f'{m:g}' for m in dlin_multipliers)}}} (grey: one line per seed; black: median over "
+    f"{n['dlin_n_seeds']} seeds; log scale). Depth 1 is a linear map: its Hessian is constant, and what it shows, "
+    f"{rbd['1']['est']:.1e}, is the eigen-solver's float32 noise; "
+    + "; ".join(f"depth {d}: {rbd[d]['est']:.3f}, {ratio_d[d]['est']:.0f} [{ratio_d[d]['lo']:.0f}, "
+                f"{ratio_d[d]['hi']:.0f}] times depth 1" for d in ratio_d)
+    + f". {n['dlin_depth1_diverged']:.0%} of the depth-1 runs diverged (an instability depth 1 cannot resolve); "
+    f"{n['dlin_deep_diverged']} of the deeper ones did."))
+
+# %% [markdown]
 # ## Networks of depth 1 to 4 at matched instability
 #
 # The control that could contradict the claim: a **depth-1 softmax model** (a linear map with cross-entropy, 7,850
@@ -362,7 +449,7 @@ plt.show()
 n = rec.numbers
 rb, rho_d = n["rotation_by_depth"], n["spearman_depth_rotation"]
 display(Markdown(
-    f"**Figure 4.** The rotation rate of the top-3 eigenspace over the epochs of each network whose $\\eta S_t/2$ lies "
+    f"**Figure 5.** The rotation rate of the top-3 eigenspace over the epochs of each network whose $\\eta S_t/2$ lies "
     f"in [{band[0]:g}, {band[1]:g}], against depth (grey: one line per seed; black: median over "
     f"{n['net_n_seeds']} seeds). Look at the medians, "
     + ", ".join(f"{r['est']:.3f} at depth {d}" for d, r in zip(n["net_depths"], rb))
