@@ -89,6 +89,10 @@ def test_matched_loss_ratio_compares_at_equal_loss_not_at_equal_time():
     assert ft.matched_loss_ratio(early, 0, sharper, 100) == pytest.approx(1.5, rel=1e-9)
     stop = _table(ep[:50], 0.01, 10.0 + ep[:50], loss=loss[:50], every=10)
     assert math.isnan(ft.matched_loss_ratio(stop, 0, late, 100))  # early ends above where late starts
+    assert ft.matched_loss_ratios(stop, 0, late, 100) == []
+    per_level = ft.matched_loss_ratios(early, 0, late, 100, n=4)
+    assert [L for L, _ in per_level] == sorted((L for L, _ in per_level), reverse=True)  # highest level first
+    assert [r for _, r in per_level] == pytest.approx([0.5] * 4, rel=1e-9)
 
 
 # --------------------------------------------------------------------------- breakpoint

@@ -10,7 +10,8 @@ Each function reads run tables or per-run numbers and returns plain numbers or a
 * **Matched loss** (the reviewers' control) — :func:`sharpness_at_loss`: the sharpness at the epoch a run
   first reaches a given training loss after the reduction (linear in the epoch between the two
   spectra around it); :func:`common_loss_levels`: loss levels every run passes through;
-  :func:`matched_loss_ratio`: one run's sharpness over another's at equal loss.
+  :func:`matched_loss_ratios` / :func:`matched_loss_ratio`: one run's sharpness over another's at equal loss (per
+  level, and their geometric mean).
 * **Breakpoint** (A Fig 5b's "phase transition", located) — :func:`piecewise_linear_fit`: the continuous
   piecewise-linear model :math:`y = a_g + b\,x + c\,(x - x_b)_+` (one intercept per seed ``g``) with the
   breakpoint :math:`x_b` fitted freely (profiled least squares), its BIC against the straight line;
@@ -42,7 +43,7 @@ import pandas as pd
 from . import stats
 from .seeding import numpy_rng
 
-__all__ = ["EventualMax", "eventual_maximum", "sharpness_at_loss", "common_loss_levels", "matched_loss_ratio", "BreakpointFit",
+__all__ = ["EventualMax", "eventual_maximum", "sharpness_at_loss", "common_loss_levels", "matched_loss_ratios", "matched_loss_ratio", "BreakpointFit",
            "piecewise_linear_fit", "breakpoint_estimate", "breakpoint_over_limit", "peak_drop_loso", "cluster_fraction",
            "restoration_minima", "sign_consistency", "noise_scale", "matched_noise_pairs", "log_gap_closed",
            "author_drift"]
@@ -138,22 +139,28 @@ def common_loss_levels(tables: Sequence[pd.DataFrame], after_epochs: Sequence[in
     return [float(v) for v in np.geomspace(hi, lo, n)]
 
 
+def matched_loss_ratios(early: pd.DataFrame, after_early: int, late: pd.DataFrame, after_late: int, n: int = 5,
+                        margin: float = 0.9) -> list[tuple[float, float]]:
+    r"""``(L_i, S_late(L_i) / S_early(L_i))`` at each of the :func:`common_loss_levels` :math:`L_1 > … > L_n` of
+    runs ``early`` and ``late`` after their reductions (epochs ``after_early``, ``after_late``), with
+    :math:`S(L)` from :func:`sharpness_at_loss`; a ratio is NaN where a level has no spectrum on each side.
+    Below 1: at that loss, ``late`` is flatter. Empty when the runs pass through no common level (one
+    ends above where the other starts). The highest level lies just below ``late``'s loss at its reduction
+    (``margin`` × it), so it is reached within a few epochs of the reduction; the lowest, just above the
+    larger of the two final losses, is nearest to where the eventual maximum is read."""
+    levels = common_loss_levels([early, late], [after_early, after_late], n=n, margin=margin)
+    return [(L, sharpness_at_loss(late, L, after_late) / sharpness_at_loss(early, L, after_early)) for L in levels]
+
+
 def matched_loss_ratio(early: pd.DataFrame, after_early: int, late: pd.DataFrame, after_late: int, n: int = 5,
                        margin: float = 0.9) -> float:
-    r"""The sharpness of run ``late`` over that of run ``early`` at equal training loss after their
-    reductions (epochs ``after_late``, ``after_early``): the geometric mean over the :func:`common_loss_levels`
-    :math:`L_1 … L_n` of both runs of
-
-    .. math:: S_\mathrm{late}(L_i) / S_\mathrm{early}(L_i),
-
-    with :math:`S(L)` from :func:`sharpness_at_loss`. Below 1: at the same loss, ``late`` is flatter.
-    NaN when the runs pass through no common loss level (one ends above where the other starts), or a
-    level has no spectrum on each side."""
-    levels = common_loss_levels([early, late], [after_early, after_late], n=n, margin=margin)
-    if not levels:
+    r"""The geometric mean over the levels of :func:`matched_loss_ratios`,
+    :math:`\exp\big(\tfrac1n \sum_i \log S_\mathrm{late}(L_i) / S_\mathrm{early}(L_i)\big)`. NaN when there is no
+    common level or a ratio is not finite and positive."""
+    r = np.array([v for _, v in matched_loss_ratios(early, after_early, late, after_late, n=n, margin=margin)])
+    if r.size == 0 or not (np.all(np.isfinite(r)) and np.all(r > 0)):
         return float("nan")
-    r = [sharpness_at_loss(late, L, after_late) / sharpness_at_loss(early, L, after_early) for L in levels]
-    return float(np.exp(np.mean(np.log(r)))) if np.all(np.isfinite(r)) and np.all(np.asarray(r) > 0) else float("nan")
+    return float(np.exp(np.mean(np.log(r))))
 
 
 # --------------------------------------------------------------------------- breakpoint
