@@ -365,12 +365,16 @@ display(Markdown(
     f"**Figure 4.** The rotation rate of the top-2 eigenspace over the unstable epochs ($\\eta S_t/2 > 1$) of deep "
     f"linear networks with MSE, against depth, each the mean over $\\eta S_0/2 \\in$ "
     f"{{{', '.join(f'{m:g}' for m in dlin_multipliers)}}} (grey: one line per seed; black: median over "
-    f"{n['dlin_n_seeds']} seeds; log scale). Depth 1 is a linear map: its Hessian is constant, and what it shows, "
-    f"{rbd['1']['est']:.1e}, is the eigen-solver's float32 noise; "
+    f"{n['dlin_n_seeds']} seeds; log scale). Depth 1 is a linear map: its Hessian is constant, so whatever it shows "
+    f"is the measurement's floor, {rbd['1']['est']:.1e} in the median over seeds (largest "
+    f"{max(rbd['1']['values']):.2g}). That floor is not always float32 noise: the linear map's top eigenvalue is double "
+    "(one copy per output), and the Lanczos solver, started from one vector, can return one arbitrary vector of that "
+    "plane with the next eigenvector; the 'top-2' space it returns can then change from one evaluation to the next "
+    "without the Hessian changing. The deeper networks: "
     + "; ".join(f"depth {d}: {rbd[d]['est']:.3f}, {ratio_d[d]['est']:.0f} [{ratio_d[d]['lo']:.0f}, "
-                f"{ratio_d[d]['hi']:.0f}] times depth 1" for d in ratio_d)
-    + f". {n['dlin_depth1_diverged']:.0%} of the depth-1 runs diverged (an instability depth 1 cannot resolve); "
-    f"{n['dlin_deep_diverged']} of the deeper ones did."))
+                f"{ratio_d[d]['hi']:.0f}] times depth 1 (per-seed ratio, median)" for d in ratio_d)
+    + f". {n['dlin_depth1_diverged']:.0%} of the depth-1 runs diverged within {dlin_epochs} epochs (an instability "
+    f"depth 1 cannot resolve; the others were still growing); {n['dlin_deep_diverged']} of the deeper ones did."))
 
 # %% [markdown]
 # ## Networks of depth 1 to 4 at matched instability
