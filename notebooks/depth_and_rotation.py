@@ -48,7 +48,7 @@ from IPython.display import Markdown, display
 from instab_lib import curvature, optim, rotation
 from instab_lib.book import claims
 from instab_lib.experiments import data, dln, generalization, loop, mechanism, models, seeding, shared_runs, stats
-from instab_lib.experiments.plotting import apply_style, figure
+from instab_lib.experiments.plotting import apply_style, figure, seed_lines
 from instab_lib.experiments.sweep import run_many
 
 apply_style()
@@ -349,10 +349,7 @@ dlin.pivot_table(index="depth", columns="m", values=["rotation (unstable)", "uns
 
 # %% tags=["hide-input"]
 fig, ax = figure(1, 1, height=3.4)
-for sd in dlin_seeds:
-    ax.plot(per_seed.columns, per_seed.loc[sd].to_numpy(), color="0.6", lw=1, marker="o", ms=3)
-ax.plot(per_seed.columns, per_seed.median().to_numpy(), color="k", lw=2.5, marker="o", label="median over seeds")
-ax.plot([], [], color="0.6", lw=1, marker="o", ms=3, label="one seed")
+seed_lines(ax, per_seed.sort_index(axis=1))
 ax.set(xticks=dlin_depths, xlabel="depth (1 = linear map: constant Hessian)",
        ylabel="mean same-parity rotation $d_t$", yscale="log",
        title="Deep linear networks (MSE), unstable from initialisation")
@@ -439,12 +436,7 @@ net.groupby("depth")[["η", "S₀", "epochs in the band", "rotation (band)", "tr
 
 # %% tags=["hide-input"]
 fig, ax = figure(1, 1, height=3.4)
-for sd in net_seeds:
-    sub = net[net.seed == sd].sort_values("depth")
-    ax.plot(sub["depth"], sub["rotation (band)"], color="0.6", lw=1, marker="o", ms=3)
-med = net.groupby("depth")["rotation (band)"].median()
-ax.plot(med.index, med.values, color="k", lw=2.5, marker="o", label="median over seeds")
-ax.plot([], [], color="0.6", lw=1, marker="o", ms=3, label="one seed")
+seed_lines(ax, net.pivot(index="seed", columns="depth", values="rotation (band)").sort_index(axis=1))
 ax.set(xticks=net_depths, xlabel="depth (1 = linear softmax)", ylabel="mean same-parity rotation $d_t$",
        yscale="log", title=f"Rotation at matched instability ({band[0]:g} ≤ ηS/2 ≤ {band[1]:g})")
 ax.legend(loc="lower right")

@@ -144,3 +144,14 @@ def lr_axis(ax, etas: Sequence[float], plain_y: bool = False) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
     if plain_y:
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def seed_lines(ax, per_seed: Any, median_label: str = "median over seeds") -> None:
+    """One thin grey line per seed and a bold black line of the median over seeds, with a legend
+    entry for each kind. ``per_seed``: a pandas DataFrame, one row per seed, one column per x value
+    (sorted); NaN cells are skipped by the median."""
+    x = list(per_seed.columns)
+    for _, row in per_seed.iterrows():
+        ax.plot(x, row.to_numpy(dtype=float), color="0.6", lw=1, marker="o", ms=3)
+    ax.plot(x, per_seed.median().to_numpy(dtype=float), color="k", lw=2.5, marker="o", label=median_label)
+    ax.plot([], [], color="0.6", lw=1, marker="o", ms=3, label="one seed")
