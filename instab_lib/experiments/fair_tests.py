@@ -43,8 +43,8 @@ import pandas as pd
 from . import stats
 from .seeding import numpy_rng
 
-__all__ = ["EventualMax", "eventual_maximum", "sharpness_at_loss", "common_loss_levels", "matched_loss_ratios", "matched_loss_ratio", "BreakpointFit",
-           "piecewise_linear_fit", "breakpoint_estimate", "breakpoint_over_limit", "peak_drop_loso", "cluster_fraction",
+__all__ = ["EventualMax", "eventual_maximum", "sharpness_at_loss", "common_loss_levels", "matched_loss_ratios",
+           "matched_loss_ratio", "BreakpointFit", "piecewise_linear_fit", "breakpoint_estimate", "breakpoint_over_limit", "peak_drop_loso", "cluster_fraction",
            "restoration_minima", "sign_consistency", "noise_scale", "matched_noise_pairs", "log_gap_closed",
            "author_drift"]
 
