@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from instab_lib.book import cards
 from instab_lib.book import notebooks as nbs
 
 ROOT = nbs.repo_root()
@@ -41,6 +43,16 @@ def test_list_names_every_notebook_with_figure_and_presets():
         (["archive"], "name the notebooks to archive, or pass --all"),
         (["archive", "no_such_notebook"], "unknown notebook 'no_such_notebook'"),
         (["archive", "dln_rotations", "--preset", "huge", "--allow-dirty"], "no preset 'huge'"),
+        # issue 21 (6): bad input before compute
+        (["run", "cifar_generalization", "-p", "device", "gpu"], "device must be one of ['cpu', 'cuda', 'auto']"),
+        (["run", "clipped_ada", "-p", "batch_sizes", "[64, 2000]"],
+         "batch_sizes[1] must be ≤ 1000, got 2000 (a batch size above 1,000 exceeds the training subset)"),
+        (["run", "clipped_ada", "-p", "c_ub", "0"], "c_ub must be > 0, got 0"),
+        (["run", "clipped_ada", "-p", "adam_ub_c_values", "[0.1, -1]"], "adam_ub_c_values[1] must be > 0"),
+        pytest.param(["run", "cifar_generalization", "-p", "device", "cuda"],
+                     "device 'cuda' asked for, but CUDA is not available here",
+                     marks=pytest.mark.skipif("__import__('torch').cuda.is_available()",
+                                              reason="with CUDA the run would start")),
     ],
 )
 def test_bad_input_exits_nonzero_with_a_one_line_reason(args, reason):
@@ -64,6 +76,67 @@ def test_every_parameter_is_specified_in_the_card_and_checked_before_a_kernel_st
         bad = "not a number" if spec["type"] in ("int", "float", "list", "bool", "dict") else 12345
         with pytest.raises(nbs.NotebookError, match=f"{nid}: {name}"):
             nbs.execute(nid, overrides={name: bad}, progress=False)
+
+
+class _KernelStarted(BaseException):
+    """Raised by a stubbed papermill: the run got past every check (not an Exception, so the runner
+    does not turn it into a failed run)."""
+
+
+@pytest.fixture
+def no_kernel(monkeypatch, tmp_path):
+    """papermill.execute_notebook raises :class:`_KernelStarted`; executed notebooks go to tmp."""
+    import papermill
+
+    def started(*args, **kwargs):
+        raise _KernelStarted
+
+    monkeypatch.setattr(papermill, "execute_notebook", started)
+    monkeypatch.setattr(nbs, "build_dir", lambda: tmp_path)
+    return tmp_path
+
+
+def _cuda(monkeypatch, available: bool, count: int = 1) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: count if available else 0)
+
+
+@pytest.mark.parametrize("argv", [
+    ["run", "cifar_generalization", "-p", "device", "cuda"],
+    ["run", "watch_your_training", "-p", "device", "cuda"],
+])
+def test_cuda_without_a_gpu_is_refused_in_one_line_before_a_kernel_starts(argv, no_kernel, monkeypatch, capsys):
+    """Issue 21 (6): `device cuda` on a machine without CUDA exits 2 with one line naming the parameter and
+    the reason, and no kernel starts."""
+    from instab_lib.book import cli
+
+    _cuda(monkeypatch, False)
+    assert cli.main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    nid = next(a for a in argv[1:] if a in nbs.notebook_ids())
+    assert lines == [f"instab: {nid}: device 'cuda' asked for, but CUDA is not available here "
+                     "(torch.cuda.is_available() is False); use cpu or auto (a GPU when there is one)"]
+    assert not list(no_kernel.rglob("*.ipynb"))
+
+
+@pytest.mark.parametrize("device", ["cpu", "auto"])
+def test_cpu_and_auto_never_need_cuda(device, monkeypatch):
+    _cuda(monkeypatch, False)
+    assert nbs.resolve_parameters("cifar_generalization", overrides={"device": device}) == {"device": device}
+    assert nbs.resolve_parameters("cifar_generalization", "paper")["device"] == "auto"
+
+
+def test_cuda_proceeds_where_cuda_is_available(no_kernel, monkeypatch):
+    """The other half: with CUDA (stubbed here) the same parameters pass every check and the kernel would start;
+    a GPU index the machine lacks is refused."""
+    _cuda(monkeypatch, True, count=1)
+    assert nbs.resolve_parameters("cifar_generalization", overrides={"device": "cuda"}) == {"device": "cuda"}
+    with pytest.raises(_KernelStarted):
+        nbs.execute("cifar_generalization", overrides={"device": "cuda"}, progress=False)
+    with pytest.raises(ValueError, match=re.escape("device 'cuda:1' asked for, but this machine has 1 CUDA")):
+        cards.check_parameter("device", "cuda:1", {"type": "str"})
 
 
 @pytest.mark.notebooks

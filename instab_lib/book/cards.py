@@ -20,13 +20,22 @@ A parameter spec (one entry of a card's ``parameters:``)::
 (with ``items``: the element type) or ``dict``; ``min``/``max`` bound numbers (elements
 of a list), ``exclusive_min`` makes ``min`` strict, ``choices`` lists allowed values,
 ``min_len``/``max_len`` bound a list's length, ``unique`` forbids repeated elements and
-``nullable`` admits ``None``.
+``nullable`` admits ``None``. ``doc`` says what the parameter is; a value its spec refuses is
+reported with it (``batch_sizes[1] must be ≤ 1000, got 2000 (a batch size above 1,000 exceeds
+the training subset)``).
+
+A parameter named ``device`` (:data:`DEVICE_PARAMETER`) is where a notebook runs: besides its
+spec, ``cuda`` or ``cuda:<i>`` is refused on a machine where ``torch.cuda.is_available()`` is
+False (or that has no GPU ``i``), so a run asked for on a GPU fails in one line before a kernel
+starts instead of in the notebook's first training cell; ``cpu`` and ``auto`` (a GPU when there
+is one) are always accepted.
 """
 
 from __future__ import annotations
 
 import ast
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -37,8 +46,8 @@ from ..experiments import repo_root
 from ..validation import _is_number
 
 __all__ = ["NotebookError", "notebooks_dir", "notebook_ids", "load_card", "read_notebook", "declared_parameters",
-           "KINDS", "SOURCED_KINDS", "HEADED_KINDS", "claim_form", "validate_claim", "PARAMETER_TYPES", "check_parameter", "check_parameters",
-           "check_constraints"]
+           "KINDS", "SOURCED_KINDS", "HEADED_KINDS", "claim_form", "validate_claim", "PARAMETER_TYPES",
+           "DEVICE_PARAMETER", "check_parameter", "check_parameters", "check_constraints"]
 
 
 class NotebookError(RuntimeError):
@@ -207,10 +216,45 @@ def _check_scalar(name: str, v: Any, kind: str, spec: Mapping[str, Any]) -> None
 
 
 def check_parameter(name: str, value: Any, spec: Mapping[str, Any]) -> None:
-    """Raise ``ValueError`` (one line) unless ``value`` satisfies the card's ``spec``."""
+    """Raise ``ValueError`` (one line) unless ``value`` satisfies the card's ``spec`` (and, for
+    :data:`DEVICE_PARAMETER`, names a device this machine has); the spec's ``doc`` follows the
+    reason."""
     unknown = set(spec) - _SPEC_KEYS
     if unknown:
         raise ValueError(f"parameter {name}: unknown spec key(s) {sorted(unknown)}")
+    try:
+        _check_value(name, value, spec)
+        if name == DEVICE_PARAMETER:
+            _check_device(name, value, spec)
+    except ValueError as exc:
+        doc = spec.get("doc")
+        raise ValueError(f"{exc} ({doc})" if doc else str(exc)) from None
+
+
+#: The parameter that says where a notebook runs: ``cuda[:i]`` needs a GPU on this machine.
+DEVICE_PARAMETER = "device"
+_CUDA = re.compile(r"cuda(?::(\d+))?")
+
+
+def _check_device(name: str, value: Any, spec: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` (one line) when ``value`` asks for a GPU that this machine lacks;
+    ``torch`` is imported only then."""
+    m = _CUDA.fullmatch(value) if isinstance(value, str) else None
+    if m is None:
+        return  # cpu, auto: the spec decides
+    import torch
+
+    if not torch.cuda.is_available():
+        others = [str(c) for c in spec.get("choices", ("cpu", "auto")) if not _CUDA.fullmatch(str(c))]
+        use = " or ".join(f"{c} (a GPU when there is one)" if c == "auto" else c for c in others)
+        raise ValueError(f"{name} {value!r} asked for, but CUDA is not available here (torch.cuda.is_available() "
+                         f"is False){'; use ' + use if use else ''}")
+    index, count = int(m.group(1) or 0), torch.cuda.device_count()
+    if index >= count:
+        raise ValueError(f"{name} {value!r} asked for, but this machine has {count} CUDA device(s)")
+
+
+def _check_value(name: str, value: Any, spec: Mapping[str, Any]) -> None:
     if value is None:
         if spec.get("nullable"):
             return
