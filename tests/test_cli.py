@@ -53,6 +53,10 @@ def test_list_names_every_notebook_with_figure_and_presets():
                      "device 'cuda' asked for, but CUDA is not available here",
                      marks=pytest.mark.skipif("__import__('torch').cuda.is_available()",
                                               reason="with CUDA the run would start")),
+        pytest.param(["archive", "cifar_generalization", "--device", "cuda"],
+                     "device 'cuda' asked for, but CUDA is not available here",
+                     marks=pytest.mark.skipif("__import__('torch').cuda.is_available()",
+                                              reason="with CUDA the archive run would start")),
     ],
 )
 def test_bad_input_exits_nonzero_with_a_one_line_reason(args, reason):
@@ -106,10 +110,12 @@ def _cuda(monkeypatch, available: bool, count: int = 1) -> None:
 @pytest.mark.parametrize("argv", [
     ["run", "cifar_generalization", "-p", "device", "cuda"],
     ["run", "watch_your_training", "-p", "device", "cuda"],
+    ["archive", "cifar_generalization", "--device", "cuda"],  # the device is checked before the dirty tree
+    ["archive", "watch_your_training", "cifar_generalization", "--device", "cuda", "--allow-dirty"],
 ])
 def test_cuda_without_a_gpu_is_refused_in_one_line_before_a_kernel_starts(argv, no_kernel, monkeypatch, capsys):
     """Issue 21 (6): `device cuda` on a machine without CUDA exits 2 with one line naming the parameter and
-    the reason, and no kernel starts."""
+    the reason, and no kernel starts (nor, for `archive` of several notebooks, the first of them)."""
     from instab_lib.book import cli
 
     _cuda(monkeypatch, False)
@@ -119,6 +125,19 @@ def test_cuda_without_a_gpu_is_refused_in_one_line_before_a_kernel_starts(argv, 
     assert lines == [f"instab: {nid}: device 'cuda' asked for, but CUDA is not available here "
                      "(torch.cuda.is_available() is False); use cpu or auto (a GPU when there is one)"]
     assert not list(no_kernel.rglob("*.ipynb"))
+
+
+def test_archive_keep_going_skips_a_refused_notebook_and_goes_on(no_kernel, monkeypatch, capsys):
+    """With --keep-going, the notebook whose input is refused is named in one line and the next one runs."""
+    from instab_lib.book import cli
+
+    _cuda(monkeypatch, False)
+    with pytest.raises(_KernelStarted):
+        cli.main(["archive", "cifar_generalization", "descent_lemma", "--device", "cuda", "--allow-dirty",
+                  "--keep-going"])
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "instab: cifar_generalization: device 'cuda' asked for, but CUDA is not available here "
+        "(torch.cuda.is_available() is False); use cpu or auto (a GPU when there is one)"]
 
 
 @pytest.mark.parametrize("device", ["cpu", "auto"])

@@ -42,8 +42,8 @@ from . import claims as claims_mod
 from . import notebooks as nbs
 from . import provenance
 
-__all__ = ["Entry", "archive_root", "load", "inspect", "create", "verify", "pending_reasons", "status",
-           "extract_figures", "figure_captions"]
+__all__ = ["Entry", "archive_root", "load", "inspect", "checked_overrides", "create", "verify", "pending_reasons",
+           "status", "extract_figures", "figure_captions"]
 
 NOT_RUN = "not run yet"
 
@@ -213,19 +213,13 @@ def figure_captions(nb: Any) -> list[str | None]:
     return captions
 
 
-def create(notebook_id: str, preset: str = "paper", device: str | None = None, force: bool = False,
-           allow_dirty: bool = False) -> tuple[Entry, list[str]]:
-    """Execute ``notebook_id`` at ``preset`` and write its entry. Returns the entry and notes
-    for the user (e.g. that the notebook declares no ``device`` parameter).
-
-    Refuses (:class:`~instab_lib.book.notebooks.NotebookError`) on a tree with uncommitted changes
-    unless ``allow_dirty``: an entry names the commit it came from.
-    """
-    from ..experiments import fingerprint
-
-    if fingerprint.git_state().get("dirty") and not allow_dirty:
-        raise nbs.NotebookError("the tree has uncommitted changes: commit first (an entry names the commit it "
-                                "came from), or pass --allow-dirty")
+def checked_overrides(notebook_id: str, preset: str = "paper",
+                      device: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The overrides of an archive run of ``notebook_id`` (``device`` for a notebook that declares
+    that parameter) and notes for the user, checked like every run's parameters
+    (:func:`~instab_lib.book.notebooks.resolve_parameters`): an unknown preset or a bad value
+    (``cuda`` where CUDA is not available) raises :class:`~instab_lib.book.notebooks.NotebookError`
+    with a one-line reason, before a kernel starts."""
     notes: list[str] = []
     overrides: dict[str, Any] = {}
     if device:
@@ -233,6 +227,25 @@ def create(notebook_id: str, preset: str = "paper", device: str | None = None, f
             overrides["device"] = device
         else:
             notes.append(f"{notebook_id} declares no `device` parameter: it runs where its code puts it (CPU)")
+    nbs.resolve_parameters(notebook_id, preset, overrides)
+    return overrides, notes
+
+
+def create(notebook_id: str, preset: str = "paper", device: str | None = None, force: bool = False,
+           allow_dirty: bool = False) -> tuple[Entry, list[str]]:
+    """Execute ``notebook_id`` at ``preset`` and write its entry. Returns the entry and notes
+    for the user (e.g. that the notebook declares no ``device`` parameter).
+
+    Refuses (:class:`~instab_lib.book.notebooks.NotebookError`) bad input first
+    (:func:`checked_overrides`), then a tree with uncommitted changes unless ``allow_dirty``: an
+    entry names the commit it came from.
+    """
+    from ..experiments import fingerprint
+
+    overrides, notes = checked_overrides(notebook_id, preset, device)
+    if fingerprint.git_state().get("dirty") and not allow_dirty:
+        raise nbs.NotebookError("the tree has uncommitted changes: commit first (an entry names the commit it "
+                                "came from), or pass --allow-dirty")
     record = nbs.execute(notebook_id, preset=preset, overrides=overrides, force=force, label=preset)
     _, _, stamp_path = nbs.output_paths(notebook_id, record.label)
     root = archive_root(preset)

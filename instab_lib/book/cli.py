@@ -113,8 +113,18 @@ def _cmd_archive(args: argparse.Namespace) -> int:
         raise nbs.NotebookError("name the notebooks to archive, or pass --all")
     for nid in ids:
         nbs.load_card(nid)  # unknown ids fail before anything runs
-    status = 0
-    for nid in ids:
+    status, runnable = 0, []
+    for nid in ids:  # bad input (--device cuda without CUDA, say) fails before the first notebook runs
+        try:
+            archive.checked_overrides(nid, preset=args.preset, device=args.device)
+        except nbs.NotebookError as exc:
+            if not args.keep_going:
+                raise
+            print(f"instab: {str(exc).splitlines()[0]}", file=sys.stderr)
+            status = 1
+        else:
+            runnable.append(nid)
+    for nid in runnable:
         try:
             entry, notes = archive.create(nid, preset=args.preset, device=args.device, force=args.force,
                                           allow_dirty=args.allow_dirty)
