@@ -158,6 +158,26 @@ def test_cuda_proceeds_where_cuda_is_available(no_kernel, monkeypatch):
         cards.check_parameter("device", "cuda:1", {"type": "str"})
 
 
+#: Parameters whose names look like a clip but are not one (no sign is wrong for them).
+NOT_A_CLIP = {("flatness_theory", "c"): "the third-order coupling of the flatness model"}
+
+
+@pytest.mark.parametrize("nid", nbs.notebook_ids())
+def test_device_architecture_batch_size_and_clip_parameters_are_bounded_in_the_card(nid):
+    """Issue 21 (6), for every card: a device parameter lists its choices; an architecture or model is one of
+    its choices; a batch size has a `max` (the training subset, when that is fixed in the notebook) or a
+    constraint that names it (against a subset-size parameter); a clip c is > 0."""
+    card = nbs.load_card(nid)
+    constraints = " ".join(c["check"] for c in card.get("constraints") or [])
+    for name, spec in card["parameters"].items():
+        if name == "device" or re.search(r"arch|model", name):
+            assert "choices" in spec, f"{nid}: {name} needs choices"
+        if "batch" in name:
+            assert "max" in spec or re.search(rf"\b{name}\b", constraints), f"{nid}: {name} needs a bound"
+        if re.search(r"(^|_)c($|_)|clip", name) and (nid, name) not in NOT_A_CLIP:
+            assert spec.get("min") == 0 and spec.get("exclusive_min"), f"{nid}: the clip {name} must be > 0"
+
+
 @pytest.mark.notebooks
 def test_run_with_parameters_reports_failing_claims():
     """Only stable learning rates: the figure no longer shows the effect, and the check says so."""
