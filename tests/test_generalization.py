@@ -167,3 +167,39 @@ def test_best_gain_and_phase_transition_fit():
     assert gen.seed_slope(x[x < 0], kinked[x < 0], s[x < 0]) == pytest.approx(0.0, abs=0.002)
     assert gen.seed_slope(x, 0.3 * x + s, s) == pytest.approx(0.3)
     assert math.isnan(gen.phase_transition_fit(x, smooth, s, 10.0)["jump"])  # nothing above the limit
+
+
+# --------------------------------------------------------------------------- the author's drift
+def test_author_drift_replays_the_run_and_is_the_authors_dk_cos(fake_fmnist, tmp_path, one_thread):
+    """author_drift's replayed θ at the early epoch is the run's own (a run that saved that epoch
+    gives the same subspace from its snapshot), and the drift is 1 − dk_cos of the two top-k
+    eigenspaces; 0 when the early epoch's subspace is compared with itself, NaN before the early
+    epoch, and a minibatch run is refused in one line."""
+    import torch
+
+    from instab_lib import curvature
+    from instab_lib.experiments.loop import init_run
+    from instab_lib.experiments.seeding import shifted
+    from instab_lib.experiments.train import train
+    from instab_lib.rotation import subspace_similarity
+
+    cfg = TrainConfig(data_dir=fake_fmnist, n_train=100, n_test=50, model_kwargs={"depth": 2, "width": 8}, lr=0.2,
+                      epochs=12, eval_every=0, k_top=0, target_train_acc=None, snapshot_epochs=(3,),
+                      snapshot_final=True, dtype="float64", seed=2)
+    res = train(cfg, tmp_path, progress=False)
+
+    def top_at(theta):
+        run, _ = init_run(cfg)
+        with torch.no_grad():
+            for p, q in zip(run.params, curvature.unflatten_like(theta, run.params)):
+                p.copy_(q)
+        op = curvature.HessianOperator(run.model, run.loss_fn, run.hessian)
+        return curvature.lanczos(op, 2, "LA", tol=1e-10, seed=shifted(cfg.seed)).eigenvectors
+
+    expected = 1.0 - subspace_similarity(top_at(res.snapshot(3)["theta"]), top_at(res.snapshot(res.epochs_run)["theta"]))
+    assert gen.author_drift(res, early_epoch=3, k=2, tol=1e-10) == pytest.approx(expected, abs=1e-9)
+    assert 0.0 < expected < 1.0
+    assert math.isnan(gen.author_drift(res, early_epoch=res.epochs_run, k=2))
+    with pytest.raises(ValueError, match="full-batch"):
+        gen.author_drift(RunResult(config=cfg.replace(batch_size=10), key="k", status="finished",
+                                   table=pd.DataFrame()), k=2)

@@ -62,7 +62,7 @@ import pandas as pd
 __all__ = [
     "OUTCOMES", "rankdata", "spearman", "rho_rotation", "rho_subspace", "outcome", "run_summary", "summarize_runs",
     "stability_of_runs", "describe_runs", "rho_parity", "partial_spearman", "spearman_within", "comparable",
-    "best_gain", "phase_transition_fit", "seed_slope",
+    "best_gain", "phase_transition_fit", "seed_slope", "author_drift", "AUTHOR_DRIFT_K", "AUTHOR_DRIFT_EPOCH",
 ]
 
 OUTCOMES = ("target", "capped", "diverged", "collapsed")
@@ -189,6 +189,68 @@ def spearman_within(x: Sequence[float], y: Sequence[float], groups: Sequence[Any
     vx, vy = np.concatenate(cx), np.concatenate(cy)
     den = math.sqrt(float(vx @ vx) * float(vy @ vy))
     return float(np.clip(float(vx @ vy) / den, -1.0, 1.0)) if den > 0 else float("nan")
+
+
+#: The author's drift statistic (REFERENCE §2.4): the top-6 subspace at the 10th Hessian evaluation against the last.
+AUTHOR_DRIFT_K = 6
+#: The author's fMNIST notebooks evaluate the Hessian every epoch from epoch 0, so the 10th evaluation is epoch 9.
+AUTHOR_DRIFT_EPOCH = 9
+
+
+def author_drift(result: Any, early_epoch: int = AUTHOR_DRIFT_EPOCH, k: int = AUTHOR_DRIFT_K,
+                 tol: float = 1e-4) -> float:
+    r"""The author's cumulative eigenvector drift of one full-batch run (``lawrencewang94/jax_eigs``:
+    ``dk_cos(eigvecs[9, :6].T, eigvecs[-1, :6].T)``, REFERENCE §2.4), as a rotation:
+
+    .. math:: \mathrm{drift} = 1 - \mathrm{dk\_cos}(V_{t_0}, V_{T}),
+
+    ``V_t`` (dim, k) the top-``k`` eigenvectors of the loss Hessian on the run's Hessian set at θ_t,
+    ``t_0 = early_epoch``, ``T`` the run's last epoch; ``dk_cos`` is
+    :func:`instab_lib.rotation.subspace_similarity` (cosine of the normalised Grassmann distance).
+
+    θ_{t_0} is recomputed by replaying the first ``t_0`` epochs of full-batch gradient descent from the
+    run's seeded initialisation (:func:`instab_lib.experiments.loop.init_run`, ``run_epoch``): the run
+    stores only its final θ (``snapshot_final``), and full-batch GD is deterministic, so the replay is
+    the run's own trajectory (replayed on one torch thread, as the harness's worker processes train).
+    θ_T is the run's final snapshot. Eigenvectors by :func:`instab_lib.curvature.lanczos` (``tol``, seeded
+    by the run's seed). NaN for a run that diverged, stopped before ``t_0`` or kept no final θ; a
+    ``ValueError`` for a minibatch run (its replay would need the batch order too)."""
+    import torch
+
+    from .. import curvature
+    from ..rotation import subspace_similarity
+    from .loop import init_run, run_epoch
+    from .seeding import shifted
+
+    cfg = result.config
+    if cfg.batch_size not in (None, cfg.n_train):
+        raise ValueError(f"author_drift replays full-batch GD; run {result.key} has batch size {cfg.batch_size}")
+    if result.status == "diverged" or result.epochs_run <= early_epoch or not cfg.snapshot_final:
+        return float("nan")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run, state = init_run(cfg)
+        for _ in range(early_epoch):
+            state, diverged = run_epoch(run, state)
+            if diverged:
+                return float("nan")
+
+        def top() -> Any:
+            op = curvature.HessianOperator(run.model, run.loss_fn, run.hessian)
+            r = curvature.lanczos(op, k, "LA", tol=tol, seed=shifted(cfg.seed))
+            op.release()
+            return r.eigenvectors
+
+        early = top()
+        theta = result.snapshot(result.epochs_run)["theta"]
+        with torch.no_grad():
+            for p, q in zip(run.params, curvature.unflatten_like(theta.to(run.params[0].device, run.params[0].dtype),
+                                                                 run.params)):
+                p.copy_(q)
+        return 1.0 - subspace_similarity(early, top())
+    finally:
+        torch.set_num_threads(threads)
 
 
 def comparable(acc: pd.DataFrame, etas: Sequence[float], side: str) -> list[float]:

@@ -23,6 +23,8 @@ fmnist_goldilocks  the Goldilocks grid (A Figs 5, 7–8): η on a log grid from 
                    run to 99.9 % train accuracy (epoch cap ∝ 1/η), top eigenpair every
                    :data:`GF_EVAL`/η epochs, all 10,000 test images at the end, θ kept at
                    the end (the SGD page continues the full-batch runs)
+fmnist_goldilocks_within  the same configuration at three η around the grid's best with
+                   20 seeds at paper scale (5 at CI): rank correlations at a fixed η
 fmnist_sgd         the SGD phase of B's SGD experiment: batch sizes 256, 64 (and 16 at
                    paper scale) at η ∈ {0.005, the author's η(bs), 0.1}, to 99.9 % train
                    accuracy; the full-batch (bs = 1000) runs are those of fmnist_goldilocks
@@ -55,7 +57,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 __all__ = ["Experiment", "SCALES", "get", "EXPERIMENTS", "FMNIST_ETA", "FMNIST_ETA_SMALL", "FMNIST_LADDER_ETAS",
            "FMNIST_LIMIT_ETAS", "FMNIST_FLATTENING", "fmnist_base", "fmnist_flattening", "gf_interval",
-           "GOLDILOCKS_ETAS", "GOLDILOCKS_GAP_ETAS", "GF_EVAL", "GF_CAP", "SGD_BATCH_SIZES", "SGD_FIXED_ETAS",
+           "GOLDILOCKS_ETAS", "GOLDILOCKS_GAP_ETAS", "GOLDILOCKS_WITHIN", "fmnist_goldilocks_within", "GF_EVAL", "GF_CAP", "SGD_BATCH_SIZES", "SGD_FIXED_ETAS",
            "author_sgd_lr",
            "SGD_LASTING_LR", "SGD_LASTING_EPOCHS", "ADAPTIVE_ETA", "ADAPTIVE_TRACED", "ADAPTIVE_N_VAL",
            "ADAPTIVE_GRID", "ADAPTIVE_FAMILIES", "adaptive_schedule", "adaptive_config", "adaptive_grid",
@@ -205,6 +207,24 @@ def fmnist_goldilocks(scale: str) -> Experiment:
                       "past divergence, λ_max every 4/η epochs, 10,000 test images)", base,
                       {"lr": GOLDILOCKS_ETAS[scale], "seed": _seeds(scale)},
                       adjust=_goldilocks_adjust)
+
+
+#: The within-η ensemble of the rotation page (issue 20 item 3): three learning rates around the grid's best
+#: (paper preset: 0.14, between 0.1 and 0.2; CI scale: the CI grid's 0.05, 0.1, 0.2) with enough seeds for a rank
+#: correlation at a fixed η to resolve an effect of the size the paper test measures (20 at the paper preset).
+#: Every (η, seed) the Goldilocks grid also has is that grid's run (same configuration, same cache entry).
+GOLDILOCKS_WITHIN = {"ci": {"etas": (0.05, 0.1, 0.2), "seeds": tuple(range(5))},
+                     "paper": {"etas": (0.1, 0.14, 0.2), "seeds": tuple(range(20))}}
+
+
+def fmnist_goldilocks_within(scale: str) -> Experiment:
+    """:data:`GOLDILOCKS_WITHIN` at ``scale``: the Goldilocks grid's configuration at three η with more seeds."""
+    gold = fmnist_goldilocks(scale)
+    spec = GOLDILOCKS_WITHIN[scale]
+    return Experiment("fmnist_goldilocks_within", scale,
+                      f"the Goldilocks configuration at η ∈ {{{', '.join(f'{e:g}' for e in spec['etas'])}}} with "
+                      f"{len(spec['seeds'])} seeds (the grid's runs where it has them)", gold.base,
+                      {"lr": spec["etas"], "seed": spec["seeds"]}, adjust=_goldilocks_adjust)
 
 
 #: Batch sizes of the SGD experiment (the full batch, 1000, comes from fmnist_goldilocks).
@@ -403,6 +423,7 @@ EXPERIMENTS: dict[str, Callable[[str], Experiment]] = {
     "fmnist_mechanism": fmnist_mechanism,
     "fmnist_ladder": fmnist_ladder,
     "fmnist_goldilocks": fmnist_goldilocks,
+    "fmnist_goldilocks_within": fmnist_goldilocks_within,
     "fmnist_sgd": fmnist_sgd,
     "fmnist_sgd_lasting": fmnist_sgd_lasting,
     "fmnist_stable": fmnist_stable,
