@@ -91,6 +91,9 @@ def test_matched_loss_ratio_compares_at_equal_loss_not_at_equal_time():
     assert math.isnan(ft.matched_loss_ratio(stop, 0, late, 100))  # early ends above where late starts
     assert ft.matched_loss_ratios(stop, 0, late, 100) == []
     per_level = ft.matched_loss_ratios(early, 0, late, 100, n=4)
+    assert ft.geometric_mean_ratio(per_level) == pytest.approx(ft.matched_loss_ratio(early, 0, late, 100, n=4), rel=1e-12)
+    assert ft.geometric_mean_ratio([(1.0, 2.0), (0.5, 8.0)]) == pytest.approx(4.0, rel=1e-12)
+    assert math.isnan(ft.geometric_mean_ratio([])) and math.isnan(ft.geometric_mean_ratio([(1.0, -1.0)]))
     assert [L for L, _ in per_level] == sorted((L for L, _ in per_level), reverse=True)  # highest level first
     assert [r for _, r in per_level] == pytest.approx([0.5] * 4, rel=1e-9)
 
@@ -251,10 +254,3 @@ def test_noise_pairs_and_gap():
     assert ft.log_gap_closed(20, 100, 20, 100) == pytest.approx(0.0)
     assert ft.log_gap_closed(20, 100, 50, 50) == pytest.approx(1.0)
     assert ft.log_gap_closed(20, 100, 40, 100) == pytest.approx(1 - math.log(0.4) / math.log(0.2))
-
-
-def test_author_drift():
-    V = torch.linalg.qr(torch.randn(50, 6, dtype=torch.float64))[0]
-    assert ft.author_drift(V, V @ torch.linalg.qr(torch.randn(6, 6, dtype=torch.float64))[0]) == pytest.approx(1.0)
-    W = torch.linalg.qr(torch.cat([V, torch.randn(50, 6, dtype=torch.float64)], 1))[0][:, 6:]
-    assert ft.author_drift(V, W) == pytest.approx(0.0, abs=1e-12)

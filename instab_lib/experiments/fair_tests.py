@@ -27,8 +27,7 @@ Each function reads run tables or per-run numbers and returns plain numbers or a
 * **SGD against its noise** — :func:`noise_scale` (η/B), :func:`matched_noise_pairs` (pairs of settings
   at equal η/B on both sides of the stability threshold), :func:`log_gap_closed` (how much of a
   sharpness gap closes during a continuation).
-* **The author's cumulative drift** — :func:`author_drift`: the top-k subspace similarity (the author's
-  ``dk_cos``) between an early evaluation and the last one.
+(The author's cumulative drift of a run is :func:`instab_lib.experiments.generalization.author_drift`.)
 """
 
 from __future__ import annotations
@@ -44,9 +43,9 @@ from . import stats
 from .seeding import numpy_rng
 
 __all__ = ["EventualMax", "eventual_maximum", "sharpness_at_loss", "common_loss_levels", "matched_loss_ratios",
-           "matched_loss_ratio", "BreakpointFit", "piecewise_linear_fit", "breakpoint_estimate", "breakpoint_over_limit", "peak_drop_loso", "cluster_fraction",
-           "restoration_minima", "sign_consistency", "noise_scale", "matched_noise_pairs", "log_gap_closed",
-           "author_drift"]
+           "matched_loss_ratio", "geometric_mean_ratio", "BreakpointFit", "piecewise_linear_fit", "breakpoint_estimate",
+           "breakpoint_over_limit", "peak_drop_loso", "cluster_fraction", "restoration_minima", "sign_consistency",
+           "noise_scale", "matched_noise_pairs", "log_gap_closed"]
 
 
 # --------------------------------------------------------------------------- eventual maximum
@@ -157,7 +156,15 @@ def matched_loss_ratio(early: pd.DataFrame, after_early: int, late: pd.DataFrame
     r"""The geometric mean over the levels of :func:`matched_loss_ratios`,
     :math:`\exp\big(\tfrac1n \sum_i \log S_\mathrm{late}(L_i) / S_\mathrm{early}(L_i)\big)`. NaN when there is no
     common level or a ratio is not finite and positive."""
-    r = np.array([v for _, v in matched_loss_ratios(early, after_early, late, after_late, n=n, margin=margin)])
+    return geometric_mean_ratio(matched_loss_ratios(early, after_early, late, after_late, n=n, margin=margin))
+
+
+def geometric_mean_ratio(per_level: Sequence[tuple[float, float]]) -> float:
+    r"""The geometric mean of the ratios of ``(level, ratio)`` pairs (what :func:`matched_loss_ratios`
+    returns), :math:`\exp\big(\tfrac1n \sum_i \log r_i\big)`: the summary of
+    :func:`matched_loss_ratio` for ratios already computed. NaN when there is none or one is not
+    finite and positive."""
+    r = np.array([v for _, v in per_level], dtype=float)
     if r.size == 0 or not (np.all(np.isfinite(r)) and np.all(r > 0)):
         return float("nan")
     return float(np.exp(np.mean(np.log(r))))
@@ -457,13 +464,3 @@ def log_gap_closed(s_unstable_0: float, s_stable_0: float, s_unstable_1: float, 
     if g0 == 0 or not math.isfinite(g0):
         return float("nan")
     return 1.0 - math.log(s_unstable_1 / s_stable_1) / g0
-
-
-# --------------------------------------------------------------------------- cumulative drift
-def author_drift(V_early: Any, V_last: Any) -> float:
-    """The author's cumulative drift of the top-k eigenspace: ``dk_cos`` (the Grassmann similarity of
-    :func:`instab_lib.rotation.subspace_similarity`) between the eigenvectors ``(dim, k)`` at an early
-    evaluation (the author: the 10th) and those at the last. 1: the eigenspace did not move."""
-    from ..rotation import subspace_similarity
-
-    return subspace_similarity(V_early, V_last)
