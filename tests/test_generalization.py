@@ -170,8 +170,8 @@ def test_best_gain_and_phase_transition_fit():
 
 
 # --------------------------------------------------------------------------- the author's drift
-def test_author_drift_replays_the_run_and_is_the_authors_dk_cos(fake_fmnist, tmp_path, one_thread):
-    """author_drift's replayed θ at the early epoch is the run's own (a run that saved that epoch
+def test_cumulative_drift_replays_the_run_and_is_one_minus_dk_cos(fake_fmnist, tmp_path, one_thread):
+    """cumulative_drift's replayed θ at the early epoch is the run's own (a run that saved that epoch
     gives the same subspace from its snapshot), and the drift is 1 − dk_cos of the two top-k
     eigenspaces; 0 when the early epoch's subspace is compared with itself, NaN before the early
     epoch, and a minibatch run is refused in one line."""
@@ -197,9 +197,9 @@ def test_author_drift_replays_the_run_and_is_the_authors_dk_cos(fake_fmnist, tmp
         return curvature.lanczos(op, 2, "LA", tol=1e-10, seed=shifted(cfg.seed)).eigenvectors
 
     expected = 1.0 - subspace_similarity(top_at(res.snapshot(3)["theta"]), top_at(res.snapshot(res.epochs_run)["theta"]))
-    assert gen.author_drift(res, early_epoch=3, k=2, tol=1e-10) == pytest.approx(expected, abs=1e-9)
+    assert gen.cumulative_drift(res, early_epoch=3, k=2, tol=1e-10) == pytest.approx(expected, abs=1e-9)
     assert 0.0 < expected < 1.0
-    assert math.isnan(gen.author_drift(res, early_epoch=res.epochs_run, k=2))
+    assert math.isnan(gen.cumulative_drift(res, early_epoch=res.epochs_run, k=2))
     with pytest.raises(ValueError, match="full-batch"):
-        gen.author_drift(RunResult(config=cfg.replace(batch_size=10), key="k", status="finished",
+        gen.cumulative_drift(RunResult(config=cfg.replace(batch_size=10), key="k", status="finished",
                                    table=pd.DataFrame()), k=2)

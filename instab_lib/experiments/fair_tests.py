@@ -27,7 +27,7 @@ Each function reads run tables or per-run numbers and returns plain numbers or a
 * **SGD against its noise** — :func:`noise_scale` (η/B), :func:`matched_noise_pairs` (pairs of settings
   at equal η/B on both sides of the stability threshold), :func:`log_gap_closed` (how much of a
   sharpness gap closes during a continuation).
-(The author's cumulative drift of a run is :func:`instab_lib.experiments.generalization.author_drift`.)
+(The cumulative drift of a run's top-6 eigenspace is :func:`instab_lib.experiments.generalization.cumulative_drift`.)
 """
 
 from __future__ import annotations

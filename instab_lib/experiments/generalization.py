@@ -62,7 +62,7 @@ import pandas as pd
 __all__ = [
     "OUTCOMES", "rankdata", "spearman", "rho_rotation", "rho_subspace", "outcome", "run_summary", "summarize_runs",
     "stability_of_runs", "describe_runs", "rho_parity", "partial_spearman", "spearman_within", "comparable",
-    "best_gain", "phase_transition_fit", "seed_slope", "author_drift", "AUTHOR_DRIFT_K", "AUTHOR_DRIFT_EPOCH",
+    "best_gain", "phase_transition_fit", "seed_slope", "cumulative_drift", "DRIFT_K", "DRIFT_EPOCH",
 ]
 
 OUTCOMES = ("target", "capped", "diverged", "collapsed")
@@ -191,16 +191,15 @@ def spearman_within(x: Sequence[float], y: Sequence[float], groups: Sequence[Any
     return float(np.clip(float(vx @ vy) / den, -1.0, 1.0)) if den > 0 else float("nan")
 
 
-#: The author's drift statistic (REFERENCE §2.4): the top-6 subspace at the 10th Hessian evaluation against the last.
-AUTHOR_DRIFT_K = 6
-#: The author's fMNIST notebooks evaluate the Hessian every epoch from epoch 0, so the 10th evaluation is epoch 9.
-AUTHOR_DRIFT_EPOCH = 9
+#: Top-k of :func:`cumulative_drift`: 6, as in the author's cell it is modelled on.
+DRIFT_K = 6
+#: The early epoch of :func:`cumulative_drift`.
+DRIFT_EPOCH = 9
 
 
-def author_drift(result: Any, early_epoch: int = AUTHOR_DRIFT_EPOCH, k: int = AUTHOR_DRIFT_K,
-                 tol: float = 1e-4) -> float:
-    r"""The author's cumulative eigenvector drift of one full-batch run (``lawrencewang94/jax_eigs``:
-    ``dk_cos(eigvecs[9, :6].T, eigvecs[-1, :6].T)``, REFERENCE §2.4), as a rotation:
+def cumulative_drift(result: Any, early_epoch: int = DRIFT_EPOCH, k: int = DRIFT_K, tol: float = 1e-4) -> float:
+    r"""Cumulative drift of the top-``k`` Hessian eigenspace of one full-batch run, from ``early_epoch``
+    to the end:
 
     .. math:: \mathrm{drift} = 1 - \mathrm{dk\_cos}(V_{t_0}, V_{T}),
 
@@ -208,13 +207,19 @@ def author_drift(result: Any, early_epoch: int = AUTHOR_DRIFT_EPOCH, k: int = AU
     ``t_0 = early_epoch``, ``T`` the run's last epoch; ``dk_cos`` is
     :func:`instab_lib.rotation.subspace_similarity` (cosine of the normalised Grassmann distance).
 
+    Ours, modelled on a scratch cell of the author's code (``lawrencewang94/jax_eigs``,
+    ``notebooks/fmnist-1LNN.ipynb``: ``dk_cos(eigvecs[9, :6].T, eigvecs[-1, :6].T)``, the top-6 subspace
+    at the 10th Hessian evaluation against the last, there with ``hess_freq = 10`` in a 100-epoch run of a
+    linear model, i.e. epoch 90 against 100); the author's figures' ρ is not this statistic.
+
     θ_{t_0} is recomputed by replaying the first ``t_0`` epochs of full-batch gradient descent from the
     run's seeded initialisation (:func:`instab_lib.experiments.loop.init_run`, ``run_epoch``): the run
     stores only its final θ (``snapshot_final``), and full-batch GD is deterministic, so the replay is
-    the run's own trajectory (replayed on one torch thread, as the harness's worker processes train).
-    θ_T is the run's final snapshot. Eigenvectors by :func:`instab_lib.curvature.lanczos` (``tol``, seeded
-    by the run's seed). NaN for a run that diverged, stopped before ``t_0`` or kept no final θ; a
-    ``ValueError`` for a minibatch run (its replay would need the batch order too)."""
+    the run's own trajectory (replayed on one torch thread, as the harness's worker processes train;
+    tested exact against a saved snapshot in float64). θ_T is the run's final snapshot. Eigenvectors by
+    :func:`instab_lib.curvature.lanczos` (``tol``, seeded by the run's seed). NaN for a run that
+    diverged, stopped before ``t_0`` or kept no final θ; a ``ValueError`` for a minibatch run (its
+    replay would need the batch order too)."""
     import torch
 
     from .. import curvature
@@ -224,7 +229,7 @@ def author_drift(result: Any, early_epoch: int = AUTHOR_DRIFT_EPOCH, k: int = AU
 
     cfg = result.config
     if cfg.batch_size not in (None, cfg.n_train):
-        raise ValueError(f"author_drift replays full-batch GD; run {result.key} has batch size {cfg.batch_size}")
+        raise ValueError(f"cumulative_drift replays full-batch GD; run {result.key} has batch size {cfg.batch_size}")
     if result.status == "diverged" or result.epochs_run <= early_epoch or not cfg.snapshot_final:
         return float("nan")
     threads = torch.get_num_threads()
