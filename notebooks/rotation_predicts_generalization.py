@@ -251,7 +251,6 @@ axes[0].set(ylabel="test accuracy", xscale="log")
 eta_legend(fig, w_etas, loc="outside lower center", ncol=len(w_etas))
 plt.show()
 
-# %%
 n = rec.numbers
 display(Markdown(
     f"**Figure 2.** Test accuracy of every run of the within-η ensemble against our ρ (left, log scale) and the "
