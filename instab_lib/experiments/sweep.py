@@ -6,7 +6,10 @@ product of the grid over ``base`` (dotted keys set one entry of a dict field, e.
 recomputed; identical configurations are run once. Where the rest run:
 
 * ``executor=None`` or ``"processes"``: local worker processes (``spawn``), at most
-  ``max_workers`` (default: the CPU count), each with ``cpus // workers`` torch threads;
+  ``max_workers`` (default: the CPU count), each with ``cpus // max_workers`` torch threads (1 by
+  default): the thread count, which can change a run's last bits, depends on the machine and the
+  arguments only, never on how many of the runs were already cached (or are being computed by
+  another process at the same time);
 * ``"serial"``: in this process, one after the other (debugging);
 * a ``dask.distributed`` scheduler address (``"tcp://host:8786"``) or a ``Client``.
 
@@ -77,7 +80,7 @@ def sweep(
         executor: ``None``/``"processes"``, ``"serial"``, a Dask scheduler address or a
             ``distributed.Client``.
         max_workers: local processes (default ``os.cpu_count()``).
-        threads_per_worker: torch threads per run (default ``cpus // workers``, ≥ 1).
+        threads_per_worker: torch threads per run (default ``cpus // max_workers``, ≥ 1).
     """
     return run_many(grid_configs(base, grid), cache_dir, executor, max_workers, threads_per_worker)
 
@@ -119,7 +122,7 @@ def _run_all(todo: dict[str, TrainConfig], cache: Path, executor: Any, max_worke
         return out
     if executor is None or executor == "processes":
         workers = max(1, min(max_workers or cpus, len(todo)))
-        thr = threads or max(1, cpus // workers)
+        thr = threads or max(1, cpus // max(1, max_workers or cpus))  # not // workers: see the module's doc
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
             futs = {k: pool.submit(_worker, c, str(cache), thr) for k, c in todo.items()}
             for k, f in futs.items():
