@@ -62,9 +62,11 @@ def stage_mathjax() -> bool:
     return True
 
 
-def stage_pages(execute: bool = True, progress: bool | None = None, label: str = "default") -> Path:
-    """Execute (unless ``execute`` is False) and stage every notebook of the table of contents
-    into ``book/notebooks/``, then write the generated pages. Returns ``book/``."""
+def stage_pages(execute: bool = True, progress: bool | None = None, label: str = "default",
+                jobs: int | None = None) -> Path:
+    """Execute (unless ``execute`` is False; ``jobs`` notebooks at a time, :func:`instab_lib.book.notebooks.execute_many`)
+    and stage every notebook of the table of contents into ``book/notebooks/``, then write the
+    generated pages. Returns ``book/``."""
     root = repo_root()
     staged = root / "book" / "notebooks"
     staged.mkdir(parents=True, exist_ok=True)
@@ -77,10 +79,9 @@ def stage_pages(execute: bool = True, progress: bool | None = None, label: str =
     seconds: dict[str, float] = {}
     stamps: dict[str, dict[str, Any]] = {}
     results: list[claims_mod.ClaimResult] = []
+    if execute:  # all of them first, several at a time (nbs.execute_many), then staged in the book's order
+        nbs.execute_many(wanted, progress=progress, jobs=jobs)
     for nid in wanted:
-        if execute:
-            record = nbs.execute(nid, progress=progress)
-            print(f"{nid}: {'up to date' if record.skipped else f'executed in {record.seconds:.1f} s'}", flush=True)
         nb_path, _, stamp_path = nbs.output_paths(nid, label)
         if not (nb_path.exists() and stamp_path.exists()):
             raise nbs.NotebookError(f"{nid}: no executed notebook at {nb_path}: run `instab book` (it executes "
@@ -182,7 +183,7 @@ def run_jupyter_book(strict: bool = True) -> Path:
     return nbs.build_dir() / "html"
 
 
-def build(progress: bool | None = None, strict: bool = True, execute: bool = True) -> Path:
+def build(progress: bool | None = None, strict: bool = True, execute: bool = True, jobs: int | None = None) -> Path:
     """Stage the pages (:func:`stage_pages`) and build ``_build/html`` (:func:`run_jupyter_book`)."""
-    stage_pages(execute=execute, progress=progress)
+    stage_pages(execute=execute, progress=progress, jobs=jobs)
     return run_jupyter_book(strict=strict)

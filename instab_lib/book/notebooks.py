@@ -236,6 +236,103 @@ def execute(
     return RunRecord(notebook_id, label, nb_path, numbers_path, False, seconds)
 
 
+#: Environment variable: how many notebooks :func:`execute_many` runs at once (default :data:`DEFAULT_JOBS`).
+JOBS_ENV = "INSTAB_JOBS"
+#: Notebooks executed at once by default. Each one's runs already use every core (a process pool,
+#: :func:`instab_lib.experiments.sweep.run_many`); a second notebook fills the cores the first leaves
+#: idle (its own analysis, the tail of a pool with fewer runs than workers). More than two mostly adds
+#: memory: every notebook's pool holds one torch process per core.
+DEFAULT_JOBS = 2
+
+
+def default_jobs() -> int:
+    """:data:`JOBS_ENV` when set (a positive integer, else a one-line ``ValueError``), else
+    :data:`DEFAULT_JOBS` (at most the number of CPUs); anything else set there is a one-line
+    :class:`NotebookError`."""
+    raw = os.environ.get(JOBS_ENV)
+    if raw is None or not raw.strip():
+        return max(1, min(DEFAULT_JOBS, os.cpu_count() or 1))
+    try:
+        jobs = int(raw)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise NotebookError(f"{JOBS_ENV}={raw!r}: expected a positive integer (notebooks executed at once)")
+    return jobs
+
+
+def _last_seconds(notebook_id: str, label: str) -> float | None:
+    """How long the last execution of ``notebook_id`` under ``label`` took (its stamp), or None."""
+    try:
+        return float(read_json(output_paths(notebook_id, label)[2])["seconds"])
+    except (Damaged, KeyError, TypeError, ValueError, OSError):
+        return None
+
+
+def execute_many(notebook_ids_: Sequence[str], preset: str = "default", jobs: int | None = None,
+                 progress: bool | None = None) -> dict[str, RunRecord]:
+    """:func:`execute` every notebook of ``notebook_ids_``, up to ``jobs`` at a time (default
+    :func:`default_jobs`), each in its own worker process (``execute`` hands the kernel its numbers
+    file through the environment, which threads would share). Notebooks whose last execution is
+    on record start longest first, the others after them in the given order; what they compute is
+    the same in any order (shared runs are computed once, under the run cache's entry locks, and
+    with the same thread count whoever computes them). Every notebook is executed even after one
+    fails; then the first failure, in the given order, is raised (:class:`NotebookError`). One
+    line per notebook is printed as it finishes; ``progress`` (per-cell bars, as :func:`execute`)
+    applies only when ``jobs`` is 1."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    jobs = default_jobs() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise NotebookError(f"jobs must be a positive integer, got {jobs}")
+    ids = list(dict.fromkeys(notebook_ids_))
+    for nid in ids:  # bad input: one line, before anything runs
+        resolve_parameters(nid, preset)
+    label = run_label(preset, None)
+    known = {nid: _last_seconds(nid, label) for nid in ids}
+    order = sorted((n for n in ids if known[n] is not None), key=lambda n: -known[n]) + \
+        [n for n in ids if known[n] is None]
+    records: dict[str, RunRecord] = {}
+    errors: dict[str, str] = {}
+    if jobs == 1 or len(order) <= 1:
+        for nid in order:
+            try:
+                records[nid] = execute(nid, preset, progress=progress)
+            except NotebookError as exc:
+                errors[nid] = str(exc)
+                print(f"{nid}: FAILED ({exc})", flush=True)
+                continue
+            _report(records[nid])
+    else:
+        with ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(_execute_quietly, nid, preset): nid for nid in order}
+            for fut in as_completed(futs):
+                nid = futs[fut]
+                try:
+                    records[nid] = fut.result()
+                except NotebookError as exc:
+                    errors[nid] = str(exc)
+                    print(f"{nid}: FAILED ({exc})", flush=True)
+                    continue
+                _report(records[nid])
+    failed = [n for n in ids if n in errors]
+    if failed:
+        more = f" ({len(failed) - 1} more failed: {', '.join(failed[1:])})" if len(failed) > 1 else ""
+        raise NotebookError(errors[failed[0]] + more)
+    return {nid: records[nid] for nid in ids}
+
+
+def _report(record: RunRecord) -> None:
+    print(f"{record.notebook_id}: {'up to date' if record.skipped else f'executed in {record.seconds:.1f} s'}",
+          flush=True)
+
+
+def _execute_quietly(notebook_id: str, preset: str) -> RunRecord:
+    """:func:`execute` without per-cell progress bars (a worker of :func:`execute_many`)."""
+    return execute(notebook_id, preset, progress=False)
+
+
 def _current(nb_path: Path, numbers_path: Path, stamp_path: Path, key: str) -> bool:
     """Whether the executed notebook on disk is the one ``key`` asks for, and readable. An entry
     that cannot be read (its stamp, or the notebook or numbers its stamp vouches for) is warned
