@@ -27,8 +27,8 @@
 #   cross-entropy alone); reviewer 2 asks for a comparison at the same training loss (§8.3), which we run.
 # - **Author's code**: the fMNIST setting (§4.2).
 # - **Our reconstruction**: $\eta_0 \in \{0.1, 0.3\}$ (about 7 and 22 times the limit 0.0134 of {doc}`goldilocks`) and the control
-#   0.02; the reduction epochs 10, 50, 150; the same budget at $\eta_\mathrm{small}$ after every reduction, 300 epochs at
-#   CI scale ($\eta t$ = 3) and 5,000 at the paper preset ($\eta t$ = 50, where a stable run from initialisation reaches
+#   0.02; the reduction epochs 10, 50, 150; the same budget at $\eta_\mathrm{small}$ after every reduction, 100 epochs at
+#   CI scale ($\eta t$ = 1: it shows the design, not the eventual maximum) and 5,000 at the paper preset ($\eta t$ = 50, where a stable run from initialisation reaches
 #   99.9 % train accuracy at $\eta t \approx$ 40–46 on {doc}`goldilocks`); $S_{\max}$ = the largest sharpness over that budget (every 5 epochs
 #   at CI scale, 10 at the paper preset), read as the caption's *eventual* maximum only where the runs got there (99.9 %
 #   train accuracy, or a peak at least 10 units of $\eta t$ before the window closes); the comparison at equal training
@@ -170,7 +170,7 @@ plt.show()
 
 # %% [markdown]
 # **Figure 1.** Left (A Fig 4): the maximum sharpness each run reaches in the window after its reduction to
-# η = 0.01 (300 epochs at CI scale, 5,000 at the paper preset), against the reduction epoch (thin: seeds; bold:
+# η = 0.01 (100 epochs at CI scale, 5,000 at the paper preset), against the reduction epoch (thin: seeds; bold:
 # medians). Right: the sharpness of seed 0 at each η₀, all reduced at the latest epoch (dotted line; the x axis is
 # linear to epoch 10 and logarithmic beyond, so the phase at η₀ is visible). After the reduction every run sharpens
 # again; look at how high each gets, not where it starts: a larger unstable η₀ can start *sharper* at the reduction

@@ -57,11 +57,16 @@ def test_goldilocks_grid_and_derived_settings():
     e = ex.get("fmnist_goldilocks", "ci")
     cs = e.configs()
     assert len(cs) == len(ex.GOLDILOCKS_ETAS["ci"]) * 5 and e.seeds == (0, 1, 2, 3, 4)
-    for c in cs:
-        assert c.epochs == max(ex.CAP_MIN_EPOCHS, round(ex.GF_CAP / c.lr)) and c.test_every == c.epochs
-        assert c.eval_every == ex.gf_interval(c.lr) and c.n_test == 10000 and c.snapshot_final
-        assert c.target_train_acc == 0.999 and c.batch_size is None
+    for scale in ex.SCALES:
+        for c in ex.get("fmnist_goldilocks", scale).configs():
+            assert c.epochs == max(ex.CAP_MIN_EPOCHS[scale], round(ex.GF_CAP / c.lr)) and c.test_every == c.epochs
+            assert c.eval_every == ex.gf_interval(c.lr) and c.n_test == 10000 and c.snapshot_final
+            assert c.target_train_acc == 0.999 and c.batch_size is None
+    assert ex.CAP_MIN_EPOCHS["paper"] == 4000  # the paper preset's runs are those archived
     assert ex.get("fmnist_goldilocks", "paper").seeds == tuple(range(10))
+    # the CI grid still spans the limit (≈ 0.010–0.016) from below a third of it to past divergence
+    assert min(ex.GOLDILOCKS_ETAS["ci"]) <= 0.01 / 3 and max(ex.GOLDILOCKS_ETAS["ci"]) >= 0.8
+    assert sum(lr < 0.01 for lr in ex.GOLDILOCKS_ETAS["ci"]) >= 3
 
 
 def test_sgd_experiments_share_the_full_batch_runs_and_continue_every_run():
