@@ -63,3 +63,21 @@ def test_jobs_default_and_setting(monkeypatch):
     assert 1 <= nbs.default_jobs() <= nbs.DEFAULT_JOBS
     monkeypatch.setenv(nbs.JOBS_ENV, "3")
     assert nbs.default_jobs() == 3
+
+
+def test_notebooks_reading_the_same_shared_runs_do_not_run_side_by_side():
+    from instab_lib.book import schedule
+
+    assert schedule.shared_experiments("goldilocks") == {"fmnist_goldilocks"}
+    assert schedule.shared_experiments("descent_lemma") == frozenset()
+    ids = ["goldilocks", "rotation_predicts_generalization", "sgd_flattening", "phases_of_training",
+           "spectral_density", "cifar_generalization"]
+    keys = {n: schedule.shared_run_keys(n, nbs.resolve_parameters(n, "default")) for n in ids}
+    # the SGD experiment's full-batch runs are the Goldilocks grid's: a conflict found through the runs
+    assert keys["sgd_flattening"] & keys["goldilocks"] and keys["rotation_predicts_generalization"] >= keys["goldilocks"]
+    pending = ["rotation_predicts_generalization", "sgd_flattening", "spectral_density", "cifar_generalization"]
+    assert schedule.next_notebook(pending, ["goldilocks"], keys) == "spectral_density"
+    assert schedule.next_notebook(pending, ["phases_of_training"], keys) == "rotation_predicts_generalization"
+    assert schedule.next_notebook(pending[:2], ["goldilocks"], keys) is None  # wait: both read the grid
+    assert schedule.next_notebook(pending[:2], [], keys) == "rotation_predicts_generalization"
+    assert schedule.next_notebook([], ["goldilocks"], keys) is None

@@ -274,14 +274,15 @@ def execute_many(notebook_ids_: Sequence[str], preset: str = "default", jobs: in
     """:func:`execute` every notebook of ``notebook_ids_``, up to ``jobs`` at a time (default
     :func:`default_jobs`), each in its own worker process (``execute`` hands the kernel its numbers
     file through the environment, which threads would share). Notebooks whose last execution is
-    on record start longest first, the others after them in the given order; what they compute is
-    the same in any order (shared runs are computed once, under the run cache's entry locks, and
-    with the same thread count whoever computes them). Every notebook is executed even after one
+    on record start longest first, the others after them in the given order, and a notebook starts
+    beside another only when they read disjoint shared runs (:mod:`instab_lib.book.schedule`);
+    what they compute is the same in any order (shared runs are computed once, under the run
+    cache's entry locks, and with the same thread count whoever computes them). Every notebook is executed even after one
     fails; then the first failure, in the given order, is raised (:class:`NotebookError`). One
     line per notebook is printed as it finishes; ``progress`` (per-cell bars, as :func:`execute`)
     applies only when ``jobs`` is 1."""
     import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     jobs = default_jobs() if jobs is None else int(jobs)
     if jobs < 1:
@@ -305,17 +306,28 @@ def execute_many(notebook_ids_: Sequence[str], preset: str = "default", jobs: in
                 continue
             _report(records[nid])
     else:
+        from .schedule import next_notebook, shared_run_keys
+
+        keys = {nid: shared_run_keys(nid, resolve_parameters(nid, preset)) for nid in order}
+        pending, running = list(order), {}
         with ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=mp.get_context("spawn")) as pool:
-            futs = {pool.submit(_execute_quietly, nid, preset): nid for nid in order}
-            for fut in as_completed(futs):
-                nid = futs[fut]
-                try:
-                    records[nid] = fut.result()
-                except NotebookError as exc:
-                    errors[nid] = str(exc)
-                    print(f"{nid}: FAILED ({exc})", flush=True)
-                    continue
-                _report(records[nid])
+            while pending or running:
+                while pending and len(running) < jobs:
+                    nid = next_notebook(pending, list(running.values()), keys)
+                    if nid is None:  # every notebook left reads runs a running one is computing
+                        break
+                    pending.remove(nid)
+                    running[pool.submit(_execute_quietly, nid, preset)] = nid
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    nid = running.pop(fut)
+                    try:
+                        records[nid] = fut.result()
+                    except NotebookError as exc:
+                        errors[nid] = str(exc)
+                        print(f"{nid}: FAILED ({exc})", flush=True)
+                        continue
+                    _report(records[nid])
     failed = [n for n in ids if n in errors]
     if failed:
         more = f" ({len(failed) - 1} more failed: {', '.join(failed[1:])})" if len(failed) > 1 else ""
