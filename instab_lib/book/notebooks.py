@@ -309,18 +309,19 @@ def execute_many(notebook_ids_: Sequence[str], preset: str = "default", jobs: in
         from .schedule import next_notebook, shared_run_keys
 
         keys = {nid: shared_run_keys(nid, resolve_parameters(nid, preset)) for nid in order}
-        pending, running = list(order), {}
+        pending, running, done = list(order), {}, frozenset()
         with ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=mp.get_context("spawn")) as pool:
             while pending or running:
                 while pending and len(running) < jobs:
-                    nid = next_notebook(pending, list(running.values()), keys)
+                    nid = next_notebook(pending, list(running.values()), keys, done)
                     if nid is None:  # every notebook left reads runs a running one is computing
                         break
                     pending.remove(nid)
                     running[pool.submit(_execute_quietly, nid, preset)] = nid
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for fut in done:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
                     nid = running.pop(fut)
+                    done |= keys[nid]  # its shared runs are cached now (or failed: recomputing them helps no one)
                     try:
                         records[nid] = fut.result()
                     except NotebookError as exc:

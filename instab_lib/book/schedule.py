@@ -54,12 +54,14 @@ def shared_run_keys(notebook_id: str, params: Mapping[str, object]) -> frozenset
     return frozenset().union(*(_run_ids(name, scale) for name in sorted(shared_experiments(notebook_id))))
 
 
-def next_notebook(pending: Sequence[str], running: Sequence[str], keys: Mapping[str, frozenset[str]]) -> str | None:
-    """The first of ``pending`` whose shared runs are disjoint from those of every ``running``
-    notebook; the first of ``pending`` when none is running; else None (wait for one to finish)."""
+def next_notebook(pending: Sequence[str], running: Sequence[str], keys: Mapping[str, frozenset[str]],
+                  done: frozenset[str] = frozenset()) -> str | None:
+    """The first of ``pending`` none of whose shared runs a ``running`` notebook may be computing
+    (its runs less ``done``, the runs of the notebooks already finished, which are cached); the
+    first of ``pending`` when none is running; else None (wait for one to finish)."""
     if not pending:
         return None
     if not running:
         return pending[0]
-    busy = frozenset().union(*(keys.get(n, frozenset()) for n in running))
+    busy = frozenset().union(*(keys.get(n, frozenset()) for n in running)) - done
     return next((n for n in pending if not keys.get(n, frozenset()) & busy), None)
