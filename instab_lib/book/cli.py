@@ -166,14 +166,11 @@ def _cmd_expectations(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
+def _jobs(text: str) -> int:
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+        return nbs.parse_jobs(text, "--jobs")
+    except nbs.NotebookError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cmd_book(args: argparse.Namespace) -> int:
@@ -219,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-strict", action="store_true", help="do not fail on Sphinx warnings")
     b.add_argument("--no-execute", action="store_true",
                    help="build from the notebooks already executed in _build/executed/default")
-    b.add_argument("--jobs", type=_positive_int, default=None,
+    b.add_argument("--jobs", type=_jobs, default=None,
                    help="notebooks executed at once (default: $INSTAB_JOBS, else 2; each one's runs use every core)")
     b.set_defaults(func=_cmd_book)
     a = sub.add_parser("archive", help="run notebooks at a preset and archive numbers, stamp and figures "

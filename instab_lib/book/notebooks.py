@@ -239,26 +239,33 @@ def execute(
 #: Environment variable: how many notebooks :func:`execute_many` runs at once (default :data:`DEFAULT_JOBS`).
 JOBS_ENV = "INSTAB_JOBS"
 #: Notebooks executed at once by default. Each one's runs already use every core (a process pool,
-#: :func:`instab_lib.experiments.sweep.run_many`); a second notebook fills the cores the first leaves
-#: idle (its own analysis, the tail of a pool with fewer runs than workers). More than two mostly adds
-#: memory: every notebook's pool holds one torch process per core.
+#: :func:`instab_lib.experiments.sweep.run_many`); a second notebook can fill cores the first leaves
+#: idle (its own analysis, the tail of a pool with fewer runs than workers). On 2 cores that gained
+#: little (fresh-clone CI 2026-12-04: the timeline matched one-at-a-time until the last pages); it pays
+#: where a machine has more cores than a page has runs. More than two mostly adds memory: every
+#: notebook's pool holds one torch process per core.
 DEFAULT_JOBS = 2
 
 
-def default_jobs() -> int:
-    """:data:`JOBS_ENV` when set (a positive integer, else a one-line ``ValueError``), else
-    :data:`DEFAULT_JOBS` (at most the number of CPUs); anything else set there is a one-line
-    :class:`NotebookError`."""
-    raw = os.environ.get(JOBS_ENV)
-    if raw is None or not raw.strip():
-        return max(1, min(DEFAULT_JOBS, os.cpu_count() or 1))
+def parse_jobs(raw: str, where: str) -> int:
+    """A number of notebooks executed at once from text: a positive integer, else a one-line
+    :class:`NotebookError` naming ``where`` it came from."""
     try:
         jobs = int(raw)
     except ValueError:
         jobs = 0
     if jobs < 1:
-        raise NotebookError(f"{JOBS_ENV}={raw!r}: expected a positive integer (notebooks executed at once)")
+        raise NotebookError(f"{where}={raw!r}: expected a positive integer (notebooks executed at once)")
     return jobs
+
+
+def default_jobs() -> int:
+    """:data:`JOBS_ENV` when set (:func:`parse_jobs`: anything but a positive integer is a one-line
+    :class:`NotebookError`), else :data:`DEFAULT_JOBS` (at most the number of CPUs)."""
+    raw = os.environ.get(JOBS_ENV)
+    if raw is None or not raw.strip():
+        return max(1, min(DEFAULT_JOBS, os.cpu_count() or 1))
+    return parse_jobs(raw, JOBS_ENV)
 
 
 def _last_seconds(notebook_id: str, label: str) -> float | None:
@@ -288,8 +295,7 @@ def execute_many(notebook_ids_: Sequence[str], preset: str = "default", jobs: in
     if jobs < 1:
         raise NotebookError(f"jobs must be a positive integer, got {jobs}")
     ids = list(dict.fromkeys(notebook_ids_))
-    for nid in ids:  # bad input: one line, before anything runs
-        resolve_parameters(nid, preset)
+    params = {nid: resolve_parameters(nid, preset) for nid in ids}  # bad input: one line, before anything runs
     label = run_label(preset, None)
     known = {nid: _last_seconds(nid, label) for nid in ids}
     order = sorted((n for n in ids if known[n] is not None), key=lambda n: -known[n]) + \
@@ -308,7 +314,7 @@ def execute_many(notebook_ids_: Sequence[str], preset: str = "default", jobs: in
     else:
         from .schedule import next_notebook, shared_run_keys
 
-        keys = {nid: shared_run_keys(nid, resolve_parameters(nid, preset)) for nid in order}
+        keys = {nid: shared_run_keys(nid, params[nid]) for nid in order}
         pending, running, done = list(order), {}, frozenset()
         with ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=mp.get_context("spawn")) as pool:
             while pending or running:
