@@ -238,13 +238,13 @@ def execute(
 
 #: Environment variable: how many notebooks :func:`execute_many` runs at once (default :data:`DEFAULT_JOBS`).
 JOBS_ENV = "INSTAB_JOBS"
-#: Notebooks executed at once by default. Each one's runs already use every core (a process pool,
-#: :func:`instab_lib.experiments.sweep.run_many`); a second notebook can fill cores the first leaves
-#: idle (its own analysis, the tail of a pool with fewer runs than workers). On 2 cores that gained
-#: little (fresh-clone CI 2026-12-04: the timeline matched one-at-a-time until the last pages); it pays
-#: where a machine has more cores than a page has runs. More than two mostly adds memory: every
-#: notebook's pool holds one torch process per core.
-DEFAULT_JOBS = 2
+#: Notebooks executed at once by default: one. Each one's runs already use every core (a process pool,
+#: :func:`instab_lib.experiments.sweep.run_many`), so a second notebook mostly competes for them. Measured
+#: on fresh-clone CI (2026-12-04): on this 2-core machine two at a time saved ≈ 4 % of the notebook time,
+#: on the CI machine the same code took 3,232 s against 3,076 s for the commit before it, run one at a
+#: time with more runs to compute. ``--jobs``/``INSTAB_JOBS`` > 1 pays where a machine has more cores
+#: than a page has runs.
+DEFAULT_JOBS = 1
 
 
 def parse_jobs(raw: str, where: str) -> int:

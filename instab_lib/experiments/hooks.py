@@ -104,7 +104,8 @@ class Hook:
 
 def period2_oscillation(prev: Tensor, cur: Tensor, nxt: Tensor) -> float:
     """‖θ_t − θ*_t‖₂ with θ*_t = (θ_{t−1} + 2θ_t + θ_{t+1})/4 (REFERENCE §10), for flat
-    parameter vectors of shape (dim,): equals ‖θ_{t−1} − 2θ_t + θ_{t+1}‖₂ / 4."""
+    parameter vectors of shape (dim,): equals ‖θ_{t−1} − 2θ_t + θ_{t+1}‖₂ / 4, computed in float64
+    (a float64 input is used as it is, so vectors already converted give the same number)."""
     return float(torch.linalg.vector_norm((prev.double() - 2 * cur.double() + nxt.double()) / 4))
 
 
@@ -115,22 +116,30 @@ class Norms(Hook):
     def __init__(self) -> None:
         self.theta_prev: Tensor | None = None
         self.theta_cur: Tensor | None = None
+        # float64 copies of θ_{e−1}, θ_e (the conversion is exact): each θ is converted once, not three times
+        self._prev64: Tensor | None = None
+        self._cur64: Tensor | None = None
 
     def on_row(self, ctx: RowContext) -> None:
         theta = ctx.theta
-        ctx.row["param_norm"] = float(torch.linalg.vector_norm(theta.double()))
+        theta64 = theta.double()
+        ctx.row["param_norm"] = float(torch.linalg.vector_norm(theta64))
         ctx.row["step_norm"] = (float(torch.linalg.vector_norm((theta - self.theta_cur).double()))
                                 if self.theta_cur is not None else float("nan"))
         ctx.row["osc"] = float("nan")
         if self.theta_prev is not None and ctx.rows:
-            ctx.rows[-1]["osc"] = period2_oscillation(self.theta_prev, self.theta_cur, theta)
+            prev64 = self._prev64 if self._prev64 is not None else self.theta_prev.double()
+            cur64 = self._cur64 if self._cur64 is not None else self.theta_cur.double()
+            ctx.rows[-1]["osc"] = period2_oscillation(prev64, cur64, theta64)
         self.theta_prev, self.theta_cur = self.theta_cur, theta
+        self._prev64, self._cur64 = self._cur64, theta64
 
     def state_dict(self) -> dict[str, Any]:
         return {"theta_prev": self.theta_prev, "theta_cur": self.theta_cur}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         self.theta_prev, self.theta_cur = d["theta_prev"], d["theta_cur"]
+        self._prev64 = self._cur64 = None
 
 
 def _light(r: Any) -> Any:

@@ -372,6 +372,13 @@ def _train_unlocked(config: TrainConfig, key: str, run_dir: Path | None, progres
     return res
 
 
+def _finite(theta: torch.Tensor, param_norm: float | None) -> bool:
+    """Every entry of θ finite. Read from ``param_norm`` (‖θ‖ in float64 from the :class:`~.hooks.Norms`
+    hook: finite exactly when every entry is, since a float64 sum of squared float32 values cannot
+    overflow) when given, saving a pass over θ every epoch."""
+    return math.isfinite(param_norm) if param_norm is not None else bool(torch.isfinite(theta).all())
+
+
 class _Driver:
     """One run: :func:`instab_lib.experiments.loop.init_run`, epochs of :func:`instab_lib.experiments.loop.run_epoch`,
     a row per epoch built by the hooks, checkpoints (resumed from when present)."""
@@ -437,11 +444,12 @@ class _Driver:
         f, ref = self.cfg.divergence_factor, self.st["ref_loss"]
         return f is not None and ref is not None and loss > f * max(ref, 1e-12)
 
-    def _status(self, epoch: int, tr_loss: float, tr_acc: float, theta: torch.Tensor, diverged: bool) -> None:
+    def _status(self, epoch: int, tr_loss: float, tr_acc: float, theta: torch.Tensor, diverged: bool,
+                param_norm: float | None = None) -> None:
         st, cfg = self.st, self.cfg
         if st["ref_loss"] is None:
             st["ref_loss"] = tr_loss if math.isfinite(tr_loss) else 1.0
-        blown = not math.isfinite(tr_loss) or not bool(torch.isfinite(theta).all()) or self._blown(tr_loss)
+        blown = not math.isfinite(tr_loss) or not _finite(theta, param_norm) or self._blown(tr_loss)
         if diverged or blown:
             st["status"] = "diverged"
             if st["diverged_step"] is None:
@@ -485,7 +493,7 @@ class _Driver:
         ctx = hooks_mod.RowContext(run, self.state, epoch, row, self.st["rows"], theta, None, self.run_dir)
         for h in self.hooks.values():
             h.on_row(ctx)
-        self._status(epoch, tr_loss, tr_acc, theta, diverged)
+        self._status(epoch, tr_loss, tr_acc, theta, diverged, row.get("param_norm"))
         ctx.status = self.st["status"]
         if ctx.status is not None and epoch % cfg.test_every:  # the last row always has test metrics
             self._held_out(row, True)
