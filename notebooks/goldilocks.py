@@ -33,9 +33,10 @@
 #   an interval over seeds), not 2/S₀ at initialisation; the spectra every 4/η epochs (the same stretch η·t of
 #   gradient-flow time at every η); the accuracy statistics and the fit of the transition.
 # - **How much of the paper's setting this matches**: the network, data, loss, optimiser and stopping rule are the
-#   author's; the grid's numbers and the seeds are ours. At CI scale: 14 learning rates from a quarter of the limit to
-#   past divergence, four of them inside the gap (0.0075, 0.025) that holds the limit, 5 seeds. The `paper` preset
-#   (`scale: paper`) runs 24 learning rates from an eighth of the limit to 2.26 (the same four in the gap) and 10 seeds.
+#   author's; the grid's numbers and the seeds are ours. At CI scale: 9 learning rates from a quarter of the limit to
+#   past divergence (0.003 to 0.8), one of them inside the gap (0.0075, 0.025) that holds the limit, 5 seeds. The
+#   `paper` preset (`scale: paper`) runs 24 learning rates from an eighth of the limit to 2.26, four of them in the
+#   gap (where the breakpoint is located), and 10 seeds.
 # ```
 
 # %% tags=["remove-input"]
@@ -52,7 +53,7 @@ from instab_lib.experiments.plotting import apply_style, eta_style, figure, lr_a
 apply_style()
 
 # %% tags=["parameters"]
-scale = "ci"  # "ci" (14 learning rates, 5 seeds) or "paper" (24, 10)
+scale = "ci"  # "ci" (9 learning rates, 5 seeds) or "paper" (24, 10)
 n_boot = 2000  # bootstrap resamples of the seeds
 
 # %% tags=["remove-input"]

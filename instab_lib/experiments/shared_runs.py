@@ -174,10 +174,13 @@ def fmnist_ladder(scale: str) -> Experiment:
 #: above it by factors of two to past divergence (≈ 0.8–1.6; at CI scale the grid stops at 0.8, where 3 of 5
 #: runs diverged and none reached the target on 2026-12-04, and skips 0.005: the CI budget).
 #: Four learning rates inside the gap (0.0075, 0.025) that holds the limit (≈ 0.013), about a
-#: factor 1.27 apart, so a breakpoint of accuracy against log η can be located there (issue 20).
+#: factor 1.27 apart, so a breakpoint of accuracy against log η can be located there (issue 20). The
+#: breakpoint is decided at the paper preset only (10 seeds); at CI scale the grid keeps 0.0095, the third
+#: learning rate below the limit's interval, and leaves out the other three (15 runs, ≈ 150 CPU-s): on the
+#: runs of 2026-12-04 every claim of the Goldilocks, rotation and SGD pages had the same verdict without them.
 GOLDILOCKS_GAP_ETAS = (0.0095, 0.0125, 0.015, 0.02)
 GOLDILOCKS_ETAS = {
-    "ci": tuple(sorted((0.003, 0.0075, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8) + GOLDILOCKS_GAP_ETAS)),
+    "ci": tuple(sorted((0.003, 0.0075, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8) + GOLDILOCKS_GAP_ETAS[:1])),
     "paper": tuple(sorted((0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.025, 0.035, 0.05, 0.07, 0.1, 0.14, 0.2,
                            0.28, 0.4, 0.57, 0.8, 1.13, 1.6, 2.26) + GOLDILOCKS_GAP_ETAS)),
 }
