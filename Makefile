@@ -10,11 +10,12 @@ book:
 	bash scripts/setup.sh
 	.venv/bin/instab book
 
-# Unit tests, every notebook executed with its claims checked, the book built with
-# warnings as errors and opened in headless Chromium.
+# Unit tests (in parallel, one worker per core), then every notebook executed with its claims
+# checked and the book built with warnings as errors and opened in headless Chromium
+# (scripts/test.sh: two pytest runs, both always run).
 test:
 	bash scripts/setup.sh --browser
-	.venv/bin/python -m pytest
+	bash scripts/test.sh
 
 # The perturbation check: every notebook re-executed under ATEN_CPU_CAPABILITY=default,
 # =avx2 (where it differs from the native kernels) and shifted seeds, each in its own run

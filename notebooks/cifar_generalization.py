@@ -60,7 +60,7 @@ apply_style()
 
 # %% tags=["parameters"]
 classes = [0, 1]  # CIFAR-10 labels kept (airplane, automobile); None: all 10 (paper)
-n_train = 100  # balanced training subset (n_train / #classes images per class); paper: 5120 (CIFAR5k)
+n_train = 60  # balanced training subset (n_train / #classes images per class); paper: 5120 (CIFAR5k)
 n_test = 2000  # first n_test test images of those classes
 target_train_acc = 0.9  # early stop (CI; the author's 0.999 in the paper preset)
 vgg_etas = [0.001, 0.03, 1.0]  # learning rates of the VGG grid

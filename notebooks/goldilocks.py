@@ -65,7 +65,7 @@ rec = claims.Recorder("goldilocks")
 # One full-batch run per (η, seed), shared with the page
 # [Does rotation predict generalisation?](rotation_predicts_generalization) and, for two learning rates, with
 # [Flattening survives minibatch noise](sgd_flattening). Every run stops at 99.9 % train accuracy (*target*), at an
-# epoch cap of 150/η epochs (at least 4,000 at the paper preset, 2,000 at CI scale: *capped*), when the loss blows up (*diverged*), or when it sits at
+# epoch cap of 150/η epochs (at least 4,000 at the paper preset, 1,000 at CI scale: *capped*), when the loss blows up (*diverged*), or when it sits at
 # chance level without progress for 1,000 epochs (*collapsed*: the network died). Only runs that reached the target
 # enter the accuracy statistics; the others are shown and counted.
 

@@ -17,6 +17,14 @@ import pytest
 import torch
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (scripts/test.sh runs the unit tests with ``-n auto``): torch threads per worker
+    = cores / workers, so the workers do not oversubscribe the cores."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(workers)))
+
+
 @pytest.fixture
 def one_thread():
     """Small models on a shared 2-core machine: one intra-op thread is far faster.
