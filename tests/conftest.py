@@ -68,3 +68,12 @@ def chromium_exe() -> str:
             pytest.fail(message)
         pytest.skip(message)
     return exe
+
+
+@pytest.fixture(scope="session")
+def built_html():
+    """The book built once per session (every notebook executed at its defaults, then Sphinx with
+    ``-W --keep-going``: any warning fails), for every module that reads the built pages."""
+    from instab_lib.book import build
+
+    return build.build(progress=False)

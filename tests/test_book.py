@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from instab_lib.book import browser, build, claims
+from instab_lib.book import browser, claims
 from instab_lib.book import notebooks as nbs
 
 def test_pages_draw_with_the_book_helpers():
@@ -37,8 +37,8 @@ def test_pages_draw_with_the_book_helpers():
 
 
 @pytest.fixture(scope="module")
-def html():
-    return build.build(progress=False)  # -W --keep-going: any Sphinx warning fails here
+def html(built_html):
+    return built_html  # conftest: built once per session, -W --keep-going (any Sphinx warning fails there)
 
 
 @pytest.fixture(scope="module")

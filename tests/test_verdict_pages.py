@@ -12,15 +12,15 @@ from collections import defaultdict
 
 import pytest
 
-from instab_lib.book import build, pages, verdicts
+from instab_lib.book import pages, verdicts
 from instab_lib.book import notebooks as nbs
 
 SPAN = re.compile(r'data-claim="([^"]+)" data-column="([^"]+)" data-verdict="([^"]+)"')
 
 
 @pytest.fixture(scope="module")
-def html():
-    return build.build(progress=False)
+def html(built_html):
+    return built_html
 
 
 @pytest.fixture(scope="module")
