@@ -95,6 +95,22 @@ def test_unknown_names_and_scales_are_one_line_errors():
         shared_runs.get("fmnist_nothing")
     with pytest.raises(ValueError, match="unknown scale"):
         shared_runs.get("fmnist_limit", "huge")
+    with pytest.raises(ValueError, match="unknown experiment 'fmnist_nothing'; known: .*fmnist_flattening"):
+        shared_runs.experiments("fmnist_nothing")
+    with pytest.raises(ValueError, match="unknown scale"):
+        shared_runs.experiments("fmnist_flattening", "huge")
+
+
+def test_experiments_lists_single_experiments_and_families_alike():
+    """One lookup for every shared experiment a page may name: a single one as a list of one, a family
+    (progressive flattening: one experiment per reduction epoch) as its list."""
+    for scale in ex.SCALES:
+        assert [e.configs() for e in shared_runs.experiments("fmnist_limit", scale)] == \
+            [shared_runs.get("fmnist_limit", scale).configs()]
+        fam = shared_runs.experiments("fmnist_flattening", scale)
+        assert [e.configs() for e in fam] == [e.configs() for e in shared_runs.fmnist_flattening(scale)]
+        assert len(fam) == len(shared_runs.FMNIST_FLATTENING["reduce_at"])
+    assert not set(shared_runs.EXPERIMENTS) & set(shared_runs.EXPERIMENT_FAMILIES)
 
 
 def test_goldilocks_grid_has_four_learning_rates_inside_the_gap_around_the_limit():

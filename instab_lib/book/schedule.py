@@ -31,7 +31,7 @@ def shared_experiments(notebook_id: str) -> frozenset[str]:
 
     src = (notebooks_dir() / f"{notebook_id}.py").read_text()
     names = {m.group(1) or m.group(2) for m in _NAMED.finditer(src)}
-    return frozenset(n for n in names if n in shared_runs.EXPERIMENTS or n == "fmnist_flattening")
+    return frozenset(n for n in names if n in shared_runs.EXPERIMENTS or n in shared_runs.EXPERIMENT_FAMILIES)
 
 
 @functools.lru_cache(maxsize=None)
@@ -40,8 +40,8 @@ def _run_ids(name: str, scale: str) -> frozenset[str]:
     cache key: the key hashes the same dict with the library's fingerprint, the same for all)."""
     from ..experiments import shared_runs
 
-    exps = shared_runs.fmnist_flattening(scale) if name == "fmnist_flattening" else [shared_runs.get(name, scale)]
-    return frozenset(json.dumps(c.to_dict(), sort_keys=True, default=str) for e in exps for c in e.configs())
+    return frozenset(json.dumps(c.to_dict(), sort_keys=True, default=str)
+                     for e in shared_runs.experiments(name, scale) for c in e.configs())
 
 
 def shared_run_keys(notebook_id: str, params: Mapping[str, object]) -> frozenset[str]:

@@ -62,7 +62,7 @@ __all__ = ["Experiment", "SCALES", "get", "EXPERIMENTS", "FMNIST_ETA", "FMNIST_E
            "author_sgd_lr",
            "SGD_LASTING_LR", "SGD_LASTING_EPOCHS", "ADAPTIVE_ETA", "ADAPTIVE_TRACED", "ADAPTIVE_N_VAL",
            "ADAPTIVE_GRID", "ADAPTIVE_FAMILIES", "adaptive_schedule", "adaptive_config", "adaptive_grid",
-           "fmnist_adaptive"]
+           "fmnist_adaptive", "EXPERIMENT_FAMILIES", "experiments"]
 
 #: The scales every experiment is defined at.
 SCALES = ("ci", "paper")
@@ -446,6 +446,12 @@ EXPERIMENTS: dict[str, Callable[[str], Experiment]] = {
 }
 
 
+#: Shared experiments defined as several :class:`Experiment` s (one per epoch count), by name.
+EXPERIMENT_FAMILIES: dict[str, Callable[[str], list[Experiment]]] = {
+    "fmnist_flattening": fmnist_flattening,
+}
+
+
 def get(name: str, scale: str = "ci") -> Experiment:
     """The experiment ``name`` at ``scale`` (``ValueError`` naming the known ones otherwise)."""
     if name not in EXPERIMENTS:
@@ -453,3 +459,16 @@ def get(name: str, scale: str = "ci") -> Experiment:
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
     return EXPERIMENTS[name](scale)
+
+
+def experiments(name: str, scale: str = "ci") -> list[Experiment]:
+    """Every :class:`Experiment` registered as ``name`` at ``scale``: ``[get(name, scale)]`` for one of
+    :data:`EXPERIMENTS`, the list of one of :data:`EXPERIMENT_FAMILIES` (``ValueError`` naming both
+    otherwise)."""
+    if name in EXPERIMENT_FAMILIES:
+        if scale not in SCALES:
+            raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+        return EXPERIMENT_FAMILIES[name](scale)
+    if name not in EXPERIMENTS:
+        raise ValueError(f"unknown experiment {name!r}; known: {', '.join([*EXPERIMENTS, *EXPERIMENT_FAMILIES])}")
+    return [get(name, scale)]
