@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-execute", action="store_true",
                    help="build from the notebooks already executed in _build/executed/default")
     b.add_argument("--jobs", type=_jobs, default=None,
-                   help="notebooks executed at once (default: $INSTAB_JOBS, else 2; each one's runs use every core)")
+                   help=f"notebooks executed at once (default: ${nbs.JOBS_ENV}, else {nbs.DEFAULT_JOBS}; "
+                        "each one's runs use every core)")
     b.set_defaults(func=_cmd_book)
     a = sub.add_parser("archive", help="run notebooks at a preset and archive numbers, stamp and figures "
                                        "in results/<preset>/<id>/")

@@ -242,8 +242,8 @@ JOBS_ENV = "INSTAB_JOBS"
 #: :func:`instab_lib.experiments.sweep.run_many`), so a second notebook mostly competes for them. Measured
 #: on fresh-clone CI (2026-12-04): on the 2-core development machine the timeline of two at a time matched
 #: one at a time until the last pages; on the CI machine the same code took 3,232 s against 3,076 s for the
-#: commit before it, run one at a time with more runs to compute. ``--jobs``/``INSTAB_JOBS`` > 1 pays where a machine has more cores
-#: than a page has runs.
+#: commit before it, run one at a time with more runs to compute. ``--jobs``/``INSTAB_JOBS`` > 1 pays where
+#: a machine has more cores than a page has runs.
 DEFAULT_JOBS = 1
 
 

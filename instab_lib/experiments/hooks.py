@@ -128,9 +128,7 @@ class Norms(Hook):
                                 if self.theta_cur is not None else float("nan"))
         ctx.row["osc"] = float("nan")
         if self.theta_prev is not None and ctx.rows:
-            prev64 = self._prev64 if self._prev64 is not None else self.theta_prev.double()
-            cur64 = self._cur64 if self._cur64 is not None else self.theta_cur.double()
-            ctx.rows[-1]["osc"] = period2_oscillation(prev64, cur64, theta64)
+            ctx.rows[-1]["osc"] = period2_oscillation(self._prev64, self._cur64, theta64)
         self.theta_prev, self.theta_cur = self.theta_cur, theta
         self._prev64, self._cur64 = self._cur64, theta64
 
@@ -139,7 +137,7 @@ class Norms(Hook):
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
         self.theta_prev, self.theta_cur = d["theta_prev"], d["theta_cur"]
-        self._prev64 = self._cur64 = None
+        self._prev64, self._cur64 = (None if t is None else t.double() for t in (self.theta_prev, self.theta_cur))
 
 
 def _light(r: Any) -> Any:

@@ -18,7 +18,6 @@ its state at every step and every recorded epoch: a new measurement is a new hoo
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
@@ -118,16 +117,6 @@ def mode_free(model: nn.Module) -> bool:
     return not any(isinstance(m, (_NormBase, _DropoutNd)) for m in model.modules())
 
 
-#: :func:`mode_free` per run's model, asked every epoch by :func:`forward_metrics` (a run never adds layers).
-_MODE_FREE: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
-
-
-def _mode_free_cached(model: nn.Module) -> bool:
-    free = _MODE_FREE.get(model)
-    if free is None:
-        free = _MODE_FREE[model] = mode_free(model)
-    return free
-
 
 def forward_metrics(run: Run, chunk: int = 4096) -> tuple[Tensor, float, float] | None:
     """For a full-batch run of a :func:`mode_free` model on at most ``chunk`` images: the
@@ -135,7 +124,7 @@ def forward_metrics(run: Run, chunk: int = 4096) -> tuple[Tensor, float, float] 
     needs no second forward) and the (mean loss, accuracy) :func:`evaluate` would return,
     equal to the last bit (the same forward). ``None`` when that does not apply."""
     X, y = run.train
-    if run.steps_per_epoch != 1 or len(y) > chunk or len(y) == 0 or not _mode_free_cached(run.model):
+    if run.steps_per_epoch != 1 or len(y) > chunk or len(y) == 0 or not mode_free(run.model):
         return None
     out = run.model(X)
     loss = run.loss_fn(out, y)

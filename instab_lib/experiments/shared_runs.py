@@ -452,12 +452,16 @@ EXPERIMENT_FAMILIES: dict[str, Callable[[str], list[Experiment]]] = {
 }
 
 
+def _check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+
+
 def get(name: str, scale: str = "ci") -> Experiment:
     """The experiment ``name`` at ``scale`` (``ValueError`` naming the known ones otherwise)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
-    if scale not in SCALES:
-        raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+    _check_scale(scale)
     return EXPERIMENTS[name](scale)
 
 
@@ -466,8 +470,7 @@ def experiments(name: str, scale: str = "ci") -> list[Experiment]:
     :data:`EXPERIMENTS`, the list of one of :data:`EXPERIMENT_FAMILIES` (``ValueError`` naming both
     otherwise)."""
     if name in EXPERIMENT_FAMILIES:
-        if scale not in SCALES:
-            raise ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}")
+        _check_scale(scale)
         return EXPERIMENT_FAMILIES[name](scale)
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; known: {', '.join([*EXPERIMENTS, *EXPERIMENT_FAMILIES])}")
