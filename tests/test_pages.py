@@ -151,9 +151,10 @@ def test_bottom_line_counts_the_scoreboard(tmp_book):
     assert "Our sharper readings" in a and "1 contradicted" in a  # A's reading, apart
 
 
-def test_perturbations_cover_kernels_and_seeds():
+def test_perturbations_cover_kernels_seeds_and_initialisation():
     names = [p.name for p in perturb.perturbations()]
-    assert names[0] == "native" and names[-1] == f"seeds+{perturb.SEED_SHIFT}"
+    assert names[0] == "native" and names[-2:] == [f"seeds+{perturb.SEED_SHIFT}", "init-author"]
+    assert perturb.perturbations()[-1].env == {"INSTAB_INIT": "author"}
     if fingerprint.cpu_capability() != "DEFAULT":
         assert "kernels-default" in names
     for p in perturb.perturbations()[1:]:

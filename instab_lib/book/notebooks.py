@@ -90,7 +90,7 @@ def library_hash() -> str:
 def run_key(notebook_id: str, params: Mapping[str, Any]) -> str:
     """Content hash deciding whether an executed notebook is still current: the notebook's
     source and card, its parameters, the library's code fingerprint and the numerics
-    environment (torch version, CPU kernel capability, seed offset)."""
+    environment (torch version, CPU kernel capability, seed offset, default initialisation)."""
     from ..experiments import fingerprint
 
     d = notebooks_dir()

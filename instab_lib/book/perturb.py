@@ -8,13 +8,17 @@ Perturbations (:func:`perturbations`):
 * ``kernels-avx2`` — ``ATEN_CPU_CAPABILITY=avx2`` (only where the processor has AVX2 and
   torch's native choice is something else, e.g. AVX-512);
 * ``seeds+1000`` — ``INSTAB_SEED_OFFSET=1000``: every seed of the library shifted
-  (:mod:`instab_lib.experiments.seeding`), i.e. an independent ensemble.
+  (:mod:`instab_lib.experiments.seeding`), i.e. an independent ensemble;
+* ``init-author`` — ``INSTAB_INIT=author``: the fMNIST models initialised as in the author's
+  code (Flax: LeCun-normal kernels, zero biases; :mod:`instab_lib.experiments.initialisation`)
+  instead of PyTorch's defaults. It moves S₀, the progressive sharpening and the stability limit,
+  so it asks whether a verdict depends on the initialisation.
 
 Each runs as a child process (the kernel variable must be set before torch is imported)
 with ``INSTAB_RUNS=_build/perturb/<name>/runs`` and executed notebooks under
 ``_build/executed/perturb-<name>/``. :func:`run` writes ``results/robustness.json``, which
 the book renders as its Robustness page (:func:`instab_lib.book.robustness.write_page`).
-It is a tool for developers and readers, not part of CI: it costs about three CI runs.
+It is a tool for developers and readers, not part of CI: it costs about four CI runs.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..experiments import repo_root
+from ..experiments.initialisation import INIT_ENV
 from . import claims as claims_mod
 
 __all__ = ["Perturbation", "perturbations", "run", "table_rows", "outcome_flips", "SEED_SHIFT"]
@@ -64,7 +69,7 @@ def _cpu_flags() -> set[str]:
 
 def perturbations() -> list[Perturbation]:
     """``native``, ``kernels-default``, ``kernels-avx2`` (when it differs from the native
-    kernels and the processor has AVX2) and ``seeds+1000``."""
+    kernels and the processor has AVX2), ``seeds+1000`` and ``init-author``."""
     from ..experiments.fingerprint import cpu_capability
 
     native = cpu_capability().upper()
@@ -74,6 +79,7 @@ def perturbations() -> list[Perturbation]:
     if native not in ("AVX2", "DEFAULT") and "avx2" in _cpu_flags():
         out.append(Perturbation("kernels-avx2", {"ATEN_CPU_CAPABILITY": "avx2"}))
     out.append(Perturbation(f"seeds+{SEED_SHIFT}", {"INSTAB_SEED_OFFSET": str(SEED_SHIFT)}))
+    out.append(Perturbation("init-author", {INIT_ENV: "author"}))
     return out
 
 

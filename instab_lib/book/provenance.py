@@ -135,7 +135,9 @@ def seeds_text(stamp: Mapping[str, Any]) -> str:
         text = f"{params} (parameters)"
     else:
         text = f"{NOT_RECORDED} (a page records them as the number {SEEDS_NUMBER})"
-    return f"{text}; seed offset {stamp.get('seed_offset', 0)}"
+    init = stamp.get("init", "torch")  # said only where INSTAB_INIT changed it (the init-author column)
+    extra = f"; fMNIST models initialised {init!r} (INSTAB_INIT)" if init != "torch" else ""
+    return f"{text}; seed offset {stamp.get('seed_offset', 0)}{extra}"
 
 
 def provenance_html(stamp: Mapping[str, Any]) -> str:

@@ -41,18 +41,11 @@ batch variance; PyTorch's averages the unbiased one (factor n/(n−1), n = value
 64 for the head's BN at batch size 64). :class:`FlaxBatchNorm2d` / :class:`FlaxBatchNorm1d`
 correct PyTorch's update to Flax's exactly (running buffers only; outputs are unchanged).
 
-**Initialisation** (``init=``):
-
-* ``"author"`` — Flax's defaults: every conv and dense kernel LeCun-normal, i.e. a normal
-  truncated at ±2 standard deviations, scaled to variance 1/fan_in (σ = √(1/fan_in) / 0.8796…,
-  ``jax.nn.initializers.variance_scaling(1, "fan_in", "truncated_normal")``; fan_in = k·k·c_in
-  for a conv, the input width for a dense); biases 0; BN scale 1, bias 0.
-* ``"torch"`` — PyTorch's defaults: kernels and biases U(−1/√fan_in, 1/√fan_in) (kaiming-uniform
-  with a = √5); BN weight 1, bias 0.
-
-Both are drawn from ``torch.manual_seed`` of the (offset-shifted) ``seed`` inside
-:func:`torch.random.fork_rng`: the global random state is left as it was. The weights are not
-the author's for the same seed (JAX's generator differs); the distributions are.
+**Initialisation** (``init=``, default ``"author"``): ``"author"`` (Flax's defaults: LeCun-normal
+kernels, zero biases, BN scale 1 and bias 0) or ``"torch"`` (PyTorch's defaults), as defined in
+:mod:`instab_lib.experiments.initialisation`, drawn from ``torch.manual_seed`` of the (offset-shifted)
+``seed`` inside :func:`torch.random.fork_rng`: the global random state is left as it was. These
+builders do not read ``INSTAB_INIT``.
 
 ``channels_last=True`` stores the conv weights in ``torch.channels_last`` and converts each input
 to it (faster convolutions on a CPU: ``benchmarks/RESULTS.md``); the outputs equal the
@@ -61,7 +54,6 @@ contiguous model's to float32 rounding.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -69,6 +61,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import seeding
+from .initialisation import INITS, LECUN_TRUNC_CORRECTION, initialise_
 
 __all__ = [
     "ARCHITECTURES",
@@ -85,10 +78,6 @@ __all__ = [
     "LECUN_TRUNC_CORRECTION",
 ]
 
-#: Initialisations accepted by the builders.
-INITS = ("author", "torch")
-#: std of a standard normal truncated to [−2, 2] (JAX divides the target std by it).
-LECUN_TRUNC_CORRECTION = 0.87962566103423978
 #: Flax's ``BatchNorm`` defaults in PyTorch's convention.
 FLAX_BN_MOMENTUM = 0.01  # Flax momentum 0.99: ra ← 0.99·ra + 0.01·batch
 FLAX_BN_EPS = 1e-5
@@ -291,40 +280,6 @@ class ResNet(_MemoryFormat):
     def forward(self, x: Tensor) -> Tensor:
         h = self.blocks(self.stem(self._input(x)))
         return self.dense(h.mean(dim=(2, 3)))
-
-
-# ------------------------------------------------------------------------ initialisation
-@torch.no_grad()
-def _lecun_normal_(w: Tensor) -> Tensor:
-    """Flax's default kernel init: N(0, σ²) truncated at ±2σ, σ = √(1/fan_in)/0.8796…
-    (``fan_in`` = ``w[0].numel()`` for PyTorch's (out, in, …) layouts)."""
-    fan_in = w[0].numel()
-    std = math.sqrt(1.0 / fan_in) / LECUN_TRUNC_CORRECTION
-    return nn.init.trunc_normal_(w, mean=0.0, std=std, a=-2.0 * std, b=2.0 * std)
-
-
-@torch.no_grad()
-def initialise_(model: nn.Module, init: str) -> nn.Module:
-    """Re-draw every parameter of ``model`` in place from the current torch generator:
-    ``"author"`` (Flax: LeCun-normal kernels, zero biases, BN 1/0) or ``"torch"`` (each
-    layer's ``reset_parameters``). Running BN statistics are reset to 0 / 1. Returns ``model``.
-    The weights must be contiguous (random fills write in memory order, so a ``channels_last``
-    weight would receive other values for the same seed)."""
-    if init not in INITS:
-        raise ValueError(f"unknown init {init!r}; expected one of {INITS}")
-    if any(not p.is_contiguous() for p in model.parameters()):
-        raise ValueError("initialise_ needs contiguous weights: call set_channels_last(False) first")
-    for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)):
-            if init == "torch":
-                m.reset_parameters()
-            else:
-                _lecun_normal_(m.weight)
-                if m.bias is not None:
-                    m.bias.zero_()
-        elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.reset_parameters()  # weight 1, bias 0, running mean 0, var 1 (both inits)
-    return model
 
 
 # ----------------------------------------------------------------------------- builders

@@ -23,7 +23,7 @@ from typing import Any, Mapping
 from .. import optim as optim_mod
 from ..validation import integer, positive
 from . import data as data_mod
-from . import fingerprint, repo_root
+from . import fingerprint, initialisation, repo_root
 from . import models as models_mod
 from .losses import LOSSES
 
@@ -110,6 +110,8 @@ class TrainConfig:
         out = dict(models_mod.model_kwargs(self.model))
         out.update(models_mod.data_kwargs(self.model, ds["shape"], self.n_classes))
         out.update(self.model_kwargs)
+        if "init" in out and out["init"] is None:  # the builder's "ask the environment": resolved here, so
+            out["init"] = initialisation.default_init()  # the run key and record name the draw
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
 
     def resolved_optimizer_kwargs(self) -> dict[str, Any]:

@@ -15,8 +15,9 @@ Two things decide whether a cached run or an executed notebook may be served aga
   execute, and not the book machinery (``instab_lib.book``: editing it re-executes nothing);
 * **the arithmetic it ran on** — :func:`numerics_environment`: the torch version, the CPU
   kernels torch dispatches to (``torch.backends.cpu.get_cpu_capability()``, which
-  ``ATEN_CPU_CAPABILITY`` can lower) and the seed offset of
-  :mod:`instab_lib.experiments.seeding`.
+  ``ATEN_CPU_CAPABILITY`` can lower), the seed offset of
+  :mod:`instab_lib.experiments.seeding` and the fMNIST models' default initialisation
+  (``$INSTAB_INIT``, :mod:`instab_lib.experiments.initialisation`).
 
 :func:`stamp_fields` is what every run (its ``result.json``) and every executed page (its
 stamp, :mod:`instab_lib.book.provenance`) records: the above plus the commit (and whether
@@ -219,13 +220,16 @@ def cpu_capability() -> str:
 
 def numerics_environment() -> dict[str, Any]:
     """What, besides code and configuration, can change a float: torch version, CPU kernel
-    capability, the ``ATEN_CPU_CAPABILITY`` request, and the seed offset."""
+    capability, the ``ATEN_CPU_CAPABILITY`` request, the seed offset and the fMNIST models'
+    default initialisation (``$INSTAB_INIT``, :mod:`instab_lib.experiments.initialisation`)."""
     import torch
 
+    from .initialisation import default_init
     from .seeding import seed_offset
 
     return {"torch": torch.__version__, "cpu_capability": cpu_capability(),
-            "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", ""), "seed_offset": seed_offset()}
+            "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY", ""), "seed_offset": seed_offset(),
+            "init": default_init()}
 
 
 def git_state(root: Path | None = None) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """The models of the companion, built by name with a deterministic initialisation.
 
-``build_model(name, seed=s, **kw)`` runs PyTorch's default initialisation under
-``torch.manual_seed(s)`` (shifted by the library's seed offset, :mod:`instab_lib.experiments.seeding`) inside :func:`torch.random.fork_rng`, so the same seed gives the
-same weights and the global random state is left as it was.
+``build_model(name, seed=s, **kw)`` draws the initialisation under ``torch.manual_seed(s)``
+(shifted by the library's seed offset, :mod:`instab_lib.experiments.seeding`) inside
+:func:`torch.random.fork_rng`, so the same seed gives the same weights and the global random state
+is left as it was. ``mlp`` and ``linear`` take ``init`` (:mod:`instab_lib.experiments.initialisation`):
+``"torch"`` (PyTorch's defaults), ``"author"`` (Flax's: LeCun-normal kernels, zero biases) or
+``None``, the default, for ``$INSTAB_INIT`` or else ``"torch"``.
 
 =========  ==============================================================  =============
 name       architecture (REFERENCE §4.2)                                   input
@@ -34,6 +37,7 @@ from torch import Tensor, nn
 
 from ..validation import integer
 from . import seeding
+from .initialisation import initialise_, resolve_init
 
 __all__ = ["build_model", "MODELS", "INPUTS", "data_kwargs", "count_parameters", "DiagonalLinearNet", "register"]
 
@@ -96,12 +100,16 @@ def mlp(
     width: int = 32,
     n_classes: int = 10,
     activation: str = "relu",
+    init: str | None = None,
 ) -> nn.Sequential:
     """``depth`` hidden layers of ``width`` units; ``depth = 0`` is a linear map.
 
     Parameters: (input_dim+1)·w + (depth−1)(w+1)·w + (w+1)·n_classes for depth ≥ 1,
-    e.g. 784-32-32-32-10 → 25,120 + 2,112 + 330 = 27,562.
+    e.g. 784-32-32-32-10 → 25,120 + 2,112 + 330 = 27,562. ``init``: ``"torch"`` keeps the layers'
+    own draw (PyTorch's defaults), ``"author"`` re-draws every layer LeCun-normal with zero biases
+    (:func:`instab_lib.experiments.initialisation.initialise_`), ``None`` reads ``$INSTAB_INIT``.
     """
+    init = resolve_init(init)
     input_dim = _positive_int("input_dim", input_dim)
     depth = _positive_int("depth", depth, allow_zero=True)
     width = _positive_int("width", width)
@@ -112,13 +120,15 @@ def mlp(
         layers += [nn.Linear(d, width), _activation(activation)]
         d = width
     layers.append(nn.Linear(d, n_classes))
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    return initialise_(model, "author") if init == "author" else model
 
 
 @register("linear", inputs=lambda shape, n: {"input_dim": math.prod(shape), "n_out": n})
-def linear(input_dim: int = 784, n_out: int = 10) -> nn.Sequential:
-    """Flatten → Linear(input_dim → n_out): the depth-1 control (constant Hessian under MSE)."""
-    return mlp(input_dim=input_dim, depth=0, n_classes=n_out)
+def linear(input_dim: int = 784, n_out: int = 10, init: str | None = None) -> nn.Sequential:
+    """Flatten → Linear(input_dim → n_out): the depth-1 control (constant Hessian under MSE);
+    ``init`` as for :func:`mlp`."""
+    return mlp(input_dim=input_dim, depth=0, n_classes=n_out, init=init)
 
 
 # ---------------------------------------------------------------------------- VGG
@@ -257,7 +267,8 @@ def model_kwargs(name: str) -> dict[str, Any]:
 
 
 def build_model(name: str, *, seed: int, **kw: Any) -> nn.Module:
-    """Build model ``name`` with PyTorch's default initialisation drawn from ``seed``.
+    """Build model ``name`` with its initialisation drawn from ``seed`` (``init`` where the
+    builder takes one).
 
     The draw happens inside ``torch.random.fork_rng`` (CPU generator), so the global RNG
     state is untouched and two calls with the same seed give identical weights.
