@@ -192,3 +192,31 @@ def test_perturb_run_writes_outcomes_flips_and_failing_checks(tmp_path, monkeypa
     assert up["results"]["native"]["verdict"] == "reproduced"
     numbers["perturb-seeds+1000"] = dict(NUMBERS, d=1.0)
     assert perturb.run(["nb"], write=False)[2] == 1  # the failing identity
+
+
+def _table(rows: dict[str, dict[str, str]]) -> dict:
+    return {"commit": "abc", "processor": "AMD EPYC",
+            "perturbations": [{"name": n, "commit": "0123456789abcdef", "processor": "AMD EPYC"}
+                              for n in ("native", "seeds+1000", "init-author")],
+            "claims": [{"notebook": "pg", "claim": c, "kind": "paper",
+                        "results": {n: {"outcome": o, "value": "1"} for n, o in cols.items()}}
+                       for c, cols in rows.items()]}
+
+
+def test_a_page_says_which_of_its_verdicts_move_under_the_perturbations():
+    from instab_lib.book.verdicts import ClaimResult
+
+    here = [ClaimResult("pg", "a", "A", 1.0, True, kind="paper"), ClaimResult("pg", "b", "B", 1.0, True, kind="paper"),
+            ClaimResult("pg", "new", "N", 1.0, True, kind="reading"), ClaimResult("pg", "id", "I", 1.0, True)]
+    steady = _table({"a": {"native": "holds", "seeds+1000": "holds", "init-author": "holds"},
+                     "b": {"native": "holds", "seeds+1000": "holds", "init-author": "holds"}})
+    line = robustness.page_note(steady, "pg", here)
+    assert "none of the 2 scored claims" in line and "seeds+1000, init-author" in line and "0123456789ab" in line
+    assert "<code>new</code>" in line and "stale" not in line  # a claim added since the table is named
+    moved = _table({"a": {"native": "holds", "seeds+1000": "holds", "init-author": "not resolved"},
+                    "b": {"native": "holds", "seeds+1000": "holds", "init-author": "holds"}})
+    line = robustness.page_note(moved, "pg", here, stale=True)
+    assert "1 of the 2 scored claims" in line and "<code>a</code>: holds here, not resolved under init-author" in line
+    assert "stale" in line
+    # no table, or a page without scored claims: no line
+    assert robustness.page_note(None, "pg", here) == "" and robustness.page_note(steady, "pg", here[3:]) == ""

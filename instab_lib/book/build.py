@@ -81,6 +81,8 @@ def stage_pages(execute: bool = True, progress: bool | None = None, label: str =
     results: list[claims_mod.ClaimResult] = []
     if execute:  # all of them first, several at a time (nbs.execute_many), then staged in the book's order
         nbs.execute_many(wanted, progress=progress, jobs=jobs)
+    table = robustness.load()
+    table_stale = robustness_stale(table) is not None
     for nid in wanted:
         nb_path, _, stamp_path = nbs.output_paths(nid, label)
         if not (nb_path.exists() and stamp_path.exists()):
@@ -89,7 +91,8 @@ def stage_pages(execute: bool = True, progress: bool | None = None, label: str =
         stamp = json.loads(stamp_path.read_text())
         stamps[nid] = stamp
         mine = nbs.verify([nid], label=label)
-        verdicts[nid] = staging.stage_notebook(nid, nb_path, stamp, mine, staged / f"{nid}.ipynb")
+        verdicts[nid] = staging.stage_notebook(nid, nb_path, stamp, mine, staged / f"{nid}.ipynb",
+                                               robustness.page_note(table, nid, mine, table_stale))
         seconds[nid] = float(stamp.get("seconds", 0.0))
         results += mine
     rows = archive.status()
@@ -98,6 +101,18 @@ def stage_pages(execute: bool = True, progress: bool | None = None, label: str =
     summary.write_summary(verdicts, record, rows, {n: str(c.get("title", n)) for n, c in cards.items()},
                           {n: str(c.get("figure", "")) for n, c in cards.items()}, seconds)
     return root / "book"
+
+
+def robustness_stale(data: Mapping[str, Any] | None) -> str | None:
+    """Why the perturbation table no longer describes the library's code, or None (also when there
+    is no table)."""
+    from ..experiments import fingerprint
+
+    if not data or data.get("library_fingerprint") == fingerprint.library_fingerprint():
+        return None
+    return (f"made from commit {str(data.get('commit'))[:12]} on {data.get('processor', '?')} on "
+            f"{data.get('created', '?')}; the library has changed since (fingerprint "
+            f"{data.get('library_fingerprint')} then, {fingerprint.library_fingerprint()} now)")
 
 
 def files_dir() -> Path:
@@ -133,8 +148,6 @@ def write_generated(results: Sequence[claims_mod.ClaimResult], paper_rows: Seque
     """The pages and files read from the one record of every claim in every column: the claims page,
     the robustness page, the paper-scale page, the intro's bottom line and Findings box, and
     ``claims.json``, ``claims.csv``, ``robustness.csv``. Returns the record."""
-    from ..experiments import fingerprint
-
     data = robustness.load()
     paper = [r for row in paper_rows if row["entry"] is not None for r in row["entry"].results()]
     record = build_record(results, paper, robustness.outcomes(data), build_columns(stamps, paper_rows, data))
@@ -143,12 +156,7 @@ def write_generated(results: Sequence[claims_mod.ClaimResult], paper_rows: Seque
                     "pass / FAIL; precondition: met / not met (instab_lib.book.verdicts)",
                     "combined": "the same word in every column that has the claim, else 'mixed' (columns named)"}
     pages.write_claims_page(record)
-    stale = None
-    if data and data.get("library_fingerprint") != fingerprint.library_fingerprint():
-        stale = (f"made from commit {str(data.get('commit'))[:12]} on {data.get('processor', '?')} on "
-                 f"{data.get('created', '?')}; the library has changed since (fingerprint "
-                 f"{data.get('library_fingerprint')} then, {fingerprint.library_fingerprint()} now)")
-    robustness.write_page(record, data, stale)
+    robustness.write_page(record, data, robustness_stale(data))
     pages.write_paper_page(paper_rows)
     _, lanczos_numbers, _ = nbs.output_paths(findings.FINDING_PAGE, label)
     numbers = claims_mod.load_numbers(lanczos_numbers) if lanczos_numbers.exists() else None

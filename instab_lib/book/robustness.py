@@ -17,9 +17,9 @@ from typing import Any, Mapping, Sequence
 
 from ..experiments import repo_root
 from .record import CI, Column, Record
-from .verdicts import verdict_span
+from .verdicts import ClaimResult, verdict_span
 
-__all__ = ["robustness_path", "load", "columns", "outcomes", "csv_text", "write_page", "PAGE", "CSV_NAME"]
+__all__ = ["robustness_path", "load", "columns", "outcomes", "csv_text", "write_page", "page_note", "PAGE", "CSV_NAME"]
 
 PAGE = ("book", "generated", "robustness.md")
 CSV_NAME = "robustness.csv"
@@ -136,3 +136,45 @@ def write_page(record: Record, data: Mapping[str, Any] | None, stale: str | None
     lines += ["```{raw} html", _flips_table(record, names), "```", ""] if flips else ["None.", ""]
     page.write_text("\n".join(lines) + "\n")
     return page
+
+
+def page_note(data: Mapping[str, Any] | None, notebook_id: str, results: Sequence[ClaimResult],
+              stale: bool = False, prefix: str = "../") -> str:
+    """The line under a page's verdict that says which of its scored claims, if any, change their
+    outcome between this build's run (``results``) and the perturbation table's columns (other
+    kernels, shifted seeds, the author's initialisation, …), naming the columns, their commit and
+    processor; ``""`` when no table is recorded or the page scores no claim. ``stale``: the table
+    was made from other library code (said in the line)."""
+    scored = [r for r in results if r.scored]
+    if not data or not scored:
+        return ""
+    table = outcomes(data)
+    names = [p["name"] for p in data["perturbations"] if p["name"] != "native"]
+    commits = sorted({str(p.get("commit") or data.get("commit") or "?")[:12] for p in data["perturbations"]})
+    procs = sorted({str(p.get("processor") or data.get("processor") or "?") for p in data["perturbations"]})
+    where = (f"{', '.join(html.escape(n) for n in names)}; commit <code>{'</code>, <code>'.join(map(html.escape, commits))}"
+             f"</code>, {html.escape(', '.join(procs))}" + ("; <strong>stale</strong>: made from other library code"
+                                                           if stale else ""))
+    moved, missing = [], []
+    for r in scored:
+        row = table.get((notebook_id, r.claim_id))
+        if row is None:
+            missing.append(r.claim_id)
+            continue
+        differ = {n: row[n][0] for n in names if n in row and row[n][0] != r.outcome}
+        if differ:
+            moved.append((r, differ))
+    link = f'<a href="{prefix}generated/robustness.html">the Robustness page</a>'
+    if not moved:
+        text = (f"none of the {len(scored) - len(missing)} scored claims in the table changes its outcome under the "
+                f"other columns ({where})")
+    else:
+        items = "; ".join(f"<code>{html.escape(r.claim_id)}</code>: {html.escape(r.outcome)} here, "
+                          + ", ".join(f"{html.escape(o)} under {html.escape(n)}" for n, o in differ.items())
+                          for r, differ in moved)
+        text = (f"{len(moved)} of the {len(scored) - len(missing)} scored claims in the table change their outcome "
+                f"under another column ({where}): {items}")
+    if missing:
+        text += (f". Not in the table (added since it was made): "
+                 f"{', '.join(f'<code>{html.escape(c)}</code>' for c in missing)}")
+    return f'<p class="page-robustness"><strong>Robustness</strong>: {text} (see {link}).</p>'

@@ -258,9 +258,11 @@ def paper_cells(notebook_id: str, entry: archive.Entry | None, reason: str, same
 
 
 def stage_notebook(notebook_id: str, executed: Path, stamp: Mapping[str, Any],
-                   results: Sequence[claims_mod.ClaimResult], dest: Path) -> claims_mod.PageVerdict:
+                   results: Sequence[claims_mod.ClaimResult], dest: Path,
+                   robustness_note: str = "") -> claims_mod.PageVerdict:
     """Write the book's copy of an executed notebook to ``dest`` (see the module docstring);
-    returns the page's verdict at this build's scale."""
+    ``robustness_note`` (HTML, :func:`instab_lib.book.robustness.page_note`) goes under the verdict.
+    Returns the page's verdict at this build's scale."""
     nb = nbformat.read(executed, as_version=4)
     numbers_path = executed.with_name(f"{notebook_id}.numbers.json")
     numbers = claims_mod.load_numbers(numbers_path) if numbers_path.exists() else {}
@@ -278,7 +280,7 @@ def stage_notebook(notebook_id: str, executed: Path, stamp: Mapping[str, Any],
     nb.cells = [c for c in nb.cells if not {"provenance", "page-verdict", "paper-scale"}
                 & set(c.get("metadata", {}).get("tags", []))]
     replace_claim_tables(nb, results)
-    note = _sharpness_note(notebook_id, executed)
+    note = _sharpness_note(notebook_id, executed) + robustness_note
     verdict = nbformat.v4.new_markdown_cell(_raw_html(verdict_html(ci, entry, reason, same_scale, note)))
     verdict.metadata["tags"] = ["page-verdict"]
     _insert_after_title(nb, verdict)
