@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zlib
@@ -132,3 +133,23 @@ def test_archive_writes_numbers_stamp_and_figures(tmp_archive):
     assert entry.stamp["preset"] == "paper" and entry.stamp["cpu_capability"] == fingerprint.cpu_capability()
     assert not entry.stale and all(r.ok for r in entry.results())
     assert json.dumps(archive.load("descent_lemma").numbers, sort_keys=True) == json.dumps(entry.numbers, sort_keys=True)
+
+
+def test_a_claim_added_after_a_stale_entry_is_left_out_not_failed(tmp_archive, monkeypatch):
+    """A card that gained a claim after its entry was archived: the stale entry cannot decide it (no
+    number), so the paper column leaves it out; in a current entry the same gap stays a failure."""
+    real = nbs.load_card("descent_lemma")
+    new = {"id": "added_later", "kind": "paper", "text": "new", "value": "a_number_added_later", "check": "x > 0",
+           "null": 0}
+    monkeypatch.setattr(nbs, "load_card", lambda nid: {**real, "claims": [*real["claims"], new]})
+    numbers = json.loads((ROOT / "results" / "paper" / "descent_lemma" / "numbers.json").read_text())
+    _entry(tmp_archive, "descent_lemma", numbers, source_digest="changed")
+    stale = archive.load("descent_lemma")
+    assert stale.unarchived_claims() == ["added_later"]
+    assert all(r.ok for r in stale.results()) and "added_later" not in {r.claim_id for r in stale.results()}
+    shutil.rmtree(tmp_archive / "descent_lemma")
+    _entry(tmp_archive, "descent_lemma", numbers)  # current: the missing number is an error
+    cur = archive.load("descent_lemma")
+    assert cur.unarchived_claims() == []
+    bad = [r for r in cur.results() if r.claim_id == "added_later"]
+    assert bad and not bad[0].ok and "a_number_added_later" in bad[0].error

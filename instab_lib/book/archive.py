@@ -53,6 +53,10 @@ def archive_root(preset: str = "paper") -> Path:
     return repo_root() / "results" / preset
 
 
+#: The error of a claim whose expression names a number the numbers do not hold.
+_MISSING_NUMBER = re.compile(r"NameError: name '(\w+)' is not defined")
+
+
 @dataclass(frozen=True)
 class Entry:
     """One archived run: where it is, its stamp, its numbers and its figures."""
@@ -98,11 +102,28 @@ class Entry:
 
     def results(self) -> list[claims_mod.ClaimResult]:
         """The card's claims (as they are now) evaluated on the archived numbers (their column is the
-        preset's name, ``paper``)."""
+        preset's name, ``paper``), less :meth:`unarchived_claims`."""
+        return self._evaluate()[0]
+
+    def unarchived_claims(self) -> list[str]:
+        """Claims of the card this entry cannot decide because they were added (or now read a number)
+        after it was made: the entry's notebook or card has changed since, and a claim's expressions
+        name a number the entry does not hold. Left out of :meth:`results` (the paper column shows no
+        verdict for them, never a pass or a failure); in a current entry a missing number stays an error."""
+        return self._evaluate()[1]
+
+    def _evaluate(self) -> tuple[list[claims_mod.ClaimResult], list[str]]:
         card = nbs.load_card(self.notebook_id)
         column = self.path.parent.name
-        return [replace(r, column=column) for r in
-                claims_mod.evaluate_claims(card["claims"], self.numbers, self.notebook_id)]
+        card_changed = "the notebook or its card has changed since" in self.stale_reasons()
+        kept, left_out = [], []
+        for r in claims_mod.evaluate_claims(card["claims"], self.numbers, self.notebook_id):
+            m = _MISSING_NUMBER.match(r.error or "")
+            if card_changed and m and m.group(1) not in self.numbers:
+                left_out.append(r.claim_id)
+            else:
+                kept.append(replace(r, column=column))
+        return kept, left_out
 
 
 def load(notebook_id: str, preset: str = "paper") -> Entry | None:

@@ -246,6 +246,10 @@ def paper_cells(notebook_id: str, entry: archive.Entry | None, reason: str, same
                    "--preset paper`).")
     md += ["", "The claims scored on this page, measured at both scales:", "",
            _raw_html(side_by_side_html(ci_results, entry.results()))]
+    added = entry.unarchived_claims()
+    if added:
+        md += ["", f"Added to the page after this run was archived, so decided at this build's scale only (— above) "
+               f"until the preset is archived again: {', '.join(f'`{c}`' for c in added)}."]
     dest = _figure_dir(notebook_id)
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
