@@ -12,7 +12,9 @@
 # **Claim.** At every batch size, runs whose SGD phase was unstable (a learning rate far above the full-batch
 # stability limit) end at flatter solutions than stable runs, also once they are continued with full-batch gradient
 # descent at one common small learning rate (so the difference is not each run's own cap 2/η), and they generalise at
-# least as well. Whether the difference *lasts* is tested only as far as the continuation's budget allows (below).
+# least as well. At *equal* gradient-noise scale η/B, the setting that crossed the threshold ends flatter than the one
+# that did not (the flattening "outweighs minibatch noise"). Whether the difference *lasts* is tested only as far as
+# the continuation's budget allows (below).
 #
 # ```{admonition} Where this comes from
 # :class: note
@@ -27,7 +29,7 @@
 #   it is a lasting bias, not each run sitting at its own edge of stability 2/η.
 # - **Our reconstruction**: at batch sizes 1000 (full batch), 256 and 64, a fixed pair η ∈ {0.0075, 0.1} (below
 #   three quarters and about 8 times the full-batch limit of the [Goldilocks page](goldilocks)) next to the author's
-#   η(bs); every SGD phase to 99.9 % train accuracy (minibatches reshuffled every epoch, seeded); then full-batch GD
+#   η(bs); the noise-matched pairs (equal η/B across the threshold) and their statistic; every SGD phase to 99.9 % train accuracy (minibatches reshuffled every epoch, seeded); then full-batch GD
 #   at η = 0.01
 #   from its final parameters for a fixed budget, top Hessian eigenvalue on all 1,000 training images every 50
 #   epochs; the sharpness a run "sharpens back to" is the median over the second half of the continuation. The
@@ -44,7 +46,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from instab_lib.book import claims
-from instab_lib.experiments import shared_runs, stats
+from instab_lib.experiments import fair_tests, shared_runs, stats
 from instab_lib.experiments import generalization as gen
 from instab_lib.experiments.plotting import apply_style, eta_legend, eta_style, figure
 
@@ -113,7 +115,7 @@ table.sort_values(["batch size", "η"], ascending=[False, True]).set_index(["bat
 #
 # A caveat on the contrast at fixed batch size B < 1000: going from the small to the large η of the pair also raises
 # the gradient-noise scale η/B by their ratio, so part of the flattening under minibatches may come without any
-# instability (below, at the smallest batch size).
+# instability (below, at the smallest batch size). The section *Against the noise* holds η/B fixed instead.
 
 # %%
 def by_seed(b, lr, col):
@@ -259,6 +261,91 @@ display(Markdown(
     f"η = {eta_small:g} runs of the same seeds: the mean paired difference ({eta_large:g} − {eta_small:g}) is "
     + ", ".join(f"{A[str(b)]['est']:+.4f} [{A[str(b)]['lo']:+.4f}, {A[str(b)]['hi']:+.4f}] at batch size {b}"
                 for b in bss) + "."))
+
+# %% [markdown]
+# ## Against the noise: equal η/B on both sides of the threshold
+#
+# Paper B's abstract says the flattening "outweighs minibatch noise". At one batch size a larger η also raises the
+# gradient-noise scale η/B, so the contrast above cannot tell the two apart. What can is a pair of settings with
+# (nearly) the same η/B, one on each side of the full-batch stability threshold: if the noise did the flattening, the
+# two would end about equally sharp; if the instability does more than the noise, the unstable one ends flatter. The
+# author's own η(bs) rule is such a diagonal below batch size 512 (η/B = 0.1/512 at every batch size), and the grid
+# holds more (η = 0.0075 at batch size 64 against η = 0.1 at full batch: the unstable side has *less* noise).
+#
+# A setting (batch size, η) counts as **stable** when every seed's η·max S during the SGD phase stayed below 2 (S the
+# full-batch sharpness), **unstable** when every seed's reached 2, and takes part in no pair when its seeds fall on
+# both sides. Pairs: a stable and an unstable setting whose η/B agree within 25 %
+# (`fair_tests.matched_noise_pairs`). Per pair and seed, the sharpness after the continuation of the unstable setting
+# over that of the stable one, summarised by the median over seeds with a 90 % bootstrap interval. Under the null
+# (the noise scale alone sets the flatness) the ratio is 1.
+
+# %%
+n_train = phase[0].config.n_train
+settings = df.groupby(["batch_size", "lr"]).agg(lo=("eta_max_s", "min"), hi=("eta_max_s", "max")).reset_index()
+settings["noise"] = [fair_tests.noise_scale(lr, int(b), n_train) for b, lr in zip(settings["batch_size"], settings["lr"])]
+settings["side"] = np.where(settings["hi"] < 2, "stable", np.where(settings["lo"] >= 2, "unstable", "mixed"))
+sided = settings[settings["side"] != "mixed"].assign(unstable=lambda d: d["side"] == "unstable")
+pairs = fair_tests.matched_noise_pairs(sided, tol=0.25)
+
+
+def setting_name(row):
+    return f"η = {row['lr']:g}, B = {int(row['batch_size'])}"
+
+
+noise_ratio, pair_rows = {}, []
+for _, pr in pairs.iterrows():
+    st, un = sided.loc[pr["stable"]], sided.loc[pr["unstable"]]
+    r = (by_seed(int(un["batch_size"]), un["lr"], "S_lasting") / by_seed(int(st["batch_size"]), st["lr"], "S_lasting")).dropna()
+    key = f"{setting_name(un)} vs {setting_name(st)}"
+    noise_ratio[key] = stats.bootstrap(r.to_numpy(), n_boot=n_boot, seed=int(un["batch_size"]) + int(st["batch_size"]))
+    pair_rows.append({"unstable": setting_name(un), "stable": setting_name(st), "η/B unstable ÷ stable": pr["noise_ratio"],
+                      "seeds": len(r), "S ratio (median)": noise_ratio[key].est, "90 % interval":
+                      f"[{noise_ratio[key].lo:.3f}, {noise_ratio[key].hi:.3f}]"})
+rec.record("n_noise_matched_pairs", len(pairs))
+rec.record("noise_matched_S_ratio", noise_ratio)
+rec.record("noise_matched_noise_ratio", {k: float(v["η/B unstable ÷ stable"]) for k, v in zip(noise_ratio, pair_rows)})
+rec.record("settings_sides", {setting_name(r): r["side"] for _, r in settings.iterrows()})
+mixed = settings[settings["side"] == "mixed"]
+display(Markdown(
+    f"{len(sided)} of {len(settings)} settings are on one side of the threshold in every seed"
+    + (f" (on both sides: {', '.join(setting_name(r) for _, r in mixed.iterrows())})" if len(mixed) else "")
+    + f"; {len(pairs)} noise-matched pair(s) across the threshold."))
+(pd.DataFrame(pair_rows).set_index(["unstable", "stable"]).round(3) if pair_rows
+ else Markdown("No two settings on opposite sides of the threshold have η/B within 25 % of each other."))
+
+# %% tags=["hide-input"]
+fig, ax = figure(1, 1, height=3.6)
+for _, srow in settings.iterrows():
+    sub = df[(df["batch_size"] == srow["batch_size"]) & (df["lr"] == srow["lr"])]["S_lasting"].dropna()
+    st = eta_style(srow["lr"])
+    face = "white" if srow["side"] == "stable" else st.color
+    ax.errorbar([srow["noise"]], [sub.median()], yerr=[[sub.median() - sub.min()], [sub.max() - sub.median()]],
+                fmt=st.marker, color=st.color, mfc=face, mec=st.color, ms=8, mew=1.6, capsize=3, zorder=3)
+    ax.annotate(f"B={int(srow['batch_size'])}", (srow["noise"], sub.median()), textcoords="offset points",
+                xytext=(7, 4), fontsize=9)
+for _, pr in pairs.iterrows():
+    a, b = sided.loc[pr["stable"]], sided.loc[pr["unstable"]]
+    ya = df[(df["batch_size"] == a["batch_size"]) & (df["lr"] == a["lr"])]["S_lasting"].median()
+    yb = df[(df["batch_size"] == b["batch_size"]) & (df["lr"] == b["lr"])]["S_lasting"].median()
+    ax.plot([a["noise"], b["noise"]], [ya, yb], ":", color="0.35", lw=1.4, zorder=2)
+ax.plot([], [], "o", mfc="white", mec="0.3", label="stable (η·max S < 2 in every seed)")
+ax.plot([], [], "o", color="0.3", label="unstable (η·max S ≥ 2 in every seed)")
+ax.plot([], [], ":", color="0.35", label="noise-matched pair")
+ax.set(xscale="log", yscale="log", xlabel="gradient-noise scale η/B", ylabel="S after the continuation",
+       title="Sharpness after the continuation against the noise scale")
+ax.legend(loc="lower left", fontsize=9)
+eta_legend(fig, etas, loc="outside lower center", ncol=len(etas))
+plt.show()
+
+NR = rec.numbers["noise_matched_S_ratio"]
+display(Markdown(
+    "**Figure 3.** Each setting of the SGD phase (batch size B, η; colour and marker by η) at its gradient-noise scale "
+    "η/B: the median sharpness after the continuation over seeds, with the range; open markers stable, filled "
+    "unstable; dotted lines join the noise-matched pairs. If the noise alone set the flatness, the points would lie "
+    "on one curve of η/B and every dotted line would be flat; look for the filled end of each dotted line lying "
+    "lower. Per pair, S(unstable)/S(stable) (median over seeds, 90 % interval): "
+    + ("; ".join(f"{k}: {v['est']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}]" for k, v in NR.items()) or "no pair")
+    + "."))
 
 # %% [markdown]
 # ## Claims checked on these numbers
