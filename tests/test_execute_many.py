@@ -81,7 +81,11 @@ def test_notebooks_reading_the_same_shared_runs_do_not_run_side_by_side():
     assert schedule.next_notebook(pending[:2], ["goldilocks"], keys) is None  # wait: both read the grid
     assert schedule.next_notebook(pending[:2], [], keys) == "rotation_predicts_generalization"
     assert schedule.next_notebook([], ["goldilocks"], keys) is None
-    # once the grid's page has finished, its runs are cached: the two readers of the grid may run side by side
+    # once the runs both read are cached, the two may run side by side: the rotation page reads the grid and (for ρ
+    # across batch sizes) the SGD experiment's runs, so the grid alone being done is not enough
     assert schedule.next_notebook(pending[1:2], ["rotation_predicts_generalization"], keys) is None
+    assert schedule.shared_experiments("rotation_predicts_generalization") >= {"fmnist_goldilocks", "fmnist_sgd"}
     assert schedule.next_notebook(pending[1:2], ["rotation_predicts_generalization"], keys,
-                                  done=keys["goldilocks"]) == "sgd_flattening"
+                                  done=keys["goldilocks"]) is None
+    assert schedule.next_notebook(pending[1:2], ["rotation_predicts_generalization"], keys,
+                                  done=keys["goldilocks"] | keys["sgd_flattening"]) == "sgd_flattening"
