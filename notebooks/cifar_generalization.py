@@ -193,8 +193,9 @@ for ax, (arch, df) in zip(axes, dfs.items()):
                         ms=9, color=st.color, mec="k", ecolor="0.4", capsize=3, zorder=3)
         n_fail[arch, e] = int((df[df["lr"] == e]["outcome"] != "target").sum())
         if n_fail[arch, e]:
-            ax.annotate(f"{n_fail[arch, e]} not at target", (e, 0), xycoords=("data", "axes fraction"), xytext=(0, 4),
-                        textcoords="offset points", ha="center", fontsize=9)
+            edge = "left" if e == min(grid) else "right" if e == max(grid) else "center"  # inside the axes
+            ax.annotate(f"{n_fail[arch, e]} not at target", (e, 1), xycoords=("data", "axes fraction"), xytext=(0, -13),
+                        textcoords="offset points", ha=edge, fontsize=9)
     ax.set(xscale="log", xlabel="learning rate η", title=ARCHS[arch]["label"])
     lr_axis(ax, grid)
 axes[0].set_ylabel(f"test accuracy ({n_test} images)")
