@@ -12,9 +12,9 @@
 # **Claim.** At every batch size, runs whose SGD phase was unstable (a learning rate far above the full-batch
 # stability limit) end at flatter solutions than stable runs, also once they are continued with full-batch gradient
 # descent at one common small learning rate (so the difference is not each run's own cap 2/η), and they generalise at
-# least as well. At *equal* gradient-noise scale η/B, the setting that crossed the threshold ends flatter than the one
-# that did not (the flattening "outweighs minibatch noise"). Whether the difference *lasts* is tested only as far as
-# the continuation's budget allows (below).
+# least as well. A setting that crossed the threshold ends flatter than a stable one with at least as much gradient
+# noise (the flattening "outweighs minibatch noise"). Whether the difference *lasts* is tested only as far as the
+# continuation's budget allows (below).
 #
 # ```{admonition} Where this comes from
 # :class: note
@@ -29,7 +29,7 @@
 #   it is a lasting bias, not each run sitting at its own edge of stability 2/η.
 # - **Our reconstruction**: at batch sizes 1000 (full batch), 256 and 64, a fixed pair η ∈ {0.0075, 0.1} (below
 #   three quarters and about 8 times the full-batch limit of the [Goldilocks page](goldilocks)) next to the author's
-#   η(bs); the noise-matched pairs (equal η/B across the threshold) and their statistic; every SGD phase to 99.9 % train accuracy (minibatches reshuffled every epoch, seeded); then full-batch GD
+#   η(bs); the noise scale η(N/B − 1), the pairs across the threshold and their statistic; every SGD phase to 99.9 % train accuracy (minibatches reshuffled every epoch, seeded); then full-batch GD
 #   at η = 0.01
 #   from its final parameters for a fixed budget, top Hessian eigenvalue on all 1,000 training images every 50
 #   epochs; the sharpness a run "sharpens back to" is the median over the second half of the continuation. The
@@ -46,7 +46,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from instab_lib.book import claims
-from instab_lib.experiments import fair_tests, shared_runs, stats
+from instab_lib.experiments import shared_runs, stats
 from instab_lib.experiments import generalization as gen
 from instab_lib.experiments.plotting import apply_style, eta_legend, eta_style, figure
 
@@ -114,8 +114,8 @@ table.sort_values(["batch size", "η"], ascending=[False, True]).set_index(["bat
 # time η·t, against the time the stable runs took to sharpen (both below); the `paper` preset continues longer.
 #
 # A caveat on the contrast at fixed batch size B < 1000: going from the small to the large η of the pair also raises
-# the gradient-noise scale η/B by their ratio, so part of the flattening under minibatches may come without any
-# instability (below, at the smallest batch size). The section *Against the noise* holds η/B fixed instead.
+# the gradient-noise scale (η(N/B − 1), proportional to η at one batch size) by their ratio, so part of the flattening under minibatches may come without any
+# instability (below, at the smallest batch size). The section *Against the noise* compares settings by their noise scale.
 
 # %%
 def by_seed(b, lr, col):
@@ -174,7 +174,7 @@ caveat = ""
 if eta_auth not in (eta_small, eta_large):
     auth_max = float(by_seed(b_min, eta_auth, "eta_max_s").max())
     flatter = (by_seed(b_min, eta_auth, "S_lasting") < by_seed(b_min, eta_small, "S_lasting")).dropna()
-    caveat = (f" The caveat in numbers: η/B rises {eta_large / eta_small:.1f}-fold from η = {eta_small:g} to "
+    caveat = (f" The caveat in numbers: the noise scale rises {eta_large / eta_small:.1f}-fold from η = {eta_small:g} to "
               f"{eta_large:g}; at batch size {b_min} the author's η = {eta_auth:g} "
               + (f"stays below the threshold (η·max S at most {auth_max:.2f} over seeds)" if auth_max < 2
                  else f"reaches η·max S = {auth_max:.2f} in some seed")
@@ -263,29 +263,43 @@ display(Markdown(
                 for b in bss) + "."))
 
 # %% [markdown]
-# ## Against the noise: equal η/B on both sides of the threshold
+# ## Against the noise: no more noise on the unstable side
 #
-# Paper B's abstract says the flattening "outweighs minibatch noise". At one batch size a larger η also raises the
-# gradient-noise scale η/B, so the contrast above cannot tell the two apart. What can is a pair of settings with
-# (nearly) the same η/B, one on each side of the full-batch stability threshold: if the noise did the flattening, the
-# two would end about equally sharp; if the instability does more than the noise, the unstable one ends flatter. The
-# author's own η(bs) rule is such a diagonal below batch size 512 (η/B = 0.1/512 at every batch size), and the grid
-# holds more (η = 0.0075 at batch size 64 against η = 0.1 at full batch: the unstable side has *less* noise).
+# Paper B's abstract says the flattening "outweighs minibatch noise". At one batch size a larger η also brings more
+# gradient noise, so the contrast above cannot tell the two apart. We measure the noise by SGD's noise scale for
+# minibatches drawn without replacement, g = η(N/B − 1) (Smith & Le, 2018; N = 1,000 training images): 0 for
+# full-batch GD, which has no gradient noise, and about ηN/B for small batches. Two tests, both on the sharpness after
+# the continuation:
 #
-# A setting (batch size, η) counts as **stable** when every seed's η·max S during the SGD phase stayed below 2 (S the
-# full-batch sharpness), **unstable** when every seed's reached 2, and takes part in no pair when its seeds fall on
-# both sides. Pairs: a stable and an unstable setting whose η/B agree within 25 %
-# (`fair_tests.matched_noise_pairs`). Per pair and seed, the sharpness after the continuation of the unstable setting
-# over that of the stable one, summarised by the median over seeds with a 90 % bootstrap interval. Under the null
-# (the noise scale alone sets the flatness) the ratio is 1.
+# - **Pairs with no more noise on the unstable side.** A setting (batch size, η) counts as **stable** when every
+#   seed's η·max S during the SGD phase stayed below 2 (S the full-batch sharpness), **unstable** when every seed's
+#   reached 2, and takes part in no pair when its seeds fall on both sides. A pair is a stable and an unstable setting
+#   whose unstable side has at most 1.25 times the stable side's noise scale (full batch against full batch is a
+#   pair: no noise on either side). Per pair and seed, S(unstable)/S(stable); the median over seeds with a 90 %
+#   bootstrap interval. If the noise did the flattening, the stable (noisier) side would end at least as flat: a
+#   ratio of 1 or more. The author's η(bs) rule gives one pair (η = 0.05 at batch size 256 against η = 0.0125 at 64).
+# - **The two effects side by side.** At full batch, the instability's effect S(η = 0.1)/S(η = 0.0075) (no noise on
+#   either side); at the stable η = 0.0075, the noise's effect S(smallest batch size)/S(full batch) (no instability on
+#   either side). "Outweighs" asks which factor is the smaller.
+#
+# What these do not isolate: at a given noise scale the unstable side also has the larger η, and a larger η flattens a
+# little even without an instability (the stable η pair at the smallest batch size, below).
 
 # %%
 n_train = phase[0].config.n_train
+
+
+def noise_scale(lr, b):
+    """SGD's noise scale for minibatches of b of the n_train images drawn without replacement: η(N/B − 1)."""
+    return float(lr) * (n_train / int(b) - 1.0)
+
+
 settings = df.groupby(["batch_size", "lr"]).agg(lo=("eta_max_s", "min"), hi=("eta_max_s", "max")).reset_index()
-settings["noise"] = [fair_tests.noise_scale(lr, int(b), n_train) for b, lr in zip(settings["batch_size"], settings["lr"])]
+settings["noise"] = [noise_scale(lr, b) for b, lr in zip(settings["batch_size"], settings["lr"])]
 settings["side"] = np.where(settings["hi"] < 2, "stable", np.where(settings["lo"] >= 2, "unstable", "mixed"))
-sided = settings[settings["side"] != "mixed"].assign(unstable=lambda d: d["side"] == "unstable")
-pairs = fair_tests.matched_noise_pairs(sided, tol=0.25)
+sided = settings[settings["side"] != "mixed"]
+pairs = [(i, j) for i, st in sided[sided["side"] == "stable"].iterrows()
+         for j, un in sided[sided["side"] == "unstable"].iterrows() if un["noise"] <= 1.25 * st["noise"]]
 
 
 def setting_name(row):
@@ -293,25 +307,46 @@ def setting_name(row):
 
 
 noise_ratio, pair_rows = {}, []
-for _, pr in pairs.iterrows():
-    st, un = sided.loc[pr["stable"]], sided.loc[pr["unstable"]]
+for i, j in pairs:
+    st, un = sided.loc[i], sided.loc[j]
     r = (by_seed(int(un["batch_size"]), un["lr"], "S_lasting") / by_seed(int(st["batch_size"]), st["lr"], "S_lasting")).dropna()
     key = f"{setting_name(un)} vs {setting_name(st)}"
     noise_ratio[key] = stats.bootstrap(r.to_numpy(), n_boot=n_boot, seed=int(un["batch_size"]) + int(st["batch_size"]))
-    pair_rows.append({"unstable": setting_name(un), "stable": setting_name(st), "η/B unstable ÷ stable": pr["noise_ratio"],
-                      "seeds": len(r), "S ratio (median)": noise_ratio[key].est, "90 % interval":
-                      f"[{noise_ratio[key].lo:.3f}, {noise_ratio[key].hi:.3f}]"})
+    pair_rows.append({"unstable": setting_name(un), "stable": setting_name(st), "noise scale g, unstable": un["noise"],
+                      "g, stable": st["noise"], "seeds": len(r), "S ratio (median)": noise_ratio[key].est,
+                      "90 % interval": f"[{noise_ratio[key].lo:.3f}, {noise_ratio[key].hi:.3f}]"})
 rec.record("n_noise_matched_pairs", len(pairs))
 rec.record("noise_matched_S_ratio", noise_ratio)
-rec.record("noise_matched_noise_ratio", {k: float(v["η/B unstable ÷ stable"]) for k, v in zip(noise_ratio, pair_rows)})
 rec.record("settings_sides", {setting_name(r): r["side"] for _, r in settings.iterrows()})
+rec.record("settings_noise_scale", {setting_name(r): float(r["noise"]) for _, r in settings.iterrows()})
+full, b_min = max(bss), min(bss)
+effects = {"instability": stats.bootstrap((by_seed(full, eta_large, "S_lasting") / by_seed(full, eta_small, "S_lasting"))
+                                          .dropna().to_numpy(), n_boot=n_boot, seed=1),
+           "noise": stats.bootstrap((by_seed(b_min, eta_small, "S_lasting") / by_seed(full, eta_small, "S_lasting"))
+                                    .dropna().to_numpy(), n_boot=n_boot, seed=2)}
+rec.record("instability_vs_noise_effect", effects)
+stable_at_bmin = sorted(e for e in set(df[df["batch_size"] == b_min]["lr"])
+                        if (settings[(settings["batch_size"] == b_min) & (settings["lr"] == e)]["side"] == "stable").all())
+eta_effect_stable = None
+if len(stable_at_bmin) >= 2:
+    lo_e, hi_e = stable_at_bmin[0], stable_at_bmin[-1]
+    eta_effect_stable = stats.bootstrap((by_seed(b_min, hi_e, "S_lasting") / by_seed(b_min, lo_e, "S_lasting"))
+                                        .dropna().to_numpy(), n_boot=n_boot, seed=3)
+    rec.record("stable_eta_effect_smallest_bs", {"etas": [lo_e, hi_e], "ratio": eta_effect_stable})
 mixed = settings[settings["side"] == "mixed"]
+E = effects
 display(Markdown(
     f"{len(sided)} of {len(settings)} settings are on one side of the threshold in every seed"
     + (f" (on both sides: {', '.join(setting_name(r) for _, r in mixed.iterrows())})" if len(mixed) else "")
-    + f"; {len(pairs)} noise-matched pair(s) across the threshold."))
+    + f"; {len(pairs)} pair(s) with no more noise on the unstable side. The instability's effect at full batch: "
+    f"**{E['instability'].est:.2f}** [{E['instability'].lo:.2f}, {E['instability'].hi:.2f}]; the noise's effect at "
+    f"η = {eta_small:g} (batch size {b_min} against full batch): **{E['noise'].est:.2f}** [{E['noise'].lo:.2f}, "
+    f"{E['noise'].hi:.2f}] (medians over seeds of per-seed ratios, 90 % intervals)."
+    + (f" Between the two stable learning rates at batch size {b_min} (η = {stable_at_bmin[0]:g} and "
+       f"{stable_at_bmin[-1]:g}): {eta_effect_stable.est:.2f} [{eta_effect_stable.lo:.2f}, {eta_effect_stable.hi:.2f}], "
+       "the part of a larger η's flattening that comes without an instability." if eta_effect_stable is not None else "")))
 (pd.DataFrame(pair_rows).set_index(["unstable", "stable"]).round(3) if pair_rows
- else Markdown("No two settings on opposite sides of the threshold have η/B within 25 % of each other."))
+ else Markdown("No unstable setting has at most 1.25 times the noise scale of a stable one."))
 
 # %% tags=["hide-input"]
 fig, ax = figure(1, 1, height=3.6)
@@ -323,27 +358,31 @@ for _, srow in settings.iterrows():
                 fmt=st.marker, color=st.color, mfc=face, mec=st.color, ms=8, mew=1.6, capsize=3, zorder=3)
     ax.annotate(f"B={int(srow['batch_size'])}", (srow["noise"], sub.median()), textcoords="offset points",
                 xytext=(7, 4), fontsize=9)
-for _, pr in pairs.iterrows():
-    a, b = sided.loc[pr["stable"]], sided.loc[pr["unstable"]]
+for i, j in pairs:
+    a, b = sided.loc[i], sided.loc[j]
     ya = df[(df["batch_size"] == a["batch_size"]) & (df["lr"] == a["lr"])]["S_lasting"].median()
     yb = df[(df["batch_size"] == b["batch_size"]) & (df["lr"] == b["lr"])]["S_lasting"].median()
-    ax.plot([a["noise"], b["noise"]], [ya, yb], ":", color="0.35", lw=1.4, zorder=2)
+    ax.plot([a["noise"], b["noise"]], [ya, yb], ":", color="0.35", lw=1.2, zorder=2)
 ax.plot([], [], "o", mfc="white", mec="0.3", label="stable (η·max S < 2 in every seed)")
 ax.plot([], [], "o", color="0.3", label="unstable (η·max S ≥ 2 in every seed)")
-ax.plot([], [], ":", color="0.35", label="noise-matched pair")
-ax.set(xscale="log", yscale="log", xlabel="gradient-noise scale η/B", ylabel="S after the continuation",
-       title="Sharpness after the continuation against the noise scale")
-ax.legend(loc="lower left", fontsize=9)
+ax.plot([], [], ":", color="0.35", label="pair (unstable side: no more noise)")
+lin = 0.01
+ax.set_xscale("symlog", linthresh=lin, linscale=0.6)
+ax.set_xlim(-0.3 * lin, 1.6 * settings["noise"].max())
+ax.set(yscale="log", xlabel="noise scale g = η(N/B − 1)  (0: full batch)", ylabel="S after the continuation",
+       title="Sharpness after the continuation against the gradient noise")
+ax.legend(loc="upper right", fontsize=9)
 eta_legend(fig, etas, loc="outside lower center", ncol=len(etas))
 plt.show()
 
 NR = rec.numbers["noise_matched_S_ratio"]
 display(Markdown(
     "**Figure 3.** Each setting of the SGD phase (batch size B, η; colour and marker by η) at its gradient-noise scale "
-    "η/B: the median sharpness after the continuation over seeds, with the range; open markers stable, filled "
-    "unstable; dotted lines join the noise-matched pairs. If the noise alone set the flatness, the points would lie "
-    "on one curve of η/B and every dotted line would be flat; look for the filled end of each dotted line lying "
-    "lower. Per pair, S(unstable)/S(stable) (median over seeds, 90 % interval): "
+    "g = η(N/B − 1) (full batch at 0; the axis is linear below 0.01, logarithmic above): the median sharpness after "
+    "the continuation over seeds, with the range; open markers stable, filled unstable; dotted lines join the pairs "
+    "whose unstable side has no more noise. If the noise set the flatness, the noisier (right-hand) points would be "
+    "the flatter ones and every unstable end of a dotted line would lie at least as high as its stable end; look for "
+    "the filled ends lying lower. Per pair, S(unstable)/S(stable) (median over seeds, 90 % interval): "
     + ("; ".join(f"{k}: {v['est']:.2f} [{v['lo']:.2f}, {v['hi']:.2f}]" for k, v in NR.items()) or "no pair")
     + "."))
 
