@@ -411,15 +411,33 @@ for cfg, r in zip(configs, net_runs):
                  "epochs in the band": int(in_band.sum()), "rotation (band)": mechanism.rotation_rate(t, in_band),
                  "status": r.status, "train acc at the end": float(t["train_acc"].iloc[-1])})
 net = pd.DataFrame(rows)
+# a run measures rotation in the band only with at least 3 epochs there (same-parity steps need two of them): runs
+# with fewer (e.g. a softmax model whose sharpness leaves the band after its first epoch) are left out and reported
+usable = (net["epochs in the band"] >= 3) & np.isfinite(net["rotation (band)"].to_numpy(dtype=float))
+net.loc[~usable, "rotation (band)"] = np.nan
+left_out = net[~usable]
 by_depth = {d: net[net.depth == d]["rotation (band)"].to_numpy(dtype=float) for d in net_depths}
+
+
+def finite(a):
+    return a[np.isfinite(a)]
+
+
 rec.record("net_n_seeds", len(net_seeds))
 rec.record("net_depths", list(net_depths))
-rec.record("net_min_unstable_epochs", int(net["epochs in the band"].min()))
+rec.record("net_min_unstable_epochs", int(net.loc[usable, "epochs in the band"].min()) if usable.any() else 0)
+rec.record("net_left_out", [{"depth": int(r.depth), "seed": int(r.seed), "epochs in the band": int(r["epochs in the band"])}
+                            for _, r in left_out.iterrows()])
+rec.record("net_min_usable_seeds", int(min(np.isfinite(by_depth[d]).sum() for d in net_depths)))
 rec.record("net_diverged", int((net["status"] == "diverged").sum()))
-rec.record("softmax_depth1_rotation", stats.bootstrap(by_depth[min(net_depths)]))
-rec.record("rotation_by_depth", [stats.bootstrap(by_depth[d]).to_dict() for d in net_depths])
-rec.record("depth1_over_deepest", stats.bootstrap_ratio(by_depth[min(net_depths)] / by_depth[max(net_depths)]))
-rec.record("deepest_over_depth1", stats.bootstrap_ratio(by_depth[max(net_depths)] / by_depth[min(net_depths)]))
+rec.record("softmax_depth1_rotation", stats.bootstrap(finite(by_depth[min(net_depths)])))
+rec.record("rotation_by_depth", [stats.bootstrap(finite(by_depth[d])).to_dict() for d in net_depths])
+rec.record("depth1_over_deepest", stats.bootstrap_ratio(finite(by_depth[min(net_depths)] / by_depth[max(net_depths)])))
+rec.record("deepest_over_depth1", stats.bootstrap_ratio(finite(by_depth[max(net_depths)] / by_depth[min(net_depths)])))
+if len(left_out):
+    display(Markdown(f"Left out of the comparison (fewer than 3 epochs in the band): "
+                     + ", ".join(f"depth {int(r.depth)} seed {int(r.seed)} ({int(r['epochs in the band'])})"
+                                 for _, r in left_out.iterrows()) + "."))
 # rank correlation of rotation with depth over all (depth, seed) runs, with a bootstrap over seeds (clusters)
 rho_rows = net[["depth", "seed", "rotation (band)"]].dropna()
 boot, rng_ = [], seeding.numpy_rng(7)
@@ -450,7 +468,7 @@ display(Markdown(
     f"{n['net_n_seeds']} seeds). Look at the medians, "
     + ", ".join(f"{r['est']:.3f} at depth {d}" for d, r in zip(n["net_depths"], rb))
     + f", against the spread of the seeds at each depth (depth {n['net_depths'][0]}: "
-    f"{min(rb[0]['values']):.3f} to {max(rb[0]['values']):.3f}); Spearman's correlation of the rate with depth over "
+    f"{min(rb[0]['values']):.3f} to {max(rb[0]['values']):.3f} over its {rb[0]['n']} seeds in the comparison); Spearman's correlation of the rate with depth over "
     f"the {rho_d['n']} runs is {rho_d['est']:+.2f} [{rho_d['lo']:+.2f}, {rho_d['hi']:+.2f}]."))
 
 # %%
