@@ -153,3 +153,22 @@ def test_a_claim_added_after_a_stale_entry_is_left_out_not_failed(tmp_archive, m
     assert cur.unarchived_claims() == []
     bad = [r for r in cur.results() if r.claim_id == "added_later"]
     assert bad and not bad[0].ok and "a_number_added_later" in bad[0].error
+
+
+def test_a_precondition_added_after_a_stale_entry_does_not_void_its_claims(tmp_archive, monkeypatch):
+    real = nbs.load_card("descent_lemma")
+    scored = {"id": "a_scored_claim", "kind": "paper", "text": "old", "value": "two_over_l", "check": "x > 0.05",
+              "null": 0.0}
+    pre = {"id": "added_precondition", "kind": "precondition", "text": "new", "value": "a_number_added_later",
+           "check": "x > 0", "null": 0}
+    monkeypatch.setattr(nbs, "load_card", lambda nid: {**real, "claims": [scored, pre]})
+    numbers = json.loads((ROOT / "results" / "paper" / "descent_lemma" / "numbers.json").read_text())
+    # with the precondition evaluated (a number the entry lacks: not met), the scored claim is not a test ...
+    from instab_lib.book import claims as claims_mod
+    both = {r.claim_id: r for r in claims_mod.evaluate_claims([scored, pre], numbers, "descent_lemma")}
+    assert both["a_scored_claim"].outcome == "not a test"
+    # ... but a stale entry leaves the precondition out, and the scored claim keeps its verdict
+    _entry(tmp_archive, "descent_lemma", numbers, source_digest="changed")
+    entry = archive.load("descent_lemma")
+    assert entry.unarchived_claims() == ["added_precondition"]
+    assert [(r.claim_id, r.outcome) for r in entry.results()] == [("a_scored_claim", "holds")]

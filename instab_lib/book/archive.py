@@ -115,15 +115,17 @@ class Entry:
     def _evaluate(self) -> tuple[list[claims_mod.ClaimResult], list[str]]:
         card = nbs.load_card(self.notebook_id)
         column = self.path.parent.name
-        card_changed = "the notebook or its card has changed since" in self.stale_reasons()
-        kept, left_out = [], []
-        for r in claims_mod.evaluate_claims(card["claims"], self.numbers, self.notebook_id):
-            m = _MISSING_NUMBER.match(r.error or "")
-            if card_changed and m and m.group(1) not in self.numbers:
-                left_out.append(r.claim_id)
-            else:
-                kept.append(replace(r, column=column))
-        return kept, left_out
+        claims = list(card["claims"])
+        left_out: list[str] = []
+        if "the notebook or its card has changed since" in self.stale_reasons():
+            for r in claims_mod.evaluate_claims(claims, self.numbers, self.notebook_id):
+                m = _MISSING_NUMBER.match(r.error or "")
+                if m and m.group(1) not in self.numbers:
+                    left_out.append(r.claim_id)
+            # evaluated again without them: a precondition the entry cannot decide must not void the others
+            claims = [c for c in claims if c["id"] not in left_out]
+        return ([replace(r, column=column) for r in claims_mod.evaluate_claims(claims, self.numbers, self.notebook_id)],
+                left_out)
 
 
 def load(notebook_id: str, preset: str = "paper") -> Entry | None:
