@@ -107,11 +107,13 @@ def write_page(record: Record, data: Mapping[str, Any] | None, stale: str | None
     why the table no longer describes the code (shown as a warning)."""
     page = repo_root().joinpath(*PAGE)
     page.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["# Robustness: the claims under other arithmetic and other seeds", "",
+    lines = ["# Robustness: the claims under other arithmetic, other seeds and another initialisation", "",
              "Gradient descent at the edge of stability is chaotic: PyTorch picks CPU kernels by instruction set, the "
              "float rounding differs, and one trajectory differs from the next after a few hundred epochs. A claim of "
              "this book is therefore a statement about an ensemble of seeds, and its outcome should not depend on the "
-             "kernels or on which seeds. `make perturb` (`instab verify --perturb`) re-executes every notebook under "
+             "kernels or on which seeds. Nor should it hang on PyTorch's default initialisation where the author's "
+             "code uses Flax's (LeCun-normal kernels, zero biases): the `init-author` column re-runs the Fashion-MNIST "
+             "models with it. `make perturb` (`instab verify --perturb`) re-executes every notebook under "
              "each perturbation below, each in its own run cache, and records every claim's outcome.", ""]
     if not data:
         lines += ["```{warning}", "No perturbation check has been recorded yet (`results/robustness.json` is missing): "
