@@ -329,13 +329,25 @@ for cfg, r in zip(dlin_configs, dlin_runs):
                  "rotation (unstable)": mechanism.rotation_rate(t, unstable), "status": r.status,
                  "epochs run": int(r.epochs_run)})
 dlin = pd.DataFrame(rows)
+# a deep run measures rotation only with at least 2 unstable epochs (a run that flattens below 2/η after its first
+# step has none to measure): runs with fewer are left out of the comparison and listed
+deep_short = (dlin.depth >= 2) & (dlin["unstable epochs"] < 2)
+dlin.loc[deep_short, "rotation (unstable)"] = np.nan
+dlin_left_out = dlin[deep_short]
+if len(dlin_left_out):
+    display(Markdown("Left out of the comparison (fewer than 2 unstable epochs): "
+                     + ", ".join(f"depth {int(r.depth)} seed {int(r.seed)} m = {r.m:g}" for _, r in dlin_left_out.iterrows())
+                     + "."))
 # per seed: the mean over the three instability levels (a seed is the unit the bootstrap resamples)
 per_seed = dlin.groupby(["depth", "seed"])["rotation (unstable)"].mean().unstack("depth")
 d1 = per_seed[min(dlin_depths)]
 rec.record("dlin_n_seeds", len(dlin_seeds))
 rec.record("dlin_depths", list(dlin_depths))
 rec.record("dlin_min_eta_S0_over_2", float(dlin["m"].min()))
-rec.record("dlin_min_unstable_epochs_deep", int(dlin[dlin.depth >= 2]["unstable epochs"].min()))
+kept_deep = dlin[(dlin.depth >= 2) & ~deep_short]
+rec.record("dlin_min_unstable_epochs_deep", int(kept_deep["unstable epochs"].min()) if len(kept_deep) else 0)
+rec.record("dlin_left_out", [{"depth": int(r.depth), "seed": int(r.seed), "m": float(r.m)} for _, r in dlin_left_out.iterrows()])
+rec.record("dlin_kept_fraction_deep", float(len(kept_deep) / max(1, int((dlin.depth >= 2).sum()))))
 rec.record("dlin_depth1_diverged", float((dlin[dlin.depth == 1]["status"] == "diverged").mean()))
 rec.record("dlin_deep_diverged", int((dlin[dlin.depth >= 2]["status"] == "diverged").sum()))
 rec.record("dlin_rotation_by_depth", {str(d): stats.bootstrap(per_seed[d].to_numpy(dtype=float)).to_dict()
