@@ -351,7 +351,7 @@ display(Markdown(
 # %% tags=["hide-input"]
 fig, ax = figure(1, 1, height=3.6)
 for _, srow in settings.iterrows():
-    sub = df[(df["batch_size"] == srow["batch_size"]) & (df["lr"] == srow["lr"])]["S_lasting"].dropna()
+    sub = by_seed(srow["batch_size"], srow["lr"], "S_lasting").dropna()
     st = eta_style(srow["lr"])
     face = "white" if srow["side"] == "stable" else st.color
     ax.errorbar([srow["noise"]], [sub.median()], yerr=[[sub.median() - sub.min()], [sub.max() - sub.median()]],
@@ -360,8 +360,7 @@ for _, srow in settings.iterrows():
                 xytext=(7, 4), fontsize=9)
 for i, j in pairs:
     a, b = sided.loc[i], sided.loc[j]
-    ya = df[(df["batch_size"] == a["batch_size"]) & (df["lr"] == a["lr"])]["S_lasting"].median()
-    yb = df[(df["batch_size"] == b["batch_size"]) & (df["lr"] == b["lr"])]["S_lasting"].median()
+    ya, yb = (by_seed(x["batch_size"], x["lr"], "S_lasting").median() for x in (a, b))
     ax.plot([a["noise"], b["noise"]], [ya, yb], ":", color="0.35", lw=1.2, zorder=2)
 ax.plot([], [], "o", mfc="white", mec="0.3", label="stable (η·max S < 2 in every seed)")
 ax.plot([], [], "o", color="0.3", label="unstable (η·max S ≥ 2 in every seed)")
@@ -371,7 +370,7 @@ ax.set_xscale("symlog", linthresh=lin, linscale=0.6)
 ax.set_xlim(-0.3 * lin, 1.6 * settings["noise"].max())
 ax.set(yscale="log", xlabel="noise scale g = η(N/B − 1)  (0: full batch)", ylabel="S after the continuation",
        title="Sharpness after the continuation against the gradient noise")
-ax.legend(loc="upper right", fontsize=9)
+ax.legend(loc="lower left", bbox_to_anchor=(0.18, 0.0), fontsize=9)  # the empty lower middle
 eta_legend(fig, etas, loc="outside lower center", ncol=len(etas))
 plt.show()
 
