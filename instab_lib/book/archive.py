@@ -26,6 +26,7 @@ writes the entry again.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 import shutil
@@ -103,16 +104,18 @@ class Entry:
     def results(self) -> list[claims_mod.ClaimResult]:
         """The card's claims (as they are now) evaluated on the archived numbers (their column is the
         preset's name, ``paper``), less :meth:`unarchived_claims`."""
-        return self._evaluate()[0]
+        return self._evaluated[0]
 
     def unarchived_claims(self) -> list[str]:
         """Claims of the card this entry cannot decide because they were added (or now read a number)
         after it was made: the entry's notebook or card has changed since, and a claim's expressions
         name a number the entry does not hold. Left out of :meth:`results` (the paper column shows no
         verdict for them, never a pass or a failure); in a current entry a missing number stays an error."""
-        return self._evaluate()[1]
+        return self._evaluated[1]
 
-    def _evaluate(self) -> tuple[list[claims_mod.ClaimResult], list[str]]:
+    @functools.cached_property
+    def _evaluated(self) -> tuple[list[claims_mod.ClaimResult], list[str]]:
+        """Both, evaluated once per entry (the card and the staleness are read once)."""
         card = nbs.load_card(self.notebook_id)
         column = self.path.parent.name
         claims = list(card["claims"])

@@ -117,7 +117,6 @@ def mode_free(model: nn.Module) -> bool:
     return not any(isinstance(m, (_NormBase, _DropoutNd)) for m in model.modules())
 
 
-
 def forward_metrics(run: Run, chunk: int = 4096) -> tuple[Tensor, float, float] | None:
     """For a full-batch run of a :func:`mode_free` model on at most ``chunk`` images: the
     training loss at the current parameters *with its graph* (the next step's gradient
