@@ -117,3 +117,48 @@ def test_pooled_share_pools_flags_and_resamples_whole_groups():
     same = stats.pooled_share({0: [True, True], 1: [True]})
     assert same.est == same.lo == same.hi == 1.0
     assert stats.pooled_share({0: [True, False]}) is None and stats.pooled_share({0: [True], 1: []}) is None
+
+
+def test_pooled_contrast_pools_every_group_and_resamples_whole_groups():
+    a = {0: [2.0, 4.0], 1: [3.0], 2: [6.0, 6.0, 6.0]}
+    b = {0: [1.0, 1.0], 1: [2.0, 4.0], 2: [2.0], 3: [5.0]}  # group 3 has no `a`: it does not count
+    r = stats.pooled_contrast(a, b)
+    assert r.est == pytest.approx((27 / 6) / (10 / 5)) and r.n == 3 and r.log
+    assert r.lo <= r.est <= r.hi
+    assert r.values == pytest.approx((3.0, 1.0, 3.0))  # per-group ratios, shown beside the pooled one
+    d = stats.pooled_contrast(a, b, kind="difference")
+    assert d.est == pytest.approx(27 / 6 - 2.0) and not d.log and d.values == pytest.approx((2.0, 0.0, 4.0))
+    # a group's values move together: the same values split across six groups give a narrower interval
+    # than when two groups hold all of each sign
+    rng = np.random.default_rng(0)
+    mixed = {g: list(rng.normal(0.1, 1, 40)) for g in range(6)}
+    split = {g: list(np.full(40, 1.1 if g % 2 else -0.9)) for g in range(6)}
+    zero = {g: [0.0] for g in range(6)}
+    w_mixed = stats.pooled_contrast(mixed, zero, kind="difference")
+    w_split = stats.pooled_contrast(split, zero, kind="difference")
+    assert w_split.hi - w_split.lo > w_mixed.hi - w_mixed.lo
+
+
+def test_pooled_contrast_can_hold_where_a_median_of_five_needs_unanimity():
+    # five seeds, the fourth at 0.95 (below the null 1): the median's bootstrap interval reaches down to the
+    # smallest value, the pooled ratio's does not
+    ratios = [2.0, 2.5, 1.8, 0.95, 2.2]
+    med = stats.bootstrap_ratio(ratios)
+    assert med.lo == pytest.approx(0.95) and med.lo < 1
+    b = {s: list(np.linspace(0.05, 0.15, 30)) for s in range(5)}
+    a = {s: [r * v for v in b[s]] for s, r in enumerate(ratios)}
+    pooled = stats.pooled_contrast(a, b)
+    assert pooled.lo > 1 and pooled.est == pytest.approx(np.mean(ratios))
+    # and it does not hold on null data: every seed's ratio spread around 1
+    a0 = {s: [r * v for v in b[s]] for s, r in enumerate([1.1, 0.9, 1.05, 0.92, 1.0])}
+    null = stats.pooled_contrast(a0, b)
+    assert null.lo < 1 < null.hi
+
+
+def test_pooled_contrast_refuses_what_it_cannot_compare():
+    assert stats.pooled_contrast({0: [1.0]}, {0: [1.0]}) is None
+    assert stats.pooled_contrast({0: [1.0], 1: [float("nan")]}, {0: [1.0], 1: [1.0]}) is None
+    with pytest.raises(ValueError, match="non-negative"):
+        stats.pooled_contrast({0: [-1.0], 1: [1.0]}, {0: [1.0], 1: [1.0]})
+    with pytest.raises(ValueError, match="kind"):
+        stats.pooled_contrast({0: [1.0], 1: [1.0]}, {0: [1.0], 1: [1.0]}, kind="quotient")

@@ -34,7 +34,7 @@ import pandas as pd
 from .episodes import Episode, find_spikes
 
 __all__ = ["Phases", "phases", "spikes", "spike_mask", "Stretch", "between_spikes", "grassmann_distance",
-           "rotation_rate", "rotation_per_spike", "matched_window", "eta_s_over_2"]
+           "rotation_values", "rotation_rate", "rotation_per_spike", "matched_window", "eta_s_over_2"]
 
 
 @dataclass(frozen=True)
@@ -125,14 +125,21 @@ def grassmann_distance(similarity: float | np.ndarray) -> float | np.ndarray:
     return float(d) if d.ndim == 0 else d
 
 
-def rotation_rate(table: pd.DataFrame, mask: np.ndarray | None = None, column: str = "subspace_par") -> float:
-    """Mean same-parity rotation :math:`d_t` (:func:`grassmann_distance` of ``column``) over the rows
-    selected by ``mask`` (all rows with a value when None); NaN when none has one."""
+def rotation_values(table: pd.DataFrame, mask: np.ndarray | None = None, column: str = "subspace_par") -> np.ndarray:
+    """The same-parity rotations :math:`d_t` (:func:`grassmann_distance` of ``column``) of the rows
+    selected by ``mask`` (all rows when None) that have a value: shape ``(m,)``, ``m ≤ len(table)``."""
     v = table[column].to_numpy(dtype=float) if column in table else np.full(len(table), np.nan)
     if mask is not None:
         v = v[mask]
     v = v[np.isfinite(v)]
-    return float(np.mean(grassmann_distance(v))) if v.size else float("nan")
+    return np.atleast_1d(grassmann_distance(v)) if v.size else np.empty(0)
+
+
+def rotation_rate(table: pd.DataFrame, mask: np.ndarray | None = None, column: str = "subspace_par") -> float:
+    """Mean same-parity rotation :math:`d_t` over the rows selected by ``mask``
+    (:func:`rotation_values`); NaN when none has a value."""
+    v = rotation_values(table, mask, column)
+    return float(np.mean(v)) if v.size else float("nan")
 
 
 def rotation_per_spike(table: pd.DataFrame, spike: Episode, column: str = "subspace_par") -> float:

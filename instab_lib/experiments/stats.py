@@ -16,6 +16,10 @@ point value with a threshold. The interval level is 90% unless stated.
 * :func:`bootstrap_groups` — any statistic of a data set made of groups (seeds, each with
   several runs), with the percentile interval over resamples of whole groups (a cluster
   bootstrap: runs of one seed share an initialisation, so they are resampled together);
+* :func:`pooled_contrast` — the ratio (or difference) of two means taken over every group's values
+  pooled (the evaluations inside and outside spikes of every seed), with a cluster bootstrap over
+  groups: it can hold on 4 seeds of 5 where a median of five per-seed values cannot (the bootstrap
+  interval of a median of 5 reaches down to the smallest value: it passes only when unanimous);
 * :func:`binomial_se` — the sampling error :math:`\sqrt{p(1-p)/n}` of an accuracy measured on
   ``n`` test images;
 * :func:`margin` — distance of an estimate from a threshold in units of its standard error.
@@ -28,14 +32,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .seeding import numpy_rng
 
 __all__ = ["Estimate", "bootstrap", "bootstrap_ratio", "mean_se", "fraction", "paired_difference", "pooled_share",
-           "bootstrap_groups", "binomial_se", "margin", "window_median", "LEVEL"]
+           "bootstrap_groups", "pooled_contrast", "binomial_se", "margin", "window_median", "LEVEL"]
 
 #: The default interval level of every estimate.
 LEVEL = 0.9
@@ -214,6 +218,54 @@ def pooled_share(flags: dict[Any, Sequence[bool]], *, level: float = LEVEL, n_bo
         return None
     return bootstrap_groups(list(groups), lambda keys: float(np.mean(np.concatenate([groups[k] for k in keys]))),
                             level=level, n_boot=n_boot, seed=seed, name="groups")
+
+
+def pooled_contrast(a: Mapping[Any, Sequence[float]], b: Mapping[Any, Sequence[float]], *, kind: str = "ratio",
+                    level: float = LEVEL, n_boot: int = 2000, seed: int = 0) -> Estimate | None:
+    r"""Two means over pooled groups compared, with a cluster bootstrap over the groups.
+
+    ``a[g]`` and ``b[g]`` hold group ``g``'s values of the two conditions (one value per evaluation,
+    group = seed or run). With :math:`A = \bigcup_g a_g` and :math:`B = \bigcup_g b_g` pooled,
+
+    .. math::  R = \bar A / \bar B \quad \text{(ratio; values} \ge 0\text{)}, \qquad
+               D = \bar A - \bar B \quad \text{(difference)},
+
+    and the percentile interval of the statistic over resamples of whole groups
+    (:func:`bootstrap_groups`: a group's values are correlated in time and share an initialisation,
+    so they are drawn together). A ratio is bootstrapped on the log scale (``log=True``: ``se`` is
+    that of :math:`\log R`, margins are in log units). Only groups with values in both conditions
+    count; ``n`` is their number, ``values`` the per-group statistic (shown beside the pooled one).
+    ``None`` with fewer than two such groups. Unlike the bootstrap median of per-group values, whose
+    90 % interval at five groups reaches down to the smallest one, the pooled mean weighs every
+    evaluation, so one group near the null does not decide alone."""
+    if kind not in ("ratio", "difference"):
+        raise ValueError(f"kind must be 'ratio' or 'difference', got {kind!r}")
+    groups = {}
+    for g in a:
+        x, y = (np.asarray(v, dtype=float).ravel() for v in (a[g], b.get(g, ())))
+        x, y = x[np.isfinite(x)], y[np.isfinite(y)]  # NaN: an evaluation without a measurement
+        if x.size and y.size:
+            if kind == "ratio" and (np.any(x < 0) or np.any(y < 0)):
+                raise ValueError(f"pooled_contrast(kind='ratio') needs non-negative values (group {g!r})")
+            groups[g] = (x, y)
+    if len(groups) < 2:
+        return None
+
+    def stat(keys: list[Any]) -> float:
+        ma = float(np.mean(np.concatenate([groups[k][0] for k in keys])))
+        mb = float(np.mean(np.concatenate([groups[k][1] for k in keys])))
+        if kind == "difference":
+            return ma - mb
+        return math.log(ma / mb) if ma > 0 and mb > 0 else float("nan")
+
+    e = bootstrap_groups(list(groups), stat, level=level, n_boot=n_boot, seed=seed, name=f"pooled-{kind}")
+    per = tuple(float(np.mean(x) / np.mean(y)) if kind == "ratio" else float(np.mean(x) - np.mean(y))
+                for x, y in groups.values())
+    method = f"bootstrap-pooled-{kind} (clusters)"
+    if kind == "difference":
+        return Estimate(e.est, e.lo, e.hi, e.se, e.n, level, method, per)
+    return Estimate(math.exp(e.est), math.exp(e.lo), math.exp(e.hi), e.se, e.n, level, method + ", log scale", per,
+                    True)
 
 
 def binomial_se(p: float, n: int) -> float:
