@@ -1,5 +1,11 @@
 # ---
 # jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -131,11 +137,16 @@ per_spike.groupby("seed")[["steps", "largest rise", "min subspace sim", "min |co
 # $\theta_t$, `mechanism.rotation_rate`), averaged over: the epochs **inside spikes**; the unstable-phase epochs
 # **between spikes** (`eos_margin` epochs around each spike left out); and, as a control, the epochs of the **stable
 # run** (η = 0.02, the same seed) whose sharpness lies in the range the spikes of that seed had. Each seed gives one
-# ratio per comparison.
+# ratio per comparison. The reading "faster inside spikes than between them" is decided on the two mean rotations with
+# every seed's epochs pooled and a seed-cluster bootstrap interval (`stats.pooled_contrast`), the median of the
+# per-seed ratios shown beside it: at five seeds the bootstrap interval of a median reaches down to the smallest
+# seed's ratio, so it passes only when every seed agrees, and on the shifted seeds one seed at 0.94 among four at
+# 1.8–3.0 turned it to "not resolved" (issue 20). The comparison with stable training, far from its null, keeps the
+# median.
 
 # %%
 stable = {r.config.seed: r for r in ladder.by(lruns, lr=min(shared_runs.FMNIST_LADDER_ETAS))}
-rows = []
+rows, rot_in, rot_between = [], {}, {}
 for r in runs:
     s_, t = r.config.seed, r.table
     sp = spikes[s_]
@@ -145,6 +156,7 @@ for r in runs:
     S_in = t["sharpness"][in_sp]
     ctrl = stable[s_].table
     window = mechanism.matched_window(ctrl, float(S_in.min()), float(S_in.max()))
+    rot_in[s_], rot_between[s_] = mechanism.rotation_values(t, in_sp), mechanism.rotation_values(t, between)
     rows.append({"seed": s_, "inside spikes": mechanism.rotation_rate(t, in_sp),
                  "between spikes": mechanism.rotation_rate(t, between),
                  "stable, matched S": mechanism.rotation_rate(ctrl, window), "matched epochs": int(window.sum()),
@@ -154,6 +166,7 @@ ok_ctrl = win["matched epochs"] >= 5
 rec.record("rotation_windows", {c: [float(v) for v in win[c]] for c in ("inside spikes", "between spikes",
                                                                        "stable, matched S")})
 rec.record("spike_over_eos", stats.bootstrap_ratio(win["inside spikes"] / win["between spikes"]))
+rec.record("spike_over_eos_pooled", stats.pooled_contrast(rot_in, rot_between))
 rec.record("n_seeds_matched_control", int(ok_ctrl.sum()))
 rec.record("spike_over_stable", stats.bootstrap_ratio((win["inside spikes"] / win["stable, matched S"])[ok_ctrl]))
 win.round(4)
@@ -299,8 +312,9 @@ n = rec.numbers
 display(Markdown(
     "**Figure 2.** Left: the mean same-parity rotation $d_t$ per seed (dots; red bar the median) inside spikes, between "
     f"spikes at the edge of stability, and in stable training (η = {min(shared_runs.FMNIST_LADDER_ETAS):g}) at the "
-    f"same sharpness. The eigenspace turns {n['spike_over_eos']['est']:.1f}× faster inside spikes than between them "
-    f"and {n['spike_over_stable']['est']:.1f}× faster than in stable training (medians over seeds). Right: the "
+    f"same sharpness. The eigenspace turns {n['spike_over_eos_pooled']['est']:.1f}× faster inside spikes than between "
+    f"them (epochs pooled over seeds) and {n['spike_over_stable']['est']:.1f}× faster than in stable training (median "
+    f"over seeds). Right: the "
     f"rotation of the unstable phase against the learning rate (grey: one line per seed; large markers: medians): "
     f"from η = {lo_eta:g} to {hi_eta:g} it grows {n['rate_ratio_high_over_low_eta']['est']:.1f}-fold."))
 
@@ -337,10 +351,12 @@ display(Markdown(
 # %%
 n = rec.numbers
 display(Markdown(
-    f"Inside spikes the eigenspace turns {n['spike_over_eos']['est']:.1f}× faster than between spikes "
-    f"[{n['spike_over_eos']['lo']:.1f}, {n['spike_over_eos']['hi']:.1f}] and "
+    f"Inside spikes the eigenspace turns {n['spike_over_eos_pooled']['est']:.1f}× faster than between spikes "
+    f"[{n['spike_over_eos_pooled']['lo']:.1f}, {n['spike_over_eos_pooled']['hi']:.1f}] (every seed's epochs pooled; "
+    f"the median of the per-seed ratios is {n['spike_over_eos']['est']:.1f} "
+    f"[{n['spike_over_eos']['lo']:.1f}, {n['spike_over_eos']['hi']:.1f}]) and "
     f"{n['spike_over_stable']['est']:.1f}× faster than in stable training at the same sharpness "
-    f"[{n['spike_over_stable']['lo']:.1f}, {n['spike_over_stable']['hi']:.1f}] (medians over seeds); "
+    f"[{n['spike_over_stable']['lo']:.1f}, {n['spike_over_stable']['hi']:.1f}] (median over seeds); "
     f"{n['frac_monotone']['est']:.0%} of the testable spikes rotate monotonically "
     f"[{n['frac_monotone']['lo']:.0%}, {n['frac_monotone']['hi']:.0%}], against {n['chance_monotone']:.0%} by chance. "
     f"From η = {lo_eta:g} to {hi_eta:g} the rotation rate grows {n['rate_ratio_high_over_low_eta']['est']:.1f}-fold. "
