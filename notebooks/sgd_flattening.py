@@ -1,5 +1,11 @@
 # ---
 # jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -46,7 +52,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from instab_lib.book import claims
-from instab_lib.experiments import shared_runs, stats
+from instab_lib.experiments import fair_tests, shared_runs, stats
 from instab_lib.experiments import generalization as gen
 from instab_lib.experiments.plotting import apply_style, eta_legend, eta_style, figure
 
@@ -268,8 +274,8 @@ display(Markdown(
 # Paper B's abstract says the flattening "outweighs minibatch noise". At one batch size a larger η also brings more
 # gradient noise, so the contrast above cannot tell the two apart. We measure the noise by SGD's noise scale for
 # minibatches drawn without replacement, g = η(N/B − 1) (Smith & Le, 2018; N = 1,000 training images): 0 for
-# full-batch GD, which has no gradient noise, and about ηN/B for small batches. Two tests, both on the sharpness after
-# the continuation:
+# full-batch GD, which has no gradient noise, and about ηN/B for small batches (`fair_tests.noise_scale`; the pairs
+# below are `fair_tests.noisier_stable_pairs`). Two tests, both on the sharpness after the continuation:
 #
 # - **Pairs with no more noise on the unstable side.** A setting (batch size, η) counts as **stable** when every
 #   seed's η·max S during the SGD phase stayed below 2 (S the full-batch sharpness), **unstable** when every seed's
@@ -287,19 +293,12 @@ display(Markdown(
 
 # %%
 n_train = phase[0].config.n_train
-
-
-def noise_scale(lr, b):
-    """SGD's noise scale for minibatches of b of the n_train images drawn without replacement: η(N/B − 1)."""
-    return float(lr) * (n_train / int(b) - 1.0)
-
-
 settings = df.groupby(["batch_size", "lr"]).agg(lo=("eta_max_s", "min"), hi=("eta_max_s", "max")).reset_index()
-settings["noise"] = [noise_scale(lr, b) for b, lr in zip(settings["batch_size"], settings["lr"])]
+settings["noise"] = [fair_tests.noise_scale(lr, int(b), n_train) for b, lr in zip(settings["batch_size"], settings["lr"])]
 settings["side"] = np.where(settings["hi"] < 2, "stable", np.where(settings["lo"] >= 2, "unstable", "mixed"))
 sided = settings[settings["side"] != "mixed"]
-pairs = [(i, j) for i, st in sided[sided["side"] == "stable"].iterrows()
-         for j, un in sided[sided["side"] == "unstable"].iterrows() if un["noise"] <= 1.25 * st["noise"]]
+noise_pairs = fair_tests.noisier_stable_pairs(settings, tol=0.25)  # g(unstable) ≤ 1.25 g(stable)
+pairs = list(zip(noise_pairs["stable"], noise_pairs["unstable"]))
 
 
 def setting_name(row):

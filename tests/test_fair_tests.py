@@ -243,14 +243,24 @@ def test_sign_consistency():
 
 
 def test_noise_pairs_and_gap():
-    assert ft.noise_scale(0.1, None, 1000) == pytest.approx(1e-4)
-    assert ft.noise_scale(0.05, 256, 1000) == pytest.approx(0.05 / 256)
-    s = pd.DataFrame({"lr": [0.1, 0.0075, 0.05, 0.0125], "batch_size": [1000, 64, 256, 64]})
-    s["noise"] = s["lr"] / s["batch_size"]
-    s["unstable"] = [True, False, True, False]
-    p = ft.matched_noise_pairs(s, tol=0.25)
-    assert set(zip(p["stable"], p["unstable"])) == {(1, 0), (3, 2)}
-    assert p.set_index("unstable").loc[0, "noise_ratio"] == pytest.approx(1e-4 / (0.0075 / 64))
+    assert ft.noise_scale(0.1, None, 1000) == 0.0 == ft.noise_scale(0.1, 1000, 1000)  # full batch: no noise
+    assert ft.noise_scale(0.05, 250, 1000) == pytest.approx(0.05 * 3)
+    with pytest.raises(ValueError, match="batch size"):
+        ft.noise_scale(0.05, 2000, 1000)
+    s = pd.DataFrame({"lr": [0.1, 0.0075, 0.05, 0.0125, 0.02, 0.003],
+                      "batch_size": [1000, 1000, 256, 64, 64, 64]})
+    s["noise"] = [ft.noise_scale(lr, b, 1000) for lr, b in zip(s["lr"], s["batch_size"])]
+    s["side"] = ["unstable", "stable", "unstable", "stable", "mixed", "stable"]
+    p = ft.noisier_stable_pairs(s, tol=0.25)
+    # full batch against full batch (no noise on either side); B = 256 (g = 0.145) against B = 64 at η = 0.0125
+    # (g = 0.183) but not at η = 0.003 (g = 0.044: the unstable side would be the noisier); the mixed row pairs with
+    # nothing; and never a noisier unstable side
+    assert list(zip(p["stable"], p["unstable"])) == [(1, 0), (3, 0), (3, 2), (5, 0)]
+    assert math.isnan(p.iloc[0]["noise_ratio"]) and p.iloc[1]["noise_ratio"] == 0.0
+    assert p.iloc[2]["noise_ratio"] == pytest.approx(s.loc[2, "noise"] / s.loc[3, "noise"])
+    assert (ft.noisier_stable_pairs(s, tol=0.0)["noise_ratio"].fillna(0) <= 1).all()
+    with pytest.raises(ValueError, match="side"):
+        ft.noisier_stable_pairs(s.assign(side="calm"))
     assert ft.log_gap_closed(20, 100, 20, 100) == pytest.approx(0.0)
     assert ft.log_gap_closed(20, 100, 50, 50) == pytest.approx(1.0)
     assert ft.log_gap_closed(20, 100, 40, 100) == pytest.approx(1 - math.log(0.4) / math.log(0.2))

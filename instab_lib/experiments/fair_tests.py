@@ -24,9 +24,9 @@ Each function reads run tables or per-run numbers and returns plain numbers or a
 * **Restoration of stability** (B Fig 2) — :func:`restoration_minima`: per spike, the minimum
   :math:`\eta S/2` between its peak and the next spike's onset, over the evaluations of the peak's parity.
 * **Sign consistency across settings** — :func:`sign_consistency`.
-* **SGD against its noise** — :func:`noise_scale` (η/B), :func:`matched_noise_pairs` (pairs of settings
-  at equal η/B on both sides of the stability threshold), :func:`log_gap_closed` (how much of a
-  sharpness gap closes during a continuation).
+* **SGD against its noise** — :func:`noise_scale` (η(N/B − 1), 0 at full batch),
+  :func:`noisier_stable_pairs` (a stable and an unstable setting, the unstable one with no more noise),
+  :func:`log_gap_closed` (how much of a sharpness gap closes during a continuation).
 (The cumulative drift of a run's top-6 eigenspace is :func:`instab_lib.experiments.generalization.cumulative_drift`.)
 """
 
@@ -45,7 +45,7 @@ from .seeding import numpy_rng
 __all__ = ["EventualMax", "eventual_maximum", "sharpness_at_loss", "common_loss_levels", "matched_loss_ratios",
            "matched_loss_ratio", "geometric_mean_ratio", "BreakpointFit", "piecewise_linear_fit", "breakpoint_estimate",
            "breakpoint_over_limit", "peak_drop_loso", "cluster_fraction", "restoration_minima", "sign_consistency",
-           "noise_scale", "matched_noise_pairs", "log_gap_closed"]
+           "noise_scale", "noisier_stable_pairs", "log_gap_closed"]
 
 
 # --------------------------------------------------------------------------- eventual maximum
@@ -431,28 +431,37 @@ def sign_consistency(estimates: Mapping[str, Any]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- SGD against its noise
 def noise_scale(lr: float, batch_size: int | None, n_train: int) -> float:
-    """The gradient-noise scale η/B of SGD (B = ``n_train`` for full batch, ``batch_size=None``)."""
+    r"""SGD's gradient-noise scale for minibatches of :math:`B` of the :math:`N` training examples
+    drawn without replacement (Smith & Le, 2018): :math:`g = \eta\,(N/B - 1)`, 0 for full-batch GD
+    (``batch_size=None`` or :math:`B = N`), which has no gradient noise, and about :math:`\eta N/B`
+    for :math:`B \ll N`."""
     b = n_train if batch_size is None else int(batch_size)
     if not (lr > 0 and 0 < b <= n_train):
         raise ValueError(f"need lr > 0 and 0 < batch size ≤ n_train, got lr={lr}, batch_size={batch_size}")
-    return float(lr) / b
+    return float(lr) * (n_train / b - 1.0)
 
 
-def matched_noise_pairs(settings: pd.DataFrame, tol: float = 0.25) -> pd.DataFrame:
-    """Pairs of settings (rows with ``lr``, ``batch_size``, ``noise`` = η/B and ``unstable``: the
-    setting's runs crossed the threshold) on opposite sides of the stability threshold whose noise
-    scales agree within a factor ``1 + tol``. Columns: ``stable`` / ``unstable`` (the two rows' index
-    labels), ``noise_ratio`` (unstable's η/B over stable's: ≤ 1 means the unstable side has *less*
-    noise, so a flatter unstable side cannot be the noise)."""
+def noisier_stable_pairs(settings: pd.DataFrame, tol: float = 0.25) -> pd.DataFrame:
+    r"""Pairs (stable setting, unstable setting) in which the unstable side has **no more** gradient noise
+    than the stable side, up to a factor: :math:`g_\text{unstable} \le (1 + \text{tol})\, g_\text{stable}`
+    (:func:`noise_scale`; two full-batch settings pair, both without noise). ``settings``: one row per
+    setting with ``noise`` (:math:`g`) and ``side`` (``"stable"``, ``"unstable"`` or ``"mixed"``: mixed
+    settings, whose runs fell on both sides of the threshold, pair with nothing). If the noise did the
+    flattening, the stable (noisier or equally noisy) side of such a pair would end at least as flat.
+    Columns: ``stable`` / ``unstable`` (index labels of ``settings``, stable rows outer, both in the
+    frame's order) and ``noise_ratio`` (:math:`g_\text{unstable}/g_\text{stable}`, NaN for 0/0)."""
     if not tol >= 0:
         raise ValueError(f"tol must be ≥ 0, got {tol}")
-    st, un = settings[~settings["unstable"].astype(bool)], settings[settings["unstable"].astype(bool)]
+    bad = set(settings["side"]) - {"stable", "unstable", "mixed"}
+    if bad:
+        raise ValueError(f"side must be 'stable', 'unstable' or 'mixed', got {sorted(map(str, bad))}")
+    st, un = settings[settings["side"] == "stable"], settings[settings["side"] == "unstable"]
     rows = []
     for i, a in st.iterrows():
         for j, b in un.iterrows():
-            r = float(b["noise"]) / float(a["noise"])
-            if abs(math.log(r)) <= math.log1p(tol):
-                rows.append({"stable": i, "unstable": j, "noise_ratio": r})
+            ga, gb = float(a["noise"]), float(b["noise"])
+            if gb <= (1 + tol) * ga:
+                rows.append({"stable": i, "unstable": j, "noise_ratio": gb / ga if ga > 0 else float("nan")})
     return pd.DataFrame(rows, columns=["stable", "unstable", "noise_ratio"])
 
 
