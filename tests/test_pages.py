@@ -194,6 +194,48 @@ def test_perturb_run_writes_outcomes_flips_and_failing_checks(tmp_path, monkeypa
     assert perturb.run(["nb"], write=False)[2] == 1  # the failing identity
 
 
+def test_perturb_run_writes_after_every_column_and_refresh_reexecutes_only_the_named_pages(tmp_path, monkeypatch):
+    """A pass stopped in its second column leaves the first on disk; a refresh re-executes only the named
+    page in every column, re-checks every page and keeps the column's earlier timings; it refuses when the
+    training code changed since the table (its runs would be retrained) or for a page not in the book."""
+    from instab_lib.book import notebooks as nbs
+
+    perts = [perturb.Perturbation("native"), perturb.Perturbation("seeds+1000", {"INSTAB_SEED_OFFSET": "1000"})]
+    monkeypatch.setattr(perturb, "perturbations", lambda: perts)
+    monkeypatch.setattr(nbs, "verify", lambda ids, label: claims.evaluate_claims(CARD, NUMBERS, "nb"))
+    monkeypatch.setattr(nbs, "toc_notebooks", lambda: ["nb", "other"])
+    monkeypatch.setattr(robustness, "robustness_path", lambda: tmp_path / "robustness.json")
+    executed, crash = [], [True]
+
+    def execute(p, ids, force):
+        executed.append((p.name, list(ids), force))
+        if p.name == "seeds+1000" and crash:
+            crash.pop()  # once
+            raise RuntimeError("the machine went away")
+        return {"cpu_capability": "AVX512", "notebooks": {i: {"seconds": 2.0, "skipped": False, "error": None}
+                                                          for i in ids}, "seconds": 2.0}
+
+    monkeypatch.setattr(perturb, "_execute_all", execute)
+    with pytest.raises(RuntimeError):
+        perturb.run()
+    data = json.loads((tmp_path / "robustness.json").read_text())
+    assert [c["name"] for c in data["perturbations"]] == ["native"]  # the finished column is kept
+    assert data["run_fingerprint"] == fingerprint.run_fingerprint()
+    perturb.run()
+    executed.clear()
+    _, cols, n_failing = perturb.refresh(["nb"])
+    assert executed == [("native", ["nb"], True), ("seeds+1000", ["nb"], True)] and n_failing == 0
+    assert [c.name for c in cols] == ["native", "seeds+1000"]
+    data = json.loads((tmp_path / "robustness.json").read_text())
+    assert all(c["refreshed"] == ["nb"] and c["seconds"] == 4.0 and set(c["notebooks"]) == {"nb", "other"}
+               for c in data["perturbations"])
+    with pytest.raises(ValueError, match="not"):
+        perturb.refresh(["missing"])
+    (tmp_path / "robustness.json").write_text(json.dumps(dict(data, run_fingerprint="0" * 16)))
+    with pytest.raises(ValueError, match="training code changed"):
+        perturb.refresh(["nb"])
+
+
 def _table(rows: dict[str, dict[str, str]]) -> dict:
     return {"commit": "abc", "processor": "AMD EPYC",
             "perturbations": [{"name": n, "commit": "0123456789abcdef", "processor": "AMD EPYC"}

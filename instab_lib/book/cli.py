@@ -47,7 +47,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         from . import perturb
 
         try:
-            _, perts, n_failing = perturb.run(args.notebooks or None, force=args.force, only=args.only)
+            if args.refresh:
+                if args.only or args.force:
+                    raise ValueError("--refresh re-executes the named notebooks in every column: no --only or --force")
+                _, perts, n_failing = perturb.refresh(args.notebooks)
+            else:
+                _, perts, n_failing = perturb.run(args.notebooks or None, force=args.force, only=args.only)
         except ValueError as exc:
             raise nbs.NotebookError(str(exc)) from None
         if n_failing:
@@ -211,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "claim × perturbation (writes results/robustness.json; hours, not part of CI)")
     v.add_argument("--only", nargs="+", metavar="NAME", help="with --perturb: only these perturbations")
     v.add_argument("--force", action="store_true", help="with --perturb: re-execute even if up to date")
+    v.add_argument("--refresh", action="store_true",
+                   help="with --perturb: re-execute only the named notebooks in every column of the committed "
+                        "table (after a change that leaves the training runs as they were) and rewrite it")
     v.set_defaults(func=_cmd_verify)
     b = sub.add_parser("book", help="execute the notebooks of the table of contents and build _build/html")
     b.add_argument("--no-strict", action="store_true", help="do not fail on Sphinx warnings")

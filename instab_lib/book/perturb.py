@@ -16,8 +16,9 @@ Perturbations (:func:`perturbations`):
 
 Each runs as a child process (the kernel variable must be set before torch is imported)
 with ``INSTAB_RUNS=_build/perturb/<name>/runs`` and executed notebooks under
-``_build/executed/perturb-<name>/``. :func:`run` writes ``results/robustness.json``, which
-the book renders as its Robustness page (:func:`instab_lib.book.robustness.write_page`).
+``_build/executed/perturb-<name>/``. :func:`run` writes ``results/robustness.json`` after every
+column, which the book renders as its Robustness page (:func:`instab_lib.book.robustness.write_page`);
+:func:`refresh` re-executes only changed pages in every column when the training code is unchanged.
 It is a tool for developers and readers, not part of CI: it costs about four CI runs.
 """
 
@@ -36,7 +37,7 @@ from ..experiments import repo_root
 from ..experiments.initialisation import INIT_ENV
 from . import claims as claims_mod
 
-__all__ = ["Perturbation", "perturbations", "run", "table_rows", "outcome_flips", "SEED_SHIFT"]
+__all__ = ["Perturbation", "perturbations", "run", "refresh", "table_rows", "outcome_flips", "SEED_SHIFT"]
 
 #: The seed offset of the ``seeds`` perturbation.
 SEED_SHIFT = 1000
@@ -118,7 +119,8 @@ def run(ids: Sequence[str] | None = None, force: bool = False, only: Sequence[st
         write: bool = True) -> tuple[list[dict[str, Any]], list[Perturbation], int]:
     """Execute every notebook (``ids``, default: the table of contents) under every
     perturbation (``only``: a subset of their names), check the claims of each, print the
-    table and, with ``write``, save ``results/robustness.json``.
+    table and, with ``write``, save ``results/robustness.json`` after every column (a pass
+    stopped half-way leaves the columns it finished).
 
     Returns ``(rows, perturbations, n_failing)`` where ``n_failing`` counts the claims that fail
     in some column: a failing check (identity, illustration, precondition) or missing numbers.
@@ -126,7 +128,6 @@ def run(ids: Sequence[str] | None = None, force: bool = False, only: Sequence[st
     Robustness page), never a failure.
     """
     from . import notebooks as nbs
-    from ..experiments import fingerprint
 
     ids = list(ids or nbs.toc_notebooks())
     perts = [p for p in perturbations() if not only or p.name in only]
@@ -135,33 +136,91 @@ def run(ids: Sequence[str] | None = None, force: bool = False, only: Sequence[st
     t0 = time.perf_counter()
     meta: dict[str, dict[str, Any]] = {}
     results: dict[str, list[claims_mod.ClaimResult]] = {}
-    for p in perts:
+    table: list[dict[str, Any]] = []
+    for k, p in enumerate(perts):
         print(f"[perturb] {p.name}: executing {len(ids)} notebooks ({p.env or 'native'})", file=sys.stderr, flush=True)
-        meta[p.name] = _execute_all(p, ids, force)
+        meta[p.name] = _column_meta(p, _execute_all(p, ids, force))
         results[p.name] = nbs.verify(ids, label=p.label)
-    table = table_rows(results, perts)
-    n_failing = sum(1 for row in table if not all(v["ok"] for v in row["results"].values()))
-    flips = outcome_flips(table)
+        table = table_rows(results, perts[:k + 1])
+        if write:
+            _write(table, [meta[q.name] for q in perts[:k + 1]], time.perf_counter() - t0)
+    n_failing = _n_failing(table)
     _print(table, perts)
-    if write:
-        out = {"created": time.strftime("%Y-%m-%d %H:%M"), **fingerprint.git_state(),
-               "library_fingerprint": fingerprint.library_fingerprint(),
-               "processor": fingerprint.stamp_fields()["processor"], "seconds": round(time.perf_counter() - t0, 1),
-               "n_failing": n_failing, "n_flips": len(flips),
-               "perturbations": [{"name": p.name, "env": p.env, "label": p.label,
-                                  "commit": fingerprint.git_state().get("commit"),
-                                  "processor": fingerprint.stamp_fields()["processor"],
-                                  "cpu_capability": meta[p.name]["cpu_capability"],
-                                  "seconds": round(meta[p.name]["seconds"], 1),
-                                  "notebooks": meta[p.name]["notebooks"]} for p in perts],
-               "claims": table}
-        from .robustness import robustness_path
-
-        path = robustness_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=1, default=str) + "\n")
-        print(f"[perturb] wrote {path}", file=sys.stderr)
     return table, perts, n_failing
+
+
+def refresh(pages: Sequence[str]) -> tuple[list[dict[str, Any]], list[Perturbation], int]:
+    """Bring the committed table up to date after a change to ``pages`` (notebooks, cards, page
+    analyses) that leaves the training runs as they were: re-execute only ``pages`` in every
+    column of ``results/robustness.json`` (each reads its runs back from its own run cache),
+    re-check every notebook's claims in every column and rewrite the table with this commit.
+
+    Refused (``ValueError``) when there is no table, when it does not record the training code's
+    fingerprint or that fingerprint has changed since (the columns' runs would be retrained: run
+    :func:`run`), or when a page is unknown. Returns ``(rows, perturbations, n_failing)`` as :func:`run`."""
+    from . import notebooks as nbs
+    from ..experiments import fingerprint
+    from .robustness import robustness_path
+
+    path = robustness_path()
+    if not path.exists():
+        raise ValueError(f"no perturbation table at {path}: run `instab verify --perturb` first")
+    old = json.loads(path.read_text())
+    then, now = old.get("run_fingerprint"), fingerprint.run_fingerprint()
+    if then != now:
+        raise ValueError(f"the training code changed since the table was made (run fingerprint {then} then, {now} now): "
+                         "a refresh would retrain every column; run `instab verify --perturb`")
+    pages = list(pages)
+    toc = list(nbs.toc_notebooks())
+    unknown = sorted(set(pages) - set(toc))
+    if unknown or not pages:
+        raise ValueError(f"refresh needs notebooks of the book, got {unknown or 'none'}")
+    known = {p.name: p for p in perturbations()}
+    cols = [c for c in old["perturbations"] if c["name"] in known]
+    perts = [known[c["name"]] for c in cols]
+    t0 = time.perf_counter()
+    results: dict[str, list[claims_mod.ClaimResult]] = {}
+    for k, p in enumerate(perts):
+        print(f"[perturb] {p.name}: re-executing {pages}", file=sys.stderr, flush=True)
+        info = _execute_all(p, pages, True)
+        col = {**cols[k], **_column_meta(p, info)}
+        col["seconds"] = round(cols[k].get("seconds", 0.0) + info["seconds"], 1)
+        col["notebooks"] = {**cols[k].get("notebooks", {}), **info["notebooks"]}
+        col["refreshed"] = sorted(set(cols[k].get("refreshed", [])) | set(pages))  # the rest ran at an earlier commit
+        cols[k] = col
+        results[p.name] = nbs.verify(toc, label=p.label)
+    table = table_rows(results, perts)
+    _write(table, cols, old.get("seconds", 0.0) + time.perf_counter() - t0)
+    _print(table, perts)
+    return table, perts, _n_failing(table)
+
+
+def _column_meta(p: Perturbation, info: dict[str, Any]) -> dict[str, Any]:
+    from ..experiments import fingerprint
+
+    return {"name": p.name, "env": p.env, "label": p.label, "commit": fingerprint.git_state().get("commit"),
+            "processor": fingerprint.stamp_fields()["processor"], "cpu_capability": info["cpu_capability"],
+            "seconds": round(info["seconds"], 1), "notebooks": info["notebooks"]}
+
+
+def _n_failing(table: Sequence[dict[str, Any]]) -> int:
+    return sum(1 for row in table if not all(v["ok"] for v in row["results"].values()))
+
+
+def _write(table: list[dict[str, Any]], columns: list[dict[str, Any]], seconds: float) -> None:
+    """``results/robustness.json``: the table, its columns and the code it was made with."""
+    from ..experiments import fingerprint
+    from .robustness import robustness_path
+
+    out = {"created": time.strftime("%Y-%m-%d %H:%M"), **fingerprint.git_state(),
+           "library_fingerprint": fingerprint.library_fingerprint(), "run_fingerprint": fingerprint.run_fingerprint(),
+           "processor": fingerprint.stamp_fields()["processor"], "seconds": round(seconds, 1),
+           "n_failing": _n_failing(table), "n_flips": len(outcome_flips(table)), "perturbations": columns,
+           "claims": table}
+    path = robustness_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=1, default=str) + "\n")
+    print(f"[perturb] wrote {path} ({', '.join(c['name'] for c in columns)})", file=sys.stderr)
 
 
 def table_rows(results: dict[str, Sequence[claims_mod.ClaimResult]],
