@@ -1,5 +1,11 @@
 # ---
 # jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -163,6 +169,7 @@ for r in ex.run():
     a2.plot(r.spectra["epoch"], r.spectra["sharpness"], color=eta_style(r.config.lr).color, lw=1.2)
 a2.axvline(late, color="k", ls=":", lw=1)
 a2.set_xscale("symlog", linthresh=10)
+a2.set_xlim(left=0)  # epochs start at 0: no negative half of the symlog axis
 a2.set(xlabel="epoch (linear to 10, log beyond)", ylabel="sharpness", yscale="log", title=f"Seed 0, reduced at epoch {late}")
 eta_legend(fig, list(spec["eta0"]), title=f"η₀ (stable: {stable0:g})", loc="outside lower center",
            ncol=len(spec["eta0"]))
