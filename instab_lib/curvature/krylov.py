@@ -17,6 +17,8 @@ from .results import (
     _check_op,
     _finish,
     _generator,
+    _inner,
+    _norms,
     _order,
     _orthonormalize,
 )
@@ -33,7 +35,8 @@ DEFAULT_TOL = 1e-3
 
 #: Honest stop: a solve whose attained residual (largest ``‖Hx − θx‖ / max|θ|`` of the wanted
 #: pairs) lies in the rounding regime (``≤ √eps`` of the dtype: 3.5e-4 in float32, 1.5e-8 in
-#: float64) and has not halved over this many products (or ``2k``, if more) stops early.
+#: float64), or whose Lanczos estimates have reached ``tol`` while its true residuals have not,
+#: and has not halved over this many products (or ``2k``, if more) stops early.
 STAGNATION_WINDOW = 30
 
 
@@ -46,7 +49,7 @@ class _Run(NamedTuple):
     iterations: int
     scale: float
     attained: float  #: largest ‖r‖ / scale over the returned wanted pairs
-    stagnated: bool  #: stopped early: residuals stagnating in the rounding regime
+    stagnated: bool  #: stopped early: true residuals stagnating (see STAGNATION_WINDOW)
     window: int  #: products without a halving that count as stagnation
 
 
@@ -66,7 +69,7 @@ class _Basis:
         self.Wb = torch.empty_like(self.Vb)
         self.Vb[:, :self.m], self.Wb[:, :self.m] = V0, W0
         self.V, self.W = self.Vb[:, :self.m], self.Wb[:, :self.m]
-        T = self.V.T @ self.W
+        T = _inner(self.V, self.W)
         self.T = 0.5 * (T + T.T)
 
     def restart(self, Y: Tensor, keep_t: Tensor, theta: Tensor) -> None:
@@ -86,8 +89,8 @@ class _Basis:
             return False
         WQ = self.op.matmat(Q)
         self.n_mv += Q.shape[1]
-        C = V.T @ WQ
-        D = Q.T @ WQ
+        C = _inner(V, WQ)
+        D = _inner(Q, WQ)
         m0, q = V.shape[1], Q.shape[1]
         Tn = torch.empty(m0 + q, m0 + q, dtype=T.dtype, device=T.device)
         Tn[:m0, :m0] = T
@@ -115,10 +118,10 @@ def _estimates_ok(
     almost orthogonal to a small top eigenspace): never below ``min_basis`` vectors.
     """
     V, W = B.V, B.W
-    F = W[:, -bs:] - V @ (V.T @ W[:, -bs:])
+    F = W[:, -bs:] - V @ _inner(V, W[:, -bs:])
     Ylast = Y[-bs:, :]
     ok = V.shape[1] >= min_basis and all(
-        order[:k].numel() == k and bool(((F @ Ylast[:, order[:k]]).norm(dim=0) <= near).all())
+        order[:k].numel() == k and bool((_norms(F @ Ylast[:, order[:k]]) <= near).all())
         for (w, k), order in zip(groups, orders)
     )
     return F, ok
@@ -135,7 +138,7 @@ def _exact_residuals(
         idx = order[:k]
         Yg = Y[:, idx]
         X = B.V @ Yg
-        rn = (B.W @ Yg - X * theta[idx]).norm(dim=0)
+        rn = _norms(B.W @ Yg - X * theta[idx])
         best.append((theta[idx], X, rn))
         if idx.numel() < k or bool((rn > thresh).any()):
             ok = False
@@ -199,9 +202,12 @@ def _thick_restart_lanczos(
     Honest stop: ``tol`` can lie below what the operator's rounding allows (float32
     products carry errors of ~1e-6 · ‖H‖, so residuals stagnate there). Once the
     residual estimates fall to ``max(tol, √eps)`` the exact residuals are checked every
-    step; if the attained residual is ``≤ √eps`` and has not halved over the last
-    ``max(STAGNATION_WINDOW, 2 k)`` products, the solve stops (``stagnated``) instead of
-    spending the rest of the budget.
+    step; if the attained residual is ``≤ √eps``, or the Lanczos estimates have reached the
+    tolerance while the true residuals have not, and the attained residual has not halved over
+    the last ``max(STAGNATION_WINDOW, 2 k)`` products, the solve stops (``stagnated``) instead
+    of spending the rest of the budget. Inner products and norms over the ``dim`` rows are
+    accumulated in float64 (:func:`~instab_lib.curvature.results._inner`): float32 BLAS sums
+    over 10⁷ rows lose the basis' orthogonality at ~1e-3.
 
     ``expand="residual"`` (for warm starts from a non-Krylov block, e.g. previous
     eigenvectors): each step appends one vector, the residual ``W y − θ V y`` of the
@@ -248,7 +254,9 @@ def _thick_restart_lanczos(
                 break
             if B.n_mv >= max_matvec:
                 break
-            if attained <= ceiling:  # in the rounding regime: stop once it no longer improves
+            # the rounding regime, or Lanczos estimates at tol that the true residuals do not follow
+            # (rounding in the products or the basis): stop once the true residuals no longer improve
+            if attained <= ceiling or (est_ok and not residual_mode):
                 if attained <= 0.5 * best_att:
                     best_att, best_at = attained, B.n_mv
                 elif B.n_mv - best_at >= window:
@@ -272,8 +280,11 @@ def _warn_if_stagnated(who: str, run: _Run, tol: float, dtype: torch.dtype, budg
     warnings.warn(
         f"{who}: tol={tol:g} is below the accuracy this operator attains in {dtype}: the largest "
         f"relative residual ‖Hx − θx‖/max|θ| of the wanted pairs stagnated at {run.attained:.2e} "
-        f"(no halving over the last {run.window} products, in the rounding regime "
-        f"≤ √eps = {math.sqrt(eps):.1e}); stopped after {run.n_matvec} of {budget} products. "
+        f"(no halving over the last {run.window} products, "
+        + (f"in the rounding regime ≤ √eps = {math.sqrt(eps):.1e}" if run.attained <= math.sqrt(eps)
+           else "while the Lanczos estimates had reached tol: the products are inexact or not "
+              "symmetric at that level")
+        + f"); stopped after {run.n_matvec} of {budget} products. "
         f"The pairs are returned with converged=False and extra['attained']; ask for "
         f"tol ≥ {2 * run.attained:.0e} or use float64.",
         UnattainableToleranceWarning,

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .operators import LinearOperator
-from .results import _check_op, _generator
+from .results import _check_op, _generator, _inner, _norms
 
 
 def _rademacher(dim: int, n: int, gen: torch.Generator, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -43,7 +43,7 @@ def hutchinson_trace(
                 cur = op.matmat(cur)
                 if i == b:
                     Zb = cur
-            vals.append((cur * Zb).sum(dim=0))
+            vals.append(_inner(cur, Zb).diagonal())
             done += m
     x = torch.cat(vals).double()
     return float(x.mean()), float(x.std(unbiased=True) / math.sqrt(n_samples))
@@ -78,17 +78,17 @@ def slq_density(
             V = torch.zeros(op.dim, order, dtype=op.dtype, device=op.device)
             alpha = torch.zeros(order, dtype=op.dtype)
             beta = torch.zeros(order, dtype=op.dtype)
-            v = z / z.norm()
+            v = z / _norms(z)
             m = order
             for j in range(order):
                 V[:, j] = v
                 w = op.matvec(v)
-                alpha[j] = v @ w
+                alpha[j] = _inner(v, w)[0, 0]
                 Vj = V[:, : j + 1]
-                w = w - Vj @ (Vj.T @ w)
-                w = w - Vj @ (Vj.T @ w)
+                w = w - Vj @ _inner(Vj, w)[:, 0]
+                w = w - Vj @ _inner(Vj, w)[:, 0]
                 if j + 1 < order:
-                    beta[j] = w.norm()
+                    beta[j] = _norms(w)
                     if beta[j] <= 1e-12 * max(float(alpha[: j + 1].abs().max()), 1e-300):
                         m = j + 1
                         break

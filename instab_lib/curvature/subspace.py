@@ -7,7 +7,18 @@ from torch import Tensor
 
 from .krylov import DEFAULT_TOL
 from .operators import LinearOperator
-from .results import _WHICH, EigResult, _check_common, _check_op, _finish, _generator, _order, _orthonormalize
+from .results import (
+    _WHICH,
+    EigResult,
+    _check_common,
+    _check_op,
+    _finish,
+    _generator,
+    _inner,
+    _norms,
+    _order,
+    _orthonormalize,
+)
 
 
 def lobpcg(
@@ -50,7 +61,7 @@ def lobpcg(
         X = _orthonormalize(X0.to(dtype=op.dtype, device=op.device), None, gen)
         AX = op.matmat(X)
         n_mv = X.shape[1]
-        G = X.T @ AX
+        G = _inner(X, AX)
         th, Y = torch.linalg.eigh(0.5 * (G + G.T))
         o = _order(th, which)[:k]
         X, AX, th = X @ Y[:, o], AX @ Y[:, o], th[o]
@@ -59,7 +70,7 @@ def lobpcg(
         it = 0
         while True:
             R = AX - X * th
-            rn = R.norm(dim=0)
+            rn = _norms(R)
             sc = max(sc, float(th.abs().max()))
             active = rn > tol * sc
             if not bool(active[:nw].any()) or it >= max_iter:
@@ -73,7 +84,7 @@ def lobpcg(
             n_mv += Ra.shape[1]
             S = torch.cat([base, Ra], dim=1)
             AS = torch.cat([AX if P is None else torch.cat([AX, AP], dim=1), ARa], dim=1)
-            G = S.T @ AS
+            G = _inner(S, AS)
             G = 0.5 * (G + G.T)
             th_all, C = torch.linalg.eigh(G)
             o = _order(th_all, which)[:k]
@@ -95,7 +106,7 @@ def lobpcg(
                 P = AP = None
             X, AX, th = Xn, AXn, thn
         R = AX - X * th
-        rn = R.norm(dim=0)
+        rn = _norms(R)
         conv = bool((rn[:nw] <= tol * sc).all())
     return _finish(X, th, rn, which, n_mv, conv, it, tol, sc)
 
@@ -116,16 +127,16 @@ def power_iteration(
     with torch.no_grad():
         v = (v0.to(dtype=op.dtype, device=op.device) if v0 is not None
              else torch.randn(op.dim, generator=gen, dtype=op.dtype).to(op.device))
-        v = v / v.norm()
+        v = v / _norms(v)
         Hv = op.matvec(v)
         n = 1
         it = 0
         while True:
-            theta = float(v @ Hv)
-            r = float((Hv - theta * v).norm())
+            theta = float(_inner(v, Hv))
+            r = float(_norms(Hv - theta * v))
             if r <= tol * abs(theta) or n >= max_iter:
                 break
-            nrm = Hv.norm()
+            nrm = _norms(Hv)
             if nrm == 0:
                 break
             v = Hv / nrm

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from .krylov import DEFAULT_TOL, MIN_EXTRA_BASIS, _default_ncv, _thick_restart_lanczos, _warn_if_stagnated, lanczos
 from .operators import LinearOperator
-from .results import _WHICH, EigResult, _check_common, _finish, _generator
+from .results import _WHICH, EigResult, _check_common, _finish, _generator, _inner
 from .subspace import lobpcg
 
 _WARM = ("krylov", "residual", "lobpcg")
@@ -22,7 +22,7 @@ LEGACY_WARM_EXTRA = 3
 def _similarity(A: Tensor, B: Tensor) -> float:
     """``‖AᵀB‖_F² / k`` for orthonormal ``(dim, k)`` blocks: the mean squared cosine of the
     principal angles between the two subspaces (1: the same subspace, 0: orthogonal)."""
-    return float((A.T @ B).pow(2).sum()) / A.shape[1]
+    return float(_inner(A, B).pow(2).sum()) / A.shape[1]
 
 
 class EigTracker:
