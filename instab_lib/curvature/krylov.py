@@ -254,8 +254,7 @@ def _thick_restart_lanczos(
                 break
             if B.n_mv >= max_matvec:
                 break
-            # the rounding regime, or Lanczos estimates at tol that the true residuals do not follow
-            # (rounding in the products or the basis): stop once the true residuals no longer improve
+            # rounding regime, or estimates at tol the true residuals do not follow: stop when they stop improving
             if attained <= ceiling or (est_ok and not residual_mode):
                 if attained <= 0.5 * best_att:
                     best_att, best_at = attained, B.n_mv
