@@ -191,7 +191,7 @@ for k, s in sides.items():
 pd.DataFrame(rows).set_index(["architecture", "batch size"])
 
 # %% tags=["hide-input"]
-fig, axes = figure(1, 2, height=3.6, sharey=True)
+fig, axes = figure(1, len(archs[:2]), height=3.6, sharey=True)  # one panel per architecture (two at most)
 n_fail = {}
 for ax, a in zip(np.atleast_1d(axes), archs[:2]):
     bs = batch_sizes[0]
