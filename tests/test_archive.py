@@ -198,3 +198,20 @@ def test_verify_label_cpu_reads_results_cpu(tmp_path, monkeypatch, capsys):
     results, missing = archive.verify(None, "cpu")
     assert {r.notebook for r in results} == {"descent_lemma"} and "goldilocks" in missing
     assert all(r.column == "cpu" for r in results)
+
+
+def test_archived_cpu_verdicts_are_the_expected_ones():
+    """What CI pins at the cpu preset (results/cpu/, `instab verify --label cpu`): every committed cpu entry
+    passes its checks on its archived numbers and its scored claims have the verdicts tests/expectations.yml
+    expects under `cpu`."""
+    from instab_lib.book import verdicts
+
+    from test_notebooks import expectations
+
+    results, _ = archive.verify(None, "cpu")
+    assert all(r.ok for r in results), [r.key for r in results if not r.ok]
+    expected = expectations("cpu")
+    present = sorted({r.notebook for r in results})
+    problems = verdicts.compare_expectations(results, expected, notebooks=present)
+    assert not problems, "\n".join(problems)
+    assert not set(expected) - set(present), "cpu expectations for pages without an archived cpu entry"
