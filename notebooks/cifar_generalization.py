@@ -38,6 +38,9 @@
 #   99.9 %, the η grids to nine values from 0.01 to 4, the seeds to 5, the spectra to every run, and the device to a
 #   GPU when one is there (`device: auto`); it has **not** been run (no GPU was available, and on this CPU it would
 #   take days).
+# - **Which paper**: this page reads paper A's full-batch statement on CIFAR (its claims are scored as `reading`s
+#   of A Fig 5). B's CIFAR figure is tested in the author's own minibatch setting (SGD at batch sizes 64 and 1024,
+#   and the adaptive optimisers) on {doc}`cifar_author`; this page's toy CI run is *not a test* of B's figure.
 # - **Data**: the original CIFAR-10 when torchvision finds or downloads it, otherwise the JPEG re-encoding
 #   `../shared/data/cifar10-jpeg` (pixels differ slightly from the original); the copy used is printed below.
 # ```

@@ -172,3 +172,46 @@ def test_a_precondition_added_after_a_stale_entry_does_not_void_its_claims(tmp_a
     entry = archive.load("descent_lemma")
     assert entry.unarchived_claims() == ["added_precondition"]
     assert [(r.claim_id, r.outcome) for r in entry.results()] == [("a_scored_claim", "holds")]
+
+
+def test_verify_label_cpu_reads_results_cpu(tmp_path, monkeypatch, capsys):
+    """`instab verify --label cpu` (and `instab expectations --label cpu`) read the CPU-sized archive in
+    results/cpu/ as `--label paper` reads results/paper/: an entry there is checked without recomputing
+    (here it holds no numbers, so its claims fail and the command exits 1), one archived only under
+    results/paper/ is not taken for it, and a notebook asked for by name without a cpu entry is named with
+    the reason in results/cpu/pending.yml."""
+    from instab_lib.book import cli
+
+    monkeypatch.setattr(archive, "repo_root", lambda: tmp_path)
+    cpu, paper = tmp_path / "results" / "cpu", tmp_path / "results" / "paper"
+    cpu.mkdir(parents=True)
+    paper.mkdir(parents=True)
+    _entry(cpu, "descent_lemma", {})
+    _entry(paper, "goldilocks", {})
+    (cpu / "pending.yml").write_text('goldilocks: "not sized for a CPU"\n')
+    assert archive.archive_root("cpu") == cpu
+    status = cli.main(["verify", "--label", "cpu", "descent_lemma", "goldilocks"])
+    out = capsys.readouterr()
+    assert status == 1  # the cpu entry holds no numbers: its checks fail, whatever results/paper/ holds
+    assert "descent_lemma: archived" in out.out and "archived cpu-preset run(s) checked" in out.err
+    assert "goldilocks: no archived cpu run (not sized for a CPU)" in out.out
+    results, missing = archive.verify(None, "cpu")
+    assert {r.notebook for r in results} == {"descent_lemma"} and "goldilocks" in missing
+    assert all(r.column == "cpu" for r in results)
+
+
+def test_archived_cpu_verdicts_are_the_expected_ones():
+    """What CI pins at the cpu preset (results/cpu/, `instab verify --label cpu`): every committed cpu entry
+    passes its checks on its archived numbers and its scored claims have the verdicts tests/expectations.yml
+    expects under `cpu`."""
+    from instab_lib.book import verdicts
+
+    from test_notebooks import expectations
+
+    results, _ = archive.verify(None, "cpu")
+    assert all(r.ok for r in results), [r.key for r in results if not r.ok]
+    expected = expectations("cpu")
+    present = sorted({r.notebook for r in results})
+    problems = verdicts.compare_expectations(results, expected, notebooks=present)
+    assert not problems, "\n".join(problems)
+    assert not set(expected) - set(present), "cpu expectations for pages without an archived cpu entry"

@@ -9,7 +9,7 @@ import json
 import nbformat
 import pytest
 
-from instab_lib.book import archive, claims, provenance, staging
+from instab_lib.book import archive, browser, claims, provenance, staging
 from instab_lib.experiments import stats
 
 CARD = [
@@ -177,3 +177,33 @@ def test_provenance_box_says_when_the_data_copy_or_seeds_are_not_recorded():
     assert "none (the page draws no random numbers)" in provenance.provenance_html({"recorded_seeds": []})
     both = provenance.seeds_text({"recorded_seeds": [0, 1], "seeds": {"seed": 0}})
     assert both == "0, 1 (2 seeds, recorded by the page); parameters seed=0; seed offset 0"
+
+
+def test_the_cpu_section_shows_the_cpu_archive_beside_this_build(tmp_path, monkeypatch):
+    """A card with a `cpu` preset gets a section *At the cpu preset's scale*: the claims at both scales side by
+    side and the archived figures captioned "Figure Cn" (the browser test numbers them apart from 1, 2, … and
+    P1, P2, …); without an entry, why; a card without a `cpu` preset gets nothing."""
+    entry_dir = tmp_path / "entry"
+    entry_dir.mkdir()
+    (entry_dir / "fig-01.png").write_bytes(b"png")
+    (entry_dir / "captions.json").write_text(json.dumps(["**Figure 1.** Three seeds on 1,030 images."]))
+    numbers = {**GOOD, "a": stats.Estimate(1.7, 1.5, 1.9, 0.1, 3).to_dict()}
+    entry = archive.Entry("cifar_author", entry_dir, {"commit": "abcdef1234567890", "finished": "2026-12-05T05:30:00",
+                                                      "seconds": 2400, "device": "cpu", "threads": 1}, numbers,
+                          sorted(entry_dir.glob("fig-*.png")))
+    monkeypatch.setattr(archive.Entry, "stale_reasons", lambda self: [])
+    monkeypatch.setattr(archive.Entry, "results", lambda self: claims.evaluate_claims(CARD, numbers, "x"))
+    monkeypatch.setattr(staging, "_figure_dir", lambda nid, preset="paper": tmp_path / f"staged-{preset}")
+    ci = claims.evaluate_claims(CARD, GOOD, "x")
+    (cell,) = staging.cpu_cells("cifar_author", entry, "", ci)
+    src = cell.source
+    assert src.startswith("## At the cpu preset's scale") and "`n_train = 1030`" in src and "in 40 min" in src
+    assert "<th>at the cpu preset</th>" in src and "1.7 [1.5, 1.9] n=3" in src
+    assert "**Figure C1** (at the cpu preset). Three seeds on 1,030 images." in src
+    assert (tmp_path / "staged-cpu" / "fig-01.png").is_file()
+    (missing,) = staging.cpu_cells("cifar_author", None, "not run yet", ci)
+    assert "No archived run of it yet: not run yet" in missing.source
+    assert staging.cpu_cells("dln_rotations", entry, "", ci) == []
+    assert browser._caption_problems([{"fig": "a"}, {"text": "Figure 1. x"}, {"fig": "b"}, {"text": "Figure C1 (y)"},
+                                      {"fig": "c"}, {"text": "Figure C3 (z)"}]) == [
+        "c: caption 'Figure C3' where 'Figure C2' was due"]

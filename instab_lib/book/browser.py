@@ -393,13 +393,13 @@ def _report(url: str, local: str, facts: dict[str, Any], events: list[dict[str, 
                       height=float(facts["height"]))
 
 
-_CAPTION = re.compile(r"^Figure (P?)(\d+)\b")
+_CAPTION = re.compile(r"^Figure ([PC]?)(\d+)\b")
 
 
 def _caption_problems(sequence: list[dict[str, str]]) -> list[str]:
     """Every figure must be followed by its caption ("Figure n." — "Figure Pn" for the archived
-    figures at the paper's scale), numbered 1, 2, … in page order."""
-    out, expected = [], {"": 1, "P": 1}
+    figures at the paper's scale, "Figure Cn" for those of the cpu preset), numbered 1, 2, … in page order."""
+    out, expected = [], {"": 1, "P": 1, "C": 1}
     for i, item in enumerate(sequence):
         if "fig" not in item:
             continue

@@ -75,6 +75,7 @@ def stage_pages(execute: bool = True, progress: bool | None = None, label: str =
         if old.stem not in wanted:
             old.unlink()
     shutil.rmtree(root / "book" / "generated" / "paper", ignore_errors=True)
+    shutil.rmtree(root / "book" / "generated" / "cpu", ignore_errors=True)
     verdicts: dict[str, claims_mod.PageVerdict] = {}
     seconds: dict[str, float] = {}
     stamps: dict[str, dict[str, Any]] = {}

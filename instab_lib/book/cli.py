@@ -15,6 +15,10 @@ from . import notebooks as nbs
 from .claims import ClaimTable
 from .verdicts import SCORED_KINDS, kind_counts
 
+#: Labels whose numbers ``verify`` and ``expectations`` read from the archive (``results/<label>/``) unless
+#: ``--executed`` is given: the GPU-sized ``paper`` runs and the CPU-sized ``cpu`` runs.
+ARCHIVED_LABELS = ("paper", "cpu")
+
 
 def _cmd_list(args: argparse.Namespace) -> int:
     rows = [("notebook", "reproduces", "data", "presets", "title")]
@@ -61,8 +65,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(f"every check passes under {', '.join(p.name for p in perts)} (outcome flips of scored claims: "
               "see results/robustness.json and the Robustness page)")
         return 0
-    if args.label == "paper" and not args.executed:
-        return _verify_archive(args.notebooks)
+    if args.label in ARCHIVED_LABELS and not args.executed:
+        return _verify_archive(args.notebooks, args.label)
     table = ClaimTable(nbs.verify(args.notebooks or None, label=args.label))
     print(table)
     return _summarise(table, f"label {args.label}")
@@ -87,27 +91,28 @@ def _summarise(table: ClaimTable, what: str) -> int:
     return 0
 
 
-def _verify_archive(ids: Sequence[str]) -> int:
-    """``verify --label paper``: the claims on the archived paper-scale numbers, no recomputing."""
+def _verify_archive(ids: Sequence[str], preset: str = "paper") -> int:
+    """``verify --label paper`` (or ``cpu``): the claims on the numbers archived in ``results/<preset>/``, no
+    recomputing."""
     from . import archive
 
-    results, missing = archive.verify(ids or None)
+    results, missing = archive.verify(ids or None, preset)
     table = ClaimTable(results)
     if results:
         print(table)
     for nid in sorted({r.notebook for r in results}):
-        entry, damage = archive.inspect(nid)
+        entry, damage = archive.inspect(nid, preset)
         if damage is not None:
             print(f"instab: {nid}: damaged archive entry {damage.path} ({damage.reason}): re-create it with "
-                  f"`instab archive {nid} --preset paper`", file=sys.stderr)
+                  f"`instab archive {nid} --preset {preset}`", file=sys.stderr)
         elif entry is not None:
             state = "STALE: " + "; ".join(entry.stale_reasons()) if entry.stale else "current"
             print(f"{nid}: archived {entry.created} from commit {entry.commit[:12]} ({state})")
-    reasons = archive.pending_reasons()
+    reasons = archive.pending_reasons(preset)
     for nid in missing:
-        print(f"{nid}: no archived paper run ({reasons.get(nid, archive.NOT_RUN)})")
+        print(f"{nid}: no archived {preset} run ({reasons.get(nid, archive.NOT_RUN)})")
     n_entries = len({r.notebook for r in results}) - (len(missing) if ids else 0)
-    return _summarise(table, f"{n_entries} archived paper-scale run(s) checked, {len(missing)} missing")
+    return _summarise(table, f"{n_entries} archived {preset}-preset run(s) checked, {len(missing)} missing")
 
 
 def _cmd_archive(args: argparse.Namespace) -> int:
@@ -153,10 +158,10 @@ def _cmd_expectations(args: argparse.Namespace) -> int:
     {claim: verdict}}}``), for a deliberate update of the tests' expectation file."""
     import yaml
 
-    if args.label == "paper" and not args.executed:
+    if args.label in ARCHIVED_LABELS and not args.executed:
         from . import archive
 
-        results, _ = archive.verify(args.notebooks or None)
+        results, _ = archive.verify(args.notebooks or None, args.label)
     else:
         results = nbs.verify(args.notebooks or None, label=args.label)
     failed = [r for r in results if r.error is not None]
@@ -207,10 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check the claims on the numbers of executed notebooks")
     v.add_argument("notebooks", nargs="*")
     v.add_argument("--label", default="default",
-                   help="which run: a preset name or custom-<hash>; `paper` checks the archived paper-scale "
-                        "numbers in results/paper/ (no recomputing)")
+                   help="which run: a preset name or custom-<hash>; `paper` and `cpu` check the archived "
+                        "numbers in results/paper/ and results/cpu/ (no recomputing)")
     v.add_argument("--executed", action="store_true",
-                   help="with --label paper: check _build/executed/paper/ (your own runs) instead of the archive")
+                   help="with --label paper or cpu: check _build/executed/<label>/ (your own runs) instead of the "
+                        "archive")
     v.add_argument("--perturb", action="store_true",
                    help="re-execute every notebook under other CPU kernels and shifted seeds and print "
                         "claim × perturbation (writes results/robustness.json; hours, not part of CI)")
@@ -241,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("expectations", help="print the computed verdicts of the scored claims of a label as YAML "
                                             "(to update tests/expectations.yml on purpose)")
     e.add_argument("notebooks", nargs="*")
-    e.add_argument("--label", default="default", help="a run label; `paper` reads the archive (results/paper/)")
-    e.add_argument("--executed", action="store_true", help="with --label paper: _build/executed/paper/ instead")
+    e.add_argument("--label", default="default",
+                   help="a run label; `paper` and `cpu` read the archive (results/paper/, results/cpu/)")
+    e.add_argument("--executed", action="store_true", help="with --label paper or cpu: _build/executed/<label>/ instead")
     e.set_defaults(func=_cmd_expectations)
     sub.add_parser("sync", help="write the paired .ipynb of every notebook").set_defaults(func=_cmd_sync)
     return p

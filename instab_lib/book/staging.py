@@ -18,6 +18,8 @@
   (:func:`paper_cells`): the scored claims' values at both scales side by side and the archived
   run's figures with their captions, marked stale with its date and commit when the code has
   changed, or why there is no archived run; nothing where the preset changes nothing;
+* where the card has a ``cpu`` preset (sized for a CPU, archived in ``results/cpu/``), a section **At the
+  cpu preset's scale** (:func:`cpu_cells`) laid out the same way, its figures captioned "Figure Cn";
 * the **provenance box** at the foot, one closed ``<details>``, rebuilt from the stamp and from
   the data copy and the seeds the page recorded, so a page executed by an older runner gets
   the current box.
@@ -43,7 +45,8 @@ from . import notebooks as nbs
 from . import provenance
 from .verdicts import VERDICT_CLASS
 
-__all__ = ["stage_notebook", "verdict_html", "fold_code_cells", "paper_cells", "side_by_side_html", "is_setup_cell",
+__all__ = ["stage_notebook", "verdict_html", "fold_code_cells", "paper_cells", "cpu_cells", "side_by_side_html",
+           "is_setup_cell",
            "replace_claim_tables", "SHOW_CODE_TAG"]
 
 #: A notebook tags a code cell with this when its code is the point: the page shows it unfolded.
@@ -169,8 +172,8 @@ def _insert_after_title(nb: Any, cell: Any) -> None:
     nb.cells.insert(0, cell)
 
 
-def _figure_dir(notebook_id: str) -> Path:
-    return repo_root() / "book" / "generated" / "paper" / notebook_id
+def _figure_dir(notebook_id: str, preset: str = "paper") -> Path:
+    return repo_root() / "book" / "generated" / preset / notebook_id
 
 
 def _scored(r: claims_mod.ClaimResult) -> bool:
@@ -193,16 +196,18 @@ def _value_cell(r: claims_mod.ClaimResult | None) -> str:
             f'<span class="{_verdict_class(word)}">{html.escape(word)}</span></td>')
 
 
-def side_by_side_html(ci: Sequence[claims_mod.ClaimResult], paper: Sequence[claims_mod.ClaimResult]) -> str:
+def side_by_side_html(ci: Sequence[claims_mod.ClaimResult], paper: Sequence[claims_mod.ClaimResult],
+                      header: str = "at the paper's scale") -> str:
     """The scored claims (:func:`_scored`) with their measured value and verdict at this build's
-    scale and at the paper's, one row per claim, in words (no threshold expressions)."""
+    scale and at the paper's (or another archived preset's, named by ``header``), one row per claim, in
+    words (no threshold expressions)."""
     by_id = {r.claim_id: r for r in paper}
     rows = [r for r in ci if _scored(r)] or [r for r in paper if _scored(r)]
     ci_by_id = {r.claim_id: r for r in ci}
     body = "\n".join(f"<tr><td>{html.escape(r.text)}</td>{_value_cell(ci_by_id.get(r.claim_id))}"
                      f"{_value_cell(by_id.get(r.claim_id))}</tr>" for r in rows)
     return ('<div class="table-scroll"><table class="side-by-side">\n<thead><tr><th>claim</th>'
-            "<th>at this build's scale</th><th>at the paper's scale</th></tr></thead>\n"
+            f"<th>at this build's scale</th><th>{html.escape(header)}</th></tr></thead>\n"
             f"<tbody>\n{body}\n</tbody></table></div>")
 
 
@@ -211,16 +216,18 @@ def _preset_changes(notebook_id: str) -> str:
     return ", ".join(f"`{k} = {v!r}`" for k, v in changes.items())
 
 
-def _paper_caption(k: int, caption: str | None, stale: bool) -> str:
-    """The caption of the k-th archived figure: its own caption (numbers of the paper-scale run)
-    renumbered, or, for an entry archived before captions were kept, a pointer to the page's."""
-    label = f"**Figure P{k}** (at the paper's scale)."
+def _paper_caption(k: int, caption: str | None, stale: bool, prefix: str = "P",
+                   where: str = "at the paper's scale") -> str:
+    """The caption of the k-th archived figure: its own caption (numbers of the paper-scale run, or of the
+    preset's run ``where`` says) renumbered ``Figure <prefix>k``, or, for an entry archived before captions
+    were kept, a pointer to the page's."""
+    label = f"**Figure {prefix}{k}** ({where})."
     if caption:
         return label + " " + re.sub(r"^\s*\*\*Figure\s+\d+[^*]*\*\*\s*", "", caption)
     if stale:
         return (f"{label} Image {k} of the archived run, made by the page as it was then (its figures and their "
                 "order may differ from those above); its numbers are in the table above.")
-    return f"{label} Figure {k} above, from the archived run at the paper's scale; its numbers are in the table above."
+    return f"{label} Figure {k} above, from the archived run {where}; its numbers are in the table above."
 
 
 def paper_cells(notebook_id: str, entry: archive.Entry | None, reason: str, same_scale: bool,
@@ -261,6 +268,41 @@ def paper_cells(notebook_id: str, entry: archive.Entry | None, reason: str, same
     return [nbformat.v4.new_markdown_cell("\n".join(md))]
 
 
+def cpu_cells(notebook_id: str, entry: archive.Entry | None, reason: str,
+              ci_results: Sequence[claims_mod.ClaimResult] = ()) -> list[Any]:
+    """The section *At the cpu preset's scale* for a card with a ``cpu`` preset (a run sized for a CPU,
+    archived in ``results/cpu/<id>/`` by ``instab archive <id> --preset cpu``): what the preset changes, the
+    scored claims at this build's scale and at the preset's side by side, and the archived figures captioned
+    "Figure Cn"; or why there is no archived run. Nothing for a card without a ``cpu`` preset."""
+    changes = nbs.load_card(notebook_id)["presets"].get("cpu")
+    if changes is None:
+        return []
+    md = ["## At the cpu preset's scale", "",
+          "The `cpu` preset changes " + (", ".join(f"`{k} = {v!r}`" for k, v in changes.items()) or "nothing") + "."]
+    if entry is None:
+        md[-1] += f" No archived run of it yet: {reason}. `instab archive {notebook_id} --preset cpu` makes one."
+        return [nbformat.v4.new_markdown_cell("\n".join(md))]
+    s = entry.stamp
+    md[-1] += (f" Its run was archived in `results/cpu/{notebook_id}/` on {entry.created[:10]} from commit "
+               f"`{entry.commit[:12]}`{' (with uncommitted changes)' if s.get('dirty') else ''}, on "
+               f"{s.get('device', 'cpu')} with {s.get('threads', '?')} thread(s), in "
+               f"{float(s.get('seconds', 0)) / 60:.0f} min.")
+    if entry.stale:
+        md[-1] += (" It is **stale**: " + "; ".join(entry.stale_reasons()) + f" (rerun `instab archive {notebook_id} "
+                   "--preset cpu`).")
+    md += ["", "The claims scored on this page, measured at both scales:", "",
+           _raw_html(side_by_side_html(ci_results, entry.results(), header="at the cpu preset"))]
+    dest = _figure_dir(notebook_id, "cpu")
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for k, (fig, caption) in enumerate(zip(entry.figures, entry.captions), start=1):
+        shutil.copy2(fig, dest / fig.name)
+        md += ["", "```{container} figure-scroll",
+               f"![{notebook_id} at the cpu preset, figure C{k}](../generated/cpu/{notebook_id}/{fig.name})", "```",
+               "", _paper_caption(k, caption, entry.stale, "C", "at the cpu preset")]
+    return [nbformat.v4.new_markdown_cell("\n".join(md))]
+
+
 def stage_notebook(notebook_id: str, executed: Path, stamp: Mapping[str, Any],
                    results: Sequence[claims_mod.ClaimResult], dest: Path,
                    robustness_note: str = "") -> claims_mod.PageVerdict:
@@ -281,7 +323,7 @@ def stage_notebook(notebook_id: str, executed: Path, stamp: Mapping[str, Any],
     same_scale = not (card["presets"].get("paper") or {})
     ci = claims_mod.page_verdict(results)
     fold_code_cells(nb)
-    nb.cells = [c for c in nb.cells if not {"provenance", "page-verdict", "paper-scale"}
+    nb.cells = [c for c in nb.cells if not {"provenance", "page-verdict", "paper-scale", "cpu-scale"}
                 & set(c.get("metadata", {}).get("tags", []))]
     replace_claim_tables(nb, results)
     note = _sharpness_note(notebook_id, executed) + robustness_note
@@ -290,6 +332,10 @@ def stage_notebook(notebook_id: str, executed: Path, stamp: Mapping[str, Any],
     _insert_after_title(nb, verdict)
     for cell in paper_cells(notebook_id, entry, reason, same_scale, results):
         cell.metadata["tags"] = ["paper-scale"]
+        nb.cells.append(cell)
+    for cell in cpu_cells(notebook_id, archive.load(notebook_id, "cpu"),
+                          archive.pending_reasons("cpu").get(notebook_id, archive.NOT_RUN), results):
+        cell.metadata["tags"] = ["cpu-scale"]
         nb.cells.append(cell)
     provenance.set_provenance_cell(nb, stamp)
     dest.parent.mkdir(parents=True, exist_ok=True)
