@@ -1,5 +1,11 @@
 # ---
 # jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -111,6 +117,7 @@ rec.record("n_classes", n_classes)
 rec.record("architectures", list(archs))
 rec.record("batch_sizes", list(batch_sizes))
 rec.record("n_seeds", len(seeds))
+rec.record("seeds", sorted(set(seeds) | set(SEL) | set(CONF)))  # every seed a run of this page uses (the box)
 rec.record("confirmation_seeds", CONF)
 
 # %% [markdown]
