@@ -229,3 +229,46 @@ def test_train_mode_view_gives_the_batch_statistics_hessian():
     # eval mode (running statistics) is a different function
     op_eval = curvature.HessianOperator(model, F.cross_entropy, (X, y), chunk_size=6)
     assert not torch.allclose(op_eval.matmat(torch.eye(op.dim, dtype=torch.float64)), H, atol=1e-3)
+
+
+def test_preconditioned_sharpness_of_a_batchnorm_model_is_the_train_mode_one(fake_fmnist):
+    """With BatchNorm the hook measures λ_max(D^{-1/2} H D^{-1/2}) on the train-mode Hessian, BatchNorm on chunks
+    of the batch size (the objective the optimiser steps on): equal to the dense value. The eval-mode Hessian is
+    curved along the bias of each layer followed by BatchNorm, where the training gradient is zero (v̂ ≈ 0, the
+    denominator ε): there D^{-1/2} H D^{-1/2} is of order h/ε, many orders above the train-mode value, which
+    ``precond_bn_mode="eval"`` reproduces."""
+    from instab_lib.experiments import loop
+    from instab_lib.experiments.train import TrainConfig, train
+    from torch.nn.modules.batchnorm import _NormBase
+
+    kw = dict(dataset="fashion-mnist", data_dir=fake_fmnist, n_train=40, n_test=0, model="vgg",
+              model_kwargs={"widths": (2, 2), "convs_per_block": 1, "dense_width": 3}, optimizer="adam",
+              lr=5e-3, epochs=2, eval_every=0, target_train_acc=None, precond_every=2, precond_tol=1e-10,
+              dtype="float64", batch_size=20)
+    rows = {m: train(TrainConfig(**kw, precond_bn_mode=m), use_cache=False, progress=False).table.set_index("epoch")
+            .loc[2] for m in ("train", "eval")}
+    run, state = loop.init_run(TrainConfig(**kw))
+    while state.epoch < 2:
+        state, _ = loop.run_epoch(run, state)
+    d = run.optimizer.preconditioner(state.opt_state)
+    Dm = torch.diag(d.rsqrt())
+    X, y = run.hessian
+    H = {"eval": curvature.dense_hessian(run.model, run.loss_fn, (X, y))}
+    H["train"] = sum(curvature.dense_hessian(run.model, run.loss_fn, (X[i:i + 20], y[i:i + 20]), bn_mode="train")
+                     * len(y[i:i + 20]) / len(y) for i in range(0, len(y), 20))  # the mean of the chunk losses
+    dense = {m: torch.linalg.eigvalsh(Dm @ h @ Dm).max().item() for m, h in H.items()}
+    assert rows["train"]["p_sharpness"] == pytest.approx(dense["train"], rel=1e-8)
+    assert rows["eval"]["p_sharpness"] == pytest.approx(dense["eval"], rel=1e-6)
+    # the mechanism: the conv biases before BatchNorm have zero gradient in train mode, so their denominator is ε
+    bias = torch.cat([torch.full((p.numel(),), isinstance(nxt, _NormBase) and name.endswith("bias"))
+                      for (name, p), nxt in _followers(run.model)])
+    assert bias.any() and float(d[bias].max()) < 1e-7
+    assert dense["eval"] > 1e3 * dense["train"]
+
+
+def _followers(model):
+    """(name, parameter) of each trainable parameter with the module after the one that owns it."""
+    mods = [m for m in model.modules() if not list(m.children())]
+    owner = {id(p): i for i, m in enumerate(mods) for p in m.parameters(recurse=False)}
+    return [((n, p), mods[owner[id(p)] + 1] if owner[id(p)] + 1 < len(mods) else None)
+            for n, p in model.named_parameters() if p.requires_grad]

@@ -77,6 +77,9 @@ class TrainConfig:
     # adaptive optimisers: preconditioned sharpness λ_max(D^{-1/2} H D^{-1/2})
     precond_every: int = 0  #: every m epochs ≥ 1 (0: never); needs an adaptive optimiser
     precond_tol: float = 1e-2  #: relative residual of that Lanczos solve
+    #: for a model with normalisation layers, the Hessian of that solve: "train" (batch statistics over chunks of
+    #: ``batch_size`` images: the objective the optimiser steps on) or "eval" (running statistics)
+    precond_bn_mode: str = "train"
     clip_candidates: tuple[float, ...] = ()  #: per-step clip-binding trace of these clips (adaptive optimisers)
     # bookkeeping
     checkpoint_every: int = 25  #: a checkpoint only at a multiple of this epoch count …
@@ -247,6 +250,8 @@ class TrainConfig:
                              f"{self.optimizer!r} has no preconditioner")
         if not (self.precond_tol > 0):
             raise ValueError(f"precond_tol must be positive, got {self.precond_tol}")
+        if self.precond_bn_mode not in ("train", "eval"):
+            raise ValueError(f"precond_bn_mode must be 'train' or 'eval', got {self.precond_bn_mode!r}")
         if self.clip_candidates and "beta2" not in opt.hyper:
             raise ValueError(f"clip_candidates need an adaptive optimiser (Adam, RMSProp, Clipped-Ada); "
                              f"{self.optimizer!r} has no √v̂ to clip")

@@ -45,6 +45,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import Tensor
+from torch.nn.modules.batchnorm import _NormBase
 
 from ..preconditioned import PreconditionedState
 from .seeding import shifted
@@ -272,11 +273,20 @@ class Preconditioned(Hook):
     unclipped root :math:`\sqrt{\hat v + \varepsilon_\mathrm{root}}` of that step (``root_q50``,
     ``root_q90``, ``root_q99``: where a Clipped-Ada clip ``c`` would sit in the distribution)
     and the products spent, ``p_n_matvec``. Lanczos is warm started from the previous
-    evaluation's vector (:func:`instab_lib.preconditioned.track_preconditioned_sharpness`)."""
+    evaluation's vector (:func:`instab_lib.preconditioned.track_preconditioned_sharpness`).
+
+    For a model with normalisation layers (BatchNorm) and ``precond_bn_mode="train"`` (the default) :math:`H`
+    is the Hessian of the loss the optimiser steps on: BatchNorm with the statistics of chunks of
+    ``batch_size`` images (the whole Hessian set for full batch), the running statistics untouched. The
+    eval-mode Hessian (running statistics) has curvature along directions in which the training loss is flat
+    and the gradient zero, e.g. the bias of a layer followed by BatchNorm; there :math:`\hat v \approx 0`, the
+    denominator is :math:`\varepsilon`, and :math:`D^{-1/2} H D^{-1/2}` is of order :math:`h/\varepsilon`:
+    a number about no direction the optimiser moves in."""
 
     def __init__(self, config: Any) -> None:
         self.every, self.tol, self.seed, self.chunk = (config.precond_every, config.precond_tol, config.seed,
                                                        config.hessian_chunk)
+        self.bn_mode, self.batch_size = config.precond_bn_mode, config.batch_size
         self.epoch_max = float("nan")
         self.state = PreconditionedState()
 
@@ -294,7 +304,11 @@ class Preconditioned(Hook):
         if not (ctx.epoch >= 1 and ctx.epoch % self.every == 0 and ctx.status != "diverged"):
             return
         run, opt = ctx.run, ctx.run.optimizer
-        op = curvature.HessianOperator(run.model, run.loss_fn, run.hessian, chunk_size=self.chunk)
+        if self.bn_mode == "train" and any(isinstance(m, _NormBase) for m in run.model.modules()):
+            op = curvature.HessianOperator(run.model, run.loss_fn, run.hessian, bn_mode="train",
+                                           chunk_size=self.batch_size or len(run.hessian[1]))
+        else:
+            op = curvature.HessianOperator(run.model, run.loss_fn, run.hessian, chunk_size=self.chunk)
         reading = adapters.LibraryOptimizer(opt).read(op.params, ctx.state.opt_state, steps=ctx.state.step)
         r, self.state = preconditioned.track_preconditioned_sharpness(self.state, op, reading.preconditioner,
                                                                       tol=self.tol, seed=shifted(self.seed))
