@@ -764,3 +764,17 @@ def test_lanczos_stops_when_true_residuals_do_not_follow_its_estimates() -> None
         r = lanczos(Skewed(), 3, tol=1e-7, max_iter=400)
     assert not r.converged and r.extra["stagnated"] and r.n_matvec < 150
     assert 1e-6 < r.extra["attained"] < 1e-4
+
+
+def test_a_small_ncv_still_lets_the_solve_stop_when_converged():
+    """ncv below k + MIN_EXTRA_BASIS: the estimates are checked once the basis is as full as a restart allows
+    (before, never: every such solve ran to its budget, here 400 products, converged or not)."""
+    from instab_lib.curvature.krylov import MIN_EXTRA_BASIS
+    from instab_lib.curvature.operators import DiagonalOperator
+
+    op = DiagonalOperator(torch.linspace(1, 100, 500, dtype=torch.float64))
+    ncv = 12
+    assert ncv < 3 + MIN_EXTRA_BASIS
+    r = curvature.lanczos(op, 3, "LA", tol=1e-6, ncv=ncv, max_iter=400, seed=0)
+    assert r.converged and r.n_matvec < 250
+    assert torch.allclose(r.eigenvalues, torch.linspace(1, 100, 500, dtype=torch.float64)[-3:].flip(0), rtol=1e-9)

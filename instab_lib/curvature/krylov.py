@@ -196,8 +196,8 @@ def _thick_restart_lanczos(
     ``groups``: ``[(which, k), ...]``; the first ``k`` Ritz pairs of each group in
     the order of ``which`` must reach ``‖r‖ ≤ tol · scale`` (scale = largest
     ``|θ|`` seen, at least ``scale0``), and a Krylov basis must hold at least
-    ``k + min_extra`` vectors first (default ``MIN_EXTRA_BASIS``: a small residual in a
-    tiny subspace can belong to an unwanted pair).
+    ``min(k + min_extra, ncv − bs + 1)`` vectors first (default ``MIN_EXTRA_BASIS``: a small residual in a
+    tiny subspace can belong to an unwanted pair; a basis restarts with ≥ ncv − bs + 1 vectors).
 
     Honest stop: ``tol`` can lie below what the operator's rounding allows (float32
     products carry errors of ~1e-6 · ‖H‖, so residuals stagnate there). Once the
@@ -226,7 +226,7 @@ def _thick_restart_lanczos(
     eps = torch.finfo(op.dtype).eps
     orders: list[Tensor] = []
     residual_mode = expand == "residual"
-    min_basis = min(dim, k_all + (MIN_EXTRA_BASIS if min_extra is None else min_extra))
+    min_basis = min(dim, ncv - bs + 1, k_all + (MIN_EXTRA_BASIS if min_extra is None else min_extra))
     closed = False
     ceiling = math.sqrt(eps)  # the rounding regime, relative to scale
     window = max(STAGNATION_WINDOW, 2 * k_all)

@@ -224,7 +224,7 @@ def cumulative_drift(result: Any, early_epoch: int = DRIFT_EPOCH, k: int = DRIFT
 
     from .. import curvature
     from ..rotation import subspace_similarity
-    from .loop import init_run, run_epoch
+    from .loop import init_run, load_flat_parameters, run_epoch
     from .seeding import shifted
 
     cfg = result.config
@@ -248,11 +248,7 @@ def cumulative_drift(result: Any, early_epoch: int = DRIFT_EPOCH, k: int = DRIFT
             return r.eigenvectors
 
         early = top()
-        theta = result.snapshot(result.epochs_run)["theta"]
-        with torch.no_grad():
-            for p, q in zip(run.params, curvature.unflatten_like(theta.to(run.params[0].device, run.params[0].dtype),
-                                                                 run.params)):
-                p.copy_(q)
+        load_flat_parameters(run.params, result.snapshot(result.epochs_run)["theta"])
         return 1.0 - subspace_similarity(early, top())
     finally:
         torch.set_num_threads(threads)

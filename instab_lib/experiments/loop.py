@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from ..curvature.operators import unflatten_like
 from . import data as data_mod
 from .losses import LOSSES
 from .seeding import torch_generator
@@ -106,6 +107,14 @@ def init_run(config: Any, theta0: Tensor | None = None) -> tuple[Run, TrainState
 def flat_parameters(run: Run) -> Tensor:
     """The current parameters as one flat vector (detached copy), shape ``(dim,)``."""
     return torch.cat([p.detach().reshape(-1) for p in run.params]).clone()
+
+
+@torch.no_grad()
+def load_flat_parameters(params: Sequence[Tensor], theta: Tensor) -> None:
+    """Copy the flat vector ``theta`` (shape ``(dim,)``, e.g. a snapshot's) into ``params`` in place, in the
+    order of :func:`flat_parameters`, on their device and in their dtype."""
+    for p, q in zip(params, unflatten_like(theta.to(params[0].device, params[0].dtype), params)):
+        p.copy_(q)
 
 
 def mode_free(model: nn.Module) -> bool:

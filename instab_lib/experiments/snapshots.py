@@ -58,13 +58,13 @@ def snapshot_sharpness(run: Any, epochs: Iterable[int], *, hessian_n: int | None
     """
     from .. import curvature
     from .losses import LOSSES
-    from .loop import init_run
+    from .loop import init_run, load_flat_parameters
 
     cfg = run.config
     built, _ = init_run(cfg)
     hn = hessian_n or cfg.hessian_n or len(built.train[1])
     X, y = built.train[0][:hn], built.train[1][:hn]
-    model, device, dtype = built.model, X.device, X.dtype
+    model = built.model
     has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
     if not train_mode and has_bn:
         raise ValueError("snapshots keep no BatchNorm running statistics: the eval-mode Hessian needs them")
@@ -78,9 +78,7 @@ def snapshot_sharpness(run: Any, epochs: Iterable[int], *, hessian_n: int | None
             snap = run.snapshot(e)
         except FileNotFoundError:
             continue
-        with torch.no_grad():
-            for p, q in zip(params, curvature.unflatten_like(snap["theta"].to(device, dtype), params)):
-                p.copy_(q)
+        load_flat_parameters(params, snap["theta"])
         op = curvature.HessianOperator(net, LOSSES[cfg.loss], (X, y), chunk_size=size)
         r = curvature.lanczos(op, 1, "LA", tol=tol, seed=shifted(cfg.seed), v0=v0)
         v0 = r.eigenvectors[:, 0]
