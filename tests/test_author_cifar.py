@@ -19,8 +19,11 @@ def test_sgd_run_is_the_authors_minibatch_setting():
     c = SETTING.sgd("vgg", 8, 0.1, 3)
     assert (c.optimizer, c.batch_size, c.lr, c.seed, c.loss, c.model) == ("sgd", 8, 0.1, 3, "ce", "vgg")
     assert c.lr_schedule == {"kind": "constant", "warmup_steps": 2} and c.target_train_acc == 0.999
-    assert c.balanced and c.classes == (0, 1) and c.snapshot_epochs == (0,) and c.snapshot_final
+    assert c.balanced and c.classes == (0, 1) and c.snapshot_epochs == (0, 5, 10, 15, 20, 25, 30) and c.snapshot_final
     assert (c.eval_every, c.k_top, c.hessian_n, c.n_val, c.precond_every) == (5, 1, 20, 20, 0)
+    # the author's 5,000-epoch cap: snapshots every 250 epochs, 21 in all (a train-mode solve each, at the smallest η)
+    long = ac.Setting(n_train=40, n_test=100, classes=None, epochs=5000, eval_every=20, hessian_n=20)
+    assert long.snapshot_epochs == tuple(range(0, 5001, 250)) and len(long.snapshot_epochs) == ac.MAX_SNAPSHOTS + 1
 
 
 def test_adaptive_runs_trace_their_own_clip_and_refuse_bad_input():

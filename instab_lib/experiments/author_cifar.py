@@ -11,7 +11,8 @@ BatchNorm in eval mode. Here:
   and :meth:`Setting.adaptive` build one run's :class:`~instab_lib.experiments.config.TrainConfig`;
 * :func:`seed_limits` — per seed, the stability threshold 2 / max S of the run at the smallest η, with S the
   top Hessian eigenvalue measured **during** training (BatchNorm in eval mode, the harness's ``sharpness``);
-* :func:`train_mode_limits` — the same from the train-mode sharpness at the run's snapshots (the second column);
+* :func:`train_mode_limits` — the same from the train-mode sharpness at the run's snapshots along training (the
+  Hessian of the loss minibatch SGD descends: our reading of "the stability threshold");
 * :func:`compare_sides` — the η of a grid below and above a measured threshold's interval and the
   seed-bootstrap difference *best mean test accuracy above − best below*, over runs that reached the target.
 """
@@ -29,7 +30,7 @@ from . import stats
 from .clipping import BASES
 from .config import TrainConfig
 
-__all__ = ["ARCH_LABELS", "ADAPTIVE_ETA", "TRAINED", "BASES", "Setting", "Sides", "seed_limits", "train_mode_limits",
+__all__ = ["ARCH_LABELS", "ADAPTIVE_ETA", "TRAINED", "MAX_SNAPSHOTS", "BASES", "Setting", "Sides", "seed_limits", "train_mode_limits",
            "late_root_max", "compare_sides"]
 
 #: The harness's model names (:mod:`instab_lib.experiments.models`) → the author's names.
@@ -38,6 +39,8 @@ ARCH_LABELS = {"vgg": "VGG10_base8_BN", "resnet20": "ResNet20_base8 (BN)"}
 ADAPTIVE_ETA = 5e-3
 #: The outcomes of a run whose sharpness may set the threshold: it reached the target or the epoch cap.
 TRAINED = ("target", "capped")
+#: At most this many snapshots along an SGD run (besides epoch 0) for the train-mode sharpness.
+MAX_SNAPSHOTS = 20
 
 
 @dataclass(frozen=True)
@@ -73,11 +76,18 @@ class Setting:
                            eval_every=self.eval_every, k_top=1, eig_tol=self.eig_tol, hessian_n=self.hessian_n,
                            hessian_chunk=self.hessian_chunk, test_every=self.epochs, device=self.device, **kw)
 
+    @property
+    def snapshot_epochs(self) -> tuple[int, ...]:
+        """The epochs at which an SGD run keeps θ for the train-mode sharpness (:func:`train_mode_limits`): 0 and
+        every ``max(eval_every, ⌈epochs / MAX_SNAPSHOTS⌉)`` epochs, at most :data:`MAX_SNAPSHOTS` + 1 of them."""
+        every = max(self.eval_every, -(-self.epochs // MAX_SNAPSHOTS))
+        return tuple(range(0, self.epochs + 1, every))
+
     def sgd(self, arch: str, batch_size: int, lr: float, seed: int) -> TrainConfig:
-        """Minibatch SGD (no momentum, as the author's ``optax.sgd``) at ``lr``; θ kept at initialisation and at
-        the end for the train-mode sharpness (:func:`train_mode_limits`)."""
+        """Minibatch SGD (no momentum, as the author's ``optax.sgd``) at ``lr``; θ kept along training
+        (:attr:`snapshot_epochs`) and at the end for the train-mode sharpness (:func:`train_mode_limits`)."""
         return self._config(model=arch, optimizer="sgd", lr=float(lr), batch_size=int(batch_size), seed=int(seed),
-                            snapshot_epochs=(0,), snapshot_final=True)
+                            snapshot_epochs=self.snapshot_epochs, snapshot_final=True)
 
     def adaptive(self, arch: str, batch_size: int, optimizer: str, seed: int, c: float | None = None) -> TrainConfig:
         """``rmsprop``, ``adam`` or their clipped variants ``rms_ub``, ``adam_ub`` (which need ``c``) at
@@ -112,9 +122,9 @@ def seed_limits(runs: Sequence[Any], lr: float) -> dict[int, float]:
 def train_mode_limits(runs: Sequence[Any], lr: float, *, hessian_n: int, tol: float = 1e-2,
                       ) -> tuple[dict[int, float], dict[int, dict[int, float]]]:
     """Per seed: 2 / max of the **train-mode** sharpness (BatchNorm on the statistics of chunks of the run's
-    batch size, :func:`instab_lib.experiments.snapshots.snapshot_sharpness`) at initialisation and at the end
-    of the run at ``lr``, for the runs at ``lr`` that trained (:data:`TRAINED`); and the sharpness values per
-    seed and epoch."""
+    batch size, :func:`instab_lib.experiments.snapshots.snapshot_sharpness`: the Hessian of the loss minibatch
+    SGD descends) over the snapshots the run kept along training (:attr:`Setting.snapshot_epochs`) and at its
+    end, for the runs at ``lr`` that trained (:data:`TRAINED`); and the sharpness values per seed and epoch."""
     from .snapshots import snapshot_sharpness
 
     limits: dict[int, float] = {}
@@ -122,7 +132,8 @@ def train_mode_limits(runs: Sequence[Any], lr: float, *, hessian_n: int, tol: fl
     for r in runs:
         if not math.isclose(r.config.lr, lr) or gen.run_summary(r)["outcome"] not in TRAINED:
             continue
-        s = snapshot_sharpness(r, [0, r.epochs_run], hessian_n=hessian_n, tol=tol)
+        kept = [e for e in r.config.snapshot_epochs if e <= r.epochs_run]
+        s = snapshot_sharpness(r, sorted({*kept, r.epochs_run}), hessian_n=hessian_n, tol=tol)
         if s and max(s.values()) > 0:
             values[int(r.config.seed)] = s
             limits[int(r.config.seed)] = 2.0 / max(s.values())
