@@ -142,16 +142,16 @@ def test_the_paper_section_puts_the_claims_side_by_side_and_captions_the_figures
                           paper_numbers, sorted(entry_dir.glob("fig-*.png")))
     monkeypatch.setattr(archive.Entry, "stale_reasons", lambda self: [])
     monkeypatch.setattr(archive.Entry, "results", lambda self: claims.evaluate_claims(CARD, paper_numbers, "x"))
-    monkeypatch.setattr(staging, "_figure_dir", lambda nid: tmp_path / "staged-figures")
+    monkeypatch.setattr(staging, "_figure_dir", lambda nid, preset="paper": tmp_path / "staged-figures")
     ci = claims.evaluate_claims(CARD, GOOD, "x")
-    (cell,) = staging.paper_cells("phases_of_training", entry, "", False, ci)
+    (cell,) = staging.preset_cells("phases_of_training", "paper", entry, "", ci)
     src = cell.source
     assert '<table class="side-by-side">' in src and "1.5 [1.2, 1.8] n=5" in src and "1.7 [1.5, 1.9] n=10" in src
     assert ">ident<" not in src and "x &lt; 1e-9" not in src  # identities and threshold expressions stay out
     assert "**Figure P1** (at the paper's scale). Ten seeds: the band sits at 1.26." in src
     assert "**Figure P2** (at the paper's scale). Figure 2 above" in src
     assert src.count("```{container} figure-scroll") == 2
-    assert staging.paper_cells("dln_rotations", entry, "", True, ci) == []
+    assert staging.preset_cells("dln_rotations", "paper", entry, "", ci) == []
 
 
 def test_archived_figures_keep_the_caption_under_them():
@@ -195,15 +195,15 @@ def test_the_cpu_section_shows_the_cpu_archive_beside_this_build(tmp_path, monke
     monkeypatch.setattr(archive.Entry, "results", lambda self: claims.evaluate_claims(CARD, numbers, "x"))
     monkeypatch.setattr(staging, "_figure_dir", lambda nid, preset="paper": tmp_path / f"staged-{preset}")
     ci = claims.evaluate_claims(CARD, GOOD, "x")
-    (cell,) = staging.cpu_cells("cifar_author", entry, "", ci)
+    (cell,) = staging.preset_cells("cifar_author", "cpu", entry, "", ci)
     src = cell.source
     assert src.startswith("## At the cpu preset's scale") and "`n_train = 1030`" in src and "in 40 min" in src
     assert "<th>at the cpu preset</th>" in src and "1.7 [1.5, 1.9] n=3" in src
     assert "**Figure C1** (at the cpu preset). Three seeds on 1,030 images." in src
     assert (tmp_path / "staged-cpu" / "fig-01.png").is_file()
-    (missing,) = staging.cpu_cells("cifar_author", None, "not run yet", ci)
+    (missing,) = staging.preset_cells("cifar_author", "cpu", None, "not run yet", ci)
     assert "No archived run of it yet: not run yet" in missing.source
-    assert staging.cpu_cells("dln_rotations", entry, "", ci) == []
+    assert staging.preset_cells("dln_rotations", "cpu", entry, "", ci) == []
     assert browser._caption_problems([{"fig": "a"}, {"text": "Figure 1. x"}, {"fig": "b"}, {"text": "Figure C1 (y)"},
                                       {"fig": "c"}, {"text": "Figure C3 (z)"}]) == [
         "c: caption 'Figure C3' where 'Figure C2' was due"]

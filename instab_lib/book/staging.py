@@ -15,11 +15,11 @@
   where a notebook tags a cell ``show-input`` because its code is the point (a library call a
   reader would copy);
 * where the ``paper`` preset differs from this build's scale, a section **At the paper's scale**
-  (:func:`paper_cells`): the scored claims' values at both scales side by side and the archived
+  (:func:`preset_cells`): the scored claims' values at both scales side by side and the archived
   run's figures with their captions, marked stale with its date and commit when the code has
   changed, or why there is no archived run; nothing where the preset changes nothing;
 * where the card has a ``cpu`` preset (sized for a CPU, archived in ``results/cpu/``), a section **At the
-  cpu preset's scale** (:func:`cpu_cells`) laid out the same way, its figures captioned "Figure Cn";
+  cpu preset's scale** (:func:`preset_cells` too) laid out the same way, its figures captioned "Figure Cn";
 * the **provenance box** at the foot, one closed ``<details>``, rebuilt from the stamp and from
   the data copy and the seeds the page recorded, so a page executed by an older runner gets
   the current box.
@@ -45,7 +45,7 @@ from . import notebooks as nbs
 from . import provenance
 from .verdicts import VERDICT_CLASS
 
-__all__ = ["stage_notebook", "verdict_html", "fold_code_cells", "paper_cells", "cpu_cells", "side_by_side_html",
+__all__ = ["stage_notebook", "verdict_html", "fold_code_cells", "preset_cells", "side_by_side_html",
            "is_setup_cell",
            "replace_claim_tables", "SHOW_CODE_TAG"]
 
@@ -211,8 +211,8 @@ def side_by_side_html(ci: Sequence[claims_mod.ClaimResult], paper: Sequence[clai
             f"<tbody>\n{body}\n</tbody></table></div>")
 
 
-def _preset_changes(notebook_id: str) -> str:
-    changes = nbs.load_card(notebook_id)["presets"].get("paper") or {}
+def _preset_changes(notebook_id: str, preset: str = "paper") -> str:
+    changes = nbs.load_card(notebook_id)["presets"].get(preset) or {}
     return ", ".join(f"`{k} = {v!r}`" for k, v in changes.items())
 
 
@@ -230,76 +230,56 @@ def _paper_caption(k: int, caption: str | None, stale: bool, prefix: str = "P",
     return f"{label} Figure {k} above, from the archived run {where}; its numbers are in the table above."
 
 
-def paper_cells(notebook_id: str, entry: archive.Entry | None, reason: str, same_scale: bool,
-                ci_results: Sequence[claims_mod.ClaimResult] = ()) -> list[Any]:
-    """The section *At the paper's scale* (Markdown cells; figures are staged under
-    ``book/generated/paper/<id>/``): nothing when the ``paper`` preset changes no parameter;
-    otherwise what the preset changes, the scored claims at both scales side by side
-    (:func:`side_by_side_html`) and the archived figures, each with its caption."""
-    if same_scale:
+#: Per archived preset: the section's title, how its figures are named (``Figure P1``) and described, the column
+#: header of its claims, and what the section says when the preset has no archived run.
+_SECTIONS = {
+    "paper": ("At the paper's scale", "P", "at the paper's scale", "at the paper's scale",
+              " {doc}`../generated/paper_scale` lists every page's entry."),
+    "cpu": ("At the cpu preset's scale", "C", "at the cpu preset", "at the cpu preset", ""),
+}
+
+
+def preset_cells(notebook_id: str, preset: str, entry: archive.Entry | None, reason: str,
+                 ci_results: Sequence[claims_mod.ClaimResult] = ()) -> list[Any]:
+    """The section of an archived preset (``paper``: *At the paper's scale*; ``cpu``: *At the cpu preset's
+    scale*, a run sized for a CPU), as Markdown cells: what the preset changes, then either why it has no archived
+    run (``instab archive <id> --preset <preset>`` makes one) or where and when the archived run was made (stale or
+    not), the scored claims at this build's scale and at the preset's side by side (:func:`side_by_side_html`),
+    the claims added since, and the archived figures (staged under ``book/generated/<preset>/<id>/``) captioned
+    "Figure Pn" / "Figure Cn". Nothing for a card without the preset, or whose preset changes no parameter."""
+    changes = nbs.load_card(notebook_id)["presets"].get(preset)
+    if not changes and (preset == "paper" or changes is None):
         return []
-    md = ["## At the paper's scale", "", f"The `paper` preset changes {_preset_changes(notebook_id)}."]
+    title, prefix, where, header, pointer = _SECTIONS[preset]
+    md = [f"## {title}", "", f"The `{preset}` preset changes {_preset_changes(notebook_id, preset) or 'nothing'}."]
     if entry is None:
-        md[-1] += (f" No archived run of it yet: {reason}. `instab archive {notebook_id} --preset paper` makes one; "
-                   "{doc}`../generated/paper_scale` lists every page's entry.")
+        md[-1] += (f" No archived run of it yet: {reason}. `instab archive {notebook_id} --preset {preset}` makes one"
+                   + (f";{pointer}" if pointer else "."))
         return [nbformat.v4.new_markdown_cell("\n".join(md))]
     s = entry.stamp
-    gpu = f" ({s['gpu']})" if s.get("gpu") else ""
-    md[-1] += (f" Its run was archived in `results/paper/{notebook_id}/` on {entry.created[:10]} from commit "
+    where_run = (f"{s.get('device', 'cpu')}" + (f" ({s['gpu']})" if s.get("gpu") else "") if preset == "paper"
+                 else f"{s.get('device', 'cpu')} with {s.get('threads', '?')} thread(s)")
+    md[-1] += (f" Its run was archived in `results/{preset}/{notebook_id}/` on {entry.created[:10]} from commit "
                f"`{entry.commit[:12]}`{' (with uncommitted changes)' if s.get('dirty') else ''}, on "
-               f"{s.get('device', 'cpu')}{gpu}, in {float(s.get('seconds', 0)) / 60:.0f} min.")
+               f"{where_run}, in {float(s.get('seconds', 0)) / 60:.0f} min.")
     if entry.stale:
         md[-1] += (" It is **stale**: " + "; ".join(entry.stale_reasons()) + f" (rerun `instab archive {notebook_id} "
-                   "--preset paper`).")
-    md += ["", "The claims scored on this page, measured at both scales:", "",
-           _raw_html(side_by_side_html(ci_results, entry.results()))]
+                   f"--preset {preset}`).")
+    side = (side_by_side_html(ci_results, entry.results()) if preset == "paper"
+            else side_by_side_html(ci_results, entry.results(), header=header))
+    md += ["", "The claims scored on this page, measured at both scales:", "", _raw_html(side)]
     added = entry.unarchived_claims()
     if added:
         md += ["", f"Added to the page after this run was archived, so decided at this build's scale only (— above) "
                f"until the preset is archived again: {', '.join(f'`{c}`' for c in added)}."]
-    dest = _figure_dir(notebook_id)
+    dest = _figure_dir(notebook_id, preset)
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     for k, (fig, caption) in enumerate(zip(entry.figures, entry.captions), start=1):
         shutil.copy2(fig, dest / fig.name)
         md += ["", "```{container} figure-scroll",
-               f"![{notebook_id} at the paper's scale, figure P{k}](../generated/paper/{notebook_id}/{fig.name})", "```",
-               "", _paper_caption(k, caption, entry.stale)]
-    return [nbformat.v4.new_markdown_cell("\n".join(md))]
-
-
-def cpu_cells(notebook_id: str, entry: archive.Entry | None, reason: str,
-              ci_results: Sequence[claims_mod.ClaimResult] = ()) -> list[Any]:
-    """The section *At the cpu preset's scale* for a card with a ``cpu`` preset (a run sized for a CPU,
-    archived in ``results/cpu/<id>/`` by ``instab archive <id> --preset cpu``): what the preset changes, the
-    scored claims at this build's scale and at the preset's side by side, and the archived figures captioned
-    "Figure Cn"; or why there is no archived run. Nothing for a card without a ``cpu`` preset."""
-    changes = nbs.load_card(notebook_id)["presets"].get("cpu")
-    if changes is None:
-        return []
-    md = ["## At the cpu preset's scale", "",
-          "The `cpu` preset changes " + (", ".join(f"`{k} = {v!r}`" for k, v in changes.items()) or "nothing") + "."]
-    if entry is None:
-        md[-1] += f" No archived run of it yet: {reason}. `instab archive {notebook_id} --preset cpu` makes one."
-        return [nbformat.v4.new_markdown_cell("\n".join(md))]
-    s = entry.stamp
-    md[-1] += (f" Its run was archived in `results/cpu/{notebook_id}/` on {entry.created[:10]} from commit "
-               f"`{entry.commit[:12]}`{' (with uncommitted changes)' if s.get('dirty') else ''}, on "
-               f"{s.get('device', 'cpu')} with {s.get('threads', '?')} thread(s), in "
-               f"{float(s.get('seconds', 0)) / 60:.0f} min.")
-    if entry.stale:
-        md[-1] += (" It is **stale**: " + "; ".join(entry.stale_reasons()) + f" (rerun `instab archive {notebook_id} "
-                   "--preset cpu`).")
-    md += ["", "The claims scored on this page, measured at both scales:", "",
-           _raw_html(side_by_side_html(ci_results, entry.results(), header="at the cpu preset"))]
-    dest = _figure_dir(notebook_id, "cpu")
-    shutil.rmtree(dest, ignore_errors=True)
-    dest.mkdir(parents=True)
-    for k, (fig, caption) in enumerate(zip(entry.figures, entry.captions), start=1):
-        shutil.copy2(fig, dest / fig.name)
-        md += ["", "```{container} figure-scroll",
-               f"![{notebook_id} at the cpu preset, figure C{k}](../generated/cpu/{notebook_id}/{fig.name})", "```",
-               "", _paper_caption(k, caption, entry.stale, "C", "at the cpu preset")]
+               f"![{notebook_id} {where}, figure {prefix}{k}](../generated/{preset}/{notebook_id}/{fig.name})", "```",
+               "", _paper_caption(k, caption, entry.stale, prefix, where)]
     return [nbformat.v4.new_markdown_cell("\n".join(md))]
 
 
@@ -330,13 +310,11 @@ def stage_notebook(notebook_id: str, executed: Path, stamp: Mapping[str, Any],
     verdict = nbformat.v4.new_markdown_cell(_raw_html(verdict_html(ci, entry, reason, same_scale, note)))
     verdict.metadata["tags"] = ["page-verdict"]
     _insert_after_title(nb, verdict)
-    for cell in paper_cells(notebook_id, entry, reason, same_scale, results):
-        cell.metadata["tags"] = ["paper-scale"]
-        nb.cells.append(cell)
-    for cell in cpu_cells(notebook_id, archive.load(notebook_id, "cpu"),
-                          archive.pending_reasons("cpu").get(notebook_id, archive.NOT_RUN), results):
-        cell.metadata["tags"] = ["cpu-scale"]
-        nb.cells.append(cell)
+    for preset, cpu_entry in (("paper", entry), ("cpu", archive.load(notebook_id, "cpu"))):
+        why = reason if preset == "paper" else archive.pending_reasons("cpu").get(notebook_id, archive.NOT_RUN)
+        for cell in preset_cells(notebook_id, preset, cpu_entry, why, results):
+            cell.metadata["tags"] = [f"{preset}-scale"]
+            nb.cells.append(cell)
     provenance.set_provenance_cell(nb, stamp)
     dest.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dest)
