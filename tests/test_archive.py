@@ -196,7 +196,9 @@ def test_verify_label_cpu_reads_results_cpu(tmp_path, monkeypatch, capsys):
     assert "descent_lemma: archived" in out.out and "archived cpu-preset run(s) checked" in out.err
     assert "goldilocks: no archived cpu run (not sized for a CPU)" in out.out
     results, missing = archive.verify(None, "cpu")
-    assert {r.notebook for r in results} == {"descent_lemma"} and "goldilocks" in missing
+    # without names: only the cards with a cpu preset are missing (goldilocks has none)
+    assert {r.notebook for r in results} == {"descent_lemma"}
+    assert "goldilocks" not in missing and "cifar_author" in missing
     assert all(r.column == "cpu" for r in results)
 
 
@@ -215,6 +217,28 @@ def test_archived_cpu_verdicts_are_the_expected_ones():
     problems = verdicts.compare_expectations(results, expected, notebooks=present)
     assert not problems, "\n".join(problems)
     assert not set(expected) - set(present), "cpu expectations for pages without an archived cpu entry"
+
+
+def test_verify_lists_as_missing_only_the_cards_that_declare_the_label(tmp_path, monkeypatch, capsys):
+    """`instab verify --label cpu` without names lists as missing only the notebooks whose card has a cpu
+    preset (the others cannot have a cpu entry), not every notebook of the book; `--label paper` lists every
+    card with a paper preset; a notebook named without the preset fails with that reason."""
+    from instab_lib.book import cli
+
+    monkeypatch.setattr(archive, "repo_root", lambda: tmp_path)
+    (tmp_path / "results" / "cpu").mkdir(parents=True)
+    with_cpu = sorted(n for n in nbs.toc_notebooks() if "cpu" in nbs.load_card(n)["presets"])
+    with_paper = sorted(n for n in nbs.toc_notebooks() if "paper" in nbs.load_card(n)["presets"])
+    assert with_cpu and len(with_cpu) < len(nbs.toc_notebooks())  # else this test says nothing
+    assert sorted(archive.verify(None, "cpu")[1]) == with_cpu
+    assert sorted(archive.verify(None, "paper")[1]) == with_paper
+    assert [r["notebook"] for r in archive.status("cpu")] == [n for n in nbs.toc_notebooks() if n in with_cpu]
+    cli.main(["verify", "--label", "cpu"])
+    out = capsys.readouterr().out
+    assert sorted(line.split(":")[0] for line in out.splitlines() if "no archived cpu run" in line) == with_cpu
+    without = next(n for n in nbs.toc_notebooks() if n not in with_cpu)
+    results, missing = archive.verify([without], "cpu")
+    assert missing == [without] and not results[0].ok and "its card has no cpu preset" in results[0].error
 
 
 # --------------------------------------------------------------------------- dry runs (issue 21 item 5)

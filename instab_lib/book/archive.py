@@ -43,7 +43,7 @@ from . import claims as claims_mod
 from . import notebooks as nbs
 from . import provenance
 
-__all__ = ["Entry", "archive_root", "load", "inspect", "checked_overrides", "create", "verify",
+__all__ = ["Entry", "archive_root", "load", "inspect", "has_preset", "checked_overrides", "create", "verify",
            "pending_reasons", "status", "extract_figures", "figure_captions", "DRY_RUN", "dry_run_overrides", "DryRun", "dry_run"]
 
 NOT_RUN = "not run yet"
@@ -407,11 +407,18 @@ def dry_run(notebook_id: str, preset: str = "paper", device: str | None = None, 
     return DryRun(notebook_id, preset, overrides, root / notebook_id, record.seconds, entry, problems, notes)
 
 
+def has_preset(notebook_id: str, preset: str) -> bool:
+    """Whether the card of ``notebook_id`` declares ``preset``: only such a notebook can have an entry in
+    ``results/<preset>/``, so only such a notebook is *missing* when it has none."""
+    return preset in nbs.load_card(notebook_id)["presets"]
+
+
 def verify(ids: Sequence[str] | None = None, preset: str = "paper") -> tuple[list[claims_mod.ClaimResult], list[str]]:
     """The claims of the archived entries (default: every notebook of the table of contents)
     on their numbers, and the ids without an entry. An id asked for by name that has no entry
-    fails (a missing number is never a pass); without names, missing entries are only listed.
-    A damaged entry always fails, with one row naming the damaged file."""
+    fails (a missing number is never a pass); without names, missing entries are only listed, and
+    only those of cards that declare the preset (:func:`has_preset`: ``--label cpu`` does not list
+    the notebooks without a cpu preset). A damaged entry always fails, with one row naming the damaged file."""
     explicit = bool(ids)
     results: list[claims_mod.ClaimResult] = []
     missing: list[str] = []
@@ -422,22 +429,28 @@ def verify(ids: Sequence[str] | None = None, preset: str = "paper") -> tuple[lis
                                                   _damage_text(nid, preset, damage)))
             continue
         if entry is None:
+            if not explicit and not has_preset(nid, preset):
+                continue
             missing.append(nid)
             if explicit:
+                reason = pending_reasons(preset).get(nid) or (NOT_RUN if has_preset(nid, preset)
+                                                              else f"its card has no {preset} preset")
                 results.append(claims_mod.ClaimResult(nid, "-", f"no archived {preset} run", None, False,
-                                                      f"not archived ({pending_reasons(preset).get(nid, NOT_RUN)})"))
+                                                      f"not archived ({reason})"))
             continue
         results.extend(entry.results())
     return results, missing
 
 
 def status(preset: str = "paper") -> list[dict[str, Any]]:
-    """One row per notebook of the table of contents: its entry (or None), the reason it is
-    missing, whether it is stale and why, and the page verdict on the archived numbers."""
+    """One row per notebook of the table of contents that has an entry or declares ``preset``: its entry
+    (or None), the reason it is missing, whether it is stale and why, and the page verdict on the archived numbers."""
     reasons = pending_reasons(preset)
     rows = []
     for nid in nbs.toc_notebooks():
         entry, damage = inspect(nid, preset)
+        if entry is None and damage is None and not has_preset(nid, preset):
+            continue  # no such preset: nothing to archive, so nothing missing
         reason = reasons.get(nid, NOT_RUN)
         if damage is not None:
             _warn(nid, preset, damage)

@@ -110,7 +110,9 @@ def _verify_archive(ids: Sequence[str], preset: str = "paper") -> int:
             print(f"{nid}: archived {entry.created} from commit {entry.commit[:12]} ({state})")
     reasons = archive.pending_reasons(preset)
     for nid in missing:
-        print(f"{nid}: no archived {preset} run ({reasons.get(nid, archive.NOT_RUN)})")
+        reason = reasons.get(nid) or (archive.NOT_RUN if archive.has_preset(nid, preset)
+                                      else f"its card has no {preset} preset")
+        print(f"{nid}: no archived {preset} run ({reason})")
     n_entries = len({r.notebook for r in results}) - (len(missing) if ids else 0)
     return _summarise(table, f"{n_entries} archived {preset}-preset run(s) checked, {len(missing)} missing")
 
