@@ -196,7 +196,9 @@ def test_verify_label_cpu_reads_results_cpu(tmp_path, monkeypatch, capsys):
     assert "descent_lemma: archived" in out.out and "archived cpu-preset run(s) checked" in out.err
     assert "goldilocks: no archived cpu run (not sized for a CPU)" in out.out
     results, missing = archive.verify(None, "cpu")
-    assert {r.notebook for r in results} == {"descent_lemma"} and "goldilocks" in missing
+    # without names: only the cards with a cpu preset are missing (goldilocks has none)
+    assert {r.notebook for r in results} == {"descent_lemma"}
+    assert "goldilocks" not in missing and "cifar_author" in missing
     assert all(r.column == "cpu" for r in results)
 
 
@@ -215,3 +217,117 @@ def test_archived_cpu_verdicts_are_the_expected_ones():
     problems = verdicts.compare_expectations(results, expected, notebooks=present)
     assert not problems, "\n".join(problems)
     assert not set(expected) - set(present), "cpu expectations for pages without an archived cpu entry"
+
+
+def test_verify_lists_as_missing_only_the_cards_that_declare_the_label(tmp_path, monkeypatch, capsys):
+    """`instab verify --label cpu` without names lists as missing only the notebooks whose card has a cpu
+    preset (the others cannot have a cpu entry), not every notebook of the book; `--label paper` lists every
+    card with a paper preset; a notebook named without the preset fails with that reason."""
+    from instab_lib.book import cli
+
+    monkeypatch.setattr(archive, "repo_root", lambda: tmp_path)
+    (tmp_path / "results" / "cpu").mkdir(parents=True)
+    with_cpu = sorted(n for n in nbs.toc_notebooks() if "cpu" in nbs.load_card(n)["presets"])
+    with_paper = sorted(n for n in nbs.toc_notebooks() if "paper" in nbs.load_card(n)["presets"])
+    assert with_cpu and len(with_cpu) < len(nbs.toc_notebooks())  # else this test says nothing
+    assert sorted(archive.verify(None, "cpu")[1]) == with_cpu
+    assert sorted(archive.verify(None, "paper")[1]) == with_paper
+    assert [r["notebook"] for r in archive.status("cpu")] == [n for n in nbs.toc_notebooks() if n in with_cpu]
+    cli.main(["verify", "--label", "cpu"])
+    out = capsys.readouterr().out
+    assert sorted(line.split(":")[0] for line in out.splitlines() if "no archived cpu run" in line) == with_cpu
+    without = next(n for n in nbs.toc_notebooks() if n not in with_cpu)
+    results, missing = archive.verify([without], "cpu")
+    assert missing == [without] and not results[0].ok and "its card has no cpu preset" in results[0].error
+
+
+# --------------------------------------------------------------------------- dry runs (issue 21 item 5)
+def _no_kernel(monkeypatch):
+    import papermill
+
+    monkeypatch.setattr(papermill, "execute_notebook", lambda *a, **k: pytest.fail("a kernel was started"))
+
+
+def test_dry_run_is_refused_in_one_line_without_a_dry_run_block(monkeypatch, capsys):
+    """A card without a `dry_run:` block: `instab archive <id> --dry-run` exits 2 with one line on stderr,
+    before any kernel starts (also when another named card has a block)."""
+    from instab_lib.book import cli
+
+    _no_kernel(monkeypatch)
+    assert not nbs.load_card("descent_lemma").get("dry_run")
+    for argv in (["descent_lemma"], ["cifar_author", "descent_lemma"]):
+        assert cli.main(["archive", *argv, "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "descent_lemma: its card declares no `dry_run:` block" in err
+
+
+def test_dry_run_overrides_the_preset_and_the_card_checks_the_merge(monkeypatch):
+    """The dry run's parameters are the preset updated by the card's block, then --device and --workers; the
+    merged parameters pass the card's specs and constraints, and a block they refuse fails in one line naming
+    the dry run, before a kernel starts."""
+    _no_kernel(monkeypatch)
+    card = nbs.load_card("cifar_author")
+    block, paper = card["dry_run"], card["presets"]["paper"]
+    overrides, notes = archive.dry_run_overrides("cifar_author")
+    assert overrides == block and notes == []
+    merged = {**nbs.declared_parameters("cifar_author"), **nbs.resolve_parameters("cifar_author", "paper", overrides)}
+    # the tiny grid keeps the paper preset's structure: both networks, both families, the paper's clips
+    for kept in ("archs", "families", "clips"):
+        assert kept not in block and merged[kept] == paper[kept]
+    assert len(merged["batch_sizes"]) == len(paper["batch_sizes"]) and merged["device"] == "cpu"
+    assert merged["n_train"] <= 100 and merged["epochs"] <= 2
+    overrides, _ = archive.dry_run_overrides("cifar_author", device="auto", workers=3)
+    assert overrides == {**block, "device": "auto", "workers": 3}
+
+    def with_block(new):
+        monkeypatch.setattr(nbs, "load_card", lambda nid, real=nbs.load_card: {**real(nid), "dry_run": new})
+
+    for new, reason in (({**block, "n_train": 5}, "n_train must be"),
+                        ({**block, "batch_sizes": [8, 64]}, "a batch size must not exceed n_train"),
+                        ({**block, "no_such_parameter": 1}, "not declared"),
+                        ([1, 2], "must map parameter names to values")):
+        with_block(new)
+        with pytest.raises(nbs.NotebookError, match=reason) as exc:
+            archive.dry_run_overrides("cifar_author")
+        assert "\n" not in str(exc.value)
+    with_block({**block, "n_train": 5})
+    with pytest.raises(nbs.NotebookError, match="dry run of cifar_author at paper"):
+        archive.dry_run("cifar_author", dest=ROOT / "_build" / "never-written")
+
+
+def test_a_dry_run_entry_is_never_taken_for_an_archived_one(tmp_archive):
+    """A dry run's entry (its stamp says `dry_run: true`) copied into results/ is treated as damaged: verify
+    fails on it instead of checking tiny numbers as the paper's; a dry run refuses to write under results/."""
+    _entry(tmp_archive, "descent_lemma", {}, dry_run=True)
+    assert archive.inspect("descent_lemma")[0] is None
+    assert archive.inspect("descent_lemma", root=tmp_archive, dry_run=True)[0] is not None
+    results, _ = archive.verify(["descent_lemma"])
+    assert len(results) == 1 and not results[0].ok and "a dry run's entry" in results[0].error
+    with pytest.raises(nbs.NotebookError, match="writes no entry in"):
+        archive.dry_run("cifar_author", dest=tmp_archive)
+
+
+def _tree(path):
+    return sorted((str(p.relative_to(path)), p.stat().st_mtime_ns, p.stat().st_size) for p in path.rglob("*"))
+
+
+@pytest.mark.notebooks
+def test_dry_run_of_cifar_author_runs_the_paper_preset_tiny_on_cpu(tmp_path, monkeypatch, capsys):
+    """`instab archive cifar_author --preset paper --dry-run` on a CPU: the paper preset updated by the card's
+    dry_run block executes (both networks, both batch sizes, both families, worker processes on fresh run
+    caches), its entry goes to a temporary folder, passes the checks `instab verify` makes and says it is a dry
+    run; nothing under results/ changes."""
+    import tempfile
+
+    from instab_lib.book import cli
+
+    before = _tree(ROOT / "results")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    assert cli.main(["archive", "cifar_author", "--preset", "paper", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "cifar_author: dry run of the paper preset passed" in out and "device cpu" in out
+    entry, damage = archive.inspect("cifar_author", root=next(tmp_path.glob("instab-dry-run-cifar_author-*")) / "paper",
+                                    dry_run=True)
+    assert damage is None and entry.stamp["dry_run"] is True and entry.figures
+    assert entry.numbers["architectures"] == ["vgg", "resnet20"]
+    assert _tree(ROOT / "results") == before

@@ -125,3 +125,21 @@ def test_a_change_inside_a_subpackage_changes_the_fingerprints(lib_copy):
     _edit(lib_copy / "curvature" / "tracking.py", "\n", "\n_CHANGED = 1\n")
     after = (fingerprint.run_fingerprint(), fingerprint.library_fingerprint())
     assert after[0] != before[0] and after[1] != before[1]
+
+
+def test_the_dry_run_block_is_left_out_of_the_card_digest():
+    """A card's dry_run block (and its comment lines) changes no preset's numbers: the run key and the archive's
+    source digest hash the card without it; every other card hashes as its whole text."""
+    import yaml
+
+    from instab_lib.book import notebooks as nbs
+    from instab_lib.book import provenance
+
+    for path in sorted(nbs.notebooks_dir().glob("*.yaml")):
+        text, hashed = path.read_bytes(), provenance.card_bytes(path.stem)
+        if b"\ndry_run:" not in text:
+            assert hashed == text
+            continue
+        assert b"dry_run" not in hashed and len(hashed) < len(text)
+        full, kept = yaml.safe_load(text), yaml.safe_load(hashed)
+        assert "dry_run" in full and kept == {k: v for k, v in full.items() if k != "dry_run"}

@@ -59,3 +59,37 @@ def test_failed_run_is_reported_not_lost(base, tmp_path):
     res = sweep(base.replace(data_dir=str(tmp_path / "nowhere")), {"lr": [0.1]}, tmp_path, executor="serial")
     assert res[0].status == "failed" and "FileNotFoundError" in res[0].error
     assert summary(res)["status"].tolist() == ["failed"]
+
+
+def test_worker_processes_are_spawned_for_cuda_configs(base, tmp_path, monkeypatch):
+    """Many small runs share one GPU through worker processes: a process forked from one that has
+    initialised CUDA cannot use it, so the pool of a sweep whose configs ask for cuda (and of any
+    other) starts its workers with ``spawn``. Checked without CUDA: the pool is a stub that records
+    its start method and answers every run with an error."""
+    from concurrent.futures import Future
+
+    import torch
+
+    pools = []
+
+    class Pool:
+        def __init__(self, max_workers, mp_context):
+            pools.append((max_workers, mp_context.get_start_method()))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, config, cache, threads):
+            f = Future()
+            f.set_result(("", f"stub: {config.device}, {threads} thread(s)"))
+            return f
+
+    monkeypatch.setattr(sweep_mod, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a cuda config validates without a GPU
+    cuda = grid_configs(base.replace(device="cuda"), {"lr": [0.05, 0.1, 0.2]})
+    res = sweep_mod.run_many(cuda, tmp_path, max_workers=2, threads_per_worker=1)
+    assert pools == [(2, "spawn")]
+    assert [r.status for r in res] == ["failed"] * 3 and res[0].error == "stub: cuda, 1 thread(s)"

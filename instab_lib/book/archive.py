@@ -43,8 +43,8 @@ from . import claims as claims_mod
 from . import notebooks as nbs
 from . import provenance
 
-__all__ = ["Entry", "archive_root", "load", "inspect", "checked_overrides", "create", "verify", "pending_reasons",
-           "status", "extract_figures", "figure_captions"]
+__all__ = ["Entry", "archive_root", "load", "inspect", "has_preset", "checked_overrides", "create", "verify",
+           "pending_reasons", "status", "extract_figures", "figure_captions", "DRY_RUN", "dry_run_overrides", "DryRun", "dry_run"]
 
 NOT_RUN = "not run yet"
 
@@ -140,15 +140,20 @@ def load(notebook_id: str, preset: str = "paper") -> Entry | None:
     return entry
 
 
-def inspect(notebook_id: str, preset: str = "paper") -> tuple[Entry | None, Damaged | None]:
+def inspect(notebook_id: str, preset: str = "paper", root: Path | None = None,
+            dry_run: bool = False) -> tuple[Entry | None, Damaged | None]:
     """``(entry, None)`` for a readable entry, ``(None, None)`` when there is none, ``(None,
     damage)`` when it cannot be read (:class:`~instab_lib.experiments.cache_files.Damaged`: which
-    file and why). Warns about nothing."""
-    d = archive_root(preset) / notebook_id
+    file and why). Warns about nothing. ``root``: the folder holding the entries (default
+    :func:`archive_root`); an entry whose stamp says it is a dry run (:func:`dry_run`) is damaged
+    unless ``dry_run`` is true, so one copied into ``results/`` is never taken for an archive."""
+    d = (archive_root(preset) if root is None else Path(root)) / notebook_id
     if not (d / "stamp.json").exists() and not (d / "numbers.json").exists():
         return None, None
     try:
         stamp = read_json(d / "stamp.json")
+        if stamp.get(DRY_RUN) and not dry_run:
+            raise Damaged(d / "stamp.json", "a dry run's entry (tiny parameters), not an archived run")
         digests = stamp.get("files") if isinstance(stamp.get("files"), dict) else {}
         check_digest(d / "numbers.json", digests.get("numbers"))
         numbers = claims_mod.from_jsonable(read_json(d / "numbers.json"))
@@ -239,26 +244,33 @@ def figure_captions(nb: Any) -> list[str | None]:
     return captions
 
 
-def checked_overrides(notebook_id: str, preset: str = "paper",
-                      device: str | None = None) -> tuple[dict[str, Any], list[str]]:
-    """The overrides of an archive run of ``notebook_id`` (``device`` for a notebook that declares
-    that parameter) and notes for the user, checked like every run's parameters
+def checked_overrides(notebook_id: str, preset: str = "paper", device: str | None = None,
+                      workers: int | None = None,
+                      base: dict[str, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The overrides of an archive run of ``notebook_id`` (``base``, then ``device`` and ``workers`` for a
+    notebook that declares those parameters) and notes for the user, checked like every run's parameters
     (:func:`~instab_lib.book.notebooks.resolve_parameters`): an unknown preset or a bad value
     (``cuda`` where CUDA is not available) raises :class:`~instab_lib.book.notebooks.NotebookError`
     with a one-line reason, before a kernel starts."""
     notes: list[str] = []
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = dict(base or {})
+    declared = nbs.declared_parameters(notebook_id) if device or workers is not None else {}
     if device:
-        if "device" in nbs.declared_parameters(notebook_id):
+        if "device" in declared:
             overrides["device"] = device
         else:
             notes.append(f"{notebook_id} declares no `device` parameter: it runs where its code puts it (CPU)")
+    if workers is not None:
+        if "workers" in declared:
+            overrides["workers"] = workers
+        else:
+            notes.append(f"{notebook_id} declares no `workers` parameter: it runs its runs as its code does")
     nbs.resolve_parameters(notebook_id, preset, overrides)
     return overrides, notes
 
 
 def create(notebook_id: str, preset: str = "paper", device: str | None = None, force: bool = False,
-           allow_dirty: bool = False) -> tuple[Entry, list[str]]:
+           allow_dirty: bool = False, workers: int | None = None) -> tuple[Entry, list[str]]:
     """Execute ``notebook_id`` at ``preset`` and write its entry. Returns the entry and notes
     for the user (e.g. that the notebook declares no ``device`` parameter).
 
@@ -268,36 +280,145 @@ def create(notebook_id: str, preset: str = "paper", device: str | None = None, f
     """
     from ..experiments import fingerprint
 
-    overrides, notes = checked_overrides(notebook_id, preset, device)
+    overrides, notes = checked_overrides(notebook_id, preset, device, workers)
     if fingerprint.git_state().get("dirty") and not allow_dirty:
         raise nbs.NotebookError("the tree has uncommitted changes: commit first (an entry names the commit it "
                                 "came from), or pass --allow-dirty")
     record = nbs.execute(notebook_id, preset=preset, overrides=overrides, force=force, label=preset)
-    _, _, stamp_path = nbs.output_paths(notebook_id, record.label)
-    root = archive_root(preset)
-    tmp = root / f".{notebook_id}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    shutil.copy2(record.numbers_path, tmp / "numbers.json")
-    shutil.copy2(stamp_path, tmp / "stamp.json")
-    extract_figures(record.notebook_path, tmp)
-    import nbformat
-
-    captions = figure_captions(nbformat.read(record.notebook_path, as_version=4))
-    (tmp / "captions.json").write_text(json.dumps(captions, indent=1, ensure_ascii=False))
-    dest = root / notebook_id
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    _write_entry(record, archive_root(preset))
     entry = load(notebook_id, preset)
     assert entry is not None
     return entry, notes
 
 
+def _write_entry(record: nbs.RunRecord, root: Path, stamp_extra: dict[str, Any] | None = None) -> Path:
+    """``root/<id>/``: the executed run's numbers, stamp (updated by ``stamp_extra``), figures and captions,
+    written in a hidden folder first and renamed into place."""
+    import nbformat
+
+    _, _, stamp_path = nbs.output_paths(record.notebook_id, record.label)
+    tmp = root / f".{record.notebook_id}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy2(record.numbers_path, tmp / "numbers.json")
+    if stamp_extra:
+        stamp = {**json.loads(stamp_path.read_text()), **stamp_extra}
+        (tmp / "stamp.json").write_text(json.dumps(stamp, indent=1, default=str))
+    else:
+        shutil.copy2(stamp_path, tmp / "stamp.json")
+    extract_figures(record.notebook_path, tmp)
+    captions = figure_captions(nbformat.read(record.notebook_path, as_version=4))
+    (tmp / "captions.json").write_text(json.dumps(captions, indent=1, ensure_ascii=False))
+    dest = root / record.notebook_id
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
+
+
+# --------------------------------------------------------------------------- dry runs
+#: The card's block of parameter overrides for a dry run, and the stamp field that marks a dry run's entry.
+DRY_RUN = "dry_run"
+
+
+def dry_run_overrides(notebook_id: str, preset: str = "paper", device: str | None = None,
+                      workers: int | None = None) -> tuple[dict[str, Any], list[str]]:
+    """The overrides of a dry run of ``notebook_id`` at ``preset``: the card's ``dry_run:`` block (a tiny
+    grid), then ``device`` and ``workers`` as :func:`checked_overrides` adds them, the merged parameters
+    checked by the card's specs and constraints. A card without a ``dry_run:`` block, or a block the
+    specs refuse, raises :class:`~instab_lib.book.notebooks.NotebookError` in one line, before compute."""
+    card = nbs.load_card(notebook_id)
+    block = card.get(DRY_RUN)
+    if not block:
+        raise nbs.NotebookError(f"{notebook_id}: its card declares no `{DRY_RUN}:` block (parameter overrides for a "
+                                "tiny run of the preset): nothing to dry-run")
+    if not isinstance(block, dict):
+        raise nbs.NotebookError(f"{notebook_id}.yaml: `{DRY_RUN}:` must map parameter names to values, got "
+                                f"{type(block).__name__}")
+    try:
+        return checked_overrides(notebook_id, preset, device, workers, base=block)
+    except nbs.NotebookError as exc:
+        raise nbs.NotebookError(f"dry run of {notebook_id} at {preset} (the preset updated by the card's "
+                                f"`{DRY_RUN}:` block): {str(exc).splitlines()[0]}") from None
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What :func:`dry_run` did: the overrides, where the entry went, what the checks found."""
+
+    notebook_id: str
+    preset: str
+    overrides: dict[str, Any]
+    path: Path
+    seconds: float
+    entry: Entry | None
+    problems: list[str]
+    notes: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        """One line: passed or failed, the time, where the entry is and what was checked."""
+        p = {**self.overrides, **(self.entry.stamp.get("resolved_parameters") or {} if self.entry else {})}
+        what = (f"{self.notebook_id}: dry run of the {self.preset} preset {'passed' if self.ok else 'FAILED'} in "
+                f"{self.seconds:.0f} s (the card's {DRY_RUN} block; device {p.get('device', 'as declared')}, "
+                f"workers {p.get('workers', 'as declared')}); entry in {self.path}")
+        if self.entry is not None:
+            n = len(self.entry.results())
+            what += (f": stamp, {len(self.entry.numbers)} numbers and {len(self.entry.figures)} figures readable, "
+                     f"{n} claim(s) evaluated")
+        return what + ("; " + "; ".join(self.problems) if self.problems else "") + "; nothing written in results/"
+
+
+def dry_run(notebook_id: str, preset: str = "paper", device: str | None = None, workers: int | None = None,
+            dest: Path | None = None) -> DryRun:
+    """Execute ``notebook_id`` at ``preset`` with the card's ``dry_run:`` overrides (:func:`dry_run_overrides`),
+    on fresh run caches, write its entry into ``dest/<preset>/<id>/`` (default: a new temporary folder,
+    never ``results/``) with ``"dry_run": true`` in its stamp, and check it as ``instab verify`` checks an
+    archived entry: the structure (stamp, numbers and their digest, whole PNGs), the stamp (status ok, the
+    preset, current: no stale reason) and every claim of the card evaluated on the numbers without an error.
+    The claims' verdicts at this scale mean nothing and are not checked. Raises
+    :class:`~instab_lib.book.notebooks.NotebookError` before compute on bad input, and when the notebook fails."""
+    import tempfile
+
+    overrides, notes = dry_run_overrides(notebook_id, preset, device, workers)
+    dest = Path(dest) if dest is not None else Path(tempfile.mkdtemp(prefix=f"instab-dry-run-{notebook_id}-"))
+    results_dir = (repo_root() / "results").resolve()
+    if dest.resolve() == results_dir or results_dir in dest.resolve().parents:
+        raise nbs.NotebookError(f"a dry run writes no entry in {results_dir}: give another folder")
+    root = dest / preset
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="instab-dry-run-runs-") as runs, \
+            nbs._environ(INSTAB_RUNS=runs):  # fresh runs: the worker processes really start
+        record = nbs.execute(notebook_id, preset=preset, overrides=overrides, force=True, label=f"dry-run-{preset}")
+    _write_entry(record, root, {DRY_RUN: True})
+    entry, damage = inspect(notebook_id, preset, root=root, dry_run=True)
+    problems: list[str] = []
+    if damage is not None:
+        problems.append(_damage_text(notebook_id, preset, damage))
+    else:
+        assert entry is not None
+        stamp = entry.stamp
+        if stamp.get("status") != "ok" or stamp.get("preset") != preset:
+            problems.append(f"stamp: status {stamp.get('status')!r}, preset {stamp.get('preset')!r}")
+        problems.extend(f"stamp: {r}" for r in entry.stale_reasons())
+        problems.extend(f"claim {r.claim_id}: {r.error}" for r in entry.results() if r.error is not None)
+    return DryRun(notebook_id, preset, overrides, root / notebook_id, record.seconds, entry, problems, notes)
+
+
+def has_preset(notebook_id: str, preset: str) -> bool:
+    """Whether the card of ``notebook_id`` declares ``preset``: only such a notebook can have an entry in
+    ``results/<preset>/``, so only such a notebook is *missing* when it has none."""
+    return preset in nbs.load_card(notebook_id)["presets"]
+
+
 def verify(ids: Sequence[str] | None = None, preset: str = "paper") -> tuple[list[claims_mod.ClaimResult], list[str]]:
     """The claims of the archived entries (default: every notebook of the table of contents)
     on their numbers, and the ids without an entry. An id asked for by name that has no entry
-    fails (a missing number is never a pass); without names, missing entries are only listed.
-    A damaged entry always fails, with one row naming the damaged file."""
+    fails (a missing number is never a pass); without names, missing entries are only listed, and
+    only those of cards that declare the preset (:func:`has_preset`: ``--label cpu`` does not list
+    the notebooks without a cpu preset). A damaged entry always fails, with one row naming the damaged file."""
     explicit = bool(ids)
     results: list[claims_mod.ClaimResult] = []
     missing: list[str] = []
@@ -308,22 +429,28 @@ def verify(ids: Sequence[str] | None = None, preset: str = "paper") -> tuple[lis
                                                   _damage_text(nid, preset, damage)))
             continue
         if entry is None:
+            if not explicit and not has_preset(nid, preset):
+                continue
             missing.append(nid)
             if explicit:
+                reason = pending_reasons(preset).get(nid) or (NOT_RUN if has_preset(nid, preset)
+                                                              else f"its card has no {preset} preset")
                 results.append(claims_mod.ClaimResult(nid, "-", f"no archived {preset} run", None, False,
-                                                      f"not archived ({pending_reasons(preset).get(nid, NOT_RUN)})"))
+                                                      f"not archived ({reason})"))
             continue
         results.extend(entry.results())
     return results, missing
 
 
 def status(preset: str = "paper") -> list[dict[str, Any]]:
-    """One row per notebook of the table of contents: its entry (or None), the reason it is
-    missing, whether it is stale and why, and the page verdict on the archived numbers."""
+    """One row per notebook of the table of contents that has an entry or declares ``preset``: its entry
+    (or None), the reason it is missing, whether it is stale and why, and the page verdict on the archived numbers."""
     reasons = pending_reasons(preset)
     rows = []
     for nid in nbs.toc_notebooks():
         entry, damage = inspect(nid, preset)
+        if entry is None and damage is None and not has_preset(nid, preset):
+            continue  # no such preset: nothing to archive, so nothing missing
         reason = reasons.get(nid, NOT_RUN)
         if damage is not None:
             _warn(nid, preset, damage)

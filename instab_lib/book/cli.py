@@ -110,7 +110,9 @@ def _verify_archive(ids: Sequence[str], preset: str = "paper") -> int:
             print(f"{nid}: archived {entry.created} from commit {entry.commit[:12]} ({state})")
     reasons = archive.pending_reasons(preset)
     for nid in missing:
-        print(f"{nid}: no archived {preset} run ({reasons.get(nid, archive.NOT_RUN)})")
+        reason = reasons.get(nid) or (archive.NOT_RUN if archive.has_preset(nid, preset)
+                                      else f"its card has no {preset} preset")
+        print(f"{nid}: no archived {preset} run ({reason})")
     n_entries = len({r.notebook for r in results}) - (len(missing) if ids else 0)
     return _summarise(table, f"{n_entries} archived {preset}-preset run(s) checked, {len(missing)} missing")
 
@@ -123,10 +125,12 @@ def _cmd_archive(args: argparse.Namespace) -> int:
         raise nbs.NotebookError("name the notebooks to archive, or pass --all")
     for nid in ids:
         nbs.load_card(nid)  # unknown ids fail before anything runs
+    if args.dry_run:
+        return _dry_run(ids, args)
     status, runnable = 0, []
     for nid in ids:  # bad input (--device cuda without CUDA, say) fails before the first notebook runs
         try:
-            archive.checked_overrides(nid, preset=args.preset, device=args.device)
+            archive.checked_overrides(nid, preset=args.preset, device=args.device, workers=args.workers)
         except nbs.NotebookError as exc:
             if not args.keep_going:
                 raise
@@ -137,7 +141,7 @@ def _cmd_archive(args: argparse.Namespace) -> int:
     for nid in runnable:
         try:
             entry, notes = archive.create(nid, preset=args.preset, device=args.device, force=args.force,
-                                          allow_dirty=args.allow_dirty)
+                                          allow_dirty=args.allow_dirty, workers=args.workers)
         except nbs.NotebookError as exc:
             if not args.keep_going:
                 raise
@@ -151,6 +155,33 @@ def _cmd_archive(args: argparse.Namespace) -> int:
               f"{float(entry.stamp.get('seconds', 0)):.0f} s)\n{table}")
         status = status or (0 if table.all_passed else 1)
     return status
+
+
+def _dry_run(ids: Sequence[str], args: argparse.Namespace) -> int:
+    """``archive --dry-run``: each notebook at the preset updated by its card's ``dry_run:`` block, archived in a
+    temporary folder and checked there (:func:`instab_lib.book.archive.dry_run`); one line each."""
+    from . import archive
+
+    for nid in ids:  # a card without a dry_run block (or a bad value) fails before the first notebook runs
+        archive.dry_run_overrides(nid, preset=args.preset, device=args.device, workers=args.workers)
+    status = 0
+    for nid in ids:
+        report = archive.dry_run(nid, preset=args.preset, device=args.device, workers=args.workers)
+        for note in report.notes:
+            print(f"note: {note}")
+        print(report.summary(), file=sys.stdout if report.ok else sys.stderr)
+        status = status or (0 if report.ok else 1)
+    return status
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of processes ≥ 0 (0: one per core), got {text!r}")
+    return n
 
 
 def _cmd_expectations(args: argparse.Namespace) -> int:
@@ -240,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--all", action="store_true", help="every notebook of the table of contents")
     a.add_argument("--preset", default="paper", help="the preset to run (default: paper)")
     a.add_argument("--device", help="value of the `device` parameter, for notebooks that declare one (e.g. cuda)")
+    a.add_argument("--workers", type=_workers,
+                   help="value of the `workers` parameter (processes for the runs, 0: one per core), for notebooks "
+                        "that declare one")
+    a.add_argument("--dry-run", action="store_true",
+                   help="run the preset updated by the card's `dry_run:` block (a tiny grid) into a temporary folder, "
+                        "never results/, and check that entry as `instab verify` does")
     a.add_argument("--force", action="store_true", help="execute even if an identical run exists")
     a.add_argument("--allow-dirty", action="store_true", help="archive from a tree with uncommitted changes")
     a.add_argument("--keep-going", action="store_true", help="go on with the next notebook when one fails")

@@ -37,6 +37,7 @@ from ..experiments.cache_files import (CACHE_LOG_ENV, Damaged, atomic_write_byte
 from . import claims as claims_mod
 from .cards import (NotebookError, check_constraints, check_parameters, declared_parameters, load_card,
                     notebook_ids, notebooks_dir, read_notebook)
+from . import provenance
 from .provenance import add_provenance_cell, make_stamp, recorded_data_source, recorded_seeds
 
 NOTEBOOK_ID = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -96,7 +97,7 @@ def run_key(notebook_id: str, params: Mapping[str, Any]) -> str:
     d = notebooks_dir()
     h = hashlib.sha256()
     h.update((d / f"{notebook_id}.py").read_bytes())
-    h.update((d / f"{notebook_id}.yaml").read_bytes())
+    h.update(provenance.card_bytes(notebook_id))
     h.update(json.dumps(params, sort_keys=True, default=str).encode())
     h.update(library_hash().encode())
     env = fingerprint.numerics_environment()

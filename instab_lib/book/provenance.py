@@ -48,10 +48,28 @@ def recorded_data_source(numbers: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def card_bytes(notebook_id: str) -> bytes:
+    """The card's text as hashed into run keys and source digests: the file without its top-level ``dry_run:``
+    block and the comment lines right above it. A dry run (``instab archive --dry-run``) changes no number of
+    any preset, so editing its settings leaves executed pages and archived entries current; a card without the
+    block hashes as its whole text."""
+    lines = (notebooks_dir() / f"{notebook_id}.yaml").read_bytes().splitlines(keepends=True)
+    i = next((k for k, ln in enumerate(lines) if ln.rstrip(b"\r\n") == b"dry_run:"), None)
+    if i is None:
+        return b"".join(lines)
+    j = i + 1
+    while j < len(lines) and (lines[j][:1] in (b" ", b"\t") or not lines[j].strip()):
+        j += 1
+    while i > 0 and lines[i - 1].startswith(b"#"):
+        i -= 1
+    return b"".join(lines[:i] + lines[j:])
+
+
 def source_digest(notebook_id: str) -> str:
-    """16 hex digits over the notebook's source and card (what an archive entry was made from)."""
+    """16 hex digits over the notebook's source and card (:func:`card_bytes`: what an archive entry was made
+    from)."""
     d = notebooks_dir()
-    h = hashlib.sha256((d / f"{notebook_id}.py").read_bytes() + b"\0" + (d / f"{notebook_id}.yaml").read_bytes())
+    h = hashlib.sha256((d / f"{notebook_id}.py").read_bytes() + b"\0" + card_bytes(notebook_id))
     return h.hexdigest()[:16]
 
 

@@ -5,7 +5,8 @@ product of the grid over ``base`` (dotted keys set one entry of a dict field, e.
 ``"optimizer_kwargs.c"``). Runs already finished in ``cache_dir`` are loaded, not
 recomputed; identical configurations are run once. Where the rest run:
 
-* ``executor=None`` or ``"processes"``: local worker processes (``spawn``), at most
+* ``executor=None`` or ``"processes"``: local worker processes (``spawn``, never ``fork``: a process forked
+  from one that has initialised CUDA cannot use it, and runs on one GPU share it through these workers), at most
   ``max_workers`` (default: the CPU count), each with ``cpus // max_workers`` torch threads (1 by
   default): the thread count, which can change a run's last bits, depends on the machine and the
   arguments only, never on how many of the runs were already cached (or are being computed by
@@ -123,6 +124,7 @@ def _run_all(todo: dict[str, TrainConfig], cache: Path, executor: Any, max_worke
     if executor is None or executor == "processes":
         workers = max(1, min(max_workers or cpus, len(todo)))
         thr = threads or max(1, cpus // max(1, max_workers or cpus))  # not // workers: see the module's doc
+        # spawn, never fork: cuda configs share one GPU through these workers (see the module's doc)
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
             futs = {k: pool.submit(_worker, c, str(cache), thr) for k, c in todo.items()}
             for k, f in futs.items():
