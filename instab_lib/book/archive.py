@@ -33,7 +33,7 @@ import shutil
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -43,7 +43,7 @@ from . import claims as claims_mod
 from . import notebooks as nbs
 from . import provenance
 
-__all__ = ["Entry", "archive_root", "load", "inspect", "has_preset", "checked_overrides", "create", "verify",
+__all__ = ["Entry", "archive_root", "load", "inspect", "has_preset", "missing_reason", "checked_overrides", "create", "verify",
            "pending_reasons", "status", "extract_figures", "figure_captions", "DRY_RUN", "dry_run_overrides", "DryRun", "dry_run"]
 
 NOT_RUN = "not run yet"
@@ -413,6 +413,14 @@ def has_preset(notebook_id: str, preset: str) -> bool:
     return preset in nbs.load_card(notebook_id)["presets"]
 
 
+def missing_reason(notebook_id: str, preset: str = "paper", reasons: Mapping[str, str] | None = None) -> str:
+    """Why ``notebook_id`` has no entry in ``results/<preset>/``: its line in the preset's ``pending.yml``
+    (``reasons``: :func:`pending_reasons`, read once by a caller asking for many), else :data:`NOT_RUN` for a
+    card that declares the preset and "its card has no <preset> preset" for one that does not."""
+    reason = (pending_reasons(preset) if reasons is None else reasons).get(notebook_id)
+    return reason or (NOT_RUN if has_preset(notebook_id, preset) else f"its card has no {preset} preset")
+
+
 def verify(ids: Sequence[str] | None = None, preset: str = "paper") -> tuple[list[claims_mod.ClaimResult], list[str]]:
     """The claims of the archived entries (default: every notebook of the table of contents)
     on their numbers, and the ids without an entry. An id asked for by name that has no entry
@@ -433,10 +441,8 @@ def verify(ids: Sequence[str] | None = None, preset: str = "paper") -> tuple[lis
                 continue
             missing.append(nid)
             if explicit:
-                reason = pending_reasons(preset).get(nid) or (NOT_RUN if has_preset(nid, preset)
-                                                              else f"its card has no {preset} preset")
                 results.append(claims_mod.ClaimResult(nid, "-", f"no archived {preset} run", None, False,
-                                                      f"not archived ({reason})"))
+                                                      f"not archived ({missing_reason(nid, preset)})"))
             continue
         results.extend(entry.results())
     return results, missing

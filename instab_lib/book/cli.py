@@ -110,9 +110,7 @@ def _verify_archive(ids: Sequence[str], preset: str = "paper") -> int:
             print(f"{nid}: archived {entry.created} from commit {entry.commit[:12]} ({state})")
     reasons = archive.pending_reasons(preset)
     for nid in missing:
-        reason = reasons.get(nid) or (archive.NOT_RUN if archive.has_preset(nid, preset)
-                                      else f"its card has no {preset} preset")
-        print(f"{nid}: no archived {preset} run ({reason})")
+        print(f"{nid}: no archived {preset} run ({archive.missing_reason(nid, preset, reasons)})")
     n_entries = len({r.notebook for r in results}) - (len(missing) if ids else 0)
     return _summarise(table, f"{n_entries} archived {preset}-preset run(s) checked, {len(missing)} missing")
 

@@ -230,12 +230,13 @@ def _paper_caption(k: int, caption: str | None, stale: bool, prefix: str = "P",
     return f"{label} Figure {k} above, from the archived run {where}; its numbers are in the table above."
 
 
-#: Per archived preset: the section's title, how its figures are named (``Figure P1``) and described, the column
-#: header of its claims, and what the section says when the preset has no archived run.
+#: Per archived preset: the section's title, how its figures are named (``Figure P1``), the words naming its scale
+#: (figures' alt text and captions, the claims' column header), and what the section adds when the preset has no
+#: archived run.
 _SECTIONS = {
-    "paper": ("At the paper's scale", "P", "at the paper's scale", "at the paper's scale",
+    "paper": ("At the paper's scale", "P", "at the paper's scale",
               " {doc}`../generated/paper_scale` lists every page's entry."),
-    "cpu": ("At the cpu preset's scale", "C", "at the cpu preset", "at the cpu preset", ""),
+    "cpu": ("At the cpu preset's scale", "C", "at the cpu preset", ""),
 }
 
 
@@ -250,7 +251,7 @@ def preset_cells(notebook_id: str, preset: str, entry: archive.Entry | None, rea
     changes = nbs.load_card(notebook_id)["presets"].get(preset)
     if not changes and (preset == "paper" or changes is None):
         return []
-    title, prefix, where, header, pointer = _SECTIONS[preset]
+    title, prefix, where, pointer = _SECTIONS[preset]
     md = [f"## {title}", "", f"The `{preset}` preset changes {_preset_changes(notebook_id, preset) or 'nothing'}."]
     if entry is None:
         md[-1] += (f" No archived run of it yet: {reason}. `instab archive {notebook_id} --preset {preset}` makes one"
@@ -265,9 +266,8 @@ def preset_cells(notebook_id: str, preset: str, entry: archive.Entry | None, rea
     if entry.stale:
         md[-1] += (" It is **stale**: " + "; ".join(entry.stale_reasons()) + f" (rerun `instab archive {notebook_id} "
                    f"--preset {preset}`).")
-    side = (side_by_side_html(ci_results, entry.results()) if preset == "paper"
-            else side_by_side_html(ci_results, entry.results(), header=header))
-    md += ["", "The claims scored on this page, measured at both scales:", "", _raw_html(side)]
+    md += ["", "The claims scored on this page, measured at both scales:", "",
+           _raw_html(side_by_side_html(ci_results, entry.results(), header=where))]
     added = entry.unarchived_claims()
     if added:
         md += ["", f"Added to the page after this run was archived, so decided at this build's scale only (— above) "
@@ -310,9 +310,9 @@ def stage_notebook(notebook_id: str, executed: Path, stamp: Mapping[str, Any],
     verdict = nbformat.v4.new_markdown_cell(_raw_html(verdict_html(ci, entry, reason, same_scale, note)))
     verdict.metadata["tags"] = ["page-verdict"]
     _insert_after_title(nb, verdict)
-    for preset, cpu_entry in (("paper", entry), ("cpu", archive.load(notebook_id, "cpu"))):
+    for preset, archived in (("paper", entry), ("cpu", archive.load(notebook_id, "cpu"))):
         why = reason if preset == "paper" else archive.pending_reasons("cpu").get(notebook_id, archive.NOT_RUN)
-        for cell in preset_cells(notebook_id, preset, cpu_entry, why, results):
+        for cell in preset_cells(notebook_id, preset, archived, why, results):
             cell.metadata["tags"] = [f"{preset}-scale"]
             nb.cells.append(cell)
     provenance.set_provenance_cell(nb, stamp)
